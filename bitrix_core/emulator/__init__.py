@@ -1,0 +1,1 @@
+"""An offline Bitrix24 portal: limits, envelopes, batch semantics and failures included."""

@@ -1,0 +1,1 @@
+"""Dagster assets that sync Bitrix24 CRM entities into SQL warehouse tables."""

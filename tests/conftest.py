@@ -1,0 +1,26 @@
+"""Shared fixtures: warehouse URLs for the real databases named by the environment."""
+
+import os
+
+import pytest
+
+_IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _database_url(variable: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        if _IN_CI:
+            pytest.fail(f"{variable} is not set: CI must test against this database")
+        pytest.skip(f"{variable} is not set; set it to run this test against that database")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A SQLAlchemy URL for each warehouse dialect the environment provides."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    if request.param == "postgres":
+        return _database_url("BITRIX24_TEST_POSTGRES_URL")
+    return _database_url("BITRIX24_TEST_MYSQL_URL")
