@@ -105,6 +105,10 @@ class OverloadLimitError(BitrixLimitError):
 class BitrixAuthError(BitrixError):
     """The credentials were not accepted."""
 
+    #: a short hash of the token the failed request carried (set by the transport), so an
+    #: OAuth auth can tell "my current token expired" from "an older token expired".
+    credential_fingerprint: str | None = None
+
 
 class TokenExpiredError(BitrixAuthError):
     """401 expired_token: refresh the OAuth access token once, then resend."""
@@ -187,6 +191,10 @@ def error_class_for(code: str, status: int | None = None) -> type[BitrixError]:
         return cls
     if status is not None and status >= 500:
         return BitrixServerError
+    if status == 429:
+        return OperationTimeLimitError
+    if status == 404:
+        return BitrixMethodNotFoundError
     if status in (401,):
         return BitrixAuthError
     if status in (403,):
