@@ -1,0 +1,222 @@
+"""Dagster resources: the Bitrix24 portal (credentials, limits) and the SQL warehouse."""
+
+import os
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
+from sqlalchemy.engine import make_url
+
+from bitrix_core.errors import BitrixParameterError
+
+_LOOPBACK_HOSTS = ("localhost", "::1")
+_SECRET = {"dagster__is_secret": True}
+
+
+def _plain(value: str | None) -> str:
+    """A field's value, resolving an unresolved `EnvVar` (outside a run) from the environment."""
+    if isinstance(value, EnvVar):
+        return value.get_value() or ""
+    return value or ""
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class Bitrix24Resource(ConfigurableResource):
+    """One Bitrix24 portal: how to authenticate, which limits to respect, how to connect.
+
+    Pass the webhook URL (it embeds the secret code) as `EnvVar("BITRIX24_WEBHOOK_URL")`;
+    a literal is accepted only for a loopback portal (the emulator). For an OAuth app give
+    `portal_url`, `client_id`, `client_secret` (an `EnvVar`) and `token_file`.
+    """
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="Incoming webhook URL https://<portal>/rest/<user>/<code>/ (secret).",
+        json_schema_extra=_SECRET,
+    )
+    portal_url: str | None = Field(
+        default=None, description="OAuth: the portal's REST base, e.g. https://x.bitrix24.com/rest/"
+    )
+    client_id: str | None = Field(default=None, description="OAuth application client id.")
+    client_secret: str | None = Field(
+        default=None, description="OAuth application client secret.", json_schema_extra=_SECRET
+    )
+    token_file: str | None = Field(
+        default=None, description="OAuth: JSON file holding the rotating refresh token."
+    )
+    oauth_server: str = Field(
+        default="https://oauth.bitrix.info", description="OAuth token server."
+    )
+    plan: str = Field(
+        default="standard", description="Limits preset: standard, enterprise or unlimited."
+    )
+    time_scale: float = Field(
+        default=1.0, description="Scale every limit duration (the emulator's time_scale)."
+    )
+    bucket_size: int | None = Field(default=None, description="Override the request bucket size.")
+    drain_per_s: float | None = Field(default=None, description="Override the bucket drain rate.")
+    timeout: float = Field(default=30.0, description="Seconds to wait for one HTTP answer.")
+    verify_ssl: bool = Field(default=True, description="Verify the portal's TLS certificate.")
+    limiter_path: str | None = Field(
+        default=None,
+        description="SQLite file shared by every run process to pace requests to this portal.",
+    )
+
+    def __init__(self, **data: Any) -> None:
+        _reject_literal_secrets(data)
+        super().__init__(**data)
+
+    def __repr__(self) -> str:
+        return f"Bitrix24Resource(portal={self.redacted_portal!r}, plan={self.plan!r})"
+
+    __str__ = __repr__
+
+    @property
+    def redacted_portal(self) -> str:
+        """The portal's base URL with no secret in it (safe to log and show)."""
+        parts = urlsplit(_plain(self.webhook_url) or _plain(self.portal_url))
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "(not configured)"
+
+    @property
+    def portal_host(self) -> str:
+        """The portal's host name, e.g. `example.bitrix24.com`."""
+        return urlsplit(_plain(self.webhook_url) or _plain(self.portal_url)).netloc or "portal"
+
+    def limits(self) -> Any:
+        """The engine `Limits` for this portal's plan, scaled and overridden as configured."""
+        from bitrix_core import Limits
+
+        limits = Limits.for_plan(self.plan)
+        if self.time_scale != 1.0:
+            limits = limits.scaled(self.time_scale)
+        overrides = {
+            key: value
+            for key, value in (("bucket_size", self.bucket_size), ("drain_per_s", self.drain_per_s))
+            if value is not None
+        }
+        if overrides:
+            limits = replace(limits, **overrides)
+        return limits
+
+    def get_client(self, *, verbose: bool = False) -> Any:
+        """A new engine `BitrixClient` (use it as `async with`): one per run, shared by entities."""
+        from bitrix_core import BitrixClient
+
+        return BitrixClient(
+            self.webhook_url,
+            auth=self._oauth(),
+            limits=self.limits(),
+            timeout=self.timeout,
+            verify_ssl=self.verify_ssl,
+            verbose=verbose,
+            **self._limiter_kwargs(),
+        )
+
+    def _oauth(self) -> Any:
+        if self.webhook_url:
+            if self.client_id or self.client_secret:
+                raise BitrixParameterError("webhook_url", "give a webhook URL or OAuth, not both")
+            return None
+        if not (self.client_id and self.client_secret and self.token_file and self.portal_url):
+            raise BitrixParameterError(
+                "webhook_url",
+                "missing: set webhook_url, or portal_url + client_id + client_secret + token_file",
+            )
+        from bitrix_core.auth import OAuthAuth
+        from bitrix_core.token_stores import JsonFileTokenStore
+
+        return OAuthAuth(
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            token_store=JsonFileTokenStore(self.token_file),
+            oauth_server=self.oauth_server,
+            client_endpoint=self.portal_url,
+        )
+
+    def _limiter_kwargs(self) -> dict[str, Any]:
+        if not self.limiter_path:
+            return {}
+        from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
+
+        return {"limiter_backend": SqliteLimiterBackend(self.limiter_path, portal=self.portal_host)}
+
+
+def _is_literal(value: Any) -> bool:
+    """A plain string typed into code, as opposed to an `EnvVar`.
+
+    At run time Dagster rebuilds the resource from resolved config, so an `EnvVar` then
+    arrives as its environment value: such a value is not a literal.
+    """
+    return (
+        isinstance(value, str)
+        and not isinstance(value, EnvVar)
+        and value not in os.environ.values()
+    )
+
+
+def _reject_literal_secrets(data: dict[str, Any]) -> None:
+    """A secret given as a literal would show in the UI; require `EnvVar` unless loopback."""
+    url = data.get("webhook_url")
+    if _is_literal(url) and not _is_loopback(url):
+        raise BitrixParameterError(
+            "webhook_url",
+            "the URL embeds a secret code: pass it as EnvVar('BITRIX24_WEBHOOK_URL')",
+        )
+    if _is_literal(data.get("client_secret")):
+        raise BitrixParameterError(
+            "client_secret", "pass it as EnvVar('BITRIX24_CLIENT_SECRET'), not a literal"
+        )
+
+
+class SQLWarehouseResource(ConfigurableResource):
+    """The SQL database the tables land in: SQLite (default), PostgreSQL, MariaDB/MySQL."""
+
+    url: str = Field(
+        default="sqlite:///bitrix24.sqlite",
+        description="SQLAlchemy URL; pass one holding a password as an EnvVar.",
+        json_schema_extra=_SECRET,
+    )
+    schema_name: str | None = Field(
+        default=None, description="Database schema for the tables (PostgreSQL)."
+    )
+
+    def __init__(self, **data: Any) -> None:
+        url = data.get("url")
+        if _is_literal(url) and make_url(url).password:
+            raise BitrixParameterError(
+                "url", "the URL holds a password: pass it as EnvVar('WAREHOUSE_URL')"
+            )
+        super().__init__(**data)
+
+    def __repr__(self) -> str:
+        return f"SQLWarehouseResource(url={self.redacted_url!r}, schema={self.schema_name!r})"
+
+    __str__ = __repr__
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with its password masked."""
+        return make_url(_plain(self.url)).render_as_string(hide_password=True)
+
+    @property
+    def kind(self) -> str:
+        """The Dagster kind for this dialect: sqlite, postgres or mysql."""
+        return warehouse_kind(_plain(self.url))
+
+    def get_warehouse(self) -> Any:
+        """A new warehouse writer bound to this database."""
+        from dagster_bitrix24.warehouse import Warehouse
+
+        return Warehouse(self.url, schema=self.schema_name)
+
+
+def warehouse_kind(url: str) -> str:
+    """The Dagster kind tag for a SQLAlchemy URL's dialect."""
+    backend = make_url(url).get_backend_name()
+    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)

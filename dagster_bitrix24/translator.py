@@ -1,0 +1,60 @@
+"""How a Bitrix24 entity becomes a Dagster asset: one overridable hook, `get_asset_spec`."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import AssetKey, AssetSpec
+
+#: Metadata key holding the warehouse table an asset lands in (Dagster's standard key).
+TABLE_NAME_KEY = "dagster/table_name"
+#: Metadata key holding the Bitrix24 entity name ("crm.deal") on every asset spec.
+ENTITY_KEY = "bitrix24/entity"
+
+
+def entity_slug(entity: str) -> str:
+    """`crm.deal` -> `crm_deal`: a name that is safe as an asset key part and a table name."""
+    return "".join(ch if ch.isalnum() else "_" for ch in entity.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class Bitrix24EntityProps:
+    """What the translator knows about one entity when it builds the asset spec."""
+
+    entity: str
+    table_name: str
+    portal: str
+    warehouse_kind: str | None = None
+    description: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class DagsterBitrix24Translator:
+    """Maps a Bitrix24 entity to an `AssetSpec`; subclass and override `get_asset_spec`.
+
+    Keys, groups, kinds, owners, tags and automation conditions all come from this one hook.
+    Example::
+
+        class MyTranslator(DagsterBitrix24Translator):
+            def get_asset_spec(self, props):
+                spec = super().get_asset_spec(props)
+                return spec.replace_attributes(
+                    key=AssetKey(["raw", props.table_name]),
+                    owners=["team:data"],
+                    automation_condition=AutomationCondition.on_cron("0 * * * *"),
+                )
+    """
+
+    def get_asset_spec(self, props: Bitrix24EntityProps) -> AssetSpec:
+        """The spec for one entity: key `bitrix24/<entity_slug>`, group `bitrix24`, kinds."""
+        kinds = {"bitrix24"}
+        if props.warehouse_kind:
+            kinds.add(props.warehouse_kind)
+        return AssetSpec(
+            key=AssetKey(["bitrix24", entity_slug(props.entity)]),
+            group_name="bitrix24",
+            description=props.description or f"Bitrix24 `{props.entity}` rows from {props.portal}",
+            kinds=kinds,
+            metadata={TABLE_NAME_KEY: props.table_name, ENTITY_KEY: props.entity},
+            tags={"bitrix24/entity": entity_slug(props.entity)},
+        )
