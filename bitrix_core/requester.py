@@ -1,0 +1,130 @@
+"""One HTTP request to the portal: throttled, classified, and retried within its own budget.
+
+Limit answers (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT) mean the call did not run,
+so any method is resent after the throttle's wait. Timeouts and 5xx leave a write's outcome
+unknown: reads are retried with backoff, writes are never resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bitrix_core.errors import (
+    BitrixRetryableError,
+    OperationTimeLimitError,
+    QueryLimitExceededError,
+)
+from bitrix_core.stats import CallStats
+from bitrix_core.throttle import Throttle
+
+logger = logging.getLogger("bitrix_core")
+
+PostFn = Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+"""Sends one REST method with its parameters; returns the decoded envelope or raises."""
+
+_READ_VERBS = frozenset(
+    {"list", "get", "fields", "search", "count", "current", "info", "types", "version"}
+)
+_READ_PREFIXES = ("list", "get", "fields", "search")
+
+
+def is_read_method(method: str) -> bool:
+    """True for methods that only read (*.list, *.get, *.fields, ...); unknown verbs are writes."""
+    verb = method.lower().rsplit(".", 1)[-1]
+    return verb in _READ_VERBS or verb.startswith(_READ_PREFIXES)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-request retry budget: transient failures and limit answers are counted apart."""
+
+    max_retries: int = 4
+    max_limit_resends: int = 12
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter for the given retry number (1-based)."""
+        base = min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.0)
+
+
+class Requester:
+    """Sends requests through the throttle, counting each into the given statistics."""
+
+    def __init__(self, post: PostFn, throttle: Throttle, *, retry: RetryPolicy | None = None) -> None:
+        self._post = post
+        self.throttle = throttle
+        self.retry = retry or RetryPolicy()
+
+    async def send(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        *,
+        idempotent: bool,
+        stats: Iterable[CallStats] = (),
+        budget_methods: Iterable[str] | None = None,
+        max_retries: int | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and return its envelope; raise once its retry budget is spent."""
+        sinks = list(stats)
+        methods = list(budget_methods) if budget_methods is not None else [method]
+        allowed = self.retry.max_retries if max_retries is None else max_retries
+        retries = limit_resends = 0
+        while True:
+            waited = await self.throttle.reserve(methods)
+            _count_request(sinks, method, waited)
+            try:
+                async with self.throttle.concurrency():
+                    envelope = await self._post(method, params)
+            except (QueryLimitExceededError, OperationTimeLimitError) as error:
+                limit_resends += 1
+                for sink in sinks:
+                    sink.limit_errors += 1
+                if isinstance(error, QueryLimitExceededError):
+                    await self.throttle.on_query_limit()
+                else:
+                    await self.throttle.on_operation_limit(method, error.reset_at)
+                if limit_resends > self.retry.max_limit_resends:
+                    raise
+            except BitrixRetryableError as error:
+                self.throttle.on_overload()
+                retries += 1
+                if not idempotent or retries > allowed:
+                    raise
+                delay = self.retry.backoff(retries)
+                logger.info("%s failed (%s); retry %d in %.2f s", method, type(error).__name__, retries, delay)
+                await asyncio.sleep(delay)
+            else:
+                self.throttle.on_success()
+                await self._record(method, envelope)
+                return envelope
+            for sink in sinks:
+                sink.retries += 1
+
+    async def _record(self, method: str, envelope: Mapping[str, Any]) -> None:
+        timing = envelope.get("time")
+        if isinstance(timing, dict):
+            await self.throttle.record_time(
+                method,
+                timing.get("operating"),
+                timing.get("operating_reset_at"),
+                timing.get("finish"),
+                processing=timing.get("processing"),
+            )
+
+
+def _count_request(sinks: list[CallStats], method: str, waited: float) -> None:
+    for sink in sinks:
+        sink.requests += 1
+        if method.lower() == "batch":
+            sink.batches += 1
+        else:
+            sink.single_requests += 1
+        sink.add_wait(waited)

@@ -1,0 +1,321 @@
+"""Client-side limits: a leaky bucket reserved before sending, per-method operating budgets,
+and adaptive (AIMD) concurrency.
+
+The bucket is kept as a GCRA "theoretical arrival time": reserving a slot is one atomic
+step that returns how long the caller must wait, so hundreds of concurrent callers are
+spaced out without overshooting the plan. State lives in a pluggable `LimiterBackend`
+(in-process here; a shared store lets several processes respect one portal's limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+logger = logging.getLogger("bitrix_core")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A portal plan's limits as the client respects them.
+
+    bucket_size / drain_per_s: the request-rate leaky bucket (a batch is one request);
+    operating_budget_s over operating_window_s, in baskets of basket_s: per-method time;
+    bucket_headroom: fraction of the bucket left unused as a safety margin;
+    operating_soft / operating_hard: budget fractions where pacing starts / sending stops;
+    max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx).
+    """
+
+    bucket_size: int
+    drain_per_s: float
+    operating_budget_s: float = 480.0
+    operating_window_s: float = 600.0
+    basket_s: float = 60.0
+    max_concurrency: int = 16
+    bucket_headroom: float = 0.1
+    operating_soft: float = 0.7
+    operating_hard: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.bucket_size < 1:
+            raise ValueError("bucket_size must be at least 1")
+        if self.drain_per_s <= 0:
+            raise ValueError("drain_per_s must be positive")
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if not 0 <= self.bucket_headroom < 1:
+            raise ValueError("bucket_headroom must be in [0, 1)")
+
+    @classmethod
+    def for_plan(cls, plan: str) -> Limits:
+        """Preset limits: "standard" (50 / 2 per s), "enterprise" (250 / 5 per s), "unlimited"."""
+        presets = {
+            "standard": cls(bucket_size=50, drain_per_s=2.0),
+            "enterprise": cls(bucket_size=250, drain_per_s=5.0),
+            "unlimited": cls(
+                bucket_size=100_000,
+                drain_per_s=100_000.0,
+                operating_budget_s=float("inf"),
+                bucket_headroom=0.0,
+            ),
+        }
+        try:
+            return presets[plan.lower()]
+        except KeyError:
+            raise ValueError(f"unknown plan {plan!r}; expected one of {sorted(presets)}") from None
+
+    def scaled(self, factor: float) -> Limits:
+        """The same plan on a time scale: durations times `factor`, drain rate divided by it."""
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        return replace(
+            self,
+            drain_per_s=self.drain_per_s / factor,
+            operating_budget_s=self.operating_budget_s * factor,
+            operating_window_s=self.operating_window_s * factor,
+            basket_s=self.basket_s * factor,
+        )
+
+    @property
+    def burst(self) -> int:
+        """Requests the client lets into the bucket at once (size minus headroom)."""
+        margin = round(self.bucket_size * self.bucket_headroom)
+        return max(1, self.bucket_size - max(margin, 1 if self.bucket_headroom else 0))
+
+
+@dataclass
+class MethodBudget:
+    """What the client knows of one method's operating time (times on the local clock)."""
+
+    operating: float
+    reset_at: float
+    server_now: float
+    cost_s: float = 0.0
+    blocked_until: float = 0.0
+    next_at: float = 0.0
+
+
+class LimiterBackend(Protocol):
+    """Where limiter state lives; shared state lets several processes share one portal."""
+
+    async def take_slot(self, *, now: float, interval_s: float, burst: int) -> float:
+        """Reserve the next bucket slot; return the seconds to wait before sending."""
+        ...
+
+    async def fill_bucket(self, *, now: float, interval_s: float, burst: int) -> None:
+        """Mark the bucket full (the portal answered 503 QUERY_LIMIT_EXCEEDED)."""
+        ...
+
+    async def get_budget(self, method: str) -> MethodBudget | None:
+        """The stored operating-time record of a method (lower-case name), if any."""
+        ...
+
+    async def put_budget(self, method: str, budget: MethodBudget) -> None:
+        """Store a method's operating-time record."""
+        ...
+
+
+class InProcessLimiterBackend:
+    """Limiter state in this process's memory (one event loop, no locking needed)."""
+
+    def __init__(self) -> None:
+        self._tat = 0.0
+        self._budgets: dict[str, MethodBudget] = {}
+
+    async def take_slot(self, *, now: float, interval_s: float, burst: int) -> float:
+        tat = max(self._tat, now)
+        allowed_at = tat - (burst - 1) * interval_s
+        self._tat = tat + interval_s
+        return max(0.0, allowed_at - now)
+
+    async def fill_bucket(self, *, now: float, interval_s: float, burst: int) -> None:
+        self._tat = max(self._tat, now + burst * interval_s)
+
+    async def get_budget(self, method: str) -> MethodBudget | None:
+        return self._budgets.get(method)
+
+    async def put_budget(self, method: str, budget: MethodBudget) -> None:
+        self._budgets[method] = budget
+
+
+class AdaptiveConcurrency:
+    """A semaphore whose size adapts: +1/limit per success, halved on overload (AIMD)."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < int(self.limit))
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.in_flight -= 1
+                self._changed.notify_all()
+
+    def on_success(self) -> None:
+        self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+
+    def on_overload(self) -> None:
+        self.limit = max(1.0, self.limit / 2)
+
+
+class Throttle:
+    """Waits before each request so the portal's limits are never the ones that say no."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        backend: LimiterBackend | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.limits = limits
+        self.backend: LimiterBackend = backend or InProcessLimiterBackend()
+        self._clock = clock
+        self._sleep = sleep
+        self._skew: float | None = None  # local clock minus server clock
+        self._concurrency = AdaptiveConcurrency(limits.max_concurrency)
+
+    @property
+    def concurrency_limit(self) -> int:
+        """How many requests may be in flight right now."""
+        return int(self._concurrency.limit)
+
+    def concurrency(self) -> AbstractAsyncContextManager[None]:
+        """`async with throttle.concurrency():` holds one in-flight request slot."""
+        return self._concurrency.slot()
+
+    async def reserve(self, method_names: Iterable[str]) -> float:
+        """Wait for the methods' operating budgets, then reserve a bucket slot; return waited s."""
+        waited = 0.0
+        names = sorted({name.lower() for name in method_names})
+        delay = await self._operating_delay(names)
+        if delay > 0:
+            await self._sleep(delay)
+            waited += delay
+        slot_delay = await self.backend.take_slot(
+            now=self._clock(), interval_s=1.0 / self.limits.drain_per_s, burst=self.limits.burst
+        )
+        if slot_delay > 0:
+            await self._sleep(slot_delay)
+            waited += slot_delay
+        return waited
+
+    async def _operating_delay(self, names: list[str]) -> float:
+        delay = 0.0
+        for name in names:
+            budget = await self.backend.get_budget(name)
+            if budget is not None:
+                delay = max(delay, await self._method_delay(name, budget))
+        return delay
+
+    async def _method_delay(self, name: str, budget: MethodBudget) -> float:
+        now = self._clock()
+        if budget.blocked_until > now:
+            return budget.blocked_until - now
+        if now >= budget.reset_at:
+            return 0.0
+        limits = self.limits
+        soft = limits.operating_budget_s * limits.operating_soft
+        hard = limits.operating_budget_s * limits.operating_hard
+        budget.operating += budget.cost_s  # count this call before the server reports it
+        delay = 0.0
+        if budget.operating >= hard:
+            delay = budget.reset_at - now
+        elif budget.operating >= soft:
+            calls_left = max(1.0, (hard - budget.operating) / max(budget.cost_s, 1e-6))
+            interval = (budget.reset_at - now) / calls_left
+            start = max(budget.next_at, now)
+            budget.next_at = start + interval
+            delay = start - now
+        await self.backend.put_budget(name, budget)
+        return delay
+
+    async def record_time(
+        self,
+        method: str,
+        operating: float | None,
+        reset_at: float | None,
+        server_now: float | None,
+        *,
+        processing: float | None = None,
+    ) -> None:
+        """Feed a `time` block: operating seconds used and reset time, on the server's clock."""
+        if server_now is None:
+            return
+        now = self._clock()
+        self._skew = now - server_now
+        name = method.lower()
+        budget = await self.backend.get_budget(name)
+        if budget is not None and server_now < budget.server_now:
+            return  # an older answer arriving late
+        if operating is None or reset_at is None:
+            return
+        cost = budget.cost_s if budget else 0.0
+        if processing is not None:
+            cost = processing if cost == 0 else 0.8 * cost + 0.2 * processing
+        fresh = MethodBudget(
+            operating=float(operating),
+            reset_at=now + (float(reset_at) - server_now),
+            server_now=server_now,
+            cost_s=cost,
+            blocked_until=budget.blocked_until if budget else 0.0,
+            next_at=budget.next_at if budget else 0.0,
+        )
+        await self.backend.put_budget(name, fresh)
+
+    async def on_query_limit(self) -> None:
+        """The portal answered 503 QUERY_LIMIT_EXCEEDED: treat the bucket as full."""
+        await self.backend.fill_bucket(
+            now=self._clock(), interval_s=1.0 / self.limits.drain_per_s, burst=self.limits.burst
+        )
+
+    async def on_operation_limit(self, method: str, reset_at: float | None = None) -> float:
+        """The portal answered 429 for `method`: block it until reset; return the wait in s."""
+        now = self._clock()
+        name = method.lower()
+        budget = await self.backend.get_budget(name)
+        if reset_at is not None:
+            skew = self._skew if self._skew is not None else now - time.time()
+            until = reset_at + skew
+        elif budget is not None and budget.reset_at > now:
+            until = budget.reset_at
+        else:
+            until = now + self.limits.basket_s
+        until = max(until, now)
+        if budget is None:
+            budget = MethodBudget(operating=self.limits.operating_budget_s, reset_at=until, server_now=0.0)
+        already_blocked = budget.blocked_until > now
+        budget.blocked_until = max(budget.blocked_until, until)
+        await self.backend.put_budget(name, budget)
+        if not already_blocked:
+            logger.warning(
+                "OPERATION_TIME_LIMIT for %s: waiting %.1f s for the operating budget to reset",
+                method,
+                until - now,
+            )
+        return until - now
+
+    def on_success(self) -> None:
+        """A request completed: let concurrency grow back."""
+        self._concurrency.on_success()
+
+    def on_overload(self) -> None:
+        """A timeout or 5xx: halve concurrency."""
+        self._concurrency.on_overload()
