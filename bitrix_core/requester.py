@@ -57,7 +57,9 @@ class RetryPolicy:
 class Requester:
     """Sends requests through the throttle, counting each into the given statistics."""
 
-    def __init__(self, post: PostFn, throttle: Throttle, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, post: PostFn, throttle: Throttle, *, retry: RetryPolicy | None = None
+    ) -> None:
         self._post = post
         self.throttle = throttle
         self.retry = retry or RetryPolicy()
@@ -99,7 +101,13 @@ class Requester:
                 if not idempotent or retries > allowed:
                     raise
                 delay = self.retry.backoff(retries)
-                logger.info("%s failed (%s); retry %d in %.2f s", method, type(error).__name__, retries, delay)
+                logger.info(
+                    "%s failed (%s); retry %d in %.2f s",
+                    method,
+                    type(error).__name__,
+                    retries,
+                    delay,
+                )
                 await asyncio.sleep(delay)
             else:
                 self.throttle.on_success()

@@ -300,7 +300,9 @@ class Throttle:
             until = now + self.limits.basket_s
         until = max(until, now)
         if budget is None:
-            budget = MethodBudget(operating=self.limits.operating_budget_s, reset_at=until, server_now=0.0)
+            budget = MethodBudget(
+                operating=self.limits.operating_budget_s, reset_at=until, server_now=0.0
+            )
         already_blocked = budget.blocked_until > now
         budget.blocked_until = max(budget.blocked_until, until)
         await self.backend.put_budget(name, budget)

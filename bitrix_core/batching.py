@@ -1,0 +1,368 @@
+"""The shared batch queue: commands from any callers packed into `batch` requests.
+
+Callers `await batcher.run(method, params)`; queued commands are packed, up to 50 at a
+time, into one `batch` request as soon as an in-flight slot is free (after a short
+linger), and each caller gets its own `CommandResult` or its own exception. When things
+fail, the fallback ladder runs per command, never losing or repeating one::
+
+    retry_failed  only the failed commands are queued again (limit answers, 5xx reads)
+    shrink        the whole batch failed (timeout, 5xx): smaller batches from now on
+    single        a command that failed twice, or a refused batch: sent on its own
+
+A write (idempotent=False) whose outcome is unknown (timeout, 5xx) is never resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bitrix_core.encoding import encode_command
+from bitrix_core.errors import (
+    BatchError,
+    BitrixError,
+    BitrixLimitError,
+    BitrixProtocolError,
+    BitrixRetryableError,
+    OperationTimeLimitError,
+    QueryLimitExceededError,
+    error_from_response,
+)
+from bitrix_core.requester import Requester
+from bitrix_core.stats import CallStats
+
+logger = logging.getLogger("bitrix_core")
+
+MAX_BATCH = 50
+_SECTIONS = ("result", "result_error", "result_total", "result_next", "result_time")
+
+
+@dataclass
+class CommandResult:
+    """One command's answer: its `result` value, `next` offset, `total`, and `time` block."""
+
+    result: Any
+    next: int | None = None
+    total: int | None = None
+    time: dict[str, Any] | None = None
+
+
+@dataclass(eq=False)
+class _Command:
+    method: str
+    params: dict[str, Any]
+    idempotent: bool
+    stats: CallStats | None
+    future: asyncio.Future[CommandResult]
+    failures: int = 0
+    limit_resends: int = 0
+    single: bool = False
+
+
+@dataclass
+class _Outcome:
+    """Where each command of one dispatch went."""
+
+    requeue: list[_Command] = field(default_factory=list)
+    single: list[_Command] = field(default_factory=list)
+
+
+class Batcher:
+    """Packs queued commands into batches and resolves each caller's future."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        *,
+        max_batch: int = MAX_BATCH,
+        linger_s: float = 0.002,
+        max_command_failures: int = 3,
+        stats: CallStats | None = None,
+    ) -> None:
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
+        self._requester = requester
+        self.max_batch = max_batch
+        self.batch_size = max_batch
+        self.linger_s = linger_s
+        self.max_command_failures = max_command_failures
+        self.stats = stats
+        self._queue: list[_Command] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._dispatches: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+
+    async def run(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        *,
+        stats: CallStats | None = None,
+        idempotent: bool = True,
+    ) -> CommandResult:
+        """Queue one command and wait for its own result (or its own exception)."""
+        encode_command(method, params)  # bad input fails here, before anything is sent
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Command(method, dict(params), idempotent, stats, future))
+        self._wakeup.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return await future
+
+    async def aclose(self) -> None:
+        """Stop sending; commands still queued or in flight fail with CancelledError."""
+        tasks = [t for t in (self._flusher, *self._dispatches) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for command in self._queue:
+            if not command.future.done():
+                command.future.cancel()
+        self._queue.clear()
+
+    async def _flush_loop(self) -> None:
+        while self._queue:
+            if len(self._queue) < self.batch_size:
+                await asyncio.sleep(self.linger_s)
+            while len(self._dispatches) >= self._requester.throttle.concurrency_limit:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            taken = [c for c in self._queue[: self.batch_size] if not c.future.done()]
+            del self._queue[: self.batch_size]
+            if taken:
+                task = asyncio.create_task(self._dispatch(taken))
+                self._dispatches.add(task)
+                task.add_done_callback(self._dispatch_done)
+
+    def _dispatch_done(self, task: asyncio.Task[None]) -> None:
+        self._dispatches.discard(task)
+        self._wakeup.set()
+
+    async def _dispatch(self, commands: list[_Command]) -> None:
+        singles = [c for c in commands if c.single]
+        batched = [c for c in commands if not c.single]
+        outcome = _Outcome()
+        jobs = [self._send_single(c) for c in singles]
+        if batched:
+            jobs.append(self._send_batch(batched, outcome))
+        await asyncio.gather(*jobs)
+        for command in outcome.single:
+            command.single = True
+        requeue = outcome.requeue + outcome.single
+        if requeue:
+            self._queue[:0] = requeue
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_loop())
+            self._wakeup.set()
+
+    def _sinks(self, commands: list[_Command]) -> list[CallStats]:
+        sinks: dict[int, CallStats] = {}
+        for stats in (self.stats, *(c.stats for c in commands)):
+            if stats is not None:
+                sinks[id(stats)] = stats
+        return list(sinks.values())
+
+    async def _send_single(self, command: _Command) -> None:
+        try:
+            envelope = await self._requester.send(
+                command.method,
+                command.params,
+                idempotent=command.idempotent,
+                stats=self._sinks([command]),
+            )
+        except BitrixError as error:
+            _fail(command, error)
+            return
+        _resolve(
+            command,
+            CommandResult(
+                envelope.get("result"),
+                _int_or_none(envelope.get("next")),
+                _int_or_none(envelope.get("total")),
+                envelope.get("time") or None,
+            ),
+        )
+
+    async def _send_batch(self, commands: list[_Command], outcome: _Outcome) -> None:
+        keyed = {f"cmd{i}": c for i, c in enumerate(commands)}
+        sinks = self._sinks(commands)
+        for command in commands:
+            for sink in self._sinks([command]):
+                sink.subcommands += 1
+        try:
+            envelope = await self._requester.send(
+                "batch",
+                {
+                    "halt": 0,
+                    "cmd": {k: encode_command(c.method, c.params) for k, c in keyed.items()},
+                },
+                idempotent=all(c.idempotent for c in commands),
+                stats=sinks,
+                budget_methods=[c.method for c in commands],
+                max_retries=1,
+            )
+        except BatchError as error:
+            logger.info(
+                "batch refused (%s); sending its %d commands one by one", error.code, len(commands)
+            )
+            for command in commands:
+                self._note_fallback(command, "single")
+            outcome.single.extend(commands)
+            return
+        except (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError) as error:
+            self._whole_batch_failed(commands, error, outcome)
+            return
+        except BitrixError as error:
+            for command in commands:
+                _fail(command, error)
+            return
+        self.batch_size = min(self.max_batch, self.batch_size + max(1, self.batch_size // 4))
+        await self._unpack(keyed, envelope, outcome)
+
+    def _whole_batch_failed(
+        self, commands: list[_Command], error: BitrixError, outcome: _Outcome
+    ) -> None:
+        self.batch_size = max(1, self.batch_size // 2)
+        logger.info(
+            "batch of %d failed (%s); batch size now %d",
+            len(commands),
+            type(error).__name__,
+            self.batch_size,
+        )
+        did_not_run = isinstance(error, BitrixLimitError)
+        for command in commands:
+            if not (command.idempotent or did_not_run):
+                _fail(command, error)  # a write whose outcome is unknown: never resent
+                continue
+            self._note_fallback(command, "shrink")
+            self._retry_or_fail(command, error, outcome)
+
+    async def _unpack(
+        self, keyed: dict[str, _Command], envelope: Mapping[str, Any], outcome: _Outcome
+    ) -> None:
+        body = envelope.get("result")
+        if not isinstance(body, Mapping):
+            error = BitrixProtocolError("batch answer 'result' is not an object", method="batch")
+            for command in keyed.values():
+                _fail(command, error)
+            return
+        results, errors, totals, nexts, times = (_section(body.get(name)) for name in _SECTIONS)
+        throttle = self._requester.throttle
+        for key, command in keyed.items():
+            timing = times.get(key)
+            if isinstance(timing, Mapping):
+                await throttle.record_time(
+                    command.method,
+                    timing.get("operating"),
+                    timing.get("operating_reset_at"),
+                    timing.get("finish"),
+                    processing=timing.get("processing"),
+                )
+            if key in errors:
+                await self._command_failed(command, _command_error(command, errors[key]), outcome)
+            elif key in results:
+                _resolve(
+                    command,
+                    CommandResult(
+                        results[key],
+                        _int_or_none(nexts.get(key)),
+                        _int_or_none(totals.get(key)),
+                        dict(timing) if isinstance(timing, Mapping) else None,
+                    ),
+                )
+            elif command.idempotent:
+                error = BitrixProtocolError(
+                    "the batch returned nothing for this command", method=command.method
+                )
+                self._retry_or_fail(command, error, outcome)
+            else:
+                _fail(
+                    command,
+                    BitrixProtocolError(
+                        "the batch returned nothing for this write; not resent",
+                        method=command.method,
+                    ),
+                )
+
+    async def _command_failed(
+        self, command: _Command, error: BitrixError, outcome: _Outcome
+    ) -> None:
+        throttle = self._requester.throttle
+        if isinstance(error, QueryLimitExceededError | OperationTimeLimitError):
+            for sink in self._sinks([command]):
+                sink.limit_errors += 1
+            if isinstance(error, QueryLimitExceededError):
+                await throttle.on_query_limit()
+            else:
+                await throttle.on_operation_limit(command.method, error.reset_at)
+            command.limit_resends += 1
+            if command.limit_resends > self._requester.retry.max_limit_resends:
+                _fail(command, error)
+                return
+            self._note_fallback(command, "retry_failed")
+            self._count_retry(command)
+            outcome.requeue.append(command)
+        elif isinstance(error, BitrixRetryableError) and command.idempotent:
+            throttle.on_overload()
+            self._note_fallback(command, "retry_failed")
+            self._retry_or_fail(command, error, outcome)
+        else:
+            _fail(command, error)
+
+    def _retry_or_fail(self, command: _Command, error: BitrixError, outcome: _Outcome) -> None:
+        command.failures += 1
+        if command.failures > self.max_command_failures:
+            _fail(command, error)
+            return
+        self._count_retry(command)
+        if command.failures >= 2 or self.batch_size == 1:
+            self._note_fallback(command, "single")
+            outcome.single.append(command)
+        else:
+            outcome.requeue.append(command)
+
+    def _count_retry(self, command: _Command) -> None:
+        for sink in self._sinks([command]):
+            sink.retries += 1
+
+    def _note_fallback(self, command: _Command, name: str) -> None:
+        for sink in self._sinks([command]):
+            sink.add_fallback(name)
+
+
+def _section(value: Any) -> dict[str, Any]:
+    """A batch section as a dict: `[]` and missing mean empty; a list is keyed by position."""
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)}
+    return {}
+
+
+def _command_error(command: _Command, raw: Any) -> BitrixError:
+    body = raw if isinstance(raw, Mapping) else {"error": "", "error_description": str(raw)}
+    status = body.get("status") if isinstance(body.get("status"), int) else None
+    return error_from_response(dict(body), method=command.method, status=status)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _resolve(command: _Command, result: CommandResult) -> None:
+    if not command.future.done():
+        command.future.set_result(result)
+
+
+def _fail(command: _Command, error: BaseException) -> None:
+    if not command.future.done():
+        command.future.set_exception(error)
