@@ -1,0 +1,60 @@
+"""Time partitions over an entity's change time, and counting rows per partition key."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from dagster import (
+    DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
+    MonthlyPartitionsDefinition,
+    TimeWindowPartitionsDefinition,
+)
+
+Granularity = Literal["hourly", "daily", "monthly"]
+
+_DEFINITIONS: dict[str, type[TimeWindowPartitionsDefinition]] = {
+    "hourly": HourlyPartitionsDefinition,
+    "daily": DailyPartitionsDefinition,
+    "monthly": MonthlyPartitionsDefinition,
+}
+
+
+def change_time_partitions(
+    granularity: Granularity, *, start: str | datetime, timezone: str = "UTC"
+) -> TimeWindowPartitionsDefinition:
+    """A Dagster partitions definition over the change time (`DATE_MODIFY`, `updatedTime`...).
+
+    `start` is the first partition, e.g. "2024-01-01" (hourly: "2024-01-01-00:00").
+    """
+    try:
+        definition = _DEFINITIONS[granularity]
+    except KeyError:
+        raise ValueError(
+            f"partitions must be one of {sorted(_DEFINITIONS)}, not {granularity!r}"
+        ) from None
+    return definition(start_date=start, timezone=timezone)
+
+
+def partition_key_function(
+    partitions_def: TimeWindowPartitionsDefinition,
+) -> Callable[[datetime], str | None]:
+    """A function from a change time to its partition key (None before the first partition).
+
+    Partition boundaries fall on whole minutes, so keys are cached per minute.
+    """
+    cache: dict[int, str | None] = {}
+    first = partitions_def.start.timestamp()
+
+    def key_for(moment: datetime) -> str | None:
+        timestamp = moment.timestamp()
+        minute = int(timestamp // 60)
+        if minute not in cache:
+            cache[minute] = (
+                None
+                if timestamp < first
+                else partitions_def.get_partition_key_for_timestamp(minute * 60.0)
+            )
+        return cache[minute]
+
+    return key_for
