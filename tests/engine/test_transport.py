@@ -1,0 +1,269 @@
+"""Transport against a real HTTP server on loopback emitting byte-level answers and faults."""
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from bitrix_core.emulator.params import decode_request
+from bitrix_core.errors import (
+    BitrixMethodNotFoundError,
+    BitrixParameterError,
+    BitrixPermissionError,
+    BitrixProtocolError,
+    BitrixServerError,
+    BitrixTimeoutError,
+    BitrixTransportError,
+    OperationTimeLimitError,
+    QueryLimitExceededError,
+    TokenExpiredError,
+)
+from bitrix_core.redaction import fingerprint
+from bitrix_core.transport import Transport, is_loopback_host
+
+CANARY = "c4n4rywebhookcode"
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+async def echo(request: web.Request) -> web.Response:
+    params = await decode_request(request)
+    return _json({"result": {"params": params, "method": request.method,
+                             "content_type": request.content_type, "path": request.path}})
+
+
+async def redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound(f"/rest/1/{CANARY}/echo")
+
+
+async def redirect_insecure(request: web.Request) -> web.Response:
+    raise web.HTTPFound("http://example.com/rest/echo")
+
+
+async def html_502(request: web.Request) -> web.Response:
+    return web.Response(status=502, text="<html><body>Bad Gateway</body></html>",
+                        content_type="text/html")
+
+
+async def html_200(request: web.Request) -> web.Response:
+    return web.Response(text="<html>maintenance</html>", content_type="text/html")
+
+
+async def error_under_200(request: web.Request) -> web.Response:
+    return _json({"error": "ACCESS_DENIED", "error_description": "REST is not available"})
+
+
+async def query_limit(request: web.Request) -> web.Response:
+    return _json({"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}, 503)
+
+
+async def operation_limit(request: web.Request) -> web.Response:
+    return web.Response(
+        status=429, headers={"Retry-After": "7"}, content_type="application/json",
+        text=json.dumps({"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked"}),
+    )
+
+
+async def expired(request: web.Request) -> web.Response:
+    return _json({"error": "expired_token", "error_description": "The access token expired"}, 401)
+
+
+async def not_found_page(request: web.Request) -> web.Response:
+    return web.Response(status=404, text="Not Found", content_type="text/plain")
+
+
+async def truncated(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = 1000
+    await response.prepare(request)
+    await response.write(b'{"result": [1, 2')
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+async def cut_json(request: web.Request) -> web.Response:
+    return web.Response(text='{"result": [1, 2', content_type="application/json")
+
+
+async def reset(request: web.Request) -> web.Response:
+    assert request.transport is not None
+    request.transport.abort()
+    return _json({"result": True})
+
+
+async def slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(2)
+    return _json({"result": True})
+
+
+async def php_quirks(request: web.Request) -> web.Response:
+    return web.Response(text='{"result":{"url":"https:\\/\\/x\\/"},"time":[]}',
+                        content_type="application/json")
+
+
+async def no_result(request: web.Request) -> web.Response:
+    return _json({"something": 1})
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    app = web.Application()
+    handlers = {
+        "echo": echo, "redirect": redirect, "redirect_insecure": redirect_insecure,
+        "html_502": html_502, "html_200": html_200, "error_under_200": error_under_200,
+        "query_limit": query_limit, "operation_limit": operation_limit, "expired": expired,
+        "truncated": truncated, "cut_json": cut_json, "reset": reset, "slow": slow,
+        "php_quirks": php_quirks, "no_result": no_result,
+    }
+    for name, handler in handlers.items():
+        app.router.add_route("*", f"/rest/1/{CANARY}/{name}", handler)
+    app.router.add_route("*", "/{tail:.*}", not_found_page)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/rest/1/{CANARY}/"
+    await runner.cleanup()
+
+
+async def _fail(base: str, name: str, *, timeout: float = 5, params: dict | None = None):
+    async with Transport(timeout=timeout) as transport:
+        with pytest.raises(Exception) as info:
+            await transport.post(base + name, params or {"id": 1}, method=f"test.{name}")
+    error = info.value
+    assert CANARY not in str(error) and CANARY not in repr(error)
+    assert error.method == f"test.{name}"
+    assert error.url is not None and CANARY not in error.url and "/rest/1/***/" in error.url
+    return error
+
+
+async def test_post_sends_php_form_with_content_type_and_decodes_envelope(server: str):
+    async with Transport() as transport:
+        envelope = await transport.post(
+            server + "echo", {"filter": {">ID": 5}, "select": ["ID"], "flag": True}, method="echo"
+        )
+    result = envelope["result"]
+    assert result["method"] == "POST"
+    assert result["content_type"] == "application/x-www-form-urlencoded"
+    assert result["params"] == {"filter": {">ID": "5"}, "select": ["ID"], "flag": "1"}
+
+
+async def test_redirect_is_followed_by_a_post_not_a_get(server: str):
+    async with Transport() as transport:
+        envelope = await transport.post(server + "redirect", {"id": 7}, method="r")
+    assert envelope["result"]["method"] == "POST"
+    assert envelope["result"]["params"] == {"id": "7"}
+
+
+async def test_redirect_to_plain_http_elsewhere_is_refused(server: str):
+    error = await _fail(server, "redirect_insecure")
+    assert isinstance(error, BitrixProtocolError)
+
+
+async def test_html_5xx_page_is_a_server_error(server: str):
+    error = await _fail(server, "html_502")
+    assert type(error) is BitrixServerError and error.status == 502
+    assert "Bad Gateway" in error.description
+
+
+async def test_html_under_200_is_a_protocol_error(server: str):
+    assert type(await _fail(server, "html_200")) is BitrixProtocolError
+
+
+async def test_error_body_under_http_200_raises(server: str):
+    error = await _fail(server, "error_under_200")
+    assert type(error) is BitrixPermissionError and error.code == "ACCESS_DENIED"
+
+
+async def test_query_limit_is_its_own_class(server: str):
+    error = await _fail(server, "query_limit")
+    assert type(error) is QueryLimitExceededError and error.status == 503
+
+
+async def test_operation_limit_carries_reset_at_from_retry_after(server: str):
+    before = time.time()
+    error = await _fail(server, "operation_limit")
+    assert isinstance(error, OperationTimeLimitError)
+    assert error.reset_at is not None and before + 6 <= error.reset_at <= time.time() + 8
+
+
+async def test_auth_error_carries_fingerprint_of_the_token_sent(server: str):
+    error = await _fail(server, "expired", params={"auth": "tok-abc-123"})
+    assert isinstance(error, TokenExpiredError)
+    assert error.credential_fingerprint == fingerprint("tok-abc-123")
+
+
+async def test_unknown_path_html_404_is_method_not_found(server: str):
+    assert isinstance(await _fail(server, "nope"), BitrixMethodNotFoundError)
+
+
+async def test_body_cut_short_is_a_transport_error(server: str):
+    assert type(await _fail(server, "truncated")) is BitrixTransportError
+
+
+async def test_json_ending_early_is_a_transport_error(server: str):
+    assert type(await _fail(server, "cut_json")) is BitrixTransportError
+
+
+async def test_connection_reset_is_a_transport_error(server: str):
+    assert type(await _fail(server, "reset")) is BitrixTransportError
+
+
+async def test_slow_answer_is_a_timeout(server: str):
+    started = time.monotonic()
+    assert type(await _fail(server, "slow", timeout=0.3)) is BitrixTimeoutError
+    assert time.monotonic() - started < 1.5
+
+
+async def test_refused_connection_is_a_transport_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    error = await _fail(f"http://127.0.0.1:{port}/rest/1/{CANARY}/", "refused")
+    assert type(error) is BitrixTransportError
+
+
+async def test_php_quirks_escaped_slash_and_empty_time_list(server: str):
+    async with Transport() as transport:
+        envelope = await transport.post(server + "php_quirks", {}, method="q")
+    assert envelope == {"result": {"url": "https://x/"}, "time": {}}
+
+
+async def test_envelope_without_result_is_a_protocol_error(server: str):
+    assert type(await _fail(server, "no_result")) is BitrixProtocolError
+
+
+async def test_get_sends_query_and_returns_object(server: str):
+    async with Transport() as transport:
+        body = await transport.get(server + "echo", {"grant_type": "x", "n": 2}, method="oauth")
+    assert body["result"]["method"] == "GET"
+    assert body["result"]["params"] == {"grant_type": "x", "n": "2"}
+
+
+async def test_bad_urls_and_options_fail_before_sending():
+    async with Transport() as transport:
+        for url in ("http://portal.example.com/rest/1/x/m", "ftp://127.0.0.1/m", "nourl"):
+            with pytest.raises(BitrixParameterError) as info:
+                await transport.post(url, {}, method="m")
+            assert info.value.parameter == "url"
+    with pytest.raises(BitrixParameterError):
+        Transport(timeout=0)
+    with pytest.raises(RuntimeError):
+        await Transport().post("http://127.0.0.1/rest/m", {}, method="m")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
+     ("[::1]", True), ("10.0.0.1", False), ("example.com", False), (None, False)],
+)
+def test_loopback_hosts(host: str | None, loopback: bool):
+    assert is_loopback_host(host) is loopback
