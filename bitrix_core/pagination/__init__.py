@@ -1,0 +1,28 @@
+"""Page strategies for Bitrix24 list methods behind one protocol, and the list run.
+
+run = paginate(batcher, "crm.deal.list", {"filter": {"STAGE_ID": "WON"}})
+async for page in run:
+    ...
+run.stats.strategy      # "idwindow"
+"""
+
+from bitrix_core.pagination.base import Page, PageStrategy, Runner
+from bitrix_core.pagination.keyset import KeysetPaging
+from bitrix_core.pagination.offset import OffsetPaging
+from bitrix_core.pagination.query import PAGE_SIZE, IdBounds
+from bitrix_core.pagination.run import ListRun, choose_strategy, paginate
+from bitrix_core.pagination.window import IdWindowPaging
+
+__all__ = [
+    "PAGE_SIZE",
+    "IdBounds",
+    "IdWindowPaging",
+    "KeysetPaging",
+    "ListRun",
+    "OffsetPaging",
+    "Page",
+    "PageStrategy",
+    "Runner",
+    "choose_strategy",
+    "paginate",
+]

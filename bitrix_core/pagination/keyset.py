@@ -1,0 +1,59 @@
+"""KeysetPaging: order by id, ask for ids above the last one seen, no COUNT, one at a time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bitrix_core.entities import EntitySpec
+from bitrix_core.pagination.base import Page, Runner
+from bitrix_core.pagination.query import (
+    PAGE_SIZE,
+    has_foreign_order,
+    rows_of,
+    split_id_bounds,
+    window_params,
+)
+from bitrix_core.pagination.window import checked_ids
+
+if TYPE_CHECKING:
+    from bitrix_core.stats import ListStats
+
+
+class KeysetPaging:
+    """The documented export loop: `order[ID]=ASC`, `filter[>=ID]=last+1`, `start=-1`.
+
+    Sequential (each page needs the previous page's last id) but never pays the COUNT and
+    never skips or repeats rows when the table changes. Example::
+
+        filter[>=ID]=1    -> ids 1..73 (50 rows, full: go on)
+        filter[>=ID]=74   -> ids 74..90 (17 rows, short: done)
+    """
+
+    name = "keyset"
+    disjoint = True
+
+    def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
+        """Entities filterable by id, when the caller did not ask for another order."""
+        return spec.keyset and not has_foreign_order(spec, params)
+
+    async def pages(
+        self,
+        runner: Runner,
+        spec: EntitySpec,
+        params: Mapping[str, Any],
+        stats: ListStats | None,
+    ) -> AsyncIterator[Page]:
+        """Yield pages in ascending id order until a page comes back short."""
+        base, bounds = split_id_bounds(spec, params)
+        lo = bounds.lo
+        while not bounds.intersect(lo=lo).empty:
+            query = window_params(spec, base, lo=lo, hi=bounds.hi)
+            outcome = await runner.run(spec.list_method, query, stats=stats)
+            rows = rows_of(spec, outcome.result, method=spec.list_method)
+            ids = checked_ids(spec, rows, lo, bounds.hi)
+            if rows:
+                yield Page(rows, stats)
+            if len(rows) < PAGE_SIZE:
+                return
+            lo = max(ids) + 1

@@ -1,0 +1,212 @@
+"""A list run: picks the strategy, dedupes, counts, verifies, reports progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any, Literal
+
+from bitrix_core.entities import EntitySpec, spec_for_method
+from bitrix_core.errors import (
+    BitrixBadRequestError,
+    BitrixProtocolError,
+    IncompletePaginationError,
+)
+from bitrix_core.pagination.base import Page, PageStrategy, Runner
+from bitrix_core.pagination.keyset import KeysetPaging
+from bitrix_core.pagination.offset import OffsetPaging
+from bitrix_core.pagination.query import row_id, split_id_bounds, window_params
+from bitrix_core.pagination.window import IdWindowPaging
+from bitrix_core.progress import Progress, ProgressCallback, make_progress
+from bitrix_core.stats import ListStats
+from bitrix_core.validation import validate_call
+
+StrategyName = Literal["auto", "idwindow", "keyset", "offset"]
+
+
+def choose_strategy(
+    spec: EntitySpec,
+    params: Mapping[str, Any],
+    *,
+    strategy: StrategyName | PageStrategy = "auto",
+    ordered: bool = True,
+) -> PageStrategy:
+    """The strategy to use: a named one, or (auto) id windows where they apply, else offsets."""
+    if not isinstance(strategy, str):
+        return strategy
+    candidates: dict[str, PageStrategy] = {
+        "idwindow": IdWindowPaging(ordered=ordered),
+        "keyset": KeysetPaging(),
+        "offset": OffsetPaging(ordered=ordered),
+    }
+    if strategy == "auto":
+        window = candidates["idwindow"]
+        return window if window.applies_to(spec, params) else candidates["offset"]
+    if strategy not in candidates:
+        raise ValueError(f"strategy must be one of auto, {', '.join(candidates)}; not {strategy!r}")
+    chosen = candidates[strategy]
+    if not chosen.applies_to(spec, params):
+        raise ValueError(f"{strategy} paging cannot serve {spec.list_method} with these parameters")
+    return chosen
+
+
+class ListRun:
+    """An async iterator of Page objects for one list method; `stats` fills in as it runs.
+
+    Rows are deduplicated by id; with `order="id"` they come in ascending id order (where
+    the strategy pages by id). A page whose id filter or order is refused before any row was
+    yielded falls back to offset paging, recorded in `stats.fallbacks`. With `verify=True`
+    (or when offset paging reports `total`), ending with fewer rows than the portal counted
+    raises IncompletePaginationError.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        spec: EntitySpec,
+        params: Mapping[str, Any],
+        *,
+        strategy: PageStrategy,
+        verify: bool,
+        progress: Progress,
+        stats: ListStats,
+    ) -> None:
+        self.spec = spec
+        self.params = dict(params)
+        self.strategy = strategy
+        self.stats = stats
+        self._runner = runner
+        self._verify = verify
+        self._progress = progress
+        self._started = False
+
+    def __aiter__(self) -> AsyncIterator[Page]:
+        if self._started:
+            raise RuntimeError("a ListRun can be iterated only once")
+        self._started = True
+        return self._pages()
+
+    async def all(self) -> list[dict[str, Any]]:
+        """Every row in one list (holds the whole result: prefer iterating pages)."""
+        return [row async for page in self for row in page.rows]
+
+    async def _count(self) -> int | None:
+        """One COUNTing page (start=0, ids only) for the caller's filter."""
+        base, bounds = split_id_bounds(self.spec, self.params)
+        query = window_params(self.spec, base, lo=bounds.lo, hi=bounds.hi, ids_only=True, start=0)
+        outcome = await self._runner.run(self.spec.list_method, query, stats=self.stats)
+        return None if outcome.total is None else int(outcome.total)
+
+    async def _pages(self) -> AsyncIterator[Page]:
+        counting = asyncio.ensure_future(self._count()) if self._verify else None
+        seen: set[int] | None = None if self.strategy.disjoint else set()
+        expected: int | None = None
+        try:
+            async for page in self._with_fallback():
+                if page.total is not None:
+                    expected = max(expected or 0, int(page.total))
+                    self._progress.set_total(expected)
+                rows = self._dedupe(page.rows, seen)
+                if not rows:
+                    continue
+                self.stats.rows += len(rows)
+                self.stats.pages += 1
+                self._progress.update(len(rows))
+                yield Page(rows, self.stats)
+            if counting is not None:
+                expected = await counting
+        finally:
+            if counting is not None and not counting.done():
+                counting.cancel()
+            self._progress.close()
+        if expected is not None and self.stats.rows < expected:
+            raise IncompletePaginationError(
+                f"received {self.stats.rows} of {expected} rows the portal counted",
+                method=self.spec.list_method,
+                expected=expected,
+                received=self.stats.rows,
+            )
+
+    async def _with_fallback(self) -> AsyncIterator[Page]:
+        """The strategy's pages; offset paging instead if the id paging is refused up front."""
+        self.stats.strategy = self.strategy.name
+        yielded = False
+        try:
+            async for page in self.strategy.pages(self._runner, self.spec, self.params, self.stats):
+                yielded = True
+                yield page
+        except (BitrixBadRequestError, BitrixProtocolError) as error:
+            if yielded or isinstance(self.strategy, OffsetPaging):
+                raise
+            fallback = OffsetPaging()
+            self.stats.add_fallback(
+                f"{self.strategy.name}->offset: {error.code or type(error).__name__}"
+            )
+            self.strategy, self.stats.strategy = fallback, fallback.name
+            async for page in fallback.pages(self._runner, self.spec, self.params, self.stats):
+                yield page
+
+    def _dedupe(self, rows: list[dict[str, Any]], seen: set[int] | None) -> list[dict[str, Any]]:
+        if seen is None and self.strategy.disjoint:
+            return rows
+        if seen is None:
+            seen = set()
+        fresh = []
+        for row in rows:
+            key = row_id(self.spec, row)
+            if key is None or key not in seen:
+                fresh.append(row)
+                if key is not None:
+                    seen.add(key)
+        return fresh
+
+
+def paginate(
+    runner: Runner,
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    strategy: StrategyName | PageStrategy = "auto",
+    order: Literal["id"] | None = "id",
+    verify: bool = False,
+    spec: EntitySpec | None = None,
+    stats: ListStats | None = None,
+    progress: Progress | ProgressCallback | None = None,
+    verbose: bool | None = False,
+) -> ListRun:
+    """Validate, pick a strategy and return the ListRun for `method` (nothing is sent yet).
+
+    `order="id"` returns rows in ascending id order, `None` as pages complete (faster
+    when windows finish out of order). `progress` is a Progress, a callback taking
+    ProgressEvent, or None (a tqdm bar when `verbose`, or on a TTY when `verbose` is None).
+    """
+    params = dict(params or {})
+    validate_call(method, params)
+    if order not in ("id", None):
+        raise ValueError(f"order must be 'id' or None, not {order!r}")
+    spec = spec or spec_for_method(method, params) or _unknown_spec(method)
+    if spec.list_method.lower() != method.strip().lower():
+        spec = replace(spec, list_method=method.strip())
+    chosen = choose_strategy(spec, params, strategy=strategy, ordered=order == "id")
+    reporter: Progress
+    if isinstance(progress, Progress):
+        reporter = progress
+    else:
+        reporter = make_progress(verbose=verbose, callback=progress, description=method)
+    return ListRun(
+        runner,
+        spec,
+        params,
+        strategy=chosen,
+        verify=verify,
+        progress=reporter,
+        stats=stats if stats is not None else ListStats(),
+    )
+
+
+def _unknown_spec(method: str) -> EntitySpec:
+    """A spec for a list method the engine does not know: offset paging, rows by `ID`."""
+    return EntitySpec(
+        name=method, list_method=method, fields_method=None, style="dictionary", keyset=False
+    )
