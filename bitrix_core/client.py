@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from bitrix_core.batching import Batcher
 from bitrix_core.errors import BitrixAuthError, BitrixParameterError
+from bitrix_core.pagination import ListRun, paginate
 from bitrix_core.requester import Requester, RetryPolicy, is_read_method
 from bitrix_core.stats import CallStats
 from bitrix_core.throttle import LimiterBackend, Limits, Throttle
 from bitrix_core.transport import Transport
+from bitrix_core.validation import validate_call
 
 
 class BitrixClient:
@@ -136,12 +138,10 @@ class BitrixClient:
         params: Mapping[str, Any] | None = None,
         *,
         strategy: str = "auto",
-        order: str = "id",
+        order: Literal["id"] | None = "id",
         progress: Any = None,
-    ) -> Any:
+    ) -> ListRun:
         """A ListRun: an async iterator of pages (rows stream as pages complete); `.stats`."""
-        from bitrix_core.pagination import paginate
-
         params = _checked(method, params)
         return paginate(
             self.batcher,
@@ -159,7 +159,7 @@ class BitrixClient:
         params: Mapping[str, Any] | None = None,
         *,
         strategy: str = "auto",
-        order: str = "id",
+        order: Literal["id"] | None = "id",
         progress: Any = None,
     ) -> list[dict[str, Any]]:
         """Every row of a list method, in one list."""
@@ -186,8 +186,6 @@ class BitrixClient:
 
 def _checked(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate a call before anything is sent; the parameters as a dict."""
-    from bitrix_core.validation import validate_call
-
     if params is not None and not isinstance(params, Mapping):
         raise BitrixParameterError("params", f"expected a mapping, got {type(params).__name__}")
     params = dict(params or {})
