@@ -1,0 +1,119 @@
+"""Response bodies as the real portal writes them: key order, `time` block, PHP JSON quirks."""
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+
+#: HTTP status per error code (compared case-insensitively), from the API digest table.
+STATUS_BY_CODE: dict[str, int] = {
+    "query_limit_exceeded": 503,
+    "operation_time_limit": 429,
+    "overload_limit": 503,
+    "internal_server_error": 500,
+    "error_unexpected_answer": 500,
+    "expired_token": 401,
+    "invalid_token": 401,
+    "no_auth_found": 401,
+    "invalid_credentials": 403,
+    "insufficient_scope": 403,
+    "access_denied": 403,
+    "user_access_error": 403,
+    "wrong_auth_type": 403,
+    "error_method_not_found": 404,
+    "error_batch_length_exceeded": 400,
+    "error_batch_method_not_allowed": 405,
+    "invalid_arg_value": 400,
+    "error_argument": 400,
+    "error_core": 400,
+    "invalid_request": 400,
+}
+
+
+def status_for(code: str, default: int = 400) -> int:
+    """The HTTP status the portal answers an error code with."""
+    return STATUS_BY_CODE.get(code.lower(), default)
+
+
+def php_value(value: Any) -> Any:
+    """What PHP's json_encode would see: empty maps and maps keyed 0..n-1 become lists."""
+    if isinstance(value, dict):
+        items = [(key, php_value(item)) for key, item in value.items()]
+        if all(str(key) == str(index) for index, (key, _) in enumerate(items)):
+            return [item for _, item in items]
+        return {str(key): item for key, item in items}
+    if isinstance(value, list | tuple):
+        return [php_value(item) for item in value]
+    return value
+
+
+def php_json(value: Any) -> str:
+    """Serialise like PHP json_encode: compact, ASCII with \\u escapes, `/` written `\\/`."""
+    text = json.dumps(php_value(value), separators=(",", ":"), ensure_ascii=True)
+    return text.replace("/", "\\/")  # "/" can only occur inside strings in JSON text
+
+
+def _iso(moment: float, tz: timezone) -> str:
+    return datetime.fromtimestamp(moment, tz).isoformat(timespec="seconds")
+
+
+def time_block(
+    *,
+    start: float,
+    finish: float,
+    processing: float,
+    operating: float | None,
+    operating_reset_at: float | None,
+    tz: timezone,
+) -> dict[str, Any]:
+    """The `time` block; operating fields are omitted when the plan has no operating limit."""
+    block: dict[str, Any] = {
+        "start": round(start, 6),
+        "finish": round(finish, 6),
+        "duration": round(finish - start, 6),
+        "processing": round(processing, 6),
+        "date_start": _iso(start, tz),
+        "date_finish": _iso(finish, tz),
+    }
+    if operating is not None and operating_reset_at is not None:
+        block["operating_reset_at"] = round(operating_reset_at, 3)
+        block["operating"] = round(operating, 6)
+    return block
+
+
+def success_body(
+    result: Any, *, next: int | None = None, total: int | None = None, time: dict[str, Any]
+) -> dict[str, Any]:
+    """`{"result", "next", "total", "time"}` in that order; next/total only when present."""
+    body: dict[str, Any] = {"result": result}
+    if next is not None:
+        body["next"] = int(next)
+    if total is not None:
+        body["total"] = int(total)
+    body["time"] = time
+    return body
+
+
+def error_body(code: str, description: str) -> dict[str, str]:
+    """`{"error", "error_description"}`: errors carry no `time` block."""
+    return {"error": code, "error_description": description}
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    """A JSON response serialised with the PHP quirks."""
+    return web.Response(
+        text=php_json(body), status=status, content_type="application/json", charset="utf-8"
+    )
+
+
+def error_response(code: str, description: str, *, status: int | None = None) -> web.Response:
+    """An error body with the status the portal uses for that code."""
+    return json_response(error_body(code, description), status=status or status_for(code))
+
+
+def parse_offset(offset: str) -> timezone:
+    """`+03:00` -> a fixed timezone."""
+    sign = -1 if offset.startswith("-") else 1
+    hours, minutes = offset.lstrip("+-").split(":")
+    return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
