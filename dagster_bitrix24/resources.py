@@ -9,7 +9,10 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 from sqlalchemy.engine import make_url
 
+from bitrix_core.client import BitrixClient
 from bitrix_core.errors import BitrixParameterError
+from bitrix_core.throttle import Limits
+from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
 
 _LOOPBACK_HOSTS = ("localhost", "::1")
 _SECRET = {"dagster__is_secret": True}
@@ -88,10 +91,8 @@ class Bitrix24Resource(ConfigurableResource):
         """The portal's host name, e.g. `example.bitrix24.com`."""
         return urlsplit(_plain(self.webhook_url) or _plain(self.portal_url)).netloc or "portal"
 
-    def limits(self) -> Any:
+    def limits(self) -> Limits:
         """The engine `Limits` for this portal's plan, scaled and overridden as configured."""
-        from bitrix_core import Limits
-
         limits = Limits.for_plan(self.plan)
         if self.time_scale != 1.0:
             limits = limits.scaled(self.time_scale)
@@ -104,10 +105,8 @@ class Bitrix24Resource(ConfigurableResource):
             limits = replace(limits, **overrides)
         return limits
 
-    def get_client(self, *, verbose: bool = False) -> Any:
+    def get_client(self, *, verbose: bool = False) -> BitrixClient:
         """A new engine `BitrixClient` (use it as `async with`): one per run, shared by entities."""
-        from bitrix_core import BitrixClient
-
         return BitrixClient(
             self.webhook_url,
             auth=self._oauth(),
@@ -142,9 +141,7 @@ class Bitrix24Resource(ConfigurableResource):
     def _limiter_kwargs(self) -> dict[str, Any]:
         if not self.limiter_path:
             return {}
-        from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
-
-        return {"limiter_backend": SqliteLimiterBackend(self.limiter_path, portal=self.portal_host)}
+        return {"backend": SqliteLimiterBackend(self.limiter_path, portal=self.portal_host)}
 
 
 def _is_literal(value: Any) -> bool:
