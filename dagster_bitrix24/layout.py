@@ -1,0 +1,218 @@
+"""A `TableLayout`: one entity's table, child tables and precomputed row converters.
+
+`build_layout(...)` turns planned columns into SQLAlchemy tables; `convert_rows(layout,
+rows)` turns API rows into driver-ready tuples column by column (one converter call per
+value, no per-row lookups) and `child_rows(...)` flattens multi-field lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import repeat
+from typing import Any
+
+import sqlalchemy as sa
+
+from dagster_bitrix24.columns import (
+    ColumnSpec,
+    Converter,
+    Dialect,
+    Kind,
+    MultiFieldSpec,
+    converter,
+    fit_identifier,
+    sql_type,
+)
+from dagster_bitrix24.warehouse_errors import RowConversionError
+
+SYNCED_AT = "_synced_at"
+DELETED_AT = "_deleted_at"
+CHILD_COLUMNS = ("parent_id", "position", "value_id", "value_type", "value", "type_id")
+_CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
+
+
+@dataclass(frozen=True)
+class TypeChange:
+    """A field whose portal type no longer matches its stored column."""
+
+    column: str
+    field: str
+    stored: str
+    wanted: Kind
+
+
+@dataclass(frozen=True)
+class SchemaChanges:
+    """What `prepare_table` did or found: new table, new columns, changed types, gone fields."""
+
+    created: bool = False
+    added_columns: tuple[str, ...] = ()
+    type_changes: tuple[TypeChange, ...] = ()
+    removed_columns: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.added_columns or self.type_changes)
+
+
+@dataclass(frozen=True)
+class ChildTable:
+    """The child table of one multi-field: (parent id, position) -> value id, type, value."""
+
+    spec: MultiFieldSpec
+    table: sa.Table
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Everything the writer needs about one entity's table; built by `Warehouse.prepare_table`.
+
+    `columns` are the columns written from API rows, id first; `frozen` lists columns whose
+    type changed on the portal: they are reported and left as they are, never written.
+    """
+
+    entity: str
+    dialect: Dialect
+    table: sa.Table
+    columns: tuple[ColumnSpec, ...]
+    id_field: str
+    change_field: str | None
+    children: tuple[ChildTable, ...] = ()
+    frozen: tuple[str, ...] = ()
+    changes: SchemaChanges = field(default_factory=SchemaChanges)
+    converters: tuple[Converter, ...] = field(default=(), repr=False)
+
+    @property
+    def id_column(self) -> str:
+        """The primary key column."""
+        return self.columns[0].name
+
+    @property
+    def change_column(self) -> str | None:
+        """The column compared to refuse older versions, or None to always update."""
+        index = self.change_index
+        return None if index is None else self.columns[index].name
+
+    @property
+    def change_index(self) -> int | None:
+        """The position of the change-time column in converted rows."""
+        if self.change_field is None:
+            return None
+        wanted = self.change_field
+        return next(
+            (i for i, c in enumerate(self.columns) if c.field == wanted and c.part == "value"),
+            None,
+        )
+
+    @property
+    def written_names(self) -> list[str]:
+        """Column names in the order of converted row tuples (bookkeeping last)."""
+        return [c.name for c in self.columns] + [SYNCED_AT, DELETED_AT]
+
+
+def entity_table(
+    metadata: sa.MetaData, name: str, columns: Sequence[ColumnSpec], dialect: Dialect,
+    *, schema: str | None,
+) -> sa.Table:  # fmt: skip
+    """The SQLAlchemy table of an entity: typed columns with comments, then bookkeeping."""
+    sql_columns = [
+        sa.Column(c.name, sql_type(c.kind, dialect), primary_key=i == 0,
+                  autoincrement=False, comment=c.description)
+        for i, c in enumerate(columns)
+    ]  # fmt: skip
+    stamp = sql_type("datetime", dialect)
+    sql_columns.append(sa.Column(SYNCED_AT, stamp, comment="when this row was written"))
+    sql_columns.append(sa.Column(DELETED_AT, stamp, comment="when the portal stopped listing it"))
+    return sa.Table(name, metadata, *sql_columns, schema=schema)
+
+
+def child_table(
+    metadata: sa.MetaData, parent: str, spec: MultiFieldSpec, id_type: sa.types.TypeEngine[Any],
+    *, schema: str | None,
+) -> sa.Table:  # fmt: skip
+    """The child table `<parent>_<field>` holding one multi-field's values."""
+    return sa.Table(
+        fit_identifier(f"{parent}_{spec.name}"),
+        metadata,
+        sa.Column("parent_id", id_type, primary_key=True, autoincrement=False,
+                  comment="id of the parent row"),
+        sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("value_id", sa.BigInteger, comment="ID of the value on the portal"),
+        sa.Column("value_type", sa.String(255), comment="VALUE_TYPE, e.g. WORK"),
+        sa.Column("value", sa.Text, comment=spec.description),
+        sa.Column("type_id", sa.String(255), comment="TYPE_ID, e.g. PHONE"),
+        schema=schema,
+    )  # fmt: skip
+
+
+def with_converters(layout: TableLayout) -> TableLayout:
+    """The layout with one converter per written column, computed once."""
+    converters = tuple(converter(c.kind, layout.dialect, part=c.part) for c in layout.columns)
+    return TableLayout(**{**layout.__dict__, "converters": converters})
+
+
+def synced_at_value(dialect: Dialect) -> Any:
+    """Now, as the driver value of a bookkeeping timestamp on `dialect`."""
+    return converter("datetime", dialect)(datetime.now(UTC))
+
+
+def convert_rows(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]], *, synced_at: Any
+) -> list[tuple[Any, ...]]:
+    """API rows as driver-ready tuples in `layout.written_names` order."""
+    columns: list[list[Any]] = []
+    for spec, convert in zip(layout.columns, layout.converters, strict=True):
+        source = spec.field
+        values = [row.get(source) for row in rows]
+        try:
+            columns.append(list(map(convert, values)))
+        except _CONVERSION_ERRORS:
+            _raise_for_culprit(layout, rows, spec, convert)
+            raise
+    if any(value is None for value in columns[0]):
+        row = rows[columns[0].index(None)]
+        raise RowConversionError(
+            entity=layout.entity, field=layout.id_field, row_id=None,
+            value=row.get(layout.id_field),
+        )  # fmt: skip
+    return list(zip(*columns, repeat(synced_at), repeat(None)))
+
+
+def _raise_for_culprit(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]], spec: ColumnSpec, convert: Converter
+) -> None:
+    for row in rows:
+        value = row.get(spec.field)
+        try:
+            convert(value)
+        except _CONVERSION_ERRORS as error:
+            raise RowConversionError(
+                entity=layout.entity, field=spec.field, row_id=row.get(layout.id_field),
+                value=value,
+            ) from error  # fmt: skip
+
+
+def child_rows(
+    child: ChildTable, rows: Sequence[Mapping[str, Any]], ids: Sequence[Any]
+) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """(parents whose values are replaced, child tuples) for the rows that carry the field."""
+    parents: list[Any] = []
+    values: list[tuple[Any, ...]] = []
+    field_name = child.spec.field
+    for row, parent in zip(rows, ids, strict=True):
+        if field_name not in row:
+            continue
+        parents.append(parent)
+        items = row[field_name] or []
+        for position, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, Mapping):
+                continue
+            value_id = item.get("ID", item.get("id"))
+            values.append((
+                parent, position, int(value_id) if value_id not in (None, "") else None,
+                item.get("VALUE_TYPE", item.get("valueType")) or None,
+                item.get("VALUE", item.get("value")) or None,
+                item.get("TYPE_ID", item.get("typeId")) or None,
+            ))  # fmt: skip
+    return parents, values

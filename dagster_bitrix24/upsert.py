@@ -1,0 +1,219 @@
+"""Upsert one chunk of converted rows by id, never replacing a row with an older version.
+
+The chunk is first de-duplicated (the newest version of an id wins), then the stored change
+times of its ids are read in the same transaction to classify every row as inserted,
+updated or skipped (older than what is stored). Only inserted and updated rows are sent, with
+a guard in SQL as well, so a concurrent writer cannot make an older version win either:
+
+- SQLite and PostgreSQL: `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE cur.change IS NULL
+  OR excluded.change >= cur.change`; PostgreSQL chunks of `COPY_THRESHOLD` rows or more are
+  first COPYed into a temporary table (psycopg 3) and merged with one INSERT ... SELECT.
+- MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE col = IF(guard, VALUES(col), col)`, the
+  change-time column assigned LAST because later assignments see earlier updated values.
+
+Multi-field child rows of written parents are replaced in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert_rows
+
+COPY_THRESHOLD = 2_000
+_ID_BATCH = 5_000
+_STAGE = "_bitrix24_stage"
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    """Rows inserted, updated, and skipped (older than, or a duplicate of, a newer version)."""
+
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.skipped + other.skipped,
+        )
+
+    @property
+    def written(self) -> int:
+        """Rows inserted or updated."""
+        return self.inserted + self.updated
+
+
+def upsert_chunk(
+    connection: sa.Connection,
+    layout: TableLayout,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    synced_at: Any,
+) -> WriteCounts:
+    """Write one chunk inside the caller's transaction; return what happened to each row."""
+    if not rows:
+        return WriteCounts()
+    converted = convert_rows(layout, rows, synced_at=synced_at)
+    newest = _newest_per_id(converted, layout.change_index)
+    stored = _stored_changes(connection, layout, list(newest))
+    to_write: list[tuple[Any, ...]] = []
+    inserted = 0
+    change = layout.change_index
+    for row_id, position in newest.items():
+        row = converted[position]
+        if row_id not in stored:
+            inserted += 1
+        elif change is not None and not _is_newer(row[change], stored[row_id]):
+            continue
+        to_write.append(row)
+    _send(connection, layout, to_write)
+    written_positions = [newest[row[0]] for row in to_write]
+    _replace_children(connection, layout, [rows[p] for p in written_positions],
+                      [row[0] for row in to_write])  # fmt: skip
+    return WriteCounts(inserted, len(to_write) - inserted, len(rows) - len(to_write))
+
+
+def _is_newer(incoming: Any, stored: Any) -> bool:
+    if stored is None:
+        return True
+    return incoming is not None and incoming >= stored
+
+
+def _newest_per_id(rows: list[tuple[Any, ...]], change: int | None) -> dict[Any, int]:
+    """id -> position of the version to keep: the newest change time, the last one on ties."""
+    newest: dict[Any, int] = {}
+    for position, row in enumerate(rows):
+        previous = newest.get(row[0])
+        if previous is None or change is None or _is_newer(row[change], rows[previous][change]):
+            newest[row[0]] = position
+    return newest
+
+
+def _batches(items: Sequence[Any], size: int = _ID_BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _names(connection: sa.Connection, layout: TableLayout) -> tuple[str, list[str]]:
+    quote = connection.dialect.identifier_preparer
+    return quote.format_table(layout.table), [quote.quote(n) for n in layout.written_names]
+
+
+def _marker(connection: sa.Connection) -> str:
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def _stored_changes(
+    connection: sa.Connection, layout: TableLayout, ids: list[Any]
+) -> dict[Any, Any]:
+    """id -> stored change value (None without a change column) for the ids already stored."""
+    table, quoted = _names(connection, layout)
+    id_col = quoted[0]
+    change = layout.change_index
+    change_col = quoted[change] if change is not None else "NULL"
+    head = f"SELECT {id_col}, {change_col} FROM {table} WHERE {id_col}"
+    stored: dict[Any, Any] = {}
+    if layout.dialect == "postgresql":
+        result = connection.exec_driver_sql(f"{head} = ANY(%s)", (list(ids),))
+        return dict(result.fetchall())
+    marker = _marker(connection)
+    for batch in _batches(ids):
+        sql = f"{head} IN ({', '.join([marker] * len(batch))})"
+        stored.update(connection.exec_driver_sql(sql, tuple(batch)).fetchall())
+    return stored
+
+
+def _send(connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    if layout.dialect == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        _copy_merge(connection, layout, rows)
+        return
+    table, quoted = _names(connection, layout)
+    values = ", ".join([_marker(connection)] * len(quoted))
+    insert = f"INSERT INTO {table} AS cur ({', '.join(quoted)}) VALUES ({values})"
+    if layout.dialect == "mysql":
+        insert = f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({values})"
+        connection.exec_driver_sql(f"{insert} {_mysql_update(layout, quoted)}", rows)
+        return
+    connection.exec_driver_sql(f"{insert} {_on_conflict(layout, quoted)}", rows)
+
+
+def _on_conflict(layout: TableLayout, quoted: list[str]) -> str:
+    """ON CONFLICT clause of SQLite and PostgreSQL (target aliased `cur`)."""
+    sets = ", ".join(f"{q} = excluded.{q}" for q in quoted[1:])
+    clause = f"ON CONFLICT ({quoted[0]}) DO UPDATE SET {sets}"
+    change = layout.change_index
+    if change is None:
+        return clause
+    column = quoted[change]
+    return f"{clause} WHERE cur.{column} IS NULL OR excluded.{column} >= cur.{column}"
+
+
+def _mysql_update(layout: TableLayout, quoted: list[str]) -> str:
+    """ON DUPLICATE KEY UPDATE with the guard per column and the change column assigned last."""
+    change = layout.change_index
+    if change is None:
+        return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{q} = VALUES({q})" for q in quoted[1:])
+    column = quoted[change]
+    guard = f"({column} IS NULL OR VALUES({column}) >= {column})"
+    ordered = [q for q in quoted[1:] if q != column] + [column]
+    sets = ", ".join(f"{q} = IF({guard}, VALUES({q}), {q})" for q in ordered)
+    return f"ON DUPLICATE KEY UPDATE {sets}"
+
+
+def _copy_merge(
+    connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]
+) -> None:
+    """PostgreSQL bulk path: COPY into a temporary table, then one guarded INSERT ... SELECT."""
+    table, quoted = _names(connection, layout)
+    columns = ", ".join(quoted)
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
+        cursor.execute(
+            f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} "
+            "WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} AS cur ({columns}) SELECT {columns} FROM {_STAGE} "
+            f"{_on_conflict(layout, quoted)}"
+        )
+        cursor.execute(f"DROP TABLE {_STAGE}")
+
+
+def _replace_children(
+    connection: sa.Connection, layout: TableLayout, rows: list[Mapping[str, Any]],
+    ids: list[Any],
+) -> None:  # fmt: skip
+    for child in layout.children:
+        parents, values = child_rows(child, rows, ids)
+        _replace_child(connection, child, parents, values)
+
+
+def _replace_child(
+    connection: sa.Connection, child: ChildTable, parents: list[Any],
+    values: list[tuple[Any, ...]],
+) -> None:  # fmt: skip
+    if not parents:
+        return
+    quote = connection.dialect.identifier_preparer
+    table = quote.format_table(child.table)
+    marker = _marker(connection)
+    for batch in _batches(parents):
+        sql = f"DELETE FROM {table} WHERE parent_id IN ({', '.join([marker] * len(batch))})"
+        connection.exec_driver_sql(sql, tuple(batch))
+    if values:
+        names = ", ".join(quote.quote(c.name) for c in child.table.columns)
+        placeholders = ", ".join([marker] * len(child.table.columns))
+        connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", values)

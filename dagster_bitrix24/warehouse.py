@@ -1,0 +1,330 @@
+"""The warehouse writer: typed tables from Bitrix24 field metadata, safe upserts, cursors.
+
+SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy 2; no Dagster in here.
+
+    >>> from dagster_bitrix24.warehouse import Warehouse
+    >>> warehouse = Warehouse("sqlite:///bitrix24.sqlite", table_prefix="bitrix24_")
+    >>> layout = warehouse.prepare_table(
+    ...     "crm.deal", fields, id_field="ID", change_field="DATE_MODIFY")
+    >>> layout.changes            # SchemaChanges: created, added_columns, type_changes, ...
+    >>> for page in pages:        # one transaction per chunk
+    ...     counts = warehouse.write_chunk(layout, page)     # WriteCounts(inserted, updated, skipped)
+    >>> warehouse.commit_cursor("crm.deal", "2024-09-02T18:37:18+03:00")  # after every chunk
+    >>> warehouse.read_cursor("crm.deal").value
+    >>> warehouse.mark_deleted(layout, all_portal_ids)      # DeleteCounts(marked, restored)
+    >>> warehouse.column_schema(layout)    # [(name, SQL type, description), ...]
+
+`prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
+multi-field (`bitrix24_crm_deal_phone`), adds columns for new fields, leaves removed fields'
+columns in place, and reports (and logs) a field whose type changed: that column is no longer
+written until someone migrates it. To write a chunk and the cursor atomically, or to make a
+failure roll the cursor back, pass the connection of `with warehouse.transaction() as tx:` to
+`write_chunk(..., connection=tx)` and `commit_cursor(..., connection=tx)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from dagster_bitrix24.columns import (
+    Dialect,
+    converter,
+    fit_identifier,
+    plan_columns,
+    same_family,
+    type_family,
+)
+from dagster_bitrix24.layout import (
+    DELETED_AT,
+    ChildTable,
+    SchemaChanges,
+    TableLayout,
+    TypeChange,
+    child_table,
+    entity_table,
+    synced_at_value,
+    with_converters,
+)
+from dagster_bitrix24.sync_state import (
+    CursorState,
+    delete_state,
+    read_state,
+    state_table,
+    write_state,
+)
+from dagster_bitrix24.upsert import WriteCounts, upsert_chunk
+from dagster_bitrix24.warehouse_errors import FieldMetadataError
+
+__all__ = [
+    "CursorState", "DeleteCounts", "SchemaChanges", "TableLayout", "TypeChange", "Warehouse",
+    "WriteCounts",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+_PREFIX = re.compile(r"[A-Za-z0-9_]*\Z")
+_PRESENT = "_bitrix24_present_ids"
+
+
+@dataclass(frozen=True)
+class DeleteCounts:
+    """Rows newly marked deleted, and rows that came back and were un-marked."""
+
+    marked: int
+    restored: int
+
+
+class Warehouse:
+    """Writes Bitrix24 entities into SQL tables; see the module docstring for the API."""
+
+    def __init__(
+        self,
+        engine_or_url: sa.Engine | str,
+        *,
+        schema: str | None = None,
+        table_prefix: str = "bitrix24_",
+    ) -> None:
+        if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
+            raise FieldMetadataError(
+                f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
+            )
+        self.engine = (
+            sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+        )
+        name = self.engine.dialect.name
+        if name not in ("sqlite", "postgresql", "mysql", "mariadb"):
+            raise FieldMetadataError(f"unsupported warehouse dialect {name!r}")
+        self.dialect_name: Dialect = "mysql" if name == "mariadb" else name  # type: ignore[assignment]
+        self.schema = schema
+        self.table_prefix = table_prefix
+        self._state = state_table(
+            sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema
+        )
+        self._state_ready = False
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"Warehouse({url!r}, schema={self.schema!r}, table_prefix={self.table_prefix!r})"
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def table_name(self, entity_name: str) -> str:
+        """The table an entity is written to: prefix + entity in snake case."""
+        if not isinstance(entity_name, str) or not entity_name.strip():
+            raise FieldMetadataError("entity_name must be a non-empty string")
+        cleaned = re.sub(r"[^a-z0-9]+", "_", entity_name.lower()).strip("_") or "entity"
+        return fit_identifier(self.table_prefix + cleaned)
+
+    def prepare_table(
+        self,
+        entity_name: str,
+        fields: Mapping[str, Any],
+        *,
+        id_field: str,
+        change_field: str | None,
+    ) -> TableLayout:
+        """Create or evolve the entity's tables to match `fields`; `.changes` says what changed."""
+        name = self.table_name(entity_name)
+        columns, multifields = plan_columns(fields, id_field=id_field, change_field=change_field)
+        metadata = sa.MetaData()
+        table = entity_table(metadata, name, columns, self.dialect_name, schema=self.schema)
+        children = tuple(
+            child_table(metadata, name, spec, table.c[columns[0].name].type, schema=self.schema)
+            for spec in multifields
+        )
+        with self.engine.begin() as connection:
+            inspector = sa.inspect(connection)
+            if not inspector.has_table(name, schema=self.schema):
+                metadata.create_all(connection)
+                changes = SchemaChanges(created=True)
+            else:
+                changes = self._evolve(connection, inspector, table, columns)
+                metadata.create_all(connection, tables=[c for c in children], checkfirst=True)
+        self._log(entity_name, name, changes)
+        frozen = {change.column for change in changes.type_changes}
+        layout = TableLayout(
+            entity=entity_name,
+            dialect=self.dialect_name,
+            table=table,
+            columns=tuple(c for c in columns if c.name not in frozen),
+            id_field=id_field,
+            change_field=change_field,
+            children=tuple(
+                ChildTable(spec, t) for spec, t in zip(multifields, children, strict=True)
+            ),
+            frozen=tuple(sorted(frozen)),
+        )
+        return replace(with_converters(layout), changes=changes)
+
+    def _evolve(
+        self, connection: sa.Connection, inspector: sa.Inspector, table: sa.Table,
+        columns: Sequence[Any],
+    ) -> SchemaChanges:  # fmt: skip
+        stored = {c["name"]: c["type"] for c in inspector.get_columns(table.name, self.schema)}
+        kinds = {c.name: c for c in columns}
+        added: list[str] = []
+        type_changes: list[TypeChange] = []
+        for column in table.columns:
+            if column.name not in stored:
+                self._add_column(connection, column)
+                added.append(column.name)
+                continue
+            spec = kinds.get(column.name)
+            family = type_family(stored[column.name])
+            if spec is not None and not same_family(family, spec.kind):
+                type_changes.append(TypeChange(
+                    column.name, spec.field, str(stored[column.name]), spec.kind
+                ))  # fmt: skip
+        removed = tuple(sorted(set(stored) - set(table.columns.keys())))
+        return SchemaChanges(False, tuple(added), tuple(type_changes), removed)
+
+    def _add_column(self, connection: sa.Connection, column: sa.Column[Any]) -> None:
+        dialect = connection.dialect
+        spec = dialect.ddl_compiler(dialect, None).get_column_specification(column)
+        table = dialect.identifier_preparer.format_table(column.table)
+        connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {spec}")
+        if self.dialect_name == "postgresql" and column.comment:
+            connection.execute(sa.schema.SetColumnComment(column))
+
+    def _log(self, entity: str, table: str, changes: SchemaChanges) -> None:
+        if changes.created:
+            log.info("%s: created table %s", entity, table)
+        if changes.added_columns:
+            log.info("%s: added columns %s to %s", entity, ", ".join(changes.added_columns), table)
+        for change in changes.type_changes:
+            log.warning(
+                "%s: field %s changed type (stored %s, portal now %s); column %s.%s is no "
+                "longer written until it is migrated",
+                entity, change.field, change.stored, change.wanted, table, change.column,
+            )  # fmt: skip
+
+    # -- rows -----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction: committed when the block ends, rolled back on error."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def write_chunk(
+        self,
+        layout: TableLayout,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        connection: sa.Connection | None = None,
+    ) -> WriteCounts:
+        """Upsert `rows` by id, never older over newer; one transaction unless one is given."""
+        synced_at = synced_at_value(layout.dialect)
+        if connection is not None:
+            return upsert_chunk(connection, layout, rows, synced_at=synced_at)
+        with self.engine.begin() as own:
+            return upsert_chunk(own, layout, rows, synced_at=synced_at)
+
+    def mark_deleted(
+        self,
+        layout: TableLayout,
+        present_ids: Iterable[Any],
+        *,
+        connection: sa.Connection | None = None,
+    ) -> DeleteCounts:
+        """Stamp `_deleted_at` on rows whose id is not in `present_ids`; clear it on the rest."""
+        to_id = converter(layout.columns[0].kind, layout.dialect)
+        ids = [(value,) for value in {to_id(i) for i in present_ids} if value is not None]
+        if connection is not None:
+            return self._mark_deleted(connection, layout, ids)
+        with self.engine.begin() as own:
+            return self._mark_deleted(own, layout, ids)
+
+    def _mark_deleted(
+        self, connection: sa.Connection, layout: TableLayout, ids: list[tuple[Any]]
+    ) -> DeleteCounts:
+        quote = connection.dialect.identifier_preparer
+        table = quote.format_table(layout.table)
+        id_col, deleted = quote.quote(layout.id_column), quote.quote(DELETED_AT)
+        id_type = layout.table.c[layout.id_column].type.compile(dialect=connection.dialect)
+        temporary = {"postgresql": "TEMP", "sqlite": "TEMP", "mysql": "TEMPORARY"}[
+            self.dialect_name
+        ]
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_PRESENT}")
+        connection.exec_driver_sql(
+            f"CREATE {temporary} TABLE {_PRESENT} (id {id_type} PRIMARY KEY)"
+        )
+        if self.dialect_name == "postgresql":
+            raw = connection.connection.driver_connection
+            with raw.cursor() as cursor, cursor.copy(f"COPY {_PRESENT} (id) FROM STDIN") as copy:  # type: ignore[union-attr]
+                for row in ids:
+                    copy.write_row(row)
+        elif ids:
+            marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+            connection.exec_driver_sql(f"INSERT INTO {_PRESENT} (id) VALUES ({marker})", ids)
+        now = synced_at_value(layout.dialect)
+        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        present = f"EXISTS (SELECT 1 FROM {_PRESENT} p WHERE p.id = {table}.{id_col})"
+        marked = connection.exec_driver_sql(
+            f"UPDATE {table} SET {deleted} = {marker} WHERE {deleted} IS NULL AND NOT {present}",
+            (now,),
+        ).rowcount
+        restored = connection.exec_driver_sql(
+            f"UPDATE {table} SET {deleted} = NULL WHERE {deleted} IS NOT NULL AND {present}"
+        ).rowcount
+        connection.exec_driver_sql(f"DROP TABLE {_PRESENT}")
+        return DeleteCounts(marked, restored)
+
+    # -- cursors --------------------------------------------------------------------------
+
+    def _state_table(self, connection: sa.Connection) -> sa.Table:
+        if not self._state_ready:
+            self._state.create(connection, checkfirst=True)
+            self._state_ready = True
+        return self._state
+
+    def read_cursor(self, key: str) -> CursorState | None:
+        """The cursor stored under `key`, or None before the first commit."""
+        with self.engine.begin() as connection:
+            return read_state(connection, self._state_table(connection), key)
+
+    def commit_cursor(
+        self,
+        key: str,
+        value: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        connection: sa.Connection | None = None,
+    ) -> None:
+        """Store the cursor under `key`: in the caller's transaction when one is given."""
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise FieldMetadataError("a cursor needs a non-empty string key and a string value")
+        if connection is not None:
+            write_state(connection, self._state_table(connection), key, value, extra)
+            return
+        with self.engine.begin() as own:
+            write_state(own, self._state_table(own), key, value, extra)
+
+    def reset_cursor(self, key: str) -> bool:
+        """Forget the cursor under `key` (the next sync starts from scratch)."""
+        with self.engine.begin() as connection:
+            return delete_state(connection, self._state_table(connection), key)
+
+    # -- description ----------------------------------------------------------------------
+
+    def column_schema(self, layout: TableLayout) -> list[tuple[str, str, str]]:
+        """(column, SQL type, description) for every column, for Dagster's TableSchema."""
+        dialect = self.engine.dialect
+        return [
+            (c.name, c.type.compile(dialect=dialect), c.comment or "") for c in layout.table.columns
+        ]
+
+    def row_count(self, layout: TableLayout, *, include_deleted: bool = False) -> int:
+        """Rows in the entity's table (by default those not marked deleted)."""
+        table = layout.table
+        query = sa.select(sa.func.count()).select_from(table)
+        if not include_deleted:
+            query = query.where(table.c[DELETED_AT].is_(None))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())

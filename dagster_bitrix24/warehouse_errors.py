@@ -1,0 +1,23 @@
+"""What can go wrong in the warehouse writer, each a named error raised before any SQL runs."""
+
+
+class WarehouseError(Exception):
+    """Base class of the warehouse writer's errors."""
+
+
+class FieldMetadataError(WarehouseError, ValueError):
+    """The field metadata (or a table option) cannot describe a table: raised before any DDL."""
+
+
+class RowConversionError(WarehouseError, ValueError):
+    """A row value does not fit its field's type; names the entity, field and row id."""
+
+    def __init__(self, *, entity: str, field: str, row_id: object, value: object) -> None:
+        self.entity = entity
+        self.field = field
+        self.row_id = row_id
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        super().__init__(
+            f"{entity}: field {field!r} of row id {row_id!r} cannot hold the value {shown}"
+        )
