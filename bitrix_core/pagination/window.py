@@ -64,16 +64,17 @@ class IdWindowPaging:
     """Parallel keyset pages over id windows: the fast path for big tables.
 
     Two probes (lowest ids with the caller's select, highest id only) give the id range and
-    the row density at both ends; the range is cut into windows of about 40 expected rows,
+    the row density at both ends; the range is cut into windows of about 40 rows expected
+    at the sparser end's density (empty windows cost commands; full ones just split again),
     each fetched with `filter[>=ID]=lo`, `filter[<ID]=hi`, `order[ID]=ASC`, `start=-1` and
     every filter the caller passed. The commands are issued concurrently, so the batcher
     packs up to 50 of them into one request. A window that comes back full (50 rows) goes
     on from its last id, its remainder split again by the density it showed, so dense
     regions parallelise too. Example, ids 1..10,000 with a dense block at 5,000..5,999::
 
-        probes: ASC ids 1..99 (50 rows), DESC top id 10,000
-        windows [100, 180), [180, 260), ... : 124 commands, 3 batches
-        window [4980, 5060) full at 5029 -> [5030, 5037), ..., [5053, 5060)
+        probes: ASC 50 rows at ids 1..99 (density 0.5), DESC 50 ids 9,801..10,000 (0.25)
+        windows of 160 ids [100, 260), [260, 420), ...: 62 commands, 2 batches
+        window [4900, 5060) full at 5009 -> [5010, 5061) split again into 2 windows
 
     Windows never overlap, so no row comes twice. With `ordered`, pages are released in
     ascending id order (a page waits only for the windows below it).
@@ -120,7 +121,7 @@ class IdWindowPaging:
             return
         top_ids = checked_ids(spec, rows_of(spec, high.result, method=method), bounds.lo, bounds.hi)
         start, stop = max(ids) + 1, max([*top_ids, *ids]) + 1
-        density = (_density(ids) + _density(top_ids)) / 2 if top_ids else _density(ids)
+        density = min(_density(ids), _density(top_ids)) if top_ids else _density(ids)
         windows = split_range(start, stop, density, max_parts=stop - start)
         async for page in self._fetch(runner, spec, base, stats, windows):
             yield page
@@ -155,7 +156,7 @@ class IdWindowPaging:
                     rows = rows_of(spec, task.result().result, method=spec.list_method)
                     ids = checked_ids(spec, rows, lo, hi)
                     if len(rows) >= PAGE_SIZE:
-                        rest = split_range(max(ids) + 1, hi, _density(ids), max_parts=PAGE_SIZE)
+                        rest = split_range(max(ids) + 1, hi, _density(ids), max_parts=2 * PAGE_SIZE)
                         for window in rest:
                             heapq.heappush(pending, window)
                     if not rows:
