@@ -162,6 +162,23 @@ class OAuthAuth:
         await self.refresh(transport, stale=current)
         return True
 
+    async def exchange_code(self, code: str, transport: Transport) -> OAuthTokens:
+        """Trade an authorization code (lives 30 s) for the first token pair and store it."""
+        if not isinstance(code, str) or not code:
+            raise BitrixParameterError("code", "must be a non-empty string")
+        params = {
+            "grant_type": "authorization_code",
+            "client_id": self.client_id,
+            "client_secret": self._client_secret,
+            "code": code,
+        }
+        body = await transport.get(self._token_url, params, method="oauth.token")
+        tokens = OAuthTokens.from_token_response(body, now=time.time())
+        async with self._store.refresh_lock():
+            self._store.save(tokens)
+        self._tokens = tokens
+        return tokens
+
     async def refresh(self, transport: Transport, *, stale: OAuthTokens | None = None) -> None:
         """Renew the tokens; concurrent callers share the one refresh in flight."""
         if self._refreshing is not None and not self._refreshing.done():

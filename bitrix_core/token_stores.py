@@ -189,6 +189,7 @@ class SqlAlchemyTokenStore:
     ) -> None:
         if not key:
             raise BitrixParameterError("key", "must be a non-empty string")
+        self._owns_engine = isinstance(engine, str)
         self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
         self.key = key
         self.table = sa.Table(
@@ -205,6 +206,12 @@ class SqlAlchemyTokenStore:
 
     def __repr__(self) -> str:
         return f"SqlAlchemyTokenStore({self.engine.url!r}, key={self.key!r})"
+
+    def close(self) -> None:
+        """Stop the worker thread (and dispose of the engine if this store created it)."""
+        self._worker.shutdown(wait=True)
+        if self._owns_engine:
+            self.engine.dispose()
 
     def load(self) -> OAuthTokens | None:
         return self._on_worker(self._load)
