@@ -1,1 +1,33 @@
 """Dagster assets that sync Bitrix24 CRM entities into SQL warehouse tables."""
+
+from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
+from dagster_bitrix24.assets import (
+    Bitrix24SyncConfig,
+    bitrix24_assets,
+    build_bitrix24_assets,
+    get_bitrix24_asset_specs,
+)
+from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
+from dagster_bitrix24.partitions import change_time_partitions
+from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
+from dagster_bitrix24.sync import EntitySync, SyncOptions, SyncResult
+from dagster_bitrix24.translator import Bitrix24EntityProps, DagsterBitrix24Translator
+
+__all__ = [
+    "ENTITIES",
+    "Bitrix24EntityProps",
+    "Bitrix24Resource",
+    "Bitrix24SyncConfig",
+    "DagsterBitrix24Translator",
+    "EntitySpec",
+    "EntitySync",
+    "SQLWarehouseResource",
+    "SqliteLimiterBackend",
+    "SyncOptions",
+    "SyncResult",
+    "bitrix24_assets",
+    "build_bitrix24_assets",
+    "change_time_partitions",
+    "crm_item",
+    "get_bitrix24_asset_specs",
+]

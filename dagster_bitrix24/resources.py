@@ -1,11 +1,12 @@
 """Dagster resources: the Bitrix24 portal (credentials, limits) and the SQL warehouse."""
 
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import AssetExecutionContext, ConfigurableResource, EnvVar, MaterializeResult
 from pydantic import Field
 from sqlalchemy.engine import make_url
 
@@ -13,6 +14,7 @@ from bitrix_core.client import BitrixClient
 from bitrix_core.errors import BitrixParameterError
 from bitrix_core.throttle import Limits
 from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
+from dagster_bitrix24.warehouse import Warehouse
 
 _LOOPBACK_HOSTS = ("localhost", "::1")
 _SECRET = {"dagster__is_secret": True}
@@ -117,6 +119,21 @@ class Bitrix24Resource(ConfigurableResource):
             **self._limiter_kwargs(),
         )
 
+    def sync(
+        self,
+        *,
+        context: AssetExecutionContext,
+        warehouse: "SQLWarehouseResource",
+        config: Any = None,
+    ) -> Iterator[MaterializeResult]:
+        """Sync the entities selected in `context` into `warehouse`; one result per entity.
+
+        Use it in a `@bitrix24_assets` body: `yield from bitrix24.sync(context=..., ...)`.
+        """
+        from dagster_bitrix24.assets import sync_selected_assets  # assets builds on resources
+
+        yield from sync_selected_assets(context, bitrix24=self, warehouse=warehouse, config=config)
+
     def _oauth(self) -> Any:
         if self.webhook_url:
             if self.client_id or self.client_secret:
@@ -206,11 +223,9 @@ class SQLWarehouseResource(ConfigurableResource):
         """The Dagster kind for this dialect: sqlite, postgres or mysql."""
         return warehouse_kind(_plain(self.url))
 
-    def get_warehouse(self) -> Any:
+    def get_warehouse(self, *, table_prefix: str = "bitrix24_") -> Warehouse:
         """A new warehouse writer bound to this database."""
-        from dagster_bitrix24.warehouse import Warehouse
-
-        return Warehouse(self.url, schema=self.schema_name)
+        return Warehouse(self.url, schema=self.schema_name, table_prefix=table_prefix)
 
 
 def warehouse_kind(url: str) -> str:

@@ -1,7 +1,7 @@
 """One entity's sync: pick the window, stream its pages into the warehouse, move the cursor.
 
     result = await EntitySync(client=client, warehouse=warehouse, spec=ENTITIES["crm.deal"],
-                              table_name="bitrix24_crm_deal", options=SyncOptions()).run()
+                              options=SyncOptions()).run()
 
 Modes:
 - `full`: every row (first run, `full_refresh`, `reset_cursor`, or an entity with no change
@@ -14,6 +14,7 @@ a run killed half-way leaves the old cursor and the rerun fetches the same windo
 the writer's upsert makes that rerun free of duplicates. No Dagster import here.
 """
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class SyncResult:
     updated: int = 0
     skipped: int = 0
     deleted: int = 0
+    restored: int = 0
     chunks: int = 0
     partition_counts: Counter[str] = field(default_factory=Counter)
     stats: ListStats = field(default_factory=ListStats)
@@ -95,26 +97,27 @@ class EntitySync:
         client: BitrixClient,
         warehouse: Any,
         spec: EntitySpec,
-        table_name: str,
         options: SyncOptions | None = None,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self.client = client
         self.warehouse = warehouse
         self.spec = spec
-        self.table_name = table_name
+        self.table_name = warehouse.table_name(spec.name)
         self.options = options or SyncOptions()
+        self._write_lock = write_lock or asyncio.Lock()
 
     async def run(self) -> SyncResult:
         """Run the sync; the result carries everything the materialisation reports."""
         fields = await self._fields()
-        layout = self.warehouse.prepare_table(
-            self.table_name,
-            fields=fields,
-            entity=self.spec.name,
+        layout = await self._blocking(
+            self.warehouse.prepare_table,
+            self.spec.name,
+            fields,
             id_field=self.spec.id_field,
             change_field=self._change_row_key(),
         )
-        result = self._plan(layout)
+        result = await self._plan()
         params = self._params(fields, result)
         run = paginate(
             self.client.batcher,
@@ -135,16 +138,19 @@ class EntitySync:
                     seen_ids.add(row.get(self.spec.id_field))
             chunk.extend(page.rows)
             if len(chunk) >= self.options.chunk_rows:
-                self._write(layout, chunk, result)
+                await self._write(layout, chunk, result)
                 chunk = []
         if chunk:
-            self._write(layout, chunk, result)
+            await self._write(layout, chunk, result)
         if seen_ids is None and self.options.check_deletes and result.mode != "window":
             seen_ids = await self._portal_ids(result.stats)
         if seen_ids is not None:
-            result.deleted = self.warehouse.mark_deleted(layout, seen_ids)
+            counts = await self._blocking(self.warehouse.mark_deleted, layout, seen_ids)
+            result.deleted, result.restored = counts.marked, counts.restored
         if result.mode != "window" and newest is not None and self._change_row_key():
-            self.warehouse.commit_cursor(layout, newest)
+            await self._blocking(
+                self.warehouse.commit_cursor, self.cursor_key, newest.isoformat()
+            )
             result.cursor_after = newest
         else:
             result.cursor_after = result.cursor_before
@@ -165,7 +171,17 @@ class EntitySync:
         change = self.spec.change_time_field
         return self.spec.row_key(change) if change else None
 
-    def _plan(self, layout: Any) -> SyncResult:
+    @property
+    def cursor_key(self) -> str:
+        """The key of this entity's cursor in the warehouse state table."""
+        return self.table_name
+
+    async def _blocking(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a warehouse call in a worker thread, one at a time, so pages keep flowing."""
+        async with self._write_lock:
+            return await asyncio.to_thread(function, *args, **kwargs)
+
+    async def _plan(self) -> SyncResult:
         """Choose the mode and the window from the options and the stored cursor."""
         result = SyncResult(entity=self.spec.name, table_name=self.table_name, mode="full")
         if self.options.window is not None:
@@ -178,7 +194,10 @@ class EntitySync:
             return result
         if self.options.full_refresh or self.options.reset_cursor:
             return result
-        cursor = self.warehouse.read_cursor(layout) if self.spec.change_time_field else None
+        cursor = None
+        if self.spec.change_time_field:
+            state = await self._blocking(self.warehouse.read_cursor, self.cursor_key)
+            cursor = _parse_time(state.value) if state is not None else None
         result.cursor_before = cursor
         if cursor is not None:
             result.mode = "incremental"
@@ -222,8 +241,8 @@ class EntitySync:
                 result.partition_counts[partition] += 1
         return moment if newest is None or moment > newest else newest
 
-    def _write(self, layout: Any, rows: list[dict[str, Any]], result: SyncResult) -> None:
-        counts = self.warehouse.write_chunk(layout, rows)
+    async def _write(self, layout: Any, rows: list[dict[str, Any]], result: SyncResult) -> None:
+        counts = await self._blocking(self.warehouse.write_chunk, layout, rows)
         result.inserted += counts.inserted
         result.updated += counts.updated
         result.skipped += counts.skipped

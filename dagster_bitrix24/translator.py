@@ -1,5 +1,6 @@
 """How a Bitrix24 entity becomes a Dagster asset: one overridable hook, `get_asset_spec`."""
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ ENTITY_KEY = "bitrix24/entity"
 
 def entity_slug(entity: str) -> str:
     """`crm.deal` -> `crm_deal`: a name that is safe as an asset key part and a table name."""
-    return "".join(ch if ch.isalnum() else "_" for ch in entity.lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", entity.lower()).strip("_")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,347 @@
+"""The multi-asset factory and decorator: one multi-asset per portal, entities as its assets.
+
+    defs = Definitions(
+        assets=[build_bitrix24_assets(entities=["crm.deal", "crm.contact", "user"])],
+        resources={"bitrix24": Bitrix24Resource(webhook_url=EnvVar("BITRIX24_WEBHOOK_URL")),
+                   "warehouse": SQLWarehouseResource(url=EnvVar("WAREHOUSE_URL"))},
+    )
+
+One run materialises the selected entities concurrently on ONE `BitrixClient`, so one
+limiter paces them all and their page commands share batches. The assets default to the
+Dagster pool `bitrix24/<portal>`, so parallel runs cannot overrun the portal either.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    BackfillPolicy,
+    Config,
+    Failure,
+    MaterializeResult,
+    PartitionsDefinition,
+    TimeWindowPartitionsDefinition,
+    multi_asset,
+)
+from pydantic import Field
+
+from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
+from bitrix_core.errors import BitrixParameterError
+from dagster_bitrix24.metadata import partition_metadata, result_metadata
+from dagster_bitrix24.partitions import partition_key_function
+from dagster_bitrix24.sync import EntitySync, SyncOptions, SyncResult
+from dagster_bitrix24.translator import (
+    ENTITY_KEY,
+    Bitrix24EntityProps,
+    DagsterBitrix24Translator,
+    entity_slug,
+)
+
+#: Asset-spec metadata key holding the entity's `EntitySpec` as a JSON-ready dict.
+ENTITY_SPEC_KEY = "bitrix24/entity_spec"
+#: Asset-spec metadata key holding the default lookback in minutes.
+LOOKBACK_KEY = "bitrix24/lookback_minutes"
+#: Asset-spec metadata key holding the warehouse table prefix.
+TABLE_PREFIX_KEY = "bitrix24/table_prefix"
+
+
+class Bitrix24SyncConfig(Config):
+    """Run config of a Bitrix24 sync (launchpad or schedule)."""
+
+    full_refresh: bool = Field(
+        default=False, description="Fetch every row, replace the cursor, mark deleted rows."
+    )
+    reset_cursor: bool = Field(
+        default=False, description="Forget the cursor: fetch every row, rebuild the cursor."
+    )
+    check_deletes: bool = Field(
+        default=False, description="Also compare the portal's id set and mark deleted rows."
+    )
+    lookback_minutes: float | None = Field(
+        default=None, description="Override the lookback behind the cursor, in minutes."
+    )
+
+
+def resolve_entities(entities: Iterable[str | EntitySpec]) -> list[EntitySpec]:
+    """Entity names ("crm.deal", "crm.item.128") or `EntitySpec`s -> specs, names unique."""
+    specs: list[EntitySpec] = []
+    for entity in entities:
+        if isinstance(entity, EntitySpec):
+            specs.append(entity)
+        elif isinstance(entity, str) and entity in ENTITIES and entity != "crm.item":
+            specs.append(ENTITIES[entity])
+        elif isinstance(entity, str) and entity.startswith("crm.item.") and entity[9:].isdigit():
+            specs.append(crm_item(int(entity[9:])))
+        else:
+            known = ", ".join(sorted(set(ENTITIES) - {"crm.item"}) + ["crm.item.<entityTypeId>"])
+            raise BitrixParameterError("entities", f"unknown entity {entity!r}; known: {known}")
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise BitrixParameterError("entities", f"listed more than once: {duplicates}")
+    if not specs:
+        raise BitrixParameterError("entities", "name at least one entity")
+    return specs
+
+
+def spec_to_metadata(spec: EntitySpec) -> dict[str, Any]:
+    """An `EntitySpec` as a JSON-ready dict (stored on the asset spec)."""
+    data = asdict(spec)
+    data["extra_params"] = dict(spec.extra_params)
+    return data
+
+
+def spec_from_metadata(data: Any) -> EntitySpec:
+    """The `EntitySpec` stored on an asset spec by `spec_to_metadata`."""
+    return EntitySpec(**dict(_plain(data)))
+
+
+def get_bitrix24_asset_specs(
+    *,
+    entities: Sequence[str | EntitySpec],
+    portal: str = "default",
+    translator: DagsterBitrix24Translator | None = None,
+    table_prefix: str = "bitrix24_",
+    warehouse_kind: str | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    lookback: timedelta = timedelta(minutes=15),
+) -> list:
+    """The `AssetSpec`s of the entities, built by the translator."""
+    translator = translator or DagsterBitrix24Translator()
+    specs = []
+    for entity in resolve_entities(entities):
+        props = Bitrix24EntityProps(
+            entity=entity.name,
+            table_name=f"{table_prefix}{entity_slug(entity.name)}",
+            portal=portal,
+            warehouse_kind=warehouse_kind,
+        )
+        asset_spec = translator.get_asset_spec(props).merge_attributes(
+            metadata={
+                ENTITY_KEY: entity.name,
+                ENTITY_SPEC_KEY: spec_to_metadata(entity),
+                LOOKBACK_KEY: lookback.total_seconds() / 60,
+                TABLE_PREFIX_KEY: table_prefix,
+            }
+        )
+        specs.append(asset_spec.replace_attributes(partitions_def=partitions_def, skippable=True))
+    return specs
+
+
+def bitrix24_assets(
+    *,
+    entities: Sequence[str | EntitySpec],
+    portal: str = "default",
+    name: str | None = None,
+    translator: DagsterBitrix24Translator | None = None,
+    table_prefix: str = "bitrix24_",
+    warehouse_kind: str | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    backfill_policy: BackfillPolicy | None = None,
+    pool: str | None = None,
+    lookback: timedelta = timedelta(minutes=15),
+    op_tags: dict[str, Any] | None = None,
+    required_resource_keys: set[str] | None = None,
+) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """Decorator: your function body materialises the entities of one portal.
+
+    Example::
+
+        @bitrix24_assets(entities=["crm.deal", "crm.contact"])
+        def crm(context: AssetExecutionContext, bitrix24: Bitrix24Resource,
+                warehouse: SQLWarehouseResource, config: Bitrix24SyncConfig):
+            yield from bitrix24.sync(context=context, warehouse=warehouse, config=config)
+
+    Partitioned assets (over the change time) backfill a range in ONE run by default.
+    """
+    if not portal or not portal.replace("_", "").replace("-", "").isalnum():
+        raise BitrixParameterError("portal", "use letters, digits, '_' or '-'")
+    if partitions_def is not None and not isinstance(
+        partitions_def, TimeWindowPartitionsDefinition
+    ):
+        raise BitrixParameterError("partitions_def", "must be a time-window partitioning")
+    if lookback < timedelta(0):
+        raise BitrixParameterError("lookback", "must not be negative")
+    specs = get_bitrix24_asset_specs(
+        entities=entities,
+        portal=portal,
+        translator=translator,
+        table_prefix=table_prefix,
+        warehouse_kind=warehouse_kind,
+        partitions_def=partitions_def,
+        lookback=lookback,
+    )
+    if backfill_policy is None and partitions_def is not None:
+        backfill_policy = BackfillPolicy.single_run()
+    return multi_asset(
+        name=name or f"bitrix24_{entity_slug(portal)}",
+        specs=specs,
+        can_subset=True,
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,
+        pool=pool if pool is not None else f"bitrix24/{portal}",
+        op_tags=op_tags,
+        required_resource_keys=required_resource_keys,
+    )
+
+
+def build_bitrix24_assets(
+    *,
+    entities: Sequence[str | EntitySpec],
+    portal: str = "default",
+    name: str | None = None,
+    translator: DagsterBitrix24Translator | None = None,
+    table_prefix: str = "bitrix24_",
+    warehouse_kind: str | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    backfill_policy: BackfillPolicy | None = None,
+    pool: str | None = None,
+    lookback: timedelta = timedelta(minutes=15),
+    op_tags: dict[str, Any] | None = None,
+    bitrix24_resource_key: str = "bitrix24",
+    warehouse_resource_key: str = "warehouse",
+) -> AssetsDefinition:
+    """One multi-asset syncing `entities` of one portal into the warehouse.
+
+    Resources come from `bitrix24_resource_key` (a `Bitrix24Resource`) and
+    `warehouse_resource_key` (a `SQLWarehouseResource`); run config is `Bitrix24SyncConfig`.
+    """
+    @bitrix24_assets(
+        entities=entities,
+        portal=portal,
+        name=name,
+        translator=translator,
+        table_prefix=table_prefix,
+        warehouse_kind=warehouse_kind,
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,
+        pool=pool,
+        lookback=lookback,
+        op_tags=op_tags,
+        required_resource_keys={bitrix24_resource_key, warehouse_resource_key},
+    )
+    def _bitrix24_sync(context: AssetExecutionContext, config: Bitrix24SyncConfig):
+        yield from sync_selected_assets(
+            context,
+            bitrix24=getattr(context.resources, bitrix24_resource_key),
+            warehouse=getattr(context.resources, warehouse_resource_key),
+            config=config,
+        )
+
+    return _bitrix24_sync
+
+
+def sync_selected_assets(
+    context: AssetExecutionContext,
+    *,
+    bitrix24: Any,
+    warehouse: Any,
+    config: Bitrix24SyncConfig | None = None,
+) -> Iterator[MaterializeResult]:
+    """Sync the selected entities concurrently on one client; one result per entity.
+
+    Results are yielded as entities finish. If some entities fail, the others still land
+    and report, then the step fails naming the failed entities.
+    """
+    config = config or Bitrix24SyncConfig()
+    assets_def = context.assets_def
+    specs = [spec for spec in assets_def.specs if spec.key in context.selected_asset_keys]
+    partitions_def = assets_def.partitions_def
+    window = key_for = None
+    if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        if config.full_refresh or config.reset_cursor:
+            raise BitrixParameterError(
+                "config", "full_refresh/reset_cursor apply to unpartitioned assets only"
+            )
+        time_window = context.partition_time_window
+        window = (time_window.start, time_window.end)
+        key_for = partition_key_function(partitions_def)
+    jobs = {}
+    for spec in specs:
+        lookback = config.lookback_minutes
+        if lookback is None:
+            lookback = float(_plain(spec.metadata.get(LOOKBACK_KEY, 15.0)))
+        options = SyncOptions(
+            full_refresh=config.full_refresh,
+            reset_cursor=config.reset_cursor,
+            check_deletes=config.check_deletes,
+            lookback=timedelta(minutes=lookback),
+            window=window,
+            partition_key=key_for,
+        )
+        jobs[spec.key] = (spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY]), options)
+    prefix = str(_plain(specs[0].metadata.get(TABLE_PREFIX_KEY, "bitrix24_"))) if specs else ""
+    writer = warehouse.get_warehouse(table_prefix=prefix)
+    failures: list[str] = []
+    for key, outcome in _drive(_sync_all(bitrix24, writer, jobs)):
+        if isinstance(outcome, BaseException):
+            context.log.error(f"{key.to_user_string()}: {type(outcome).__name__}: {outcome}")
+            failures.append(f"{key.to_user_string()} ({type(outcome).__name__}: {outcome})")
+            continue
+        if window is not None:
+            for partition in context.partition_keys:
+                context.add_asset_metadata(
+                    partition_metadata(outcome, partition), asset_key=key, partition_key=partition
+                )
+        yield MaterializeResult(
+            asset_key=key,
+            metadata=result_metadata(outcome, writer, portal=bitrix24.redacted_portal),
+        )
+    if failures:
+        raise Failure(description="Bitrix24 sync failed for: " + "; ".join(failures))
+
+
+async def _sync_all(
+    bitrix24: Any, writer: Any, jobs: dict[AssetKey, tuple[EntitySpec, SyncOptions]]
+) -> AsyncIterator[tuple[AssetKey, SyncResult | BaseException]]:
+    """Run every entity's sync at once on one client; yield (key, result or error) as done."""
+    lock = asyncio.Lock()
+    async with bitrix24.get_client() as client:
+        tasks = {
+            asyncio.ensure_future(
+                EntitySync(
+                    client=client, warehouse=writer, spec=spec, options=options, write_lock=lock
+                ).run()
+            ): key
+            for key, (spec, options) in jobs.items()
+        }
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    yield tasks[task], error if error is not None else task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _drive(stream: AsyncIterator[Any]) -> Iterator[Any]:
+    """Iterate an async iterator from synchronous code on a private event loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                item = loop.run_until_complete(anext(stream))
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            loop.run_until_complete(aclose())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def _plain(value: Any) -> Any:
+    """A metadata entry's raw value (Dagster may wrap it in a MetadataValue)."""
+    return getattr(value, "value", value)
