@@ -1,0 +1,266 @@
+"""The aiohttp application: routing, auth, limits, faults, and running methods and batches.
+
+Order of checks for a REST request: URL shape (404), request bucket (503), credentials
+(401), programmed faults, then per command: method exists (404), operating budget (429),
+run, spend the processing time as latency, charge it to the method's budget.
+"""
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Any
+
+from aiohttp import web
+
+from bitrix_core.emulator import batch as batch_method
+from bitrix_core.emulator.admin import admin_routes
+from bitrix_core.emulator.batch import CommandOutcome
+from bitrix_core.emulator.counters import Counters
+from bitrix_core.emulator.envelope import (
+    error_response,
+    json_response,
+    success_body,
+    time_block,
+)
+from bitrix_core.emulator.faults import (
+    ERROR_FAULTS,
+    HTTP_FAULTS,
+    KINDS,
+    Fault,
+    FaultInjector,
+    html_page,
+)
+from bitrix_core.emulator.limits import PortalLimits
+from bitrix_core.emulator.methods import MethodError, PortalMethods
+from bitrix_core.emulator.oauth import OAuthError, OAuthServer
+from bitrix_core.emulator.params import decode_request
+from bitrix_core.emulator.store import PortalStore
+
+ADMIN_HEADER = "X-Emulator-Admin-Token"
+WEBHOOK_USER_ID = "1"
+
+
+@dataclass
+class PortalState:
+    """Everything the server consults; `make_data()` builds a fresh (store, methods) pair."""
+
+    store: PortalStore
+    methods: PortalMethods
+    make_data: Callable[[], tuple[PortalStore, PortalMethods]]
+    limits: PortalLimits
+    faults: FaultInjector
+    counters: Counters
+    oauth: OAuthServer
+    webhook_code: str
+    admin_token: str
+    tz: timezone
+
+
+def _error_outcome(code: str, description: str) -> CommandOutcome:
+    return CommandOutcome(error=(code, description))
+
+
+class PortalServer:
+    """Request handlers over one `PortalState`."""
+
+    def __init__(self, state: PortalState) -> None:
+        self.state = state
+
+    def application(self) -> web.Application:
+        """The aiohttp application with REST, OAuth and admin routes."""
+        app = web.Application()
+        app.router.add_route("*", "/rest/{tail:.*}", self.rest)
+        app.router.add_route("*", "/oauth/token/", self.token)
+        app.router.add_route("*", "/oauth/token", self.token)
+        app.router.add_routes(admin_routes(self.state, ADMIN_HEADER))
+        return app
+
+    async def token(self, request: web.Request) -> web.Response:
+        """The OAuth token endpoint (GET or POST)."""
+        params = await decode_request(request)
+        try:
+            return json_response(self.state.oauth.grant(params))
+        except OAuthError as error:
+            return json_response(
+                {"error": error.code, "error_description": error.description},
+                status=error.status,
+            )
+
+    def _identity(
+        self, parts: list[str], params: dict[str, Any]
+    ) -> tuple[str | None, web.Response | None]:
+        """The auth identity the operating budget is kept for, or the 401 answer."""
+        if len(parts) == 3:
+            user_id, code = parts[0], parts[1]
+            good = secrets.compare_digest(code.encode(), self.state.webhook_code.encode())
+            if good and user_id == WEBHOOK_USER_ID:
+                return "webhook", None
+            return None, error_response("NO_AUTH_FOUND", "Wrong authorization data")
+        token = params.pop("auth", None)
+        if not isinstance(token, str) or not token:
+            return None, error_response("NO_AUTH_FOUND", "Wrong authorization data")
+        problem = self.state.oauth.check_access(token)
+        if problem == "expired_token":
+            return None, error_response("expired_token", "The access token provided has expired.")
+        if problem:
+            return None, error_response("invalid_token", "The access token provided is invalid.")
+        return f"app:{self.state.oauth.client_id}", None
+
+    async def rest(self, request: web.Request) -> web.StreamResponse:
+        """`/rest/{user}/{code}/{method}` (webhook) and `/rest/{method}` (OAuth)."""
+        tail = request.match_info["tail"]
+        parts = (tail[:-1] if tail.endswith("/") else tail).split("/")
+        webhook = len(parts) == 3 and parts[0].isdigit()
+        if not (webhook or (len(parts) == 1 and parts[0] and not parts[0].isdigit())):
+            return error_response("ERROR_METHOD_NOT_FOUND", "Method not found!")
+        method = parts[-1].lower().removesuffix(".json")
+        params = await decode_request(request)
+        counters = self.state.counters
+        counters[method].requests += 1
+        if not self.state.limits.admit(time.monotonic()):
+            counters[method].status_503 += 1
+            return error_response("QUERY_LIMIT_EXCEEDED", "Too many requests")
+        identity, refusal = self._identity(parts, params)
+        if refusal is not None:
+            return refusal
+        assert identity is not None
+        commands: list[batch_method.Command] = []
+        if method == "batch":
+            commands, halt = batch_method.parse_commands(params)
+        fault = self.state.faults.take(method, kinds=KINDS, wildcard=True)
+        for command in commands:
+            fault = fault or self.state.faults.take(
+                command.method, kinds=HTTP_FAULTS, wildcard=False
+            )
+        if fault is not None and fault.kind != "slow":
+            early = await self._fault_response(request, method, fault)
+            if early is not None:
+                return early
+        elif fault is not None:
+            await asyncio.sleep(fault.delay_s)
+        if method == "batch":
+            response = await self._batch(identity, commands, halt)
+        else:
+            response = await self._single(identity, method, params)
+        if fault is not None and fault.kind == "truncated":
+            return await self._truncated(request, response)
+        return response
+
+    async def _fault_response(
+        self, request: web.Request, method: str, fault: Fault
+    ) -> web.StreamResponse | None:
+        """The answer a fault replaces the real one with; None to run the request first."""
+        if fault.kind in ERROR_FAULTS:
+            status, code, description = ERROR_FAULTS[fault.kind]
+            self.state.counters.count_status(method, status)
+            return error_response(code, description, status=status)
+        if fault.kind in ("html_502", "html_503"):
+            status = int(fault.kind[-3:])
+            self.state.counters.count_status(method, status)
+            return web.Response(text=html_page(status), status=status, content_type="text/html")
+        if fault.kind == "reset":
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # the handler is gone with its connection
+        return None
+
+    async def _truncated(
+        self, request: web.Request, response: web.Response
+    ) -> web.StreamResponse:
+        """Declare the full Content-Length, send half the body, and drop the connection."""
+        body = response.body if isinstance(response.body, bytes) else b""
+        stream = web.StreamResponse(status=response.status)
+        stream.content_type = "application/json"
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        await stream.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+
+    async def _single(self, identity: str, method: str, params: dict[str, Any]) -> web.Response:
+        outcome, status = await self.run_command(identity, method, params, in_batch=False)
+        if outcome.error is not None:
+            code, description = outcome.error
+            return error_response(code, description, status=status)
+        assert outcome.time is not None
+        return json_response(
+            success_body(outcome.result, next=outcome.next, total=outcome.total, time=outcome.time)
+        )
+
+    async def _batch(
+        self, identity: str, commands: list[batch_method.Command], halt: bool
+    ) -> web.Response:
+        start = time.time()
+        for name in {command.method.lower() for command in commands}:
+            self.state.counters[name].batches += 1
+
+        async def run(method: str, params: dict[str, Any]) -> CommandOutcome:
+            outcome, _ = await self.run_command(identity, method.lower(), params, in_batch=True)
+            return outcome
+
+        result = await batch_method.run_batch(commands, halt=halt, run_command=run)
+        processing = sum(entry.get("processing", 0.0) for entry in result["result_time"].values())
+        return json_response(
+            success_body(result, time=self._time(identity, "batch", start, processing))
+        )
+
+    def _time(self, identity: str, method: str, start: float, processing: float) -> dict[str, Any]:
+        finish = time.time()
+        budget = self.state.limits.operating
+        key = (identity, method)
+        return time_block(
+            start=start,
+            finish=finish,
+            processing=processing,
+            operating=budget.used(key, finish) if budget else None,
+            operating_reset_at=budget.reset_at(key, finish) if budget else None,
+            tz=self.state.tz,
+        )
+
+    async def run_command(
+        self, identity: str, method: str, params: dict[str, Any], *, in_batch: bool
+    ) -> tuple[CommandOutcome, int]:
+        """Run one method call (alone or inside a batch): the outcome and its HTTP status."""
+        methods = self.state.methods
+        counts = self.state.counters[method]
+        start = time.time()
+        if not methods.has(method):
+            return _error_outcome("ERROR_METHOD_NOT_FOUND", "Method not found!"), 404
+        if in_batch:
+            counts.subcommands += 1
+        budget = self.state.limits.operating
+        key = (identity, method)
+        if budget is not None and budget.blocked(key, start):
+            counts.status_429 += 1
+            description = "Method is blocked due to operation time limit."
+            return _error_outcome("OPERATION_TIME_LIMIT", description), 429
+        if in_batch:
+            fault = self.state.faults.take(method, kinds=frozenset(ERROR_FAULTS), wildcard=False)
+            if fault is not None:
+                status, code, description = ERROR_FAULTS[fault.kind]
+                self.state.counters.count_status(method, status)
+                return _error_outcome(code, description), status
+        try:
+            result = methods.call(method, params)
+        except MethodError as error:
+            return _error_outcome(error.code, error.description), error.status
+        processing = self.state.limits.processing(
+            rows=result.rows, counted=result.counted, offset=result.offset
+        )
+        await asyncio.sleep(processing)
+        if budget is not None:
+            budget.spend(key, processing, time.time())
+        counts.rows += result.rows
+        counts.operating_s += processing
+        outcome = CommandOutcome(
+            result=result.result,
+            next=result.next,
+            total=result.total,
+            time=self._time(identity, method, start, processing),
+        )
+        return outcome, 200
+
