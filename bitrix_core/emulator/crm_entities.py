@@ -1,0 +1,245 @@
+"""The CRM entities of the emulated portal: leads, deals, contacts, companies, activities,
+smart invoices and smart processes, with their standard and custom fields."""
+
+from __future__ import annotations
+
+from bitrix_core.emulator.schema import Entity, Field, pick, user_field
+
+DEAL_STAGES = (
+    ("NEW", "New"), ("PREPARATION", "Preparation"), ("PREPAYMENT_INVOICE", "Prepayment invoice"),
+    ("EXECUTING", "In progress"), ("FINAL_INVOICE", "Final invoice"), ("WON", "Deal won"),
+    ("LOSE", "Deal lost"),
+)
+DEAL_CATEGORIES = ((0, "General"), (1, "Wholesale"), (2, "Partners"))
+LEAD_STATUSES = (("NEW", "Unassigned"), ("IN_PROCESS", "In progress"), ("PROCESSED", "Processed"),
+                 ("JUNK", "Junk lead"), ("CONVERTED", "Good lead"))
+SOURCES = (("CALL", "Call"), ("EMAIL", "E-mail"), ("WEB", "Website"), ("ADVERTISING", "Advertising"),
+           ("PARTNER", "Existing client"), ("RECOMMENDATION", "By recommendation"), ("OTHER", "Other"))
+DEAL_TYPES = (("SALE", "Sales"), ("COMPLEX", "Complex sale"), ("GOODS", "Merchandise sale"),
+              ("SERVICES", "Service sale"), ("SERVICE", "After-sale service"))
+CONTACT_TYPES = (("CLIENT", "Clients"), ("SUPPLIER", "Suppliers"), ("PARTNER", "Partners"),
+                 ("OTHER", "Other"))
+COMPANY_TYPES = (("CUSTOMER", "Client"), ("SUPPLIER", "Supplier"), ("COMPETITOR", "Competitor"),
+                 ("PARTNER", "Partner"), ("OTHER", "Other"))
+INDUSTRIES = (("IT", "Information Technology"), ("TELECOM", "Telecommunication"),
+              ("MANUFACTURING", "Manufacturing"), ("BANKING", "Banking Services"),
+              ("CONSULTING", "Consulting"), ("FINANCE", "Finance"), ("OTHER", "Other"))
+CURRENCIES = ("RUB", "USD", "EUR")
+
+_WORDS = ("Supply of", "Support for", "Licences for", "Audit of", "Installation of", "Upgrade of")
+_THINGS = ("servers", "office chairs", "CRM seats", "printers", "laptops", "cloud storage")
+_FIRST = ("Anna", "Ivan", "Maria", "Oleg", "Elena", "Pavel", "Olga", "Sergey", "Irina", "Dmitry")
+_LAST = ("Ivanova", "Petrov", "Smirnova", "Kuznetsov", "Popova", "Volkov", "Sokolova", "Lebedev")
+_ORGS = ("Horns & Hooves", "Vector", "Polar Star", "Northwind", "Altair", "Granite", "Orbita")
+
+
+def _common(modify_by: str = "MODIFY_BY_ID") -> tuple[Field, ...]:
+    return (
+        Field("ASSIGNED_BY_ID", "user", "Responsible person", gen="USER(30)"),
+        Field("CREATED_BY_ID", "user", "Created by", gen="USER(31)", read_only=True),
+        Field(modify_by, "user", "Modified by", gen="USER(32)", read_only=True),
+        Field("DATE_CREATE", "datetime", "Created", gen="created", read_only=True),
+        Field("DATE_MODIFY", "datetime", "Modified", gen="modified", read_only=True),
+        Field("OPENED", "char", "Available to everyone", gen=pick(33, ["Y", "N"], [4, 1])),
+    )
+
+
+def _multi(*names: str) -> tuple[Field, ...]:
+    titles = {"PHONE": "Phone", "EMAIL": "E-mail", "WEB": "Website", "IM": "Messenger"}
+    return tuple(Field(n, "crm_multifield", titles[n], multiple=True) for n in names)
+
+
+_CATEGORY = f"(CASE WHEN R(5) % 10 < 7 THEN 0 WHEN R(5) % 10 < 9 THEN 1 ELSE {2} END)"
+_STAGE_INDEX = ("(CASE WHEN R(6) % 20 < 5 THEN 0 WHEN R(6) % 20 < 8 THEN 1 WHEN R(6) % 20 < 10"
+                " THEN 2 WHEN R(6) % 20 < 13 THEN 3 WHEN R(6) % 20 < 14 THEN 4"
+                " WHEN R(6) % 20 < 18 THEN 5 ELSE 6 END)")  # more open deals than closed
+_STAGE = ("(CASE WHEN R(5) % 10 < 7 THEN '' ELSE 'C' || " + _CATEGORY + " || ':' END || "
+          + "(CASE " + _STAGE_INDEX + " " + " ".join(f"WHEN {i} THEN '{s}'"
+                                for i, (s, _) in enumerate(DEAL_STAGES)) + " END))")
+_CLOSED = f"(CASE WHEN {_STAGE_INDEX} >= 5 THEN 'Y' ELSE 'N' END)"
+_TITLE = ("(" + pick(1, list(_WORDS)) + " || ' ' || " + pick(2, list(_THINGS)) + ")")
+_DAY = "date(created + TZ, 'unixepoch')"
+
+DEAL = Entity(
+    name="crm.deal", table="deal", size_key="deals", entity_type_id=2, uf_entity_id="CRM_DEAL",
+    salt=2,
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("TITLE", "string", "Name", gen=_TITLE + " || ' #' || id"),
+        Field("TYPE_ID", "crm_status", "Type", gen=pick(3, [t for t, _ in DEAL_TYPES]),
+              status_type="DEAL_TYPE"),
+        Field("STAGE_ID", "crm_status", "Deal Stage", gen=_STAGE, status_type="DEAL_STAGE"),
+        Field("CATEGORY_ID", "crm_category", "Pipeline", gen=_CATEGORY, immutable=True),
+        Field("PROBABILITY", "integer", "Probability", gen="(R(7) % 11) * 10"),
+        Field("CURRENCY_ID", "crm_currency", "Currency", gen=pick(8, list(CURRENCIES), [6, 2, 1])),
+        Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 5000000) / 100.0, 2)"),
+        Field("IS_MANUAL_OPPORTUNITY", "char", "IS_MANUAL_OPPORTUNITY", gen=pick(10, ["Y", "N"])),
+        Field("TAX_VALUE", "double", "Tax rate", gen="ROUND((R(9) % 5000000) / 600.0, 2)"),
+        Field("COMPANY_ID", "crm_company", "Company", gen="REF(company, 11, 20)"),
+        Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 15)"),
+        Field("BEGINDATE", "date", "Start date", gen=_DAY),
+        Field("CLOSEDATE", "date", "Estimated close date",
+              gen="date(created + TZ + 86400 * (7 + R(13) % 60), 'unixepoch')"),
+        Field("OPENED", "char", "Available to everyone", gen=pick(33, ["Y", "N"], [4, 1])),
+        Field("CLOSED", "char", "Closed", gen=_CLOSED),
+        Field("COMMENTS", "string", "Comment",
+              gen="(CASE WHEN R(14) % 5 = 0 THEN 'Call back about ' || " + pick(2, list(_THINGS))
+                  + " ELSE NULL END)"),
+        *(f for f in _common() if f.name != "OPENED"),
+        Field("SOURCE_ID", "crm_status", "Source", gen=pick(15, [s for s, _ in SOURCES]),
+              status_type="SOURCE"),
+        Field("LEAD_ID", "crm_lead", "Lead", gen="REF(lead, 16, 70)", read_only=True),
+        user_field("UF_CRM_PROMO_CODE", "string", "Promo code",
+                   gen="(CASE WHEN R(17) % 3 = 0 THEN 'PROMO' || (R(17) % 900 + 100) END)"),
+        user_field("UF_CRM_DEAL_KIND", "enumeration", "Deal kind",
+                   items=((101, "New business"), (102, "Upsell"), (103, "Renewal")),
+                   gen=pick(18, [101, 102, 103, None], [5, 3, 2, 2])),
+        user_field("UF_CRM_IS_VIP", "boolean", "VIP", gen="(R(19) % 7 = 0)"),
+        user_field("UF_CRM_CONTRACT_DATE", "date", "Contract date",
+                   gen="(CASE WHEN R(20) % 2 = 0 THEN " + _DAY + " END)"),
+        user_field("UF_CRM_BUDGET", "money", "Budget",
+                   gen="printf('%.2f|', (R(21) % 300000) / 100.0) || " + pick(8, list(CURRENCIES),
+                                                                            [6, 2, 1])),
+        user_field("UF_CRM_SCORE", "double", "Score", gen="ROUND((R(22) % 1000) / 10.0, 1)"),
+    ),
+)
+
+LEAD = Entity(
+    name="crm.lead", table="lead", size_key="leads", entity_type_id=1, uf_entity_id="CRM_LEAD",
+    multi_owner="LEAD", salt=1,
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("TITLE", "string", "Lead name", gen="'Lead: ' || " + _TITLE, required=True),
+        Field("NAME", "string", "First name", gen=pick(3, list(_FIRST))),
+        Field("LAST_NAME", "string", "Last name", gen=pick(4, list(_LAST))),
+        Field("STATUS_ID", "crm_status", "Status", gen=pick(5, [s for s, _ in LEAD_STATUSES]),
+              status_type="STATUS"),
+        Field("SOURCE_ID", "crm_status", "Source", gen=pick(15, [s for s, _ in SOURCES]),
+              status_type="SOURCE"),
+        Field("COMPANY_TITLE", "string", "Company name", gen=pick(6, list(_ORGS))),
+        Field("CURRENCY_ID", "crm_currency", "Currency", gen=pick(8, list(CURRENCIES), [6, 2, 1])),
+        Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 2000000) / 100.0, 2)"),
+        Field("COMMENTS", "string", "Comment", gen="NULL"),
+        *_common(),
+        *_multi("PHONE", "EMAIL", "WEB", "IM"),
+        user_field("UF_CRM_UTM_CAMPAIGN", "string", "UTM campaign",
+                   gen=pick(17, ["spring_sale", "brand", None], [1, 1, 2])),
+        user_field("UF_CRM_LEAD_SCORE", "double", "Lead score", gen="ROUND((R(22) % 1000) / 10.0, 1)"),
+    ),
+)
+
+CONTACT = Entity(
+    name="crm.contact", table="contact", size_key="contacts", entity_type_id=3,
+    uf_entity_id="CRM_CONTACT", multi_owner="CONTACT", salt=3,
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("NAME", "string", "First name", gen=pick(3, list(_FIRST))),
+        Field("SECOND_NAME", "string", "Second name", gen="NULL"),
+        Field("LAST_NAME", "string", "Last name", gen=pick(4, list(_LAST))),
+        Field("POST", "string", "Position", gen=pick(5, ["Manager", "Director", "Buyer", None])),
+        Field("TYPE_ID", "crm_status", "Contact type", gen=pick(6, [t for t, _ in CONTACT_TYPES]),
+              status_type="CONTACT_TYPE"),
+        Field("SOURCE_ID", "crm_status", "Source", gen=pick(15, [s for s, _ in SOURCES]),
+              status_type="SOURCE"),
+        Field("COMPANY_ID", "crm_company", "Company", gen="REF(company, 11, 30)"),
+        Field("BIRTHDATE", "date", "Date of birth",
+              gen="(CASE WHEN R(7) % 3 = 0 THEN date(86400 * (R(7) % 12000), 'unixepoch') END)"),
+        Field("EXPORT", "char", "Available for export", gen=pick(10, ["Y", "N"])),
+        *_common(),
+        *_multi("PHONE", "EMAIL", "IM"),
+        user_field("UF_CRM_LOYALTY", "enumeration", "Loyalty",
+                   items=((201, "Bronze"), (202, "Silver"), (203, "Gold")),
+                   gen=pick(18, [201, 202, 203, None])),
+    ),
+)
+
+COMPANY = Entity(
+    name="crm.company", table="company", size_key="companies", entity_type_id=4,
+    uf_entity_id="CRM_COMPANY", multi_owner="COMPANY", salt=4,
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("TITLE", "string", "Company name", gen=pick(3, list(_ORGS)) + " || ' ' || id",
+              required=True),
+        Field("COMPANY_TYPE", "crm_status", "Company type",
+              gen=pick(4, [t for t, _ in COMPANY_TYPES]), status_type="COMPANY_TYPE"),
+        Field("INDUSTRY", "crm_status", "Industry", gen=pick(5, [t for t, _ in INDUSTRIES]),
+              status_type="INDUSTRY"),
+        Field("EMPLOYEES", "crm_status", "Employees",
+              gen=pick(6, ["EMPLOYEES_1", "EMPLOYEES_2", "EMPLOYEES_3", "EMPLOYEES_4"]),
+              status_type="EMPLOYEES"),
+        Field("REVENUE", "double", "Annual revenue", gen="ROUND((R(9) % 90000000) / 10.0, 2)"),
+        Field("CURRENCY_ID", "crm_currency", "Currency", gen=pick(8, list(CURRENCIES), [6, 2, 1])),
+        *_common(),
+        *_multi("PHONE", "EMAIL", "WEB"),
+        user_field("UF_CRM_INN", "string", "Tax ID", gen="printf('77%08d', R(17) % 100000000)"),
+    ),
+)
+
+ACTIVITY = Entity(
+    name="crm.activity", table="activity", size_key="activities", salt=5,
+    created_field="CREATED", modified_field="LAST_UPDATED",
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("OWNER_TYPE_ID", "integer", "Owner type", gen=pick(3, [2, 3, 1], [7, 2, 1])),
+        Field("OWNER_ID", "integer", "Owner",
+              gen="(CASE " + pick(3, [2, 3, 1], [7, 2, 1]) + " WHEN 2 THEN REF(deal, 4, 0)"
+                  " WHEN 3 THEN REF(contact, 4, 0) ELSE REF(lead, 4, 0) END)"),
+        Field("TYPE_ID", "crm_enum_activitytype", "Type", gen=pick(5, [1, 2, 3, 4])),
+        Field("PROVIDER_ID", "string", "Provider",
+              gen=pick(5, ["CRM_MEETING", "VOXIMPLANT_CALL", "CRM_TASKS_TASK", "CRM_EMAIL"])),
+        Field("SUBJECT", "string", "Subject", gen="'Follow up: ' || " + _TITLE),
+        Field("DESCRIPTION", "string", "Description", gen="NULL"),
+        Field("COMPLETED", "char", "Completed", gen=pick(6, ["Y", "N"])),
+        Field("DIRECTION", "crm_enum_activitydirection", "Direction", gen=pick(7, [0, 1, 2])),
+        Field("PRIORITY", "crm_enum_activitypriority", "Priority", gen=pick(8, [1, 2, 3])),
+        Field("RESPONSIBLE_ID", "user", "Responsible person", gen="USER(30)"),
+        Field("AUTHOR_ID", "user", "Created by", gen="USER(31)", read_only=True),
+        Field("EDITOR_ID", "user", "Modified by", gen="USER(32)", read_only=True),
+        Field("CREATED", "datetime", "Created", gen="created", read_only=True),
+        Field("LAST_UPDATED", "datetime", "Updated", gen="modified", read_only=True),
+        Field("START_TIME", "datetime", "Start", gen="created + 3600 * (R(9) % 240)"),
+        Field("END_TIME", "datetime", "End", gen="created + 3600 * (R(9) % 240) + 1800"),
+        Field("DEADLINE", "datetime", "Deadline", gen="created + 3600 * (R(9) % 240) + 1800"),
+    ),
+)
+
+
+SMART_CATEGORY_BASE = {31: 10, 128: 20, 130: 30}  # pipeline ids of smart types: base + 0..2
+
+
+def smart_entity(entity_type_id: int, title: str, *, salt: int) -> Entity:
+    """A smart process (or the smart invoice, 31): reachable only through crm.item.*."""
+    category = f"({SMART_CATEGORY_BASE[entity_type_id]} + {_CATEGORY})"
+    stage = (f"'DT{entity_type_id}_' || {category} || ':' || "
+             + pick(6, ["NEW", "PREPARATION", "CLIENT", "SUCCESS", "FAIL"], [3, 2, 2, 2, 1]))
+    uf = f"UF_CRM_{entity_type_id}_"
+    return Entity(
+        name=f"crm.item.{entity_type_id}", table=f"item_{entity_type_id}", size_key="smart_items",
+        entity_type_id=entity_type_id, uf_entity_id=f"CRM_{entity_type_id}", salt=salt,
+        fields=(
+            Field("ID", "integer", "ID", gen="id", read_only=True),
+            Field("TITLE", "string", "Name", gen=f"'{title} #' || id"),
+            Field("XML_ID", "string", "External ID", gen="NULL"),
+            Field("STAGE_ID", "crm_status", "Stage", gen=stage,
+                  status_type=f"DYNAMIC_{entity_type_id}_STAGE"),
+            Field("CATEGORY_ID", "crm_category", "Pipeline", gen=category),
+            Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 1000000) / 100.0, 2)"),
+            Field("CURRENCY_ID", "crm_currency", "Currency",
+                  gen=pick(8, list(CURRENCIES), [6, 2, 1])),
+            Field("COMPANY_ID", "crm_company", "Company", gen="REF(company, 11, 20)"),
+            Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 20)"),
+            Field("BEGINDATE", "date", "Start date", gen=_DAY),
+            Field("CLOSEDATE", "date", "End date",
+                  gen="date(created + TZ + 86400 * (7 + R(13) % 60), 'unixepoch')"),
+            *_common("UPDATED_BY_ID"),
+            user_field(f"{uf}PROJECT_CODE", "string", "Project code",
+                       gen="'PRJ-' || (R(17) % 9000 + 1000)"),
+            user_field(f"{uf}HOURS", "double", "Hours", gen="ROUND((R(18) % 4000) / 10.0, 1)"),
+        ),
+    )
+
+
+INVOICE = smart_entity(31, "Invoice", salt=31)
+SMART_PROCESSES = {128: "Projects", 130: "Supplier contracts"}
+SMART_ENTITIES = (INVOICE, *(smart_entity(t, title, salt=t) for t, title in SMART_PROCESSES.items()))
+CLASSIC_ENTITIES = (COMPANY, CONTACT, LEAD, DEAL, ACTIVITY)

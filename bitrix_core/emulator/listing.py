@@ -1,0 +1,71 @@
+"""One page of a `*.list` call: filter, order, offset paging by 50, COUNT unless start=-1."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bitrix_core.emulator.filters import FilterBuilder, Resolver, order_by, php_int
+from bitrix_core.emulator.schema import Entity, Field
+from bitrix_core.emulator.store import PortalStore
+
+PAGE = 50
+
+
+@dataclass
+class Page:
+    """Raw rows of one page and the paging facts the envelope and cost model need."""
+
+    rows: list[dict[str, Any]]
+    offset: int
+    total: int | None  # None when start=-1 (nothing counted)
+
+    @property
+    def next(self) -> int | None:
+        """The `next` offset, only while more rows exist."""
+        if self.total is None or self.offset + len(self.rows) >= self.total:
+            return None
+        return self.offset + PAGE
+
+
+def resolver(entity: Entity, *, camel: bool) -> Resolver:
+    """Field lookup by the caller's spelling: UPPER_CASE (classic) or camelCase (crm.item)."""
+    exact = {(f.camel_key if camel else f.name): f for f in entity.fields}
+    folded = {k.lower(): f for k, f in exact.items()}
+
+    def resolve(name: str) -> Field | None:
+        return exact.get(name) or folded.get(name.lower())
+
+    return resolve
+
+
+def fetch_page(
+    store: PortalStore,
+    entity: Entity,
+    *,
+    filter_: Any,
+    order: Any,
+    start: Any,
+    camel: bool = False,
+    strict: bool = False,
+    round_to_page: bool = False,
+    extra_where: tuple[str, list[Any]] | None = None,
+) -> Page:
+    """Run one page of a list: UnknownFieldError when `strict` and a key names no field."""
+    resolve = resolver(entity, camel=camel)
+    builder = FilterBuilder(resolve, tz=store.tz, multi_owner=entity.multi_owner, strict=strict)
+    where, params = builder.where(filter_ if isinstance(filter_, Mapping) else {})
+    if extra_where:
+        where, params = f"({where}) AND ({extra_where[0]})", [*params, *extra_where[1]]
+    order_sql = order_by(order or {}, resolve, strict=strict)
+    begin = php_int(start) if start not in (None, "") else 0
+    counting = begin >= 0
+    offset = max(begin, 0)
+    if round_to_page:
+        offset -= offset % PAGE
+    table = f'"{entity.table}" t'
+    rows = store.query(f"SELECT t.* FROM {table} WHERE {where} ORDER BY {order_sql}"
+                       f" LIMIT {PAGE} OFFSET {offset}", params)
+    total = int(store.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)) if counting else None
+    return Page(rows=[dict(r) for r in rows], offset=offset, total=total)

@@ -1,0 +1,144 @@
+"""The non-CRM entities of the emulated portal: users, departments, tasks, and the CRM
+dictionaries (crm.status rows and pipelines) that the CRM entities refer to."""
+
+from __future__ import annotations
+
+from bitrix_core.emulator.crm_entities import (
+    COMPANY_TYPES,
+    CONTACT_TYPES,
+    DEAL_CATEGORIES,
+    DEAL_STAGES,
+    DEAL_TYPES,
+    INDUSTRIES,
+    LEAD_STATUSES,
+    SMART_CATEGORY_BASE,
+    SMART_ENTITIES,
+    SOURCES,
+)
+from bitrix_core.emulator.schema import Entity, Field, pick
+
+_FIRST = ("Alexey", "Natalia", "Boris", "Svetlana", "Yuri", "Tatiana", "Nikolai", "Vera")
+_LAST = ("Orlov", "Fedorova", "Morozov", "Nikitina", "Zaitsev", "Pavlova", "Semenov", "Belova")
+
+USER = Entity(
+    name="user", table="user", size_key="users", dense_ids=True, salt=6,
+    created_field="DATE_REGISTER", modified_field="TIMESTAMP_X",
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("ACTIVE", "boolean", "Active", gen="(R(3) % 10 > 0)"),
+        Field("NAME", "string", "First name", gen=pick(4, list(_FIRST))),
+        Field("LAST_NAME", "string", "Last name", gen=pick(5, list(_LAST))),
+        Field("SECOND_NAME", "string", "Second name", gen="NULL"),
+        Field("EMAIL", "string", "E-mail", gen="'user' || id || '@example.com'"),
+        Field("PERSONAL_GENDER", "string", "Gender", gen=pick(6, ["M", "F", ""])),
+        Field("WORK_POSITION", "string", "Position",
+              gen=pick(7, ["Sales manager", "Account manager", "Head of sales", "Support"])),
+        Field("UF_DEPARTMENT", "integer", "Departments", gen="DEPT(8)"),
+        Field("USER_TYPE", "string", "User type", gen="'employee'"),
+        Field("DATE_REGISTER", "datetime", "Registered", gen="created", read_only=True),
+        Field("TIMESTAMP_X", "datetime", "Modified", gen="modified", read_only=True),
+        Field("LAST_LOGIN", "datetime", "Last login", gen="modified", read_only=True),
+    ),
+)
+
+DEPARTMENT = Entity(
+    name="department", table="department", size_key="departments", dense_ids=True, salt=7,
+    created_field=None, modified_field=None,
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("NAME", "string", "Name",
+              gen="(CASE WHEN id = 1 THEN 'Company' ELSE "
+                  + pick(3, ["Sales", "Support", "Marketing", "Finance", "Logistics"])
+                  + " || ' ' || id END)"),
+        Field("SORT", "integer", "Sort", gen="id * 10"),
+        Field("PARENT", "integer", "Parent department",
+              gen="(CASE WHEN id = 1 THEN NULL ELSE 1 + R(4) % (id - 1) END)"),
+        Field("UF_HEAD", "integer", "Head", gen="USER(5)"),
+    ),
+)
+
+TASK = Entity(
+    name="tasks.task", table="task", size_key="tasks", salt=8,
+    created_field="CREATED_DATE", modified_field="CHANGED_DATE",
+    fields=(
+        Field("ID", "integer", "ID", gen="id", read_only=True),
+        Field("TITLE", "string", "Title", gen="'Task ' || id || ': ' || "
+              + pick(3, ["call the client", "prepare offer", "send contract", "check payment"])),
+        Field("DESCRIPTION", "string", "Description", gen="NULL"),
+        Field("STATUS", "integer", "Status", gen=pick(4, [2, 3, 4, 5, 6], [3, 3, 1, 4, 1])),
+        Field("PRIORITY", "integer", "Priority", gen=pick(5, [0, 1, 2], [2, 5, 1])),
+        Field("RESPONSIBLE_ID", "user", "Assignee", gen="USER(30)"),
+        Field("CREATED_BY", "user", "Created by", gen="USER(31)", read_only=True),
+        Field("GROUP_ID", "integer", "Workgroup", gen=pick(6, [0, 1, 2], [4, 1, 1])),
+        Field("CREATED_DATE", "datetime", "Created", gen="created", read_only=True),
+        Field("CHANGED_DATE", "datetime", "Changed", gen="modified", read_only=True),
+        Field("CLOSED_DATE", "datetime", "Closed",
+              gen="(CASE WHEN " + pick(4, [2, 3, 4, 5, 6], [3, 3, 1, 4, 1]) + " = 5 THEN modified END)"),
+        Field("DEADLINE", "datetime", "Deadline", gen="created + 86400 * (1 + R(7) % 30)"),
+    ),
+)
+
+STATUS = Entity(
+    name="crm.status", table="status", size_key="", dense_ids=True,
+    created_field=None, modified_field=None,
+    fields=(
+        Field("ID", "integer", "ID", read_only=True),
+        Field("ENTITY_ID", "string", "Entity", required=True, immutable=True),
+        Field("STATUS_ID", "string", "Status ID", required=True, immutable=True),
+        Field("NAME", "string", "Name", required=True),
+        Field("NAME_INIT", "string", "Default name", read_only=True),
+        Field("SORT", "integer", "Sort"),
+        Field("SYSTEM", "char", "System", read_only=True),
+        Field("COLOR", "string", "Color"),
+        Field("SEMANTICS", "string", "Semantics", read_only=True),
+        Field("CATEGORY_ID", "integer", "Pipeline", read_only=True),
+    ),
+)
+
+_SEMANTICS = {"WON": "S", "LOSE": "F", "SUCCESS": "S", "FAIL": "F", "CONVERTED": "S", "JUNK": "F"}
+_COLORS = ("#39A8EF", "#2FC6F6", "#55D0E0", "#47E4C2", "#FFA900", "#7BD500", "#FF5752")
+
+
+def status_rows() -> list[tuple]:
+    """Every crm.status row: (ENTITY_ID, STATUS_ID, NAME, SORT, SYSTEM, COLOR, SEMANTICS, CATEGORY_ID)."""
+    rows: list[tuple] = []
+
+    def add(entity_id: str, items, *, prefix: str = "", category: int | None = None) -> None:
+        for i, (status_id, name) in enumerate(items):
+            semantics = _SEMANTICS.get(status_id, "P" if entity_id.endswith("STAGE") or
+                                       "STAGE_" in entity_id or entity_id == "STATUS" else None)
+            rows.append((entity_id, prefix + status_id, name, (i + 1) * 10,
+                         "Y" if i == 0 or semantics in ("S", "F") else "N",
+                         _COLORS[i % len(_COLORS)], semantics, category))
+
+    for category, _ in DEAL_CATEGORIES:
+        entity_id = "DEAL_STAGE" if category == 0 else f"DEAL_STAGE_{category}"
+        add(entity_id, DEAL_STAGES, prefix="" if category == 0 else f"C{category}:",
+            category=category)
+    add("STATUS", LEAD_STATUSES)
+    add("SOURCE", SOURCES)
+    add("DEAL_TYPE", DEAL_TYPES)
+    add("CONTACT_TYPE", CONTACT_TYPES)
+    add("COMPANY_TYPE", COMPANY_TYPES)
+    add("INDUSTRY", INDUSTRIES)
+    add("EMPLOYEES", [(f"EMPLOYEES_{i}", label) for i, label in
+                      enumerate(("fewer than 50", "50-250", "250-500", "over 500"), 1)])
+    smart_stages = (("NEW", "New"), ("PREPARATION", "Preparation"), ("CLIENT", "Client"),
+                    ("SUCCESS", "Success"), ("FAIL", "Failed"))
+    for smart in SMART_ENTITIES:
+        t = int(smart.entity_type_id or 0)
+        for offset, _ in DEAL_CATEGORIES:
+            category = SMART_CATEGORY_BASE[t] + offset
+            add(f"DYNAMIC_{t}_STAGE_{category}", smart_stages, prefix=f"DT{t}_{category}:",
+                category=category)
+    return rows
+
+
+def category_rows() -> list[tuple[int, int, str, int, str]]:
+    """Every pipeline: (ID, ENTITY_TYPE_ID, NAME, SORT, IS_DEFAULT); ids unique per portal."""
+    rows = [(c, 2, name, (c + 1) * 100, "Y" if c == 0 else "N") for c, name in DEAL_CATEGORIES]
+    for smart in SMART_ENTITIES:
+        t = int(smart.entity_type_id or 0)
+        for c, name in DEAL_CATEGORIES:
+            rows.append((SMART_CATEGORY_BASE[t] + c, t, name, (c + 1) * 100, "Y" if c == 0 else "N"))
+    return rows

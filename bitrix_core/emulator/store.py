@@ -1,0 +1,384 @@
+"""PortalStore: the emulated portal's data in SQLite, generated from a seed.
+
+Rows are generated inside SQLite (see `generate.py`), so a portal of a million deals
+starts in seconds without holding rows in Python. Values are stored in native SQLite
+types (ids and counts as integers, change times as epoch seconds); `shapes.py` turns them
+into what each REST method returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta, timezone
+from typing import Any
+
+from bitrix_core.emulator import generate
+from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, SMART_ENTITIES
+from bitrix_core.emulator.org_entities import (
+    DEPARTMENT,
+    STATUS,
+    TASK,
+    USER,
+    category_rows,
+    status_rows,
+)
+from bitrix_core.emulator.schema import Entity, Field
+
+_TZ = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PortalSizes:
+    """How many rows each entity gets; unset sizes are derived from `deals`."""
+
+    deals: int = 1000
+    leads: int | None = None
+    contacts: int | None = None
+    companies: int | None = None
+    activities: int | None = None
+    users: int = 50
+    departments: int | None = None
+    tasks: int | None = None
+    smart_items: int = 300
+
+    def resolved(self) -> dict[str, int]:
+        """Every size as a number, keyed like the fields of this class."""
+        sizes = {
+            "deals": self.deals,
+            "leads": self.leads if self.leads is not None else self.deals // 2,
+            "contacts": self.contacts if self.contacts is not None else self.deals // 2,
+            "companies": self.companies if self.companies is not None else max(1, self.deals // 10),
+            "activities": self.activities if self.activities is not None else self.deals,
+            "users": self.users,
+            "departments": (self.departments if self.departments is not None
+                            else max(3, self.users // 8)),
+            "tasks": self.tasks if self.tasks is not None else self.deals // 5,
+            "smart_items": self.smart_items,
+        }
+        bad = [k for k, v in sizes.items() if not isinstance(v, int) or v < 0]
+        if bad:
+            raise ValueError(f"sizes must be non-negative integers: {', '.join(bad)}")
+        if sizes["users"] < 1:
+            raise ValueError("a portal needs at least one user")
+        return sizes
+
+
+@dataclasses.dataclass
+class Changes:
+    """What `PortalStore.mutate` did to one entity."""
+
+    added: list[int] = dataclasses.field(default_factory=list)
+    updated: list[int] = dataclasses.field(default_factory=list)
+    deleted: list[int] = dataclasses.field(default_factory=list)
+
+
+def parse_tz(tz: str) -> timezone:
+    """`+03:00` -> a fixed-offset timezone."""
+    m = _TZ.match(tz or "")
+    if not m:
+        raise ValueError(f"tz must look like +03:00, got {tz!r}")
+    minutes = int(m.group(2)) * 60 + int(m.group(3))
+    return timezone(timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
+
+
+class PortalStore:
+    """The portal's data: entities, user fields, multi-fields, deal contacts, dictionaries."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        sizes: PortalSizes | None = None,
+        tz: str = "+03:00",
+        now: float | None = None,
+        path: str = ":memory:",
+    ) -> None:
+        self.seed = int(seed)
+        self.sizes = (sizes or PortalSizes()).resolved()
+        self.tz = parse_tz(tz)
+        self.tz_seconds = int(self.tz.utcoffset(None).total_seconds())
+        self.generated_at = int(now if now is not None else time.time())
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY",
+                       "cache_size=-65536"):
+            self._conn.execute(f"PRAGMA {pragma}")
+        self.entities: dict[str, Entity] = {
+            e.name: e for e in (*CLASSIC_ENTITIES, *SMART_ENTITIES, USER, DEPARTMENT, TASK, STATUS)
+        }
+        self.user_field_ids: dict[tuple[str, str], int] = {}
+        self._generate()
+
+    # ------------------------------------------------------------------ generation
+    def _count_of(self, entity: Entity) -> int:
+        return self.sizes.get(entity.size_key, 0)
+
+    def _generate(self) -> None:
+        conn = self._conn
+        order = (USER, DEPARTMENT, *CLASSIC_ENTITIES, TASK, *SMART_ENTITIES)
+        counts = {e.table: self._count_of(e) for e in order}
+        conn.execute("BEGIN")
+        for entity in order:
+            generate.create_table(conn, entity)
+            generate.create_id_blocks(conn, entity, seed=self.seed, count=counts[entity.table])
+        conn.execute("CREATE TABLE multifield (ID INTEGER PRIMARY KEY, ENTITY_ID TEXT,"
+                     " ELEMENT_ID INTEGER, TYPE_ID TEXT, VALUE_TYPE TEXT, VALUE TEXT)")
+        conn.execute("CREATE TABLE deal_contact (DEAL_ID INTEGER, CONTACT_ID INTEGER,"
+                     " SORT INTEGER, ROLE_ID INTEGER, IS_PRIMARY TEXT,"
+                     " PRIMARY KEY (DEAL_ID, CONTACT_ID)) WITHOUT ROWID")
+        for entity in order:
+            generate.insert_rows(
+                conn, entity, seed=self.seed, first=1, last=counts[entity.table],
+                count=counts[entity.table], now=self.generated_at, tz_seconds=self.tz_seconds,
+                counts=counts,
+            )
+            generate.insert_multifields(conn, entity, seed=self.seed)
+        self._link_deal_contacts(where="1")
+        generate.create_table(conn, STATUS)
+        conn.executemany(
+            "INSERT INTO status (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM, COLOR,"
+            " SEMANTICS, CATEGORY_ID) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r[0], r[1], r[2], r[2], *r[3:]) for r in status_rows()],
+        )
+        conn.execute("CREATE TABLE category (ID INTEGER PRIMARY KEY, ENTITY_TYPE_ID INTEGER,"
+                     " NAME TEXT, SORT INTEGER, IS_DEFAULT TEXT)")
+        conn.executemany("INSERT INTO category VALUES (?, ?, ?, ?, ?)", category_rows())
+        for entity in order:
+            if entity.modified_field:
+                conn.execute(f'CREATE INDEX "ix_{entity.table}_modified" ON "{entity.table}"'
+                             f' ("{entity.modified_field}")')
+            for f in entity.fields:
+                if f.user_field:
+                    self._register_user_field(entity, f)
+        conn.execute("CREATE INDEX ix_multifield_owner ON multifield (ENTITY_ID, ELEMENT_ID)")
+        conn.execute("COMMIT")
+
+    def _link_deal_contacts(self, *, where: str) -> None:
+        contacts = self.sizes["contacts"]
+        self._conn.execute(
+            "INSERT OR IGNORE INTO deal_contact SELECT ID, CONTACT_ID, 10, 0, 'Y' FROM deal"
+            f" WHERE CONTACT_ID IS NOT NULL AND ({where})")
+        if contacts:
+            ordinal = f"(1 + (ID * 7919 + {self.seed % 1000003}) % {contacts})"
+            self._conn.execute(
+                "INSERT OR IGNORE INTO deal_contact SELECT ID,"
+                f" (SELECT base + (({ordinal} - 1) % {generate.BLOCK}) * stride"
+                f" FROM _blocks_contact WHERE b = ({ordinal} - 1) / {generate.BLOCK}),"
+                f" 20, 0, 'N' FROM deal WHERE CONTACT_ID IS NOT NULL AND ID % 5 = 0 AND ({where})")
+
+    def _register_user_field(self, entity: Entity, f: Field) -> None:
+        self.user_field_ids.setdefault((entity.name, f.name), len(self.user_field_ids) + 1)
+
+    # ------------------------------------------------------------------ access
+    def entity(self, name: str) -> Entity:
+        """The entity called `name` (`crm.deal`, `crm.item.128`, `user`, ...)."""
+        try:
+            return self.entities[name]
+        except KeyError:
+            raise KeyError(f"unknown entity {name!r}") from None
+
+    def now(self) -> int:
+        """The real clock, epoch seconds: the change time of a write made now."""
+        return int(time.time())
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read query under the store's lock; rows support access by column name."""
+        with self._lock:
+            cursor = self._conn.execute(sql, list(params))
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a read query."""
+        with self._lock:
+            row = self._conn.execute(sql, list(params)).fetchone()
+        return row[0] if row else None
+
+    def count(self, entity: str) -> int:
+        """How many rows the entity holds now."""
+        return int(self.scalar(f'SELECT COUNT(*) FROM "{self.entity(entity).table}"'))
+
+    def ids(self, entity: str) -> list[int]:
+        """Every id of the entity, ascending."""
+        return [r[0] for r in self.query(f'SELECT ID FROM "{self.entity(entity).table}" ORDER BY ID')]
+
+    def raw_rows(self, entity: str, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """Stored rows (native values: epoch seconds, integers) keyed by UPPER_CASE name."""
+        table = self.entity(entity).table
+        if ids is None:
+            rows = self.query(f'SELECT * FROM "{table}" ORDER BY ID')
+        else:
+            wanted = sorted(set(int(i) for i in ids))
+            rows = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                rows += self.query(f'SELECT * FROM "{table}" WHERE ID IN'
+                                   f' ({",".join("?" * len(chunk))}) ORDER BY ID', chunk)
+        return [dict(r) for r in rows]
+
+    def multifields(self, entity: str, ids: Sequence[int]) -> dict[int, dict[str, list[dict]]]:
+        """{owner id: {"PHONE": [{"ID", "VALUE_TYPE", "VALUE", "TYPE_ID"}, ...], ...}}."""
+        owner = self.entity(entity).multi_owner
+        out: dict[int, dict[str, list[dict]]] = {int(i): {} for i in ids}
+        if not owner or not ids:
+            return out
+        rows = self.query(
+            "SELECT ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE FROM multifield WHERE ENTITY_ID = ?"
+            f" AND ELEMENT_ID IN ({','.join('?' * len(ids))}) ORDER BY ID", [owner, *ids])
+        for r in rows:
+            out[r["ELEMENT_ID"]].setdefault(r["TYPE_ID"], []).append(
+                {"ID": str(r["ID"]), "VALUE_TYPE": r["VALUE_TYPE"], "VALUE": r["VALUE"],
+                 "TYPE_ID": r["TYPE_ID"]})
+        return out
+
+    def deal_contacts(self, deal_id: int) -> list[dict[str, Any]]:
+        """The contacts linked to a deal, primary first."""
+        rows = self.query("SELECT CONTACT_ID, SORT, ROLE_ID, IS_PRIMARY FROM deal_contact"
+                          " WHERE DEAL_ID = ? ORDER BY SORT, CONTACT_ID", [deal_id])
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ writes
+    def insert(self, entity: str, values: Mapping[str, Any],
+               multi: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> int:
+        """Insert a row (UPPER_CASE column -> stored value); returns its new id."""
+        e = self.entity(entity)
+        with self._lock:
+            new_id = int(self.scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
+            row = {**values, "ID": new_id}
+            cols = list(row)
+            names = ", ".join(f'"{c}"' for c in cols)
+            marks = ", ".join("?" * len(cols))
+            self._conn.execute(f'INSERT INTO "{e.table}" ({names}) VALUES ({marks})',
+                               [row[c] for c in cols])
+            self._write_multi(e, new_id, multi or {})
+            if e.name == "crm.deal" and row.get("CONTACT_ID"):
+                self._conn.execute("INSERT OR IGNORE INTO deal_contact VALUES (?, ?, 10, 0, 'Y')",
+                                   [new_id, row["CONTACT_ID"]])
+        return new_id
+
+    def update(self, entity: str, row_id: int, values: Mapping[str, Any],
+               multi: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> bool:
+        """Update a row; False when no such id."""
+        e = self.entity(entity)
+        with self._lock:
+            if not self.exists(entity, row_id):
+                return False
+            if values:
+                sets = ", ".join(f'"{c}" = ?' for c in values)
+                self._conn.execute(f'UPDATE "{e.table}" SET {sets} WHERE ID = ?',
+                                   [*values.values(), row_id])
+            self._write_multi(e, row_id, multi or {})
+        return True
+
+    def delete(self, entity: str, row_id: int) -> bool:
+        """Delete a row and everything hanging off it; False when no such id."""
+        e = self.entity(entity)
+        with self._lock:
+            gone = self._conn.execute(f'DELETE FROM "{e.table}" WHERE ID = ?', [row_id]).rowcount
+            if e.multi_owner:
+                self._conn.execute("DELETE FROM multifield WHERE ENTITY_ID = ? AND ELEMENT_ID = ?",
+                                   [e.multi_owner, row_id])
+            if e.name == "crm.deal":
+                self._conn.execute("DELETE FROM deal_contact WHERE DEAL_ID = ?", [row_id])
+        return bool(gone)
+
+    def exists(self, entity: str, row_id: int) -> bool:
+        """Whether the entity has a row with this id."""
+        table = self.entity(entity).table
+        return self.scalar(f'SELECT 1 FROM "{table}" WHERE ID = ?', [row_id]) is not None
+
+    def _write_multi(self, e: Entity, row_id: int,
+                     multi: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        for type_id, items in multi.items():
+            self._conn.execute("DELETE FROM multifield WHERE ENTITY_ID = ? AND ELEMENT_ID = ?"
+                               " AND TYPE_ID = ?", [e.multi_owner, row_id, type_id])
+            self._conn.executemany(
+                "INSERT INTO multifield (ENTITY_ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(e.multi_owner, row_id, type_id, str(i.get("VALUE_TYPE") or "WORK"),
+                  str(i.get("VALUE"))) for i in items if i.get("VALUE") not in (None, "")])
+
+    def add_user_field(self, entity: str, f: Field) -> int:
+        """Add a custom field (ALTER TABLE); it shows in `*.fields` and lists from now on."""
+        e = self.entity(entity)
+        with self._lock:
+            if f.name in e.by_name():
+                raise ValueError(f"field {f.name} already exists")
+            self._conn.execute(f'ALTER TABLE "{e.table}" ADD COLUMN "{f.name}" {f.sql_type}')
+            self.entities[entity] = dataclasses.replace(e, fields=(*e.fields, f))
+            self._register_user_field(e, f)
+        return self.user_field_ids[(entity, f.name)]
+
+    # ------------------------------------------------------------------ a living portal
+    def mutate(
+        self,
+        seed: int,
+        *,
+        adds: int | Mapping[str, int] = 0,
+        updates: int | Mapping[str, int] = 0,
+        deletes: int | Mapping[str, int] = 0,
+        entities: Sequence[str] = ("crm.deal", "crm.lead", "crm.contact", "crm.company"),
+    ) -> dict[str, Changes]:
+        """Add, change (new change time: now) and delete rows, chosen from `seed`.
+
+        Each count is per entity, or a mapping entity -> count. Returns what changed.
+        """
+        def per(value: int | Mapping[str, int], name: str) -> int:
+            return int(value.get(name, 0) if isinstance(value, Mapping) else value)
+
+        out: dict[str, Changes] = {}
+        with self._lock:
+            for name in entities:
+                e = self.entity(name)
+                changes = out[name] = Changes()
+                now = self.now()
+                chosen = self._pick_ids(e, seed, per(updates, name) + per(deletes, name))
+                changes.updated = sorted(chosen[:per(updates, name)])
+                changes.deleted = sorted(chosen[per(updates, name):])
+                self._touch(e, changes.updated, now=now, seed=seed)
+                for row_id in changes.deleted:
+                    self.delete(name, row_id)
+                changes.added = self._add_generated(e, seed, per(adds, name), now=now)
+        return out
+
+    def _pick_ids(self, e: Entity, seed: int, k: int) -> list[int]:
+        if k <= 0:
+            return []
+        rows = self._conn.execute(
+            f'SELECT ID FROM "{e.table}" ORDER BY (ID * 2654435761 + ?) % 1000003, ID LIMIT ?',
+            [generate.seed_term(seed), k]).fetchall()
+        return [r[0] for r in rows]
+
+    def _touch(self, e: Entity, ids: list[int], *, now: int, seed: int) -> None:
+        if not ids:
+            return
+        names = e.by_name()
+        sets = [f'"{e.modified_field}" = {now}'] if e.modified_field else []
+        if "OPPORTUNITY" in names:
+            sets.append('"OPPORTUNITY" = ROUND(COALESCE("OPPORTUNITY", 0) + 100, 2)')
+        elif "TITLE" in names:
+            sets.append(f"\"TITLE\" = 'Changed ({seed}) ' || ID")
+        elif "NAME" in names:
+            sets.append(f"\"NAME\" = 'Changed {seed}'")
+        if sets:
+            self._conn.execute(f'UPDATE "{e.table}" SET {", ".join(sets)}'
+                               f' WHERE ID IN ({",".join(map(str, ids))})')
+
+    def _add_generated(self, e: Entity, seed: int, k: int, *, now: int) -> list[int]:
+        if k <= 0:
+            return []
+        first_id = int(self.scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
+        counts = {x.table: self._count_of(x) for x in self.entities.values()}
+        base = self._count_of(e) + 1
+        generate.insert_rows(self._conn, e, seed=seed, first=base, last=base + k - 1,
+                             count=base + k, now=now, tz_seconds=self.tz_seconds, counts=counts,
+                             new_ids_from=first_id)
+        generate.insert_multifields(self._conn, e, seed=seed, where=f"ID >= {first_id}")
+        if e.name == "crm.deal":
+            self._link_deal_contacts(where=f"ID >= {first_id}")
+        return list(range(first_id, first_id + k))
