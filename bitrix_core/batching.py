@@ -308,6 +308,9 @@ class Batcher:
             self._note_fallback(command, "retry_failed")
             self._count_retry(command)
             outcome.requeue.append(command)
+        elif isinstance(error, BatchError):  # not allowed inside a batch: it did not run
+            self._note_fallback(command, "single")
+            self._retry_or_fail(command, error, outcome, alone=True)
         elif isinstance(error, BitrixRetryableError) and command.idempotent:
             throttle.on_overload()
             self._note_fallback(command, "retry_failed")
@@ -315,13 +318,15 @@ class Batcher:
         else:
             _fail(command, error)
 
-    def _retry_or_fail(self, command: _Command, error: BitrixError, outcome: _Outcome) -> None:
+    def _retry_or_fail(
+        self, command: _Command, error: BitrixError, outcome: _Outcome, *, alone: bool = False
+    ) -> None:
         command.failures += 1
         if command.failures > self.max_command_failures:
             _fail(command, error)
             return
         self._count_retry(command)
-        if command.failures >= 2 or self.batch_size == 1:
+        if alone or command.failures >= 2 or self.batch_size == 1:
             self._note_fallback(command, "single")
             outcome.single.append(command)
         else:
