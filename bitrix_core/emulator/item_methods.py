@@ -1,11 +1,137 @@
-"""crm.item.* (universal CRM API), crm.type.list and crm.category.list."""
+"""crm.item.* (universal CRM API), crm.type.list and crm.category.list.
+
+crm.item takes and returns camelCase names, lowercase `id`, real JSON numbers; entity type
+ids 1-4 reach the classic lead/deal/contact/company tables, 31 smart invoices, 128/130
+smart processes. Unlike the classic methods, an unknown filter or order key is an error.
+"""
 
 from __future__ import annotations
 
-from bitrix_core.emulator.method_kit import Handler
+from typing import Any
+
+from bitrix_core.emulator.crm_entities import SMART_PROCESSES
+from bitrix_core.emulator.crm_methods import write_values
+from bitrix_core.emulator.filters import UnknownFieldError, php_int
+from bitrix_core.emulator.listing import fetch_page
+from bitrix_core.emulator.method_kit import (
+    Handler,
+    MethodError,
+    MethodResult,
+    as_list,
+    as_mapping,
+    row_id,
+)
+from bitrix_core.emulator.schema import Entity, Field, describe_camel
+from bitrix_core.emulator.shapes import camel_value, select_fields
 from bitrix_core.emulator.store import PortalStore
+
+_CLASSIC_BY_TYPE = {1: "crm.lead", 2: "crm.deal", 3: "crm.contact", 4: "crm.company"}
+
+
+class CrmItems:
+    """Handlers of the universal crm.item API and its type / pipeline dictionaries."""
+
+    def __init__(self, store: PortalStore) -> None:
+        self.store = store
+
+    def _entity(self, params: dict[str, Any]) -> Entity:
+        type_id = php_int(params.get("entitytypeid") or 0)
+        name = _CLASSIC_BY_TYPE.get(type_id, f"crm.item.{type_id}")
+        if name not in self.store.entities:
+            raise MethodError("NOT_FOUND", "Smart process type not found", 400)
+        return self.store.entity(name)
+
+    def _camel_fields(self, entity: Entity) -> list[Field]:
+        return [f for f in entity.fields if not f.is_multifield]
+
+    def _item(self, entity: Entity, raw: dict[str, Any], fields: list[Field]) -> dict[str, Any]:
+        out = {"id": int(raw["ID"])}
+        for f in fields:
+            out[f.camel_key] = camel_value(f, raw.get(f.name), self.store.tz)
+        return out
+
+    def _fields_from(self, entity: Entity, params: dict[str, Any]) -> dict[str, Any]:
+        by_camel = {f.camel_key.lower(): f.name for f in entity.fields}
+        return {by_camel.get(str(k).lower(), str(k).upper()): v
+                for k, v in as_mapping(params.get("fields")).items()}
+
+    def list(self, params: dict[str, Any]) -> MethodResult:
+        entity = self._entity(params)
+        names = [str(s) for s in as_list(params.get("select"))]
+        fields = [f for f in select_fields(entity, names, camel=True) if not f.is_multifield]
+        try:
+            page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
+                              order=params.get("order"), start=params.get("start"), camel=True,
+                              strict=True)
+        except UnknownFieldError as exc:
+            raise MethodError("INVALID_ARG_VALUE", str(exc), 400) from None
+        items = [self._item(entity, r, fields) for r in page.rows]
+        return MethodResult(result={"items": items}, next=page.next, total=page.total,
+                            rows=len(items), counted=page.total or 0, offset=page.offset)
+
+    def get(self, params: dict[str, Any]) -> MethodResult:
+        entity = self._entity(params)
+        rows = self.store.raw_rows(entity.name, [row_id(params, code="NOT_FOUND",
+                                                        message="Item not found")])
+        if not rows:
+            raise MethodError("NOT_FOUND", "Item not found", 400)
+        return MethodResult(result={"item": self._item(entity, rows[0],
+                                                       self._camel_fields(entity))}, rows=1)
+
+    def fields(self, params: dict[str, Any]) -> MethodResult:
+        entity = self._entity(params)
+        return MethodResult(result={"fields": {f.camel_key: describe_camel(f)
+                                               for f in self._camel_fields(entity)}})
+
+    def add(self, params: dict[str, Any]) -> MethodResult:
+        entity = self._entity(params)
+        values, _ = write_values(self.store, entity, self._fields_from(entity, params),
+                                 creating=True)
+        new_id = self.store.insert(entity.name, values)
+        row = self.store.raw_rows(entity.name, [new_id])[0]
+        return MethodResult(result={"item": self._item(entity, row, self._camel_fields(entity))})
+
+    def update(self, params: dict[str, Any]) -> MethodResult:
+        entity = self._entity(params)
+        number = row_id(params, code="NOT_FOUND", message="Item not found")
+        values, _ = write_values(self.store, entity, self._fields_from(entity, params),
+                                 creating=False)
+        if not self.store.update(entity.name, number, values):
+            raise MethodError("NOT_FOUND", "Item not found", 400)
+        row = self.store.raw_rows(entity.name, [number])[0]
+        return MethodResult(result={"item": self._item(entity, row, self._camel_fields(entity))})
+
+    def delete(self, params: dict[str, Any]) -> MethodResult:
+        entity = self._entity(params)
+        if not self.store.delete(entity.name, row_id(params, code="NOT_FOUND",
+                                                     message="Item not found")):
+            raise MethodError("NOT_FOUND", "Item not found", 400)
+        return MethodResult(result=[])
+
+    def types(self, params: dict[str, Any]) -> MethodResult:
+        types = [{"id": n, "title": title, "code": "", "entityTypeId": type_id,
+                  "isCategoriesEnabled": "Y", "isStagesEnabled": "Y", "isClientEnabled": "Y",
+                  "createdBy": 1}
+                 for n, (type_id, title) in enumerate(SMART_PROCESSES.items(), 1)]
+        return MethodResult(result={"types": types}, total=len(types), rows=len(types))
+
+    def categories(self, params: dict[str, Any]) -> MethodResult:
+        type_id = php_int(params.get("entitytypeid") or 0)
+        rows = self.store.query("SELECT * FROM category WHERE ENTITY_TYPE_ID = ? ORDER BY SORT, ID",
+                                [type_id])
+        if not rows and type_id not in _CLASSIC_BY_TYPE:
+            raise MethodError("NOT_FOUND", "Smart process type not found", 400)
+        result = [{"id": r["ID"], "name": r["NAME"], "sort": r["SORT"],
+                   "entityTypeId": r["ENTITY_TYPE_ID"], "isDefault": r["IS_DEFAULT"]}
+                  for r in rows]
+        return MethodResult(result={"categories": result}, total=len(result), rows=len(result))
 
 
 def handlers(store: PortalStore) -> dict[str, Handler]:
     """Every crm.item / type / category method name (lower case) -> its handler."""
-    return {}
+    items = CrmItems(store)
+    out: dict[str, Handler] = {f"crm.item.{verb}": getattr(items, verb)
+                               for verb in ("list", "get", "fields", "add", "update", "delete")}
+    out["crm.type.list"] = items.types
+    out["crm.category.list"] = items.categories
+    return out
