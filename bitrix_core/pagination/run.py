@@ -144,7 +144,8 @@ class ListRun:
                 f"{self.strategy.name}->offset: {error.code or type(error).__name__}"
             )
             self.strategy, self.stats.strategy = fallback, fallback.name
-            async for page in fallback.pages(self._runner, self.spec, self.params, self.stats):
+            plain = replace(self.spec, keyset=False)  # the id order may be what was refused
+            async for page in fallback.pages(self._runner, plain, self.params, self.stats):
                 yield page
 
     def _dedupe(self, rows: list[dict[str, Any]], seen: set[int] | None) -> list[dict[str, Any]]:
