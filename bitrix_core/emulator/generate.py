@@ -16,11 +16,10 @@ from collections.abc import Mapping
 
 from bitrix_core.emulator.schema import Entity
 
-BLOCK = 100  # ordinals per id block; each block has its own id stride (density)
+BLOCK = 50  # ordinals per id block; each block has its own id stride (density)
 TWO_YEARS = 730 * 86400
 _PRIME = 2147483647
-_STRIDES = (1, 2, 3, 10, 40)
-_STRIDE_WEIGHTS = (50, 20, 15, 10, 5)
+_STRIDES = (1, 1, 1, 1, 2, 3, 10, 25)  # every 8 blocks hold each density once, shuffled
 
 
 def seed_term(seed: int) -> int:
@@ -79,9 +78,12 @@ def create_id_blocks(conn: sqlite3.Connection, entity: Entity, *, seed: int, cou
     conn.execute(f"CREATE TABLE _blocks_{entity.table} (b INTEGER PRIMARY KEY, base INTEGER,"
                  " stride INTEGER)")
     rng = random.Random(f"{seed}:{entity.table}")
-    rows, base = [], 1
+    rows, base, strides = [], 1, []
     for b in range((count + BLOCK - 1) // BLOCK):
-        stride = 1 if entity.dense_ids else rng.choices(_STRIDES, _STRIDE_WEIGHTS)[0]
+        if not strides:
+            strides = list(_STRIDES)
+            rng.shuffle(strides)
+        stride = 1 if entity.dense_ids else strides.pop()
         rows.append((b, base, stride))
         base += BLOCK * stride
     conn.executemany(f"INSERT INTO _blocks_{entity.table} VALUES (?, ?, ?)", rows)
