@@ -66,6 +66,9 @@ class Bitrix24SyncConfig(Config):
     lookback_minutes: float | None = Field(
         default=None, description="Override the lookback behind the cursor, in minutes."
     )
+    chunk_rows: int = Field(
+        default=1000, description="Rows written per warehouse transaction (bounds memory)."
+    )
 
 
 def resolve_entities(entities: Iterable[str | EntitySpec]) -> list[EntitySpec]:
@@ -274,6 +277,7 @@ def sync_selected_assets(
             lookback=timedelta(minutes=lookback),
             window=window,
             partition_key=key_for,
+            chunk_rows=config.chunk_rows,
         )
         jobs[spec.key] = (spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY]), options)
     prefix = str(_plain(specs[0].metadata.get(TABLE_PREFIX_KEY, "bitrix24_"))) if specs else ""

@@ -1,0 +1,72 @@
+"""Fixtures for the Dagster layer: a small emulated portal, resources, warehouse readers."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bitrix_core.emulator.portal import EmulatedPortal
+from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource
+
+
+@pytest.fixture
+def portal() -> Iterator[EmulatedPortal]:
+    """A small portal (120 deals) on the unlimited plan, served from a background thread."""
+    started = EmulatedPortal(seed=7, deals=120, plan="unlimited").start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def clean_url(warehouse_url: str) -> Iterator[str]:
+    """The warehouse URL with every `bitrix24_*` table dropped before and after the test."""
+    _drop_tables(warehouse_url)
+    yield warehouse_url
+    _drop_tables(warehouse_url)
+
+
+def _drop_tables(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(engine)
+        ours = [t for t in metadata.sorted_tables if "bitrix24_" in t.name]
+        metadata.drop_all(engine, tables=ours)
+    finally:
+        engine.dispose()
+
+
+def resources(portal: EmulatedPortal, url: str, **options: Any) -> dict[str, Any]:
+    """The two resources under their default keys."""
+    return {
+        "bitrix24": Bitrix24Resource(webhook_url=portal.webhook_url, plan="unlimited", **options),
+        "warehouse": SQLWarehouseResource(url=url),
+    }
+
+
+def stored_rows(url: str, table: str, *columns: str) -> dict[int, tuple]:
+    """id -> (columns...) of the live (not deleted) rows of a warehouse table."""
+    engine = sa.create_engine(url)
+    try:
+        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
+        query = sa.select(reflected.c.id, *(reflected.c[c] for c in columns)).where(
+            reflected.c._deleted_at.is_(None)
+        )
+        with engine.connect() as connection:
+            return {int(row[0]): tuple(row[1:]) for row in connection.execute(query)}
+    finally:
+        engine.dispose()
+
+
+def materializations(result: Any) -> dict[str, dict[str, Any]]:
+    """asset key -> metadata values of a run's materialisations (last one wins)."""
+    found: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        found[event.asset_key.to_user_string()] = {
+            key: getattr(value, "value", value) for key, value in metadata.items()
+        }
+    return found
