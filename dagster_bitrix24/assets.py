@@ -215,6 +215,7 @@ def build_bitrix24_assets(
     Resources come from `bitrix24_resource_key` (a `Bitrix24Resource`) and
     `warehouse_resource_key` (a `SQLWarehouseResource`); run config is `Bitrix24SyncConfig`.
     """
+
     @bitrix24_assets(
         entities=entities,
         portal=portal,

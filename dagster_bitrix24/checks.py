@@ -124,7 +124,9 @@ async def _count(client: Any, entity: EntitySpec) -> int | None:
 def _reflect(writer: Any, table_name: str) -> sa.Table | None:
     """The warehouse table as it exists now, or None before the first sync."""
     try:
-        return sa.Table(table_name, sa.MetaData(), schema=writer.schema, autoload_with=writer.engine)
+        return sa.Table(
+            table_name, sa.MetaData(), schema=writer.schema, autoload_with=writer.engine
+        )
     except sa.exc.NoSuchTableError:
         return None
 

@@ -41,9 +41,7 @@ class SqliteLimiterBackend:
         return f"SqliteLimiterBackend(path={str(self.path)!r}, portal={self.portal!r})"
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, timeout=self._busy_timeout_s, isolation_level=None
-        )
+        connection = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         return connection
 

@@ -148,9 +148,7 @@ class EntitySync:
             counts = await self._blocking(self.warehouse.mark_deleted, layout, seen_ids)
             result.deleted, result.restored = counts.marked, counts.restored
         if result.mode != "window" and newest is not None and self._change_row_key():
-            await self._blocking(
-                self.warehouse.commit_cursor, self.cursor_key, newest.isoformat()
-            )
+            await self._blocking(self.warehouse.commit_cursor, self.cursor_key, newest.isoformat())
             result.cursor_after = newest
         else:
             result.cursor_after = result.cursor_before

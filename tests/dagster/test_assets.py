@@ -21,7 +21,9 @@ def _portal_deals(portal) -> dict[int, tuple]:
 def _stored_deals(url: str) -> dict[int, tuple]:
     return {
         key: (title, round(float(amount or 0), 2))
-        for key, (title, amount) in stored_rows(url, "bitrix24_crm_deal", "title", "opportunity").items()
+        for key, (title, amount) in stored_rows(
+            url, "bitrix24_crm_deal", "title", "opportunity"
+        ).items()
     }
 
 
@@ -100,8 +102,13 @@ def test_new_user_field_appears_as_a_column(portal, tmp_path):
         async with BitrixClient(portal.webhook_url) as client:
             await client.call(
                 "crm.deal.userfield.add",
-                {"fields": {"FIELD_NAME": "LOYALTY", "USER_TYPE_ID": "string",
-                            "EDIT_FORM_LABEL": "Loyalty tier"}},
+                {
+                    "fields": {
+                        "FIELD_NAME": "LOYALTY",
+                        "USER_TYPE_ID": "string",
+                        "EDIT_FORM_LABEL": "Loyalty tier",
+                    }
+                },
             )
 
     asyncio.run(add_field())
