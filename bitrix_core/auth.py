@@ -113,7 +113,9 @@ class OAuthAuth:
         if max_refresh_attempts < 1:
             raise BitrixParameterError("max_refresh_attempts", "must be at least 1")
         register_secret(client_secret)
-        scheme, netloc, _ = _check_base_url(oauth_server, parameter="oauth_server", shown=oauth_server)
+        scheme, netloc, _ = _check_base_url(
+            oauth_server, parameter="oauth_server", shown=oauth_server
+        )
         self._token_url = urlunsplit((scheme, netloc, "/oauth/token/", "", ""))
         if client_endpoint is not None:
             client_endpoint = _endpoint(client_endpoint, parameter="client_endpoint")

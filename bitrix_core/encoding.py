@@ -92,7 +92,9 @@ def _flatten(name: str, value: Any, pairs: list[str], *, path: str) -> None:
     elif isinstance(value, set | frozenset):
         raise BitrixParameterError(path, "sets have no order; pass a list")
     else:
-        pairs.append(f"{quote(name, safe=_SAFE)}={quote(encode_value(value, path=path), safe=_SAFE)}")
+        pairs.append(
+            f"{quote(name, safe=_SAFE)}={quote(encode_value(value, path=path), safe=_SAFE)}"
+        )
 
 
 def _key_text(key: Any, *, path: str) -> str:

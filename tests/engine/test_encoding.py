@@ -35,8 +35,10 @@ def test_nested_filters_and_lists_use_php_keys_with_brackets_encoded():
         (Decimal("1E+2"), "100"),
         (Decimal("10.50"), "10.50"),
         (dt.date(2024, 2, 29), "2024-02-29"),
-        (dt.datetime(2024, 9, 2, 18, 37, 18, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-         "2024-09-02T18:37:18+02:00"),
+        (
+            dt.datetime(2024, 9, 2, 18, 37, 18, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2024-09-02T18:37:18+02:00",
+        ),
         ("a b&c=d+e/é", "a b&c=d+e/é"),
     ],
 )
@@ -95,9 +97,7 @@ def test_params_must_be_a_mapping():
         encode_params([("a", 1)])  # type: ignore[arg-type]
 
 
-_KEY = st.text(
-    alphabet=st.sampled_from("abcXYZ019_>=<!%@.&#+ é"), min_size=1, max_size=6
-)
+_KEY = st.text(alphabet=st.sampled_from("abcXYZ019_>=<!%@.&#+ é"), min_size=1, max_size=6)
 # top-level names are never numbers in the REST API (the emulator turns such a set into a list)
 _NAME = _KEY.filter(lambda key: not key.lstrip("-").isdigit())
 _SCALAR = st.one_of(
@@ -112,9 +112,7 @@ _SCALAR = st.one_of(
 )
 _VALUE = st.recursive(
     _SCALAR,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(_KEY, inner, max_size=4)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEY, inner, max_size=4)),
     max_leaves=12,
 )
 

@@ -1,6 +1,5 @@
 """Transport against a real HTTP server on loopback emitting byte-level answers and faults."""
 
-import asyncio
 import json
 import socket
 import time
@@ -10,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from bitrix_core.emulator.params import decode_request
+from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.errors import (
     BitrixMethodNotFoundError,
     BitrixParameterError,
@@ -19,6 +19,7 @@ from bitrix_core.errors import (
     BitrixTimeoutError,
     BitrixTransportError,
     OperationTimeLimitError,
+    OverloadLimitError,
     QueryLimitExceededError,
     TokenExpiredError,
 )
@@ -34,8 +35,16 @@ def _json(body: object, status: int = 200) -> web.Response:
 
 async def echo(request: web.Request) -> web.Response:
     params = await decode_request(request)
-    return _json({"result": {"params": params, "method": request.method,
-                             "content_type": request.content_type, "path": request.path}})
+    return _json(
+        {
+            "result": {
+                "params": params,
+                "method": request.method,
+                "content_type": request.content_type,
+                "path": request.path,
+            }
+        }
+    )
 
 
 async def redirect(request: web.Request) -> web.Response:
@@ -46,11 +55,6 @@ async def redirect_insecure(request: web.Request) -> web.Response:
     raise web.HTTPFound("http://example.com/rest/echo")
 
 
-async def html_502(request: web.Request) -> web.Response:
-    return web.Response(status=502, text="<html><body>Bad Gateway</body></html>",
-                        content_type="text/html")
-
-
 async def html_200(request: web.Request) -> web.Response:
     return web.Response(text="<html>maintenance</html>", content_type="text/html")
 
@@ -59,14 +63,14 @@ async def error_under_200(request: web.Request) -> web.Response:
     return _json({"error": "ACCESS_DENIED", "error_description": "REST is not available"})
 
 
-async def query_limit(request: web.Request) -> web.Response:
-    return _json({"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}, 503)
-
-
 async def operation_limit(request: web.Request) -> web.Response:
     return web.Response(
-        status=429, headers={"Retry-After": "7"}, content_type="application/json",
-        text=json.dumps({"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked"}),
+        status=429,
+        headers={"Retry-After": "7"},
+        content_type="application/json",
+        text=json.dumps(
+            {"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked"}
+        ),
     )
 
 
@@ -78,34 +82,14 @@ async def not_found_page(request: web.Request) -> web.Response:
     return web.Response(status=404, text="Not Found", content_type="text/plain")
 
 
-async def truncated(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    response.content_length = 1000
-    await response.prepare(request)
-    await response.write(b'{"result": [1, 2')
-    assert request.transport is not None
-    request.transport.close()
-    return response
-
-
 async def cut_json(request: web.Request) -> web.Response:
     return web.Response(text='{"result": [1, 2', content_type="application/json")
 
 
-async def reset(request: web.Request) -> web.Response:
-    assert request.transport is not None
-    request.transport.abort()
-    return _json({"result": True})
-
-
-async def slow(request: web.Request) -> web.Response:
-    await asyncio.sleep(2)
-    return _json({"result": True})
-
-
 async def php_quirks(request: web.Request) -> web.Response:
-    return web.Response(text='{"result":{"url":"https:\\/\\/x\\/"},"time":[]}',
-                        content_type="application/json")
+    return web.Response(
+        text='{"result":{"url":"https:\\/\\/x\\/"},"time":[]}', content_type="application/json"
+    )
 
 
 async def no_result(request: web.Request) -> web.Response:
@@ -116,11 +100,16 @@ async def no_result(request: web.Request) -> web.Response:
 async def server() -> AsyncIterator[str]:
     app = web.Application()
     handlers = {
-        "echo": echo, "redirect": redirect, "redirect_insecure": redirect_insecure,
-        "html_502": html_502, "html_200": html_200, "error_under_200": error_under_200,
-        "query_limit": query_limit, "operation_limit": operation_limit, "expired": expired,
-        "truncated": truncated, "cut_json": cut_json, "reset": reset, "slow": slow,
-        "php_quirks": php_quirks, "no_result": no_result,
+        "echo": echo,
+        "redirect": redirect,
+        "redirect_insecure": redirect_insecure,
+        "html_200": html_200,
+        "error_under_200": error_under_200,
+        "operation_limit": operation_limit,
+        "expired": expired,
+        "cut_json": cut_json,
+        "php_quirks": php_quirks,
+        "no_result": no_result,
     }
     for name, handler in handlers.items():
         app.router.add_route("*", f"/rest/1/{CANARY}/{name}", handler)
@@ -137,10 +126,11 @@ async def server() -> AsyncIterator[str]:
 async def _fail(base: str, name: str, *, timeout: float = 5, params: dict | None = None):
     async with Transport(timeout=timeout) as transport:
         with pytest.raises(Exception) as info:
-            await transport.post(base + name, params or {"id": 1}, method=f"test.{name}")
+            method = name if "." in name else f"test.{name}"
+            await transport.post(base + name, params or {"id": 1}, method=method)
     error = info.value
     assert CANARY not in str(error) and CANARY not in repr(error)
-    assert error.method == f"test.{name}"
+    assert error.method in (name, f"test.{name}")
     assert error.url is not None and CANARY not in error.url and "/rest/1/***/" in error.url
     return error
 
@@ -168,12 +158,6 @@ async def test_redirect_to_plain_http_elsewhere_is_refused(server: str):
     assert isinstance(error, BitrixProtocolError)
 
 
-async def test_html_5xx_page_is_a_server_error(server: str):
-    error = await _fail(server, "html_502")
-    assert type(error) is BitrixServerError and error.status == 502
-    assert "Bad Gateway" in error.description
-
-
 async def test_html_under_200_is_a_protocol_error(server: str):
     assert type(await _fail(server, "html_200")) is BitrixProtocolError
 
@@ -181,11 +165,6 @@ async def test_html_under_200_is_a_protocol_error(server: str):
 async def test_error_body_under_http_200_raises(server: str):
     error = await _fail(server, "error_under_200")
     assert type(error) is BitrixPermissionError and error.code == "ACCESS_DENIED"
-
-
-async def test_query_limit_is_its_own_class(server: str):
-    error = await _fail(server, "query_limit")
-    assert type(error) is QueryLimitExceededError and error.status == 503
 
 
 async def test_operation_limit_carries_reset_at_from_retry_after(server: str):
@@ -205,22 +184,8 @@ async def test_unknown_path_html_404_is_method_not_found(server: str):
     assert isinstance(await _fail(server, "nope"), BitrixMethodNotFoundError)
 
 
-async def test_body_cut_short_is_a_transport_error(server: str):
-    assert type(await _fail(server, "truncated")) is BitrixTransportError
-
-
 async def test_json_ending_early_is_a_transport_error(server: str):
     assert type(await _fail(server, "cut_json")) is BitrixTransportError
-
-
-async def test_connection_reset_is_a_transport_error(server: str):
-    assert type(await _fail(server, "reset")) is BitrixTransportError
-
-
-async def test_slow_answer_is_a_timeout(server: str):
-    started = time.monotonic()
-    assert type(await _fail(server, "slow", timeout=0.3)) is BitrixTimeoutError
-    assert time.monotonic() - started < 1.5
 
 
 async def test_refused_connection_is_a_transport_error():
@@ -262,8 +227,44 @@ async def test_bad_urls_and_options_fail_before_sending():
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("localhost", True), ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
-     ("[::1]", True), ("10.0.0.1", False), ("example.com", False), (None, False)],
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        (None, False),
+    ],
 )
 def test_loopback_hosts(host: str | None, loopback: bool):
     assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("kind", "error_class", "status"),
+    [
+        ("html_502", BitrixServerError, 502),
+        ("html_503", BitrixServerError, 503),
+        ("internal_error", BitrixServerError, 500),
+        ("query_limit", QueryLimitExceededError, 503),
+        ("overload", OverloadLimitError, 503),
+        ("expired_token", TokenExpiredError, 401),
+        ("truncated", BitrixTransportError, None),
+        ("reset", BitrixTransportError, None),
+        ("slow", BitrixTimeoutError, None),
+    ],
+)
+async def test_emulator_faults_become_the_right_errors(kind, error_class, status):
+    async with EmulatedPortal(deals=3, plan="unlimited", webhook_code=CANARY) as portal:
+        portal.faults.add(kind, method="crm.deal.list", times=1, delay_s=0.6)
+        started = time.monotonic()
+        error = await _fail(portal.webhook_url, "crm.deal.list", timeout=0.3)
+        assert time.monotonic() - started < 0.6
+        assert type(error) is error_class and error.status == status
+        async with Transport(timeout=5) as transport:  # the fault fired once: next call works
+            envelope = await transport.post(
+                portal.webhook_url + "crm.deal.list", {}, method="crm.deal.list"
+            )
+        assert len(envelope["result"]) == 3
