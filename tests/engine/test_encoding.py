@@ -133,7 +133,7 @@ def _php_view(value: Any) -> Any:
 _GONE = object()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.dictionaries(_NAME, _VALUE, max_size=5))
 def test_whatever_is_encoded_the_emulator_decodes_back(params: dict[str, Any]):
     expected = {key: _php_view(value) for key, value in params.items()}
@@ -141,7 +141,7 @@ def test_whatever_is_encoded_the_emulator_decodes_back(params: dict[str, Any]):
     assert decode_query(encode_params(params)) == expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.dictionaries(_NAME, _VALUE, max_size=4))
 def test_batch_command_query_decodes_to_the_same_params(params: dict[str, Any]):
     method, _, query = encode_command("crm.deal.list", params).partition("?")
