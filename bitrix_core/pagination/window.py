@@ -28,9 +28,18 @@ _TARGET_ROWS = 40
 
 
 def checked_ids(
-    spec: EntitySpec, rows: list[dict[str, Any]], lo: int | None, hi: int | None
+    spec: EntitySpec,
+    rows: list[dict[str, Any]],
+    lo: int | None,
+    hi: int | None,
+    *,
+    descending: bool = False,
 ) -> list[int]:
-    """The ids of `rows`, raising if one is missing or outside [lo, hi) (filter ignored)."""
+    """The ids of `rows`, raising if the portal ignored the id filter or the id order.
+
+    A row without an id, outside [lo, hi), or out of order means paging by id would
+    silently lose rows, so it is a BitrixProtocolError (the run falls back to offsets).
+    """
     ids = []
     for row in rows:
         value = row_id(spec, row)
@@ -40,6 +49,11 @@ def checked_ids(
             raise BitrixProtocolError(
                 f"row id {value} outside the requested id window [{lo}, {hi}):"
                 " the portal ignored the id filter",
+                method=spec.list_method,
+            )
+        if ids and (value >= ids[-1] if descending else value <= ids[-1]):
+            raise BitrixProtocolError(
+                "rows are not in the requested id order: the portal ignored it",
                 method=spec.list_method,
             )
         ids.append(value)
@@ -115,11 +129,12 @@ class IdWindowPaging:
         )
         rows = rows_of(spec, low.result, method=method)
         ids = checked_ids(spec, rows, bounds.lo, bounds.hi)
+        top_rows = rows_of(spec, high.result, method=method)
+        top_ids = checked_ids(spec, top_rows, bounds.lo, bounds.hi, descending=True)
         if rows:
             yield Page(rows, stats)
         if len(rows) < PAGE_SIZE:
             return
-        top_ids = checked_ids(spec, rows_of(spec, high.result, method=method), bounds.lo, bounds.hi)
         start, stop = max(ids) + 1, max([*top_ids, *ids]) + 1
         density = min(_density(ids), _density(top_ids)) if top_ids else _density(ids)
         windows = split_range(start, stop, density, max_parts=stop - start)

@@ -191,16 +191,15 @@ async def test_verify_passes_when_nothing_is_lost(portal, client):
     assert len(await _collect(run)) == portal.store.count("crm.deal")
 
 
-async def test_refused_id_paging_falls_back_to_offset(portal, client):
-    # a spec that spells the id the crm.item way: a classic list refuses or ignores it
-    spec = EntitySpec(
-        name="deal", list_method="crm.deal.list", fields_method=None, filter_case="camel"
-    )
+async def test_ignored_id_order_falls_back_to_offset(portal, client):
+    # user.get-style top-level sort/order strings mean nothing to crm.deal.list: the portal
+    # ignores them, the probes show it, and the run falls back instead of losing rows
+    spec = EntitySpec(name="deal", list_method="crm.deal.list", fields_method=None, style="user")
     run = paginate(client.batcher, "crm.deal.list", {}, spec=spec, strategy=IdWindowPaging())
     got = sorted(await _collect(run))
     assert got == portal.store.ids("crm.deal")
     assert run.stats.strategy == "offset"
-    assert run.stats.fallbacks and run.stats.fallbacks[0].startswith("idwindow->offset")
+    assert run.stats.fallbacks == ["idwindow->offset: BitrixProtocolError"]
 
 
 async def test_bad_parameters_send_nothing(portal, client):
