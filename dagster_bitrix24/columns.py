@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -231,7 +231,7 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def _to_int(value: Any) -> int | None:
+def to_int(value: Any) -> int | None:
     if value is None or value == "":
         return None
     if value.__class__ is str or value.__class__ is int:
@@ -241,15 +241,15 @@ def _to_int(value: Any) -> int | None:
     raise ValueError(value)
 
 
-_BOOLEANS: dict[Any, bool | None] = {
+BOOLEANS: dict[Any, bool | None] = {
     "Y": True, "N": False, "y": True, "n": False, "1": True, "0": False,
     "true": True, "false": False, "True": True, "False": False, True: True, False: False,
     "": None, None: None,
 }  # fmt: skip
 
 
-def _to_bool(value: Any) -> bool | None:
-    return _BOOLEANS[value]
+def to_bool(value: Any) -> bool | None:
+    return BOOLEANS[value]
 
 
 def _to_decimal(value: Any) -> Decimal | None:
@@ -294,19 +294,41 @@ def _to_utc(value: Any) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def _to_aware(value: Any) -> datetime | None:
+    """PostgreSQL stores the instant: the portal's offset can stay, no conversion needed."""
+    if value.__class__ is str and len(value) == 25 and value[10] == "T":
+        return datetime.fromisoformat(value)
+    return _to_utc(value)
+
+
+_OFFSETS: dict[str, timedelta] = {}
+
+
 def _to_naive_utc(value: Any) -> datetime | None:
+    if value.__class__ is str and len(value) == 25 and value[10] == "T":  # ...T18:37:18+03:00
+        offset = _OFFSETS.get(value[19:])
+        if offset is None:
+            offset = _OFFSETS.setdefault(value[19:], datetime.fromisoformat(value).utcoffset())
+        return datetime.fromisoformat(value[:19]) - offset
     moment = _to_utc(value)
     return None if moment is None else moment.replace(tzinfo=None)
 
 
 def _to_sqlite_datetime(value: Any) -> str | None:
-    moment = _to_utc(value)
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    """SQLAlchemy's SQLite text format (UTC); lexical order is time order."""
+    moment = _to_naive_utc(value)
+    return None if moment is None else str(moment)
 
 
-def _to_text(value: Any) -> str | None:
+def _sqlite_date(value: Any) -> str | None:
+    if value.__class__ is str and value:
+        date.fromisoformat(value[:10])
+        return value[:10]
+    result = _to_date(value)
+    return None if result is None else result.isoformat()
+
+
+def to_text(value: Any) -> str | None:
     if value.__class__ is str:
         return value or None
     if _empty(value) or value is False:
@@ -322,12 +344,9 @@ def _to_json(value: Any) -> str | None:
     return json.dumps(value if isinstance(value, list | dict) else [value], ensure_ascii=False)
 
 
-def _sqlite(convert: Converter) -> Converter:
-    def to_text(value: Any) -> Any:
-        result = convert(value)
-        return None if result is None else str(result)
-
-    return to_text
+def _sqlite_decimal(value: Any) -> str | None:
+    result = _to_decimal(value)
+    return None if result is None else str(result)
 
 
 def converter(kind: Kind, dialect: Dialect, *, part: str = "value") -> Converter:
@@ -335,13 +354,13 @@ def converter(kind: Kind, dialect: Dialect, *, part: str = "value") -> Converter
     if part == "currency":
         return _currency
     if kind == "datetime":
-        return {"postgresql": _to_utc, "mysql": _to_naive_utc, "sqlite": _to_sqlite_datetime}[
+        return {"postgresql": _to_aware, "mysql": _to_naive_utc, "sqlite": _to_sqlite_datetime}[
             dialect
         ]
     plain: dict[Kind, Converter] = {
-        "integer": _to_int, "float": _to_float, "decimal": _to_decimal, "boolean": _to_bool,
-        "date": _to_date, "text": _to_text, "key": _to_text, "json": _to_json,
+        "integer": to_int, "float": _to_float, "decimal": _to_decimal, "boolean": to_bool,
+        "date": _to_date, "text": to_text, "key": to_text, "json": _to_json,
     }  # fmt: skip
     if dialect == "sqlite" and kind in ("decimal", "date"):
-        return _sqlite(plain[kind])
+        return _sqlite_decimal if kind == "decimal" else _sqlite_date
     return plain[kind]

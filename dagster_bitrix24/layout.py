@@ -8,9 +8,8 @@ value, no per-row lookups) and `child_rows(...)` flattens multi-field lists.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +24,7 @@ from dagster_bitrix24.columns import (
     fit_identifier,
     sql_type,
 )
+from dagster_bitrix24.row_converter import RowConverter, compile_row_converter
 from dagster_bitrix24.warehouse_errors import RowConversionError
 
 SYNCED_AT = "_synced_at"
@@ -82,6 +82,7 @@ class TableLayout:
     frozen: tuple[str, ...] = ()
     changes: SchemaChanges = field(default_factory=SchemaChanges)
     converters: tuple[Converter, ...] = field(default=(), repr=False)
+    row_converter: RowConverter | None = field(default=None, repr=False)
 
     @property
     def id_column(self) -> str:
@@ -149,7 +150,8 @@ def child_table(
 def with_converters(layout: TableLayout) -> TableLayout:
     """The layout with one converter per written column, computed once."""
     converters = tuple(converter(c.kind, layout.dialect, part=c.part) for c in layout.columns)
-    return TableLayout(**{**layout.__dict__, "converters": converters})
+    row_converter = compile_row_converter([c.field for c in layout.columns], converters)
+    return replace(layout, converters=converters, row_converter=row_converter)
 
 
 def synced_at_value(dialect: Dialect) -> Any:
@@ -161,22 +163,20 @@ def convert_rows(
     layout: TableLayout, rows: Sequence[Mapping[str, Any]], *, synced_at: Any
 ) -> list[tuple[Any, ...]]:
     """API rows as driver-ready tuples in `layout.written_names` order."""
-    columns: list[list[Any]] = []
-    for spec, convert in zip(layout.columns, layout.converters, strict=True):
-        source = spec.field
-        values = [row.get(source) for row in rows]
-        try:
-            columns.append(list(map(convert, values)))
-        except _CONVERSION_ERRORS:
+    assert layout.row_converter is not None, "build layouts with with_converters()"
+    try:
+        converted = layout.row_converter(rows, synced_at)
+    except _CONVERSION_ERRORS:
+        for spec, convert in zip(layout.columns, layout.converters, strict=True):
             _raise_for_culprit(layout, rows, spec, convert)
-            raise
-    if any(value is None for value in columns[0]):
-        row = rows[columns[0].index(None)]
-        raise RowConversionError(
-            entity=layout.entity, field=layout.id_field, row_id=None,
-            value=row.get(layout.id_field),
-        )  # fmt: skip
-    return list(zip(*columns, repeat(synced_at), repeat(None)))
+        raise
+    for row, values in zip(rows, converted, strict=True):
+        if values[0] is None:
+            raise RowConversionError(
+                entity=layout.entity, field=layout.id_field, row_id=None,
+                value=row.get(layout.id_field),
+            )  # fmt: skip
+    return converted
 
 
 def _raise_for_culprit(

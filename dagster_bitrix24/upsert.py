@@ -6,8 +6,9 @@ updated or skipped (older than what is stored). Only inserted and updated rows a
 a guard in SQL as well, so a concurrent writer cannot make an older version win either:
 
 - SQLite and PostgreSQL: `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE cur.change IS NULL
-  OR excluded.change >= cur.change`; PostgreSQL chunks of `COPY_THRESHOLD` rows or more are
-  first COPYed into a temporary table (psycopg 3) and merged with one INSERT ... SELECT.
+  OR excluded.change >= cur.change`. PostgreSQL chunks of `COPY_THRESHOLD` rows or more use
+  binary COPY (psycopg 3): new ids straight into the table, known ids into a temporary table
+  merged with one guarded INSERT ... SELECT.
 - MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE col = IF(guard, VALUES(col), col)`, the
   change-time column assigned LAST because later assignments see earlier updated values.
 
@@ -21,6 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+
+try:
+    from psycopg.errors import UniqueViolation
+except ImportError:  # psycopg is only needed for PostgreSQL
+    UniqueViolation = type("UniqueViolation", (Exception,), {})
 
 from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert_rows
 
@@ -73,7 +79,10 @@ def upsert_chunk(
         elif change is not None and not _is_newer(row[change], stored[row_id]):
             continue
         to_write.append(row)
-    _send(connection, layout, to_write)
+    if layout.dialect == "postgresql" and len(to_write) >= COPY_THRESHOLD:
+        _copy_send(connection, layout, to_write, fresh=[r[0] not in stored for r in to_write])
+    else:
+        _send(connection, layout, to_write)
     written_positions = [newest[row[0]] for row in to_write]
     _replace_children(connection, layout, [rows[p] for p in written_positions],
                       [row[0] for row in to_write])  # fmt: skip
@@ -133,9 +142,6 @@ def _stored_changes(
 def _send(connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
-    if layout.dialect == "postgresql" and len(rows) >= COPY_THRESHOLD:
-        _copy_merge(connection, layout, rows)
-        return
     table, quoted = _names(connection, layout)
     values = ", ".join([_marker(connection)] * len(quoted))
     insert = f"INSERT INTO {table} AS cur ({', '.join(quoted)}) VALUES ({values})"
@@ -169,27 +175,49 @@ def _mysql_update(layout: TableLayout, quoted: list[str]) -> str:
     return f"ON DUPLICATE KEY UPDATE {sets}"
 
 
-def _copy_merge(
-    connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]
-) -> None:
-    """PostgreSQL bulk path: COPY into a temporary table, then one guarded INSERT ... SELECT."""
+def _copy_send(
+    connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
+    *, fresh: list[bool],
+) -> None:  # fmt: skip
+    """PostgreSQL bulk path: binary COPY of new ids straight into the table (a savepoint
+    falls back to merging if a concurrent writer got there first), and COPY of the rest
+    into a temporary table merged with one guarded INSERT ... SELECT."""
     table, quoted = _names(connection, layout)
     columns = ", ".join(quoted)
+    new = [row for row, is_new in zip(rows, fresh, strict=True) if is_new]
+    old = [row for row, is_new in zip(rows, fresh, strict=True) if not is_new]
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"SELECT {columns} FROM {table} LIMIT 0")
+        types = [column.type_code for column in cursor.description]
+        if new:
+            try:
+                with raw.transaction():  # type: ignore[union-attr]
+                    _copy(cursor, table, columns, types, new)
+            except UniqueViolation:
+                old.extend(new)
+        if not old:
+            return
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
         cursor.execute(
             f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} "
             "WITH NO DATA"
         )
-        with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        _copy(cursor, _STAGE, columns, types, old)
         cursor.execute(
             f"INSERT INTO {table} AS cur ({columns}) SELECT {columns} FROM {_STAGE} "
             f"{_on_conflict(layout, quoted)}"
         )
         cursor.execute(f"DROP TABLE {_STAGE}")
+
+
+def _copy(
+    cursor: Any, table: str, columns: str, types: list[int], rows: list[tuple[Any, ...]]
+) -> None:
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
 def _replace_children(

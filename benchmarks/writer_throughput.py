@@ -1,0 +1,169 @@
+"""Warehouse writer throughput: realistic crm.deal rows through the public API, per dialect.
+
+Generates deal rows the way crm.deal.list returns them (every value a string, ~30 columns
+with user fields and a PHONE multi-field on one row in ten), writes them through
+`Warehouse.prepare_table` + `write_chunk` (normalisation included) into a fresh table, then
+writes them again as updates, and prints rows/s with the ratio to the target.
+
+    .venv/bin/python benchmarks/writer_throughput.py --rows 200000 \\
+        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/bitrix24_test
+
+PostgreSQL and MariaDB run when their URL is given or BITRIX24_TEST_POSTGRES_URL /
+BITRIX24_TEST_MYSQL_URL is set; SQLite always runs (a file in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from dagster_bitrix24.warehouse import Warehouse
+
+TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": None}
+_PORTAL_TZ = timezone(timedelta(hours=3))
+
+FIELDS: dict[str, dict[str, Any]] = {
+    "ID": {"type": "integer", "title": "ID"},
+    "TITLE": {"type": "string", "title": "Name"},
+    "TYPE_ID": {"type": "crm_status", "statusType": "DEAL_TYPE", "title": "Type"},
+    "CATEGORY_ID": {"type": "crm_category", "title": "Pipeline"},
+    "STAGE_ID": {"type": "crm_status", "statusType": "DEAL_STAGE", "title": "Deal Stage"},
+    "STAGE_SEMANTIC_ID": {"type": "string", "title": "Stage group"},
+    "IS_NEW": {"type": "char", "title": "New deal"},
+    "PROBABILITY": {"type": "integer", "title": "Probability"},
+    "CURRENCY_ID": {"type": "crm_currency", "title": "Currency"},
+    "OPPORTUNITY": {"type": "double", "title": "Amount"},
+    "TAX_VALUE": {"type": "double", "title": "Tax"},
+    "COMPANY_ID": {"type": "crm_company", "title": "Company"},
+    "CONTACT_ID": {"type": "crm_contact", "title": "Contact"},
+    "BEGINDATE": {"type": "date", "title": "Start date"},
+    "CLOSEDATE": {"type": "date", "title": "End date"},
+    "OPENED": {"type": "char", "title": "Available to everyone"},
+    "CLOSED": {"type": "char", "title": "Closed"},
+    "COMMENTS": {"type": "string", "title": "Comment"},
+    "ASSIGNED_BY_ID": {"type": "user", "title": "Responsible"},
+    "CREATED_BY_ID": {"type": "user", "title": "Created by"},
+    "MODIFY_BY_ID": {"type": "user", "title": "Modified by"},
+    "DATE_CREATE": {"type": "datetime", "title": "Created on"},
+    "DATE_MODIFY": {"type": "datetime", "title": "Modified on"},
+    "SOURCE_ID": {"type": "crm_status", "statusType": "SOURCE", "title": "Source"},
+    "LEAD_ID": {"type": "crm_lead", "title": "Lead"},
+    "ORIGINATOR_ID": {"type": "string", "title": "External source"},
+    "UF_CRM_1700000001": {"type": "enumeration", "listLabel": "Region", "title": "UF"},
+    "UF_CRM_1700000002": {"type": "boolean", "listLabel": "VIP", "title": "UF"},
+    "UF_CRM_1700000003": {"type": "money", "listLabel": "Budget", "title": "UF"},
+    "UF_CRM_1700000004": {"type": "string", "listLabel": "Contract no.", "title": "UF"},
+    "UF_CRM_1700000005": {"type": "datetime", "listLabel": "Signed at", "title": "UF"},
+    "PHONE": {"type": "crm_multifield", "isMultiple": True, "title": "Phone"},
+}
+
+
+def deal_rows(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
+    """`count` deals as crm.deal.list returns them: strings, "" or None for empty."""
+    rng = random.Random(seed)
+    start = datetime(2023, 1, 1, tzinfo=_PORTAL_TZ)
+    stages = ["NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "WON", "LOSE", "C1:NEW"]
+    rows = []
+    for index in range(1, count + 1):
+        created = start + timedelta(seconds=rng.randrange(50_000_000))
+        modified = created + timedelta(seconds=rng.randrange(5_000_000))
+        closed = rng.random() < 0.3
+        row = {
+            "ID": str(index),
+            "TITLE": f"Deal #{index} for {rng.choice(['Acme', 'Globex', 'Initech', 'Umbrella'])}",
+            "TYPE_ID": rng.choice(["SALE", "COMPLEX", "GOODS", "SERVICES"]),
+            "CATEGORY_ID": str(rng.randrange(3)),
+            "STAGE_ID": rng.choice(stages),
+            "STAGE_SEMANTIC_ID": rng.choice(["P", "S", "F"]),
+            "IS_NEW": rng.choice("YN"),
+            "PROBABILITY": rng.choice(["", "10", "50", "90"]),
+            "CURRENCY_ID": rng.choice(["RUB", "USD", "EUR"]),
+            "OPPORTUNITY": f"{rng.randrange(100, 10_000_000) / 100:.2f}",
+            "TAX_VALUE": "0.00",
+            "COMPANY_ID": str(rng.randrange(0, 20_000)),
+            "CONTACT_ID": rng.choice([None, str(rng.randrange(1, 50_000))]),
+            "BEGINDATE": created.replace(hour=3, minute=0, second=0).isoformat(),
+            "CLOSEDATE": (created + timedelta(days=7)).replace(hour=3, minute=0, second=0).isoformat(),
+            "OPENED": "Y",
+            "CLOSED": "Y" if closed else "N",
+            "COMMENTS": rng.choice(["", None, "Call back on Monday", "Sent the offer"]),
+            "ASSIGNED_BY_ID": str(rng.randrange(1, 300)),
+            "CREATED_BY_ID": str(rng.randrange(1, 300)),
+            "MODIFY_BY_ID": str(rng.randrange(1, 300)),
+            "DATE_CREATE": created.isoformat(),
+            "DATE_MODIFY": modified.isoformat(),
+            "SOURCE_ID": rng.choice(["CALL", "EMAIL", "WEB", "ADVERTISING", ""]),
+            "LEAD_ID": rng.choice([None, str(rng.randrange(1, 100_000))]),
+            "ORIGINATOR_ID": None,
+            "UF_CRM_1700000001": rng.choice(["", "45", "46", "47"]),
+            "UF_CRM_1700000002": rng.choice(["1", "0", False]),
+            "UF_CRM_1700000003": rng.choice(["", f"{rng.randrange(1, 99999)}.00|RUB"]),
+            "UF_CRM_1700000004": f"C-{rng.randrange(10**6):06d}",
+            "UF_CRM_1700000005": rng.choice(["", modified.isoformat()]),
+        }
+        if index % 10 == 0:
+            row["PHONE"] = [
+                {"ID": str(index), "VALUE_TYPE": "WORK", "VALUE": f"+7 900 {index:07d}",
+                 "TYPE_ID": "PHONE"}
+            ]  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def _run(url: str, rows: list[dict[str, Any]], chunk: int) -> dict[str, float]:
+    prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+    warehouse = Warehouse(url, table_prefix=prefix)
+    try:
+        layout = warehouse.prepare_table("crm.deal", FIELDS, id_field="ID", change_field="DATE_MODIFY")
+        figures = {}
+        for phase in ("insert", "update"):
+            began = time.perf_counter()
+            for start in range(0, len(rows), chunk):
+                warehouse.write_chunk(layout, rows[start : start + chunk])
+            figures[phase] = len(rows) / (time.perf_counter() - began)
+        assert warehouse.row_count(layout) == len(rows)
+        return figures
+    finally:
+        metadata = sa.MetaData()
+        metadata.reflect(warehouse.engine)
+        for table in reversed(metadata.sorted_tables):
+            if table.name.startswith(prefix):
+                table.drop(warehouse.engine)
+        warehouse.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--chunk", type=int, default=20_000)
+    parser.add_argument("--postgres-url", default=os.environ.get("BITRIX24_TEST_POSTGRES_URL"))
+    parser.add_argument("--mysql-url", default=os.environ.get("BITRIX24_TEST_MYSQL_URL"))
+    options = parser.parse_args()
+    began = time.perf_counter()
+    rows = deal_rows(options.rows)
+    print(f"generated {len(rows):,} deal rows ({len(FIELDS)} fields) in "
+          f"{time.perf_counter() - began:.1f} s; chunks of {options.chunk:,}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as directory:
+        urls = {"sqlite": f"sqlite:///{directory}/bench.sqlite",
+                "postgresql": options.postgres_url, "mysql": options.mysql_url}  # fmt: skip
+        for dialect, url in urls.items():
+            if not url:
+                print(f"{dialect:>10}: skipped (no URL)")
+                continue
+            figures = _run(url, rows, options.chunk)
+            target = TARGETS[dialect]
+            for phase, rate in figures.items():
+                ratio = f"{rate / target:.2f}x the {target:,} rows/s target" if target else "no target"
+                print(f"{dialect:>10} {phase}: {rate:>10,.0f} rows/s  ({ratio})")
+
+
+if __name__ == "__main__":
+    main()
