@@ -137,9 +137,10 @@ class EntitySync:
                 if seen_ids is not None:
                     seen_ids.add(row.get(self.spec.id_field))
             chunk.extend(page.rows)
-            if len(chunk) >= self.options.chunk_rows:
-                await self._write(layout, chunk, result)
-                chunk = []
+            size = self.options.chunk_rows
+            while len(chunk) >= size:
+                await self._write(layout, chunk[:size], result)
+                chunk = chunk[size:]
         if chunk:
             await self._write(layout, chunk, result)
         if seen_ids is None and self.options.check_deletes and result.mode != "window":
