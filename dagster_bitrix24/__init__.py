@@ -7,6 +7,8 @@ from dagster_bitrix24.assets import (
     build_bitrix24_assets,
     get_bitrix24_asset_specs,
 )
+from dagster_bitrix24.checks import build_bitrix24_checks
+from dagster_bitrix24.component import Bitrix24Component, build_bitrix24_schedule
 from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
 from dagster_bitrix24.partitions import change_time_partitions
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
@@ -15,6 +17,7 @@ from dagster_bitrix24.translator import Bitrix24EntityProps, DagsterBitrix24Tran
 
 __all__ = [
     "ENTITIES",
+    "Bitrix24Component",
     "Bitrix24EntityProps",
     "Bitrix24Resource",
     "Bitrix24SyncConfig",
@@ -27,6 +30,8 @@ __all__ = [
     "SyncResult",
     "bitrix24_assets",
     "build_bitrix24_assets",
+    "build_bitrix24_checks",
+    "build_bitrix24_schedule",
     "change_time_partitions",
     "crm_item",
     "get_bitrix24_asset_specs",

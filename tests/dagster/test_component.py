@@ -1,0 +1,43 @@
+"""The `dg` component: YAML in, assets + checks + schedule + resources out, runnable."""
+
+import pytest
+from dagster import AssetKey, materialize
+from dagster.components.testing.utils import component_defs
+
+from dagster_bitrix24 import Bitrix24Component
+
+YAML = """
+portal: main
+webhook_url_env: TEST_BITRIX24_WEBHOOK
+plan: unlimited
+entities: [crm.deal, crm.company]
+warehouse_url: {url}
+schedule: "15 * * * *"
+lookback_minutes: 5
+"""
+
+
+def test_component_from_yaml_builds_runnable_definitions(portal, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_BITRIX24_WEBHOOK", portal.webhook_url)
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    component = Bitrix24Component.resolve_from_yaml(YAML.format(url=url))
+    defs = component_defs(component=component)
+
+    assets = defs.resolve_assets_def(AssetKey(["bitrix24", "crm_deal"]))
+    assert assets.node_def.name == "bitrix24_main"
+    assert assets.specs_by_key[AssetKey(["bitrix24", "crm_deal"])].kinds == {"bitrix24", "sqlite"}
+    schedule = defs.resolve_schedule_def("bitrix24_main_schedule")
+    assert schedule.cron_schedule == "15 * * * *"
+    assert portal.webhook_url.split("/")[-2] not in repr(defs.resources["bitrix24"])
+
+    result = materialize([assets], selection=[AssetKey(["bitrix24", "crm_company"])])
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == portal.store.count(
+        "crm.company"
+    )
+
+
+def test_component_refuses_an_unknown_entity():
+    component = Bitrix24Component.resolve_from_yaml("entities: [crm.nothing]")
+    with pytest.raises(ValueError, match="crm.nothing"):
+        component_defs(component=component)
