@@ -182,6 +182,8 @@ class Warehouse:
                     column.name, spec.field, str(stored[column.name]), spec.kind
                 ))  # fmt: skip
         removed = tuple(sorted(set(stored) - set(table.columns.keys())))
+        for name in removed:  # kept in place, and described, but no longer written
+            table.append_column(sa.Column(name, stored[name], comment="no longer on the portal"))
         return SchemaChanges(False, tuple(added), tuple(type_changes), removed)
 
     def _add_column(self, connection: sa.Connection, column: sa.Column[Any]) -> None:

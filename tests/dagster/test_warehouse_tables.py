@@ -1,0 +1,139 @@
+"""DDL from field metadata, hostile identifiers and schema evolution, on every dialect."""
+
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from dagster_bitrix24.columns import identifier
+from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse_errors import FieldMetadataError
+from tests.dagster.test_warehouse_support import (  # noqa: F401  (warehouse is a fixture)
+    DEAL_FIELDS,
+    HOSTILE,
+    deal,
+    select_all,
+    warehouse,
+)
+
+
+def _columns(warehouse: Warehouse, table: str) -> dict[str, dict]:
+    inspector = sa.inspect(warehouse.engine)
+    return {c["name"]: c for c in inspector.get_columns(table)}
+
+
+def test_table_has_typed_columns_a_primary_key_and_bookkeeping(warehouse: Warehouse) -> None:
+    layout = warehouse.prepare_table(
+        "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
+    )
+    assert layout.changes.created
+    assert layout.table.name == f"{warehouse.table_prefix}crm_deal"
+    columns = _columns(warehouse, layout.table.name)
+    inspector = sa.inspect(warehouse.engine)
+    assert inspector.get_pk_constraint(layout.table.name)["constrained_columns"] == ["id"]
+    expected = {
+        "id": sa.BigInteger, "assigned_by_id": sa.BigInteger, "probability": sa.BigInteger,
+        "opportunity": sa.Numeric, "uf_crm_budget": sa.Numeric, "uf_crm_rate": sa.Float,
+        "begindate": sa.Date, "date_modify": sa.DateTime, "_synced_at": sa.DateTime,
+        "_deleted_at": sa.DateTime, "title": sa.String, "stage_id": sa.String,
+        "uf_crm_tags": sa.String, "uf_crm_budget_currency": sa.String,
+    }  # fmt: skip
+    for name, sql_class in expected.items():
+        assert isinstance(columns[name]["type"], sql_class), (name, columns[name]["type"])
+    if warehouse.dialect_name == "mysql":  # BOOLEAN is TINYINT(1) there
+        assert str(columns["closed"]["type"]).startswith("TINYINT")
+    else:
+        assert isinstance(columns["closed"]["type"], sa.Boolean)
+    if warehouse.dialect_name == "postgresql":
+        assert columns["date_modify"]["type"].timezone
+    opportunity = columns["opportunity"]["type"]
+    assert (opportunity.precision, opportunity.scale) == (18, 2)
+    assert "phone" not in columns
+    assert inspector.has_table(layout.children[0].table.name)
+
+
+def test_column_comments_carry_user_field_labels_where_supported(warehouse: Warehouse) -> None:
+    layout = warehouse.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID", change_field=None)
+    columns = _columns(warehouse, layout.table.name)
+    if warehouse.dialect_name == "sqlite":
+        pytest.skip("SQLite has no column comments")
+    assert columns["uf_crm_vip"]["comment"] == "VIP client (UF_CRM_VIP)"
+    assert columns["stage_id"]["comment"] == "Deal Stage (STAGE_ID)"
+
+
+def test_column_schema_describes_every_column(warehouse: Warehouse) -> None:
+    layout = warehouse.prepare_table(
+        "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
+    )
+    schema = {name: (sql_type, text) for name, sql_type, text in warehouse.column_schema(layout)}
+    assert schema["id"][0] == "BIGINT"
+    assert schema["uf_crm_budget"] == ("NUMERIC(18, 2)", "Budget (UF_CRM_BUDGET)")
+    assert list(schema)[-2:] == ["_synced_at", "_deleted_at"]
+
+
+def test_hostile_field_name_and_label_never_become_sql(warehouse: Warehouse) -> None:
+    fields = {
+        **DEAL_FIELDS,
+        HOSTILE: {"type": "string", "listLabel": "x'); DROP TABLE y; --", "title": HOSTILE},
+        "UF_CRM_`x`": {"type": "integer", "title": "back`tick"},
+    }
+    layout = warehouse.prepare_table("crm.deal", fields, id_field="ID", change_field=None)
+    counts = warehouse.write_chunk(layout, [deal(1, **{HOSTILE: "evil", "UF_CRM_`x`": "5"})])
+    assert counts.inserted == 1
+    row = select_all(warehouse, layout.table)[0]._mapping
+    assert row[identifier(HOSTILE)] == "evil"
+    assert row[identifier("UF_CRM_`x`")] == 5
+    assert sa.inspect(warehouse.engine).has_table(layout.table.name)
+
+
+def test_bad_table_options_are_named_errors(warehouse_url: str) -> None:
+    with pytest.raises(FieldMetadataError, match="table_prefix"):
+        Warehouse(warehouse_url, table_prefix="x; DROP TABLE y")
+    with pytest.raises(FieldMetadataError, match="entity_name"):
+        Warehouse(warehouse_url).table_name("")
+
+
+def test_new_field_becomes_a_column_and_removed_field_stays(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = warehouse.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID", change_field=None)
+    warehouse.write_chunk(first, [deal(1)])
+    fields = {k: v for k, v in DEAL_FIELDS.items() if k != "UF_CRM_RATE"}
+    fields["UF_CRM_NEW"] = {"type": "integer", "listLabel": "New one", "title": "UF_CRM_NEW"}
+    fields["EMAIL"] = {"type": "crm_multifield", "isMultiple": True, "title": "E-mail"}
+    with caplog.at_level(logging.INFO, logger="dagster_bitrix24.warehouse"):
+        second = warehouse.prepare_table("crm.deal", fields, id_field="ID", change_field=None)
+    assert not second.changes.created
+    assert second.changes.added_columns == ("uf_crm_new",)
+    assert second.changes.removed_columns == ("uf_crm_rate",)
+    assert "uf_crm_new" in caplog.text
+    columns = _columns(warehouse, second.table.name)
+    assert {"uf_crm_new", "uf_crm_rate"} <= set(columns)
+    if warehouse.dialect_name != "sqlite":
+        assert columns["uf_crm_new"]["comment"] == "New one (UF_CRM_NEW)"
+    warehouse.write_chunk(second, [deal(2, UF_CRM_NEW="7", EMAIL=[{"VALUE": "a@b.c"}])])
+    rows = {r.id: r for r in select_all(warehouse, second.table)}
+    assert rows[1].uf_crm_new is None and rows[2].uf_crm_new == 7
+    assert float(rows[1].uf_crm_rate) == pytest.approx(1.2345)
+    assert rows[2].uf_crm_rate is None  # the removed field is no longer written
+    email = next(c for c in second.children if c.spec.field == "EMAIL")
+    assert [r.value for r in select_all(warehouse, email.table)] == ["a@b.c"]
+    again = warehouse.prepare_table("crm.deal", fields, id_field="ID", change_field=None)
+    assert not again.changes
+
+
+def test_type_change_is_reported_and_logged_not_coerced(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = warehouse.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID", change_field=None)
+    warehouse.write_chunk(first, [deal(1, TITLE="keep me")])
+    fields = {**DEAL_FIELDS, "TITLE": {"type": "integer", "title": "Name"}}
+    with caplog.at_level(logging.WARNING, logger="dagster_bitrix24.warehouse"):
+        second = warehouse.prepare_table("crm.deal", fields, id_field="ID", change_field=None)
+    [change] = second.changes.type_changes
+    assert (change.column, change.field, change.wanted) == ("title", "TITLE", "integer")
+    assert "TITLE changed type" in caplog.text
+    assert second.frozen == ("title",)
+    assert isinstance(_columns(warehouse, second.table.name)["title"]["type"], sa.String)
+    warehouse.write_chunk(second, [deal(1, TITLE="12")])
+    assert select_all(warehouse, second.table)[0].title == "keep me"
