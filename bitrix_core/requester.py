@@ -80,10 +80,12 @@ class Requester:
         allowed = self.retry.max_retries if max_retries is None else max_retries
         retries = limit_resends = 0
         while True:
-            waited = await self.throttle.reserve(methods)
-            _count_request(sinks, method, waited)
             try:
+                # The bucket slot is taken inside the concurrency slot, right before sending:
+                # a wait after reserving would let requests bunch up past their slot times.
                 async with self.throttle.concurrency():
+                    waited = await self.throttle.reserve(methods)
+                    _count_request(sinks, method, waited)
                     envelope = await self._post(method, params)
             except (QueryLimitExceededError, OperationTimeLimitError) as error:
                 limit_resends += 1

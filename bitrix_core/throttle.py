@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,6 +31,8 @@ class Limits:
     bucket_size / drain_per_s: the request-rate leaky bucket (a batch is one request);
     operating_budget_s over operating_window_s, in baskets of basket_s: per-method time;
     bucket_headroom: fraction of the bucket left unused as a safety margin;
+    jitter_s: real seconds by which requests may bunch up on the way (more margin when the
+        drain is fast, as on an emulator's time scale; not scaled);
     operating_soft / operating_hard: budget fractions where pacing starts / sending stops;
     max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx).
     """
@@ -41,6 +44,7 @@ class Limits:
     basket_s: float = 60.0
     max_concurrency: int = 16
     bucket_headroom: float = 0.1
+    jitter_s: float = 0.05
     operating_soft: float = 0.7
     operating_hard: float = 0.95
 
@@ -86,9 +90,12 @@ class Limits:
 
     @property
     def burst(self) -> int:
-        """Requests the client lets into the bucket at once (size minus headroom)."""
-        margin = round(self.bucket_size * self.bucket_headroom)
-        return max(1, self.bucket_size - max(margin, 1 if self.bucket_headroom else 0))
+        """Requests the client lets into the bucket at once (size minus the larger margin)."""
+        if not self.bucket_headroom:
+            return self.bucket_size
+        margin = max(1, round(self.bucket_size * self.bucket_headroom))
+        margin = max(margin, math.ceil(self.jitter_s * self.drain_per_s))
+        return max(1, self.bucket_size - margin)
 
 
 @dataclass

@@ -21,6 +21,25 @@ from bitrix_core.throttle import Limits
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_s=0.001, backoff_max_s=0.01)
 
 
+async def deal_ids(client: BitrixClient, count: int) -> list[int]:
+    """The first `count` deal ids of the portal (ids have gaps), read with plain calls."""
+    ids: list[int] = []
+    while len(ids) < count:
+        page = await client.call(
+            "crm.deal.list",
+            {
+                "select": ["ID"],
+                "order": {"ID": "ASC"},
+                "filter": {">ID": ids[-1] if ids else 0},
+                "start": -1,
+            },
+        )
+        if not page:
+            break
+        ids += [int(row["ID"]) for row in page]
+    return ids[:count]
+
+
 def test_read_and_write_methods_told_apart():
     for method in (
         "crm.deal.list",
@@ -49,15 +68,16 @@ async def test_300_concurrent_calls_receive_no_503():
     async with EmulatedPortal(deals=20, plan="standard", time_scale=scale) as portal:
         limits = Limits.for_plan("standard").scaled(scale)
         async with BitrixClient(portal.webhook_url, limits=limits, retry=FAST_RETRY) as client:
+            ids = await deal_ids(client, 20)
             started = time.monotonic()
             results = await asyncio.gather(
-                *(client.call("crm.deal.get", {"id": 1 + i % 20}) for i in range(300))
+                *(client.call("crm.deal.get", {"id": ids[i % 20]}) for i in range(300))
             )
             elapsed = time.monotonic() - started
-        assert [r["ID"] for r in results[:3]] == ["1", "2", "3"]
+        assert [int(r["ID"]) for r in results[:3]] == ids[:3]
         assert portal.counters.total().status_503 == 0
         assert portal.counters["crm.deal.get"].requests == 300
-        assert client.stats.requests == client.stats.single_requests == 300
+        assert client.stats.requests == client.stats.single_requests == 301
         assert client.stats.limit_errors == client.stats.retries == 0
         assert client.stats.throttle_waits > 200
         # 45 go at once, the other 255 at 200 per second: at least ~1.25 s.
@@ -94,20 +114,20 @@ async def test_5xx_retried_for_reads_never_for_writes():
         async with BitrixClient(
             portal.webhook_url, limits=Limits.for_plan("unlimited"), retry=FAST_RETRY
         ) as client:
-            assert (await client.call("crm.deal.get", {"id": 2}))["ID"] == "2"
+            assert (await client.call("crm.deal.get", {"id": 3}))["ID"] == "3"
             assert client.stats.retries == 2
             with pytest.raises(BitrixServerError):
-                await client.call("crm.deal.update", {"id": 2, "fields": {"TITLE": "x"}})
+                await client.call("crm.deal.update", {"id": 3, "fields": {"TITLE": "x"}})
         assert portal.counters["crm.deal.get"].requests == 3
         assert portal.counters["crm.deal.update"].requests == 1
 
 
 async def test_timeouts_retried_for_reads_not_writes():
     async with EmulatedPortal(deals=5, plan="unlimited") as portal:
-        portal.faults.add("slow", method="crm.deal.get", times=1, delay_s=1.0)
-        portal.faults.add("slow", method="crm.deal.add", times=1, delay_s=1.0)
+        portal.faults.add("slow", method="crm.deal.get", times=1, delay_s=0.6)
+        portal.faults.add("slow", method="crm.deal.add", times=1, delay_s=0.6)
         async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), timeout=0.3, retry=FAST_RETRY
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), timeout=0.2, retry=FAST_RETRY
         ) as client:
             assert (await client.call("crm.deal.get", {"id": 1}))["ID"] == "1"
             with pytest.raises(BitrixTimeoutError):
@@ -133,33 +153,44 @@ async def test_retry_budget_is_per_request_and_exhaustion_raises():
         assert portal.counters["crm.deal.get"].requests == 6
 
 
-async def test_operation_time_limit_waits_for_reset(caplog):
-    """A tiny operating budget: the client paces, then waits out a 429 until the reset."""
-    scale = 0.01
-    plan = Plan(
-        "tight",
-        bucket_size=None,
-        drain_per_s=0.0,
-        operating_limit_s=30.0,
-        basket_s=60.0,
-        baskets=10,
-    )
-    cost = CostModel(base_s=2.0, per_row_s=0.0, count_s=0.0, offset_s=0.0)  # 20 ms a call
-    async with EmulatedPortal(deals=5, plan=plan, time_scale=scale, cost=cost) as portal:
-        limits = Limits(
-            bucket_size=10_000, drain_per_s=10_000.0, operating_budget_s=30.0, bucket_headroom=0
-        ).scaled(scale)
-        async with BitrixClient(portal.webhook_url, limits=limits, retry=FAST_RETRY) as client:
-            with caplog.at_level(logging.INFO, logger="bitrix_core"):
-                started = time.monotonic()
-                for _ in range(20):  # 40 s of a 30 s budget: must wait for a basket to drop
-                    await client.call("crm.deal.list", {"select": ["ID"], "start": -1})
-                elapsed = time.monotonic() - started
-        counts = portal.counters["crm.deal.list"]
-        assert counts.requests - counts.status_429 == 20
-        assert client.stats.limit_errors == counts.status_429
-        assert client.stats.throttle_wait_s > 0
-        assert elapsed < 12  # never more than a full window (6 s) plus pacing
+TIGHT_PLAN = Plan("tight", bucket_size=None, drain_per_s=0.0, operating_limit_s=30.0)
+TWO_SECOND_CALLS = CostModel(base_s=2.0, per_row_s=0.0, count_s=0.0, offset_s=0.0)
+
+
+async def run_tight(limits: Limits, calls: int) -> tuple[BitrixClient, EmulatedPortal, float]:
+    """`calls` sequential 2 s calls against a 30 s budget, time scale 0.001 (window 0.6 s)."""
+    scale = 0.001
+    async with (
+        EmulatedPortal(deals=5, plan=TIGHT_PLAN, time_scale=scale, cost=TWO_SECOND_CALLS) as portal,
+        BitrixClient(portal.webhook_url, limits=limits.scaled(scale), retry=FAST_RETRY) as client,
+    ):
+        started = time.monotonic()
+        for _ in range(calls):
+            await client.call("crm.deal.list", {"select": ["ID"], "start": -1})
+        return client, portal, time.monotonic() - started
+
+
+async def test_operating_budget_slows_down_before_it_runs_out():
+    limits = Limits(bucket_size=10_000, drain_per_s=10_000.0, operating_budget_s=30.0)
+    client, portal, elapsed = await run_tight(limits, 20)  # 40 s of work, 30 s budget
+    counts = portal.counters["crm.deal.list"]
+    assert counts.requests == 20
+    assert counts.status_429 == 0
+    assert client.stats.throttle_wait_s > 0.05
+    assert elapsed < 2.0
+
+
+async def test_operation_time_limit_waits_until_reset(caplog):
+    unaware = Limits(bucket_size=10_000, drain_per_s=10_000.0, operating_budget_s=float("inf"))
+    with caplog.at_level(logging.WARNING, logger="bitrix_core"):
+        client, portal, elapsed = await run_tight(unaware, 20)
+    counts = portal.counters["crm.deal.list"]
+    assert counts.requests - counts.status_429 == 20
+    assert client.stats.limit_errors == counts.status_429 >= 1
+    assert client.stats.retries == counts.status_429
+    waits = [r for r in caplog.records if "OPERATION_TIME_LIMIT" in r.getMessage()]
+    assert 1 <= len(waits) <= counts.status_429
+    assert elapsed < 2.0
 
 
 async def test_bad_input_is_refused_before_sending():
