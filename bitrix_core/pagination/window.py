@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 _TARGET_ROWS = 40
 """Aim a window at fewer rows than a page, so most windows finish in one command."""
+_MAX_RESPLIT = 20
+"""A full window's remainder is cut into at most this many windows per round."""
 
 
 def checked_ids(
@@ -79,7 +81,8 @@ class IdWindowPaging:
 
     Two probes (lowest ids with the caller's select, highest id only) give the id range and
     the row density at both ends; the range is cut into windows of about 40 rows expected
-    at the sparser end's density (empty windows cost commands; full ones just split again),
+    at the sparser end's density, at most `max_in_flight` of them (empty windows cost
+    commands and operating time; full ones just split again),
     each fetched with `filter[>=ID]=lo`, `filter[<ID]=hi`, `order[ID]=ASC`, `start=-1` and
     every filter the caller passed. The commands are issued concurrently, so the batcher
     packs up to 50 of them into one request. A window that comes back full (50 rows) goes
@@ -137,7 +140,7 @@ class IdWindowPaging:
             return
         start, stop = max(ids) + 1, max([*top_ids, *ids]) + 1
         density = min(_density(ids), _density(top_ids)) if top_ids else _density(ids)
-        windows = split_range(start, stop, density, max_parts=stop - start)
+        windows = split_range(start, stop, density, max_parts=self.max_in_flight)
         async for page in self._fetch(runner, spec, base, stats, windows):
             yield page
 
@@ -171,7 +174,7 @@ class IdWindowPaging:
                     rows = rows_of(spec, task.result().result, method=spec.list_method)
                     ids = checked_ids(spec, rows, lo, hi)
                     if len(rows) >= PAGE_SIZE:
-                        rest = split_range(max(ids) + 1, hi, _density(ids), max_parts=2 * PAGE_SIZE)
+                        rest = split_range(max(ids) + 1, hi, _density(ids), max_parts=_MAX_RESPLIT)
                         for window in rest:
                             heapq.heappush(pending, window)
                     if not rows:
