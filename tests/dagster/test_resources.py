@@ -1,0 +1,114 @@
+"""Resources keep secrets out of reprs and UI config; the shared limiter spans processes."""
+
+import asyncio
+import json
+import multiprocessing
+import time
+
+import pytest
+from dagster import Definitions, EnvVar
+
+from bitrix_core.errors import BitrixParameterError
+from bitrix_core.throttle import Limits, MethodBudget
+from dagster_bitrix24 import Bitrix24Resource, SqliteLimiterBackend, SQLWarehouseResource
+
+SECRET_URL = "https://acme.bitrix24.com/rest/1/s3cr3tc0de4567/"
+
+
+def test_literal_webhook_url_is_refused_before_anything_is_sent():
+    with pytest.raises(BitrixParameterError, match="EnvVar"):
+        Bitrix24Resource(webhook_url="https://acme.bitrix24.com/rest/1/another1code/")
+
+
+def test_secret_never_in_repr_nor_in_ui_config(monkeypatch):
+    monkeypatch.setenv("TEST_B24_URL", SECRET_URL)
+    resource = Bitrix24Resource(webhook_url=EnvVar("TEST_B24_URL"))
+    assert "s3cr3t" not in repr(resource) and "s3cr3t" not in str(resource)
+    assert resource.redacted_portal == "https://acme.bitrix24.com"
+    definition = resource.get_resource_definition()
+    assert "s3cr3t" not in definition.config_schema.default_value_as_json_str
+    field = definition.config_schema.config_type.fields["webhook_url"]
+    assert field.is_secret
+    Definitions(resources={"bitrix24": resource})  # loads with the variable unresolved
+
+
+def test_oauth_secret_must_come_from_the_environment():
+    with pytest.raises(BitrixParameterError, match="client_secret"):
+        Bitrix24Resource(
+            portal_url="https://acme.bitrix24.com/rest/",
+            client_id="app",
+            client_secret="literal-secret",
+            token_file="/tmp/t.json",
+        )
+
+
+def test_warehouse_password_is_masked_and_must_be_an_env_var(monkeypatch):
+    with pytest.raises(BitrixParameterError, match="password"):
+        SQLWarehouseResource(url="postgresql+psycopg://u:pw@db.example/x")
+    monkeypatch.setenv("TEST_WH_URL", "postgresql+psycopg://u:hunter2@db.example/x")
+    resource = SQLWarehouseResource(url=EnvVar("TEST_WH_URL"))
+    assert "hunter2" not in repr(resource)
+    assert resource.kind == "postgres"
+    assert SQLWarehouseResource(url="mysql+pymysql://root@h/db").kind == "mysql"
+
+
+def test_plan_limits_are_scaled_and_overridden():
+    resource = Bitrix24Resource(
+        webhook_url="http://127.0.0.1:1/rest/1/x/", plan="standard", time_scale=0.01, bucket_size=20
+    )
+    limits = resource.limits()
+    assert limits.bucket_size == 20
+    assert limits.drain_per_s == pytest.approx(200.0)
+
+
+def _take_slots(path: str, count: int, barrier, queue) -> None:
+    backend = SqliteLimiterBackend(path, portal="acme")
+    limits = Limits(bucket_size=5, drain_per_s=10.0, bucket_headroom=0.0)
+
+    async def take() -> list[float]:
+        send_at = []
+        for _ in range(count):
+            now = time.monotonic()
+            wait = await backend.take_slot(
+                now=now, interval_s=1 / limits.drain_per_s, burst=limits.burst
+            )
+            send_at.append(now + wait)
+        return send_at
+
+    barrier.wait(timeout=60)
+    queue.put(asyncio.run(take()))
+
+
+def test_two_processes_share_one_bucket(tmp_path):
+    path = str(tmp_path / "limiter.sqlite")
+    SqliteLimiterBackend(path, portal="acme")
+    context = multiprocessing.get_context("spawn")
+    queue, barrier = context.Queue(), context.Barrier(2)
+    workers = [
+        context.Process(target=_take_slots, args=(path, 10, barrier, queue)) for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    send_at = sorted(queue.get(timeout=60) + queue.get(timeout=60))
+    for worker in workers:
+        worker.join(timeout=30)
+    # One bucket (burst 5, 10 per second) for 20 slots: the last goes 1.5 s after the first.
+    # Two separate buckets would let both processes finish within about 0.5 s.
+    assert send_at[-1] - send_at[0] >= 1.4
+    for k in range(5, 20):
+        assert send_at[k] - send_at[0] >= (k - 4) * 0.1 - 0.02
+
+
+def test_operating_budget_round_trips_between_backends(tmp_path):
+    path = tmp_path / "limiter.sqlite"
+    now = time.monotonic()
+    budget = MethodBudget(operating=12.5, reset_at=now + 30, server_now=now, cost_s=0.2)
+    asyncio.run(SqliteLimiterBackend(path, portal="acme").put_budget("crm.deal.list", budget))
+    other = SqliteLimiterBackend(path, portal="acme")
+    loaded = asyncio.run(other.get_budget("crm.deal.list"))
+    assert loaded.operating == 12.5
+    assert loaded.reset_at == pytest.approx(budget.reset_at, abs=0.05)
+    assert (
+        asyncio.run(SqliteLimiterBackend(path, portal="other").get_budget("crm.deal.list")) is None
+    )
+    assert json.dumps(loaded.cost_s) == "0.2"
