@@ -151,7 +151,10 @@ class EmulatedPortal:
             admin_token=self.admin_token,
             tz=self._tzinfo,
         )
-        runner = web.AppRunner(PortalServer(self._state).application(), access_log=None)
+        # no access log (URLs hold the webhook code); do not wait on slow-fault handlers
+        runner = web.AppRunner(
+            PortalServer(self._state).application(), access_log=None, shutdown_timeout=1.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
