@@ -29,12 +29,13 @@ def seed_term(seed: int) -> int:
 
 def rnd(salt: int) -> str:
     """SQL for a pseudo-random integer in [0, 2**31) of the row hash `h` and `salt`."""
-    a = f"((h * {48271 + 2 * salt} + {11 * salt + 1}) % {_PRIME})"
-    return f"((({a} * {a}) + {salt}) % 2147483629)"
+    multiplier = (salt * 2654435761 + 40503) % _PRIME + 1
+    return f"((h * {multiplier} + {salt}) % 2147483629)"
 
 
-def expand(expr: str, *, salt: int, tz_seconds: int, counts: Mapping[str, int]) -> str:
-    """Replace the generator macros in `expr` by plain SQL."""
+def expand(expr: str, *, salt: int, tz_seconds: int, counts: Mapping[str, int],
+           keep_random: bool = False) -> str:
+    """Replace the generator macros in `expr` by plain SQL (all but `R(k)` if `keep_random`)."""
 
     def r(m: re.Match[str]) -> str:
         return rnd(int(m.group(1)) + 100 * salt)
@@ -61,7 +62,14 @@ def expand(expr: str, *, salt: int, tz_seconds: int, counts: Mapping[str, int]) 
     expr = re.sub(r"USER\((\d+)\)", dense("user"), expr)
     expr = re.sub(r"DEPT\((\d+)\)", dense("department"), expr)
     expr = re.sub(r"\bTZ\b", str(tz_seconds), expr)
-    return re.sub(r"R\((\d+)\)", r, expr)
+    return expr if keep_random else re.sub(r"\bR\((\d+)\)", r, expr)
+
+
+def random_columns(values: str) -> tuple[str, str]:
+    """(`values` reading `r<k>` columns, the SELECT list computing them once per row)."""
+    salts = sorted({int(k) for k in re.findall(r"\bR\((\d+)\)", values)})
+    return (re.sub(r"\bR\((\d+)\)", lambda m: f"r{m.group(1)}", values),
+            "".join(f", R({k}) AS r{k}" for k in salts))
 
 
 def create_table(conn: sqlite3.Connection, entity: Entity) -> None:
@@ -123,14 +131,18 @@ def insert_rows(
         created, modified = str(now), "created"
     fields = [f for f in entity.fields if not f.is_multifield]
     columns = ", ".join(f'"{f.name}"' for f in fields)
-    values = ", ".join(f.gen for f in fields)
+    values, randoms = random_columns(expand(", ".join(f.gen for f in fields), salt=entity.salt,
+                                            tz_seconds=tz_seconds, counts=counts,
+                                            keep_random=True))
     sql = (
         f"WITH RECURSIVE seq(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM seq"
         f" WHERE n < {last}),"
-        f" hashed AS (SELECT n, (n * 1103515245 + {seed_term(seed)}) % {_PRIME} AS h FROM seq),"
+        f" lcg AS (SELECT n, (n * 1103515245 + {seed_term(seed)}) % {_PRIME} AS g FROM seq),"
+        f" hashed AS (SELECT n, (g * g) % 2147483629 AS h FROM lcg),"
         f" placed AS (SELECT n, h, {id_expr} AS id, {created} AS created FROM hashed),"
-        f" timed AS (SELECT n, h, id, created, {modified} AS modified FROM placed)"
-        f' INSERT INTO "{entity.table}" ({columns}) SELECT {values} FROM timed'
+        f" timed AS (SELECT n, h, id, created, {modified} AS modified FROM placed),"
+        f" drawn AS MATERIALIZED (SELECT n, id, created, modified{randoms} FROM timed)"
+        f' INSERT INTO "{entity.table}" ({columns}) SELECT {values} FROM drawn'
     )
     conn.execute(expand(sql, salt=entity.salt, tz_seconds=tz_seconds, counts=counts))
 

@@ -1,0 +1,54 @@
+"""How long an emulated portal takes to start, and its peak memory, by portal size.
+
+    .venv/bin/python benchmarks/emulator_startup.py              # 1,000,000 deals
+    .venv/bin/python benchmarks/emulator_startup.py 10000 100000
+
+Each size runs in a fresh subprocess so peak RSS belongs to that portal alone.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from bitrix_core.emulator.methods import PortalMethods
+from bitrix_core.emulator.store import PortalSizes, PortalStore
+
+
+def measure(deals: int) -> dict:
+    """Start a portal of `deals` deals; time it, one page with COUNT, one keyset page."""
+    started = time.perf_counter()
+    store = PortalStore(seed=1, sizes=PortalSizes(deals=deals))
+    start_s = time.perf_counter() - started
+    methods = PortalMethods(store)
+    t = time.perf_counter()
+    counted = methods.call("crm.deal.list", {"filter": {">=DATE_MODIFY": "2020-01-01"}})
+    count_ms = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    methods.call("crm.deal.list", {"filter": {">ID": deals // 2}, "order": {"ID": "ASC"},
+                                   "start": -1})
+    keyset_ms = (time.perf_counter() - t) * 1000
+    rows = sum(store.count(e) for e in store.entities)
+    return {"deals": deals, "rows_total": rows, "start_s": round(start_s, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "page_with_count_ms": round(count_ms, 1), "keyset_page_ms": round(keyset_ms, 1),
+            "total": counted.total}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--one"]:
+        print(json.dumps(measure(int(sys.argv[2]))))
+        return
+    for deals in [int(a) for a in sys.argv[1:]] or [1_000_000]:
+        out = subprocess.run([sys.executable, __file__, "--one", str(deals)], check=True,
+                             capture_output=True, text=True).stdout
+        r = json.loads(out)
+        print(f"{r['deals']:>9,} deals ({r['rows_total']:,} rows in all entities):"
+              f" start {r['start_s']} s, peak RSS {r['peak_rss_mb']} MB,"
+              f" list page with COUNT {r['page_with_count_ms']} ms,"
+              f" keyset page (start=-1) {r['keyset_page_ms']} ms")
+
+
+if __name__ == "__main__":
+    main()
