@@ -1,0 +1,60 @@
+"""Asset checks against the emulator and a real SQLite warehouse."""
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from dagster import AssetSelection, materialize
+
+from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_checks
+from tests.dagster.conftest import resources
+
+ONLY_CHECKS = AssetSelection.all_asset_checks()
+
+
+def _outcomes(result) -> dict[tuple[str, str], bool]:
+    evaluations = result.get_asset_check_evaluations()
+    return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
+
+
+def test_checks_pass_after_a_sync_then_catch_drift_and_staleness(portal, tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    assets = build_bitrix24_assets(entities=["crm.deal", "crm.status"])
+    checks = build_bitrix24_checks(assets, max_lag=timedelta(hours=1))
+    res = resources(portal, url)
+
+    after_sync = _outcomes(materialize([assets, checks], resources=res))
+    assert after_sync == {
+        ("bitrix24/crm_deal", "row_count_matches_portal"): True,
+        ("bitrix24/crm_deal", "unique_ids"): True,
+        ("bitrix24/crm_deal", "freshness"): True,
+        ("bitrix24/crm_status", "row_count_matches_portal"): True,
+        ("bitrix24/crm_status", "unique_ids"): True,  # no change time: no freshness check
+    }
+
+    portal.store.mutate(2, adds=6, entities=("crm.deal",))
+    drifted = _outcomes(materialize([assets, checks], resources=res, selection=ONLY_CHECKS))
+    assert drifted[("bitrix24/crm_deal", "row_count_matches_portal")] is False
+    assert drifted[("bitrix24/crm_status", "row_count_matches_portal")] is True
+
+    strict = build_bitrix24_checks(assets, max_lag=timedelta(0), name="strict_checks")
+    stale = _outcomes(materialize([assets, strict], resources=res, selection=ONLY_CHECKS))
+    assert stale[("bitrix24/crm_deal", "freshness")] is False
+
+
+def test_unique_ids_fails_on_a_table_without_a_primary_key(portal, tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE bitrix24_crm_deal (id INTEGER, title TEXT, _deleted_at TIMESTAMP)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO bitrix24_crm_deal VALUES (1, 'a', NULL), (1, 'b', NULL), (2, 'c', NULL)"
+        )
+    engine.dispose()
+    assets = build_bitrix24_assets(entities=["crm.deal"])
+    checks = build_bitrix24_checks(assets)
+    result = materialize([assets, checks], resources=resources(portal, url), selection=ONLY_CHECKS)
+    outcomes = _outcomes(result)
+    assert outcomes[("bitrix24/crm_deal", "unique_ids")] is False
+    assert outcomes[("bitrix24/crm_deal", "freshness")] is False  # never synced: no cursor
