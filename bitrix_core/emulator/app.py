@@ -128,6 +128,7 @@ class PortalServer:
             return refusal
         assert identity is not None
         commands: list[batch_method.Command] = []
+        halt = False
         if method == "batch":
             commands, halt = batch_method.parse_commands(params)
         fault = self.state.faults.take(method, kinds=KINDS, wildcard=True)

@@ -32,31 +32,28 @@ async def test_async_test_can_use_it(bitrix24_portal):
 '''
 
 
-def test_fixture_default_marker_and_async_use(pytester: pytest.Pytester):
-    pytester.makepyfile(test_user=USER_TESTS)
-    result = pytester.runpytest_subprocess("-q", "-p", "asyncio", "--strict-markers",
-                                           "-o", "asyncio_mode=auto")
-    result.assert_outcomes(passed=3)
-
-
-def test_options_fixture_override(pytester: pytest.Pytester):
-    pytester.makeconftest('''
+OVERRIDE_CONFTEST = '''
 import pytest
 
 @pytest.fixture
 def bitrix24_portal_options():
     return {"deals": 30, "plan": "enterprise"}
-''')
-    pytester.makepyfile(test_user='''
+'''
+
+OVERRIDE_TESTS = '''
 def test_override(bitrix24_portal):
     assert bitrix24_portal.plan.name == "enterprise"
     assert bitrix24_portal.sizes.deals == 30
-''')
-    result = pytester.runpytest_subprocess("-q")
-    result.assert_outcomes(passed=1)
+'''
 
 
-def test_plugin_is_harmless_when_unused(pytester: pytest.Pytester):
-    pytester.makepyfile(test_plain="def test_nothing():\n    assert True\n")
-    result = pytester.runpytest_subprocess("-q")
-    result.assert_outcomes(passed=1)
+@pytest.mark.slow
+def test_fixture_in_a_users_suite(pytester: pytest.Pytester):
+    """Defaults, the marker, an async test, an options override, and a test not using it."""
+    pytester.makepyfile(test_user=USER_TESTS, test_plain="def test_nothing():\n    pass\n")
+    overridden = pytester.mkpydir("overridden")
+    (overridden / "conftest.py").write_text(OVERRIDE_CONFTEST)
+    (overridden / "test_override.py").write_text(OVERRIDE_TESTS)
+    result = pytester.runpytest_subprocess("-q", "-p", "asyncio", "--strict-markers",
+                                           "-o", "asyncio_mode=auto")
+    result.assert_outcomes(passed=5)
