@@ -129,18 +129,20 @@ async def test_failed_subcommands_alone_are_resent():
 
 
 async def test_whole_batch_failure_shrinks_then_goes_single():
+    """40 reads: the batch fails twice (shrink to 25 + 15), both halves fail twice, so each
+    command goes alone; failed batches never reached the method, so nothing ran twice."""
     async with EmulatedPortal(deals=60, plan="unlimited") as portal, client_for(portal) as client:
-        portal.faults.add("html_502", method="crm.deal.get", times=4)
-        stats = CallStats()
         ids = await deal_ids(client, 40)
+        portal.faults.add("html_502", method="crm.deal.get", times=6)
+        stats = CallStats()
         results = await client.call_many([("crm.deal.get", {"id": i}) for i in ids], stats=stats)
         assert [int(r["ID"]) for r in results] == ids
-        assert set(stats.fallbacks) == {"shrink", "single"}
-        assert stats.single_requests > 0
-        assert client.batcher.batch_size < 50
-        # Every command ran exactly once: failed batches never reached the methods.
+        assert stats.fallbacks == ["shrink", "single"]
+        assert (stats.batches, stats.single_requests, stats.subcommands) == (6, 40, 80)
+        assert stats.retries == 40 * 2 + 3  # each command re-queued twice; 3 batch resends
         served = portal.counters["crm.deal.get"]
-        assert served.subcommands + stats.single_requests == 40
+        assert (served.subcommands, served.requests, served.rows) == (0, 40, 40)
+        assert client.batcher.batch_size < 50
 
 
 async def test_write_with_unknown_outcome_is_never_resent():

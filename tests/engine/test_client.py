@@ -79,7 +79,6 @@ async def test_300_concurrent_calls_receive_no_503():
         assert portal.counters["crm.deal.get"].requests == 300
         assert client.stats.requests == client.stats.single_requests == 301
         assert client.stats.limit_errors == client.stats.retries == 0
-        assert client.stats.throttle_waits > 200
         # 45 go at once, the other 255 at 200 per second: at least ~1.25 s.
         assert elapsed > 255 / limits.drain_per_s * 0.9
 
