@@ -91,7 +91,9 @@ def deal_rows(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
             "COMPANY_ID": str(rng.randrange(0, 20_000)),
             "CONTACT_ID": rng.choice([None, str(rng.randrange(1, 50_000))]),
             "BEGINDATE": created.replace(hour=3, minute=0, second=0).isoformat(),
-            "CLOSEDATE": (created + timedelta(days=7)).replace(hour=3, minute=0, second=0).isoformat(),
+            "CLOSEDATE": (created + timedelta(days=7))
+            .replace(hour=3, minute=0, second=0)
+            .isoformat(),
             "OPENED": "Y",
             "CLOSED": "Y" if closed else "N",
             "COMMENTS": rng.choice(["", None, "Call back on Monday", "Sent the offer"]),
@@ -122,7 +124,9 @@ def _run(url: str, rows: list[dict[str, Any]], chunk: int) -> dict[str, float]:
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
     warehouse = Warehouse(url, table_prefix=prefix)
     try:
-        layout = warehouse.prepare_table("crm.deal", FIELDS, id_field="ID", change_field="DATE_MODIFY")
+        layout = warehouse.prepare_table(
+            "crm.deal", FIELDS, id_field="ID", change_field="DATE_MODIFY"
+        )
         figures = {}
         for phase in ("insert", "update"):
             began = time.perf_counter()
@@ -133,10 +137,10 @@ def _run(url: str, rows: list[dict[str, Any]], chunk: int) -> dict[str, float]:
         return figures
     finally:
         metadata = sa.MetaData()
-        metadata.reflect(warehouse.engine)
-        for table in reversed(metadata.sorted_tables):
-            if table.name.startswith(prefix):
-                table.drop(warehouse.engine)
+        metadata.reflect(
+            warehouse.engine, only=lambda name, _: name.startswith((prefix, "_" + prefix))
+        )
+        metadata.drop_all(warehouse.engine)
         warehouse.engine.dispose()
 
 
@@ -161,7 +165,9 @@ def main() -> None:
             figures = _run(url, rows, options.chunk)
             target = TARGETS[dialect]
             for phase, rate in figures.items():
-                ratio = f"{rate / target:.2f}x the {target:,} rows/s target" if target else "no target"
+                ratio = (
+                    f"{rate / target:.2f}x the {target:,} rows/s target" if target else "no target"
+                )
                 print(f"{dialect:>10} {phase}: {rate:>10,.0f} rows/s  ({ratio})")
 
 

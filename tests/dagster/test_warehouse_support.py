@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from dagster_bitrix24.warehouse import Warehouse
@@ -46,9 +45,10 @@ def deal(deal_id: int, modified: str = "2024-09-02T18:37:18+03:00", **values: An
     return row
 
 
-@pytest.fixture
-def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    """A warehouse with a unique table prefix; its tables are dropped afterwards."""
+def cleaned_warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    """A warehouse with a unique table prefix; its tables are dropped afterwards.
+
+    Test modules wrap it in their own `warehouse` fixture (`yield from ...`)."""
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     result = Warehouse(warehouse_url, table_prefix=prefix)
     yield result
@@ -59,10 +59,8 @@ def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
 def drop_prefixed(engine: sa.Engine, prefix: str) -> None:
     """Drop every table whose name starts with `prefix` (or `_` + prefix)."""
     metadata = sa.MetaData()
-    metadata.reflect(engine)
-    for table in reversed(metadata.sorted_tables):
-        if table.name.startswith((prefix, "_" + prefix)):
-            table.drop(engine)
+    metadata.reflect(engine, only=lambda name, _: name.startswith((prefix, "_" + prefix)))
+    metadata.drop_all(engine)
 
 
 def select_all(warehouse: Warehouse, table: sa.Table) -> list[sa.Row[Any]]:

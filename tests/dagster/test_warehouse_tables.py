@@ -1,6 +1,7 @@
 """DDL from field metadata, hostile identifiers and schema evolution, on every dialect."""
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -8,13 +9,18 @@ import sqlalchemy as sa
 from dagster_bitrix24.columns import identifier
 from dagster_bitrix24.warehouse import Warehouse
 from dagster_bitrix24.warehouse_errors import FieldMetadataError
-from tests.dagster.test_warehouse_support import (  # noqa: F401  (warehouse is a fixture)
+from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
     HOSTILE,
+    cleaned_warehouse,
     deal,
     select_all,
-    warehouse,
 )
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    yield from cleaned_warehouse(warehouse_url)
 
 
 def _columns(warehouse: Warehouse, table: str) -> dict[str, dict]:

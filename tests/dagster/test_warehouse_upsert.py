@@ -1,0 +1,223 @@
+"""Upserts on every dialect: normalised values, never older over newer, child tables."""
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from dagster_bitrix24 import upsert
+from dagster_bitrix24.warehouse import Warehouse, WriteCounts
+from dagster_bitrix24.warehouse_errors import RowConversionError
+from tests.dagster.test_warehouse_support import (
+    DEAL_FIELDS,
+    cleaned_warehouse,
+    deal,
+    select_all,
+)
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    yield from cleaned_warehouse(warehouse_url)
+
+
+OLD, MID, NEW = (
+    "2024-09-01T10:00:00+03:00",
+    "2024-09-02T10:00:00+03:00",
+    "2024-09-03T10:00:00+03:00",
+)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _deals(warehouse: Warehouse):
+    return warehouse.prepare_table(
+        "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
+    )
+
+
+def test_values_are_normalised_on_the_way_in(warehouse: Warehouse) -> None:
+    layout = _deals(warehouse)
+    before = datetime.now(UTC).replace(microsecond=0)
+    warehouse.write_chunk(layout, [
+        deal(1, CLOSED="Y", UF_CRM_VIP=False, PROBABILITY="50", TITLE=""),
+        deal(2, CLOSED="N", UF_CRM_VIP="1", OPPORTUNITY="", UF_CRM_BUDGET="", UF_CRM_TAGS=[],
+             BEGINDATE="", DATE_MODIFY="2024-09-02T18:37:18-05:00"),
+    ])  # fmt: skip
+    first, second = select_all(warehouse, layout.table)
+    assert (first.id, first.closed, first.uf_crm_vip, first.probability) == (1, True, False, 50)
+    assert first.title is None and first.stage_id == "NEW" and first.assigned_by_id == 1
+    assert first.opportunity == Decimal("1500.00")
+    assert (first.uf_crm_budget, first.uf_crm_budget_currency) == (Decimal("10.50"), "RUB")
+    assert first.uf_crm_rate == pytest.approx(1.2345)
+    assert first.uf_crm_tags == '["1", "2"]'
+    assert first.begindate == date(2024, 9, 2)
+    assert _utc(first.date_modify) == datetime(2024, 9, 2, 15, 37, 18, tzinfo=UTC)
+    assert _utc(first._synced_at) >= before and first._deleted_at is None
+    assert (second.closed, second.uf_crm_vip, second.opportunity) == (False, True, None)
+    assert second.uf_crm_budget is None and second.uf_crm_tags is None
+    assert second.begindate is None and second.probability is None
+    assert _utc(second.date_modify) == datetime(2024, 9, 2, 23, 37, 18, tzinfo=UTC)
+
+
+def test_insert_update_and_older_versions_skipped(warehouse: Warehouse) -> None:
+    layout = _deals(warehouse)
+    assert warehouse.write_chunk(layout, [deal(1, MID), deal(2, MID)]) == WriteCounts(2, 0, 0)
+    counts = warehouse.write_chunk(layout, [
+        deal(1, NEW, TITLE="newer"), deal(2, OLD, TITLE="older"), deal(3, OLD, TITLE="third"),
+    ])  # fmt: skip
+    assert counts == WriteCounts(inserted=1, updated=1, skipped=1)
+    titles = {r.id: r.title for r in select_all(warehouse, layout.table)}
+    assert titles == {1: "newer", 2: "Deal 2", 3: "third"}
+    same_time = warehouse.write_chunk(layout, [deal(1, NEW, TITLE="same time")])
+    assert same_time == WriteCounts(0, 1, 0)
+    assert warehouse.row_count(layout) == 3
+
+
+def test_stored_null_change_time_is_always_updated_and_null_incoming_never_wins(
+    warehouse: Warehouse,
+) -> None:
+    layout = _deals(warehouse)
+    warehouse.write_chunk(layout, [deal(1, None, TITLE="no time"), deal(2, MID)])
+    counts = warehouse.write_chunk(layout, [deal(1, OLD, TITLE="timed"), deal(2, None)])
+    assert counts == WriteCounts(0, 1, 1)
+    titles = {r.id: r.title for r in select_all(warehouse, layout.table)}
+    assert titles == {1: "timed", 2: "Deal 2"}
+
+
+def test_newest_duplicate_in_one_chunk_wins(warehouse: Warehouse) -> None:
+    layout = _deals(warehouse)
+    counts = warehouse.write_chunk(layout, [
+        deal(1, NEW, TITLE="newest"), deal(1, OLD, TITLE="old"), deal(1, MID, TITLE="mid"),
+    ])  # fmt: skip
+    assert counts == WriteCounts(1, 0, 2)
+    assert select_all(warehouse, layout.table)[0].title == "newest"
+
+
+def test_guard_in_sql_refuses_older_rows_even_without_the_pre_read(warehouse: Warehouse) -> None:
+    """A concurrent writer stored a newer version between our read and our write."""
+    layout = _deals(warehouse)
+    warehouse.write_chunk(layout, [deal(1, NEW, TITLE="newer")])
+    older = upsert.convert_rows(layout, [deal(1, OLD, TITLE="older")], synced_at=None)
+    with warehouse.transaction() as connection:
+        upsert._send(connection, layout, older)
+    assert select_all(warehouse, layout.table)[0].title == "newer"
+
+
+def test_entity_without_change_field_always_updates(warehouse: Warehouse) -> None:
+    fields = {"ID": {"type": "integer"}, "NAME": {"type": "string"}}
+    layout = warehouse.prepare_table("user", fields, id_field="ID", change_field=None)
+    warehouse.write_chunk(layout, [{"ID": "1", "NAME": "a"}])
+    assert warehouse.write_chunk(layout, [{"ID": "1", "NAME": "b"}]) == WriteCounts(0, 1, 0)
+    assert select_all(warehouse, layout.table)[0].name == "b"
+
+
+def test_crm_item_rows_with_json_numbers_and_camel_case(warehouse: Warehouse) -> None:
+    fields = {"fields": {
+        "id": {"type": "integer", "title": "ID"},
+        "title": {"type": "string", "title": "Name"},
+        "opportunity": {"type": "double", "title": "Amount"},
+        "isManualOpportunity": {"type": "boolean", "title": "Manual"},
+        "assignedById": {"type": "user", "title": "Responsible"},
+        "updatedTime": {"type": "datetime", "title": "Updated"},
+    }}  # fmt: skip
+    layout = warehouse.prepare_table("crm.item.128", fields, id_field="id",
+                                     change_field="updatedTime")  # fmt: skip
+    warehouse.write_chunk(layout, [{
+        "id": 7, "title": "Item", "opportunity": 1500.5, "isManualOpportunity": "N",
+        "assignedById": 3, "updatedTime": "2024-09-02T18:37:18+03:00",
+    }])  # fmt: skip
+    row = select_all(warehouse, layout.table)[0]
+    assert (row.id, row.opportunity, row.is_manual_opportunity, row.assigned_by_id) == (
+        7, Decimal("1500.50"), False, 3,
+    )  # fmt: skip
+    assert layout.table.name.endswith("crm_item_128")
+
+
+def test_bad_value_is_a_named_error_and_nothing_is_written(warehouse: Warehouse) -> None:
+    layout = _deals(warehouse)
+    with pytest.raises(RowConversionError, match=r"PROBABILITY.*row id '2'"):
+        warehouse.write_chunk(layout, [deal(1), deal(2, PROBABILITY="fifty")])
+    with pytest.raises(RowConversionError, match="ID"):
+        warehouse.write_chunk(layout, [deal(1), {**deal(3), "ID": ""}])
+    assert warehouse.row_count(layout) == 0
+
+
+def test_multifields_go_to_child_tables_replaced_per_parent(warehouse: Warehouse) -> None:
+    layout = _deals(warehouse)
+    [phones] = layout.children
+    assert phones.table.name == f"{layout.table.name}_phone"
+    phone = {"ID": "11", "VALUE_TYPE": "WORK", "VALUE": "+7 900 000", "TYPE_ID": "PHONE"}
+    mobile = {"ID": "12", "VALUE_TYPE": "MOBILE", "VALUE": "+7 901 000", "TYPE_ID": "PHONE"}
+    warehouse.write_chunk(
+        layout, [deal(1, MID, PHONE=[phone, mobile]), deal(2, MID, PHONE=[phone])]
+    )
+    stored = [tuple(r) for r in select_all(warehouse, phones.table)]
+    assert stored == [
+        (1, 0, 11, "WORK", "+7 900 000", "PHONE"), (1, 1, 12, "MOBILE", "+7 901 000", "PHONE"),
+        (2, 0, 11, "WORK", "+7 900 000", "PHONE"),
+    ]  # fmt: skip
+    warehouse.write_chunk(layout, [
+        deal(1, NEW, PHONE=[mobile]),        # replaced
+        deal(2, OLD, PHONE=[]),              # older: children untouched too
+    ])  # fmt: skip
+    warehouse.write_chunk(layout, [deal(3, NEW)])  # no PHONE key: nothing to replace
+    stored = [(r.parent_id, r.value_id) for r in select_all(warehouse, phones.table)]
+    assert stored == [(1, 12), (2, 11)]
+    warehouse.write_chunk(layout, [deal(2, NEW, PHONE=None)])
+    assert [r.parent_id for r in select_all(warehouse, phones.table)] == [1]
+
+
+def test_a_failing_chunk_rolls_back_parent_and_children(warehouse: Warehouse) -> None:
+    layout = _deals(warehouse)
+    phone = {"ID": "11", "VALUE_TYPE": "WORK", "VALUE": "+7", "TYPE_ID": "PHONE"}
+    warehouse.write_chunk(layout, [deal(1, MID, PHONE=[phone])])
+    with pytest.raises(RuntimeError), warehouse.transaction() as connection:
+        warehouse.write_chunk(layout, [deal(1, NEW, TITLE="lost", PHONE=[])],
+                              connection=connection)  # fmt: skip
+        raise RuntimeError("the window failed")
+    assert select_all(warehouse, layout.table)[0].title == "Deal 1"
+    assert len(select_all(warehouse, layout.children[0].table)) == 1
+
+
+def test_large_chunks_take_the_bulk_path(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL this is binary COPY; elsewhere the same executemany path."""
+    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+    layout = _deals(warehouse)
+    first = [deal(i, MID, PHONE=[{"ID": str(i), "VALUE": f"+{i}"}]) for i in range(1, 301)]
+    assert warehouse.write_chunk(layout, first) == WriteCounts(300, 0, 0)
+    second = [deal(i, NEW if i % 2 else OLD, TITLE="v2") for i in range(151, 451)]
+    assert warehouse.write_chunk(layout, second) == WriteCounts(150, 75, 75)
+    rows = {r.id: r.title for r in select_all(warehouse, layout.table)}
+    assert len(rows) == 450
+    assert rows[151] == "v2" and rows[152] == f"Deal {152}" and rows[450] == "v2"
+    assert warehouse.row_count(layout) == 450
+    with warehouse.engine.connect() as connection:
+        children = connection.execute(
+            sa.select(sa.func.count()).select_from(layout.children[0].table)
+        ).scalar_one()
+    assert children == 300
+
+
+def test_copy_of_an_id_another_writer_inserted_falls_back_to_the_guarded_merge(
+    warehouse: Warehouse,
+) -> None:
+    if warehouse.dialect_name != "postgresql":
+        pytest.skip("the COPY path is PostgreSQL's")
+    layout = _deals(warehouse)
+    warehouse.write_chunk(layout, [deal(1, NEW, TITLE="newer"), deal(2, OLD)])
+    rows = upsert.convert_rows(
+        layout, [deal(1, OLD, TITLE="stale"), deal(2, NEW, TITLE="fresh")], synced_at=None
+    )
+    with warehouse.transaction() as connection:  # both believed new: the COPY hits the key
+        upsert._copy_send(connection, layout, rows, fresh=[True, True])
+    titles = {r.id: r.title for r in select_all(warehouse, layout.table)}
+    assert titles == {1: "newer", 2: "fresh"}
