@@ -20,9 +20,14 @@ def portal() -> Iterator[EmulatedPortal]:
         started.stop()
 
 
+#: Table prefix of the tests that use the shared PostgreSQL/MariaDB databases, so they do not
+#: collide with other test modules' `bitrix24_*` tables there.
+PREFIX = "dtest_"
+
+
 @pytest.fixture
 def clean_url(warehouse_url: str) -> Iterator[str]:
-    """The warehouse URL with every `bitrix24_*` table dropped before and after the test."""
+    """The warehouse URL with every `dtest_*` table dropped before and after the test."""
     _drop_tables(warehouse_url)
     yield warehouse_url
     _drop_tables(warehouse_url)
@@ -31,10 +36,12 @@ def clean_url(warehouse_url: str) -> Iterator[str]:
 def _drop_tables(url: str) -> None:
     engine = sa.create_engine(url)
     try:
-        metadata = sa.MetaData()
-        metadata.reflect(engine)
-        ours = [t for t in metadata.sorted_tables if "bitrix24_" in t.name]
-        metadata.drop_all(engine, tables=ours)
+        names = sa.inspect(engine).get_table_names()
+        quote = engine.dialect.identifier_preparer.quote
+        with engine.begin() as connection:
+            for name in names:
+                if name.startswith((PREFIX, f"_{PREFIX}")):
+                    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
     finally:
         engine.dispose()
 

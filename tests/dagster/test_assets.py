@@ -6,7 +6,7 @@ import pytest
 from dagster import AssetKey, materialize
 
 from dagster_bitrix24 import build_bitrix24_assets
-from tests.dagster.conftest import materializations, resources, stored_rows
+from tests.dagster.conftest import PREFIX, materializations, resources, stored_rows
 
 ENTITIES = ["crm.deal", "crm.contact", "crm.company", "crm.lead"]
 
@@ -18,12 +18,10 @@ def _portal_deals(portal) -> dict[int, tuple]:
     }
 
 
-def _stored_deals(url: str) -> dict[int, tuple]:
+def _stored_deals(url: str, table: str = "bitrix24_crm_deal") -> dict[int, tuple]:
     return {
         key: (title, round(float(amount or 0), 2))
-        for key, (title, amount) in stored_rows(
-            url, "bitrix24_crm_deal", "title", "opportunity"
-        ).items()
+        for key, (title, amount) in stored_rows(url, table, "title", "opportunity").items()
     }
 
 
@@ -37,18 +35,18 @@ def _run(assets, portal, url, *, selection=None, config=None):
 
 
 def test_full_then_incremental_sync_equals_portal(portal, clean_url):
-    assets = build_bitrix24_assets(entities=ENTITIES)
+    assets = build_bitrix24_assets(entities=ENTITIES, table_prefix=PREFIX)
 
     first = _run(assets, portal, clean_url)
     reported = materializations(first)
     assert set(reported) == {f"bitrix24/{e.replace('.', '_')}" for e in ENTITIES}
     deal = reported["bitrix24/crm_deal"]
     assert deal["bitrix24/mode"] == "full"
-    assert deal["dagster/table_name"] == "bitrix24_crm_deal"
+    assert deal["dagster/table_name"] == "dtest_crm_deal"
     assert deal["dagster/row_count"] == portal.store.count("crm.deal")
     assert deal["dagster/uri"].endswith("/crm/deal/list/")
     assert any(c.name == "title" for c in deal["dagster/column_schema"].columns)
-    assert _stored_deals(clean_url) == _portal_deals(portal)
+    assert _stored_deals(clean_url, "dtest_crm_deal") == _portal_deals(portal)
     # Several entities in one run share batches: fewer batch requests than entity pages.
     pages = sum(m["rows_fetched"] // 50 + 1 for m in reported.values())
     assert sum(m["batches"] for m in reported.values()) <= pages
@@ -65,7 +63,7 @@ def test_full_then_incremental_sync_equals_portal(portal, clean_url):
     changed = len(changes.added) + len(changes.updated) + 1
     assert changed <= second["rows_fetched"] < portal.store.count("crm.deal") // 2
     assert second["rows_inserted"] == len(changes.added)
-    assert _stored_deals(clean_url) == _portal_deals(portal)
+    assert _stored_deals(clean_url, "dtest_crm_deal") == _portal_deals(portal)
     assert datetime.fromisoformat(second["bitrix24/cursor"]) > cursor
 
 

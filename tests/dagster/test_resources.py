@@ -79,6 +79,7 @@ def _take_slots(path: str, count: int, barrier, queue) -> None:
     queue.put(asyncio.run(take()))
 
 
+@pytest.mark.slow  # spawns two interpreters that import Dagster
 def test_two_processes_share_one_bucket(tmp_path):
     path = str(tmp_path / "limiter.sqlite")
     SqliteLimiterBackend(path, portal="acme")

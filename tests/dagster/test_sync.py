@@ -11,7 +11,7 @@ from dagster_bitrix24 import (
     change_time_partitions,
 )
 from dagster_bitrix24.warehouse import Warehouse
-from tests.dagster.conftest import materializations, resources, stored_rows
+from tests.dagster.conftest import PREFIX, materializations, resources, stored_rows
 
 
 class ChunkKilled(RuntimeError):
@@ -46,7 +46,7 @@ def _config(assets, **values):
 
 
 def test_run_killed_after_some_chunks_then_rerun_is_complete(portal, clean_url):
-    assets = build_bitrix24_assets(entities=["crm.deal"])
+    assets = build_bitrix24_assets(entities=["crm.deal"], table_prefix=PREFIX)
     first = materialize([assets], resources=resources(portal, clean_url))
     cursor = materializations(first)["bitrix24/crm_deal"]["bitrix24/cursor"]
     changes = portal.store.mutate(5, adds=30, entities=("crm.deal",))["crm.deal"]
@@ -59,9 +59,9 @@ def test_run_killed_after_some_chunks_then_rerun_is_complete(portal, clean_url):
         [assets], resources=dying, run_config=_config(assets, chunk_rows=10), raise_on_error=False
     )
     assert not killed.success
-    writer = Warehouse(clean_url)
-    assert writer.read_cursor("bitrix24_crm_deal").value == cursor  # the cursor did not move
-    landed = stored_rows(clean_url, "bitrix24_crm_deal", "title")
+    writer = Warehouse(clean_url, table_prefix=PREFIX)
+    assert writer.read_cursor("dtest_crm_deal").value == cursor  # the cursor did not move
+    landed = stored_rows(clean_url, "dtest_crm_deal", "title")
     assert 0 < sum(1 for i in changes.added if i in landed) < len(changes.added)
 
     rerun = materialize(
@@ -69,13 +69,13 @@ def test_run_killed_after_some_chunks_then_rerun_is_complete(portal, clean_url):
     )
     reported = materializations(rerun)["bitrix24/crm_deal"]
     assert reported["bitrix24/cursor_before"] == cursor
-    stored = stored_rows(clean_url, "bitrix24_crm_deal", "title", "date_modify")
+    stored = stored_rows(clean_url, "dtest_crm_deal", "title", "date_modify")
     portal_rows = {row["ID"]: row for row in portal.store.raw_rows("crm.deal")}
     assert set(stored) == set(portal_rows)
     assert reported["dagster/row_count"] == len(portal_rows)  # no duplicates
     assert all(stored[i][0] == portal_rows[i]["TITLE"] for i in portal_rows)
     newest = max(row["DATE_MODIFY"] for row in portal_rows.values())
-    assert datetime.fromisoformat(writer.read_cursor("bitrix24_crm_deal").value).timestamp() == (
+    assert datetime.fromisoformat(writer.read_cursor("dtest_crm_deal").value).timestamp() == (
         newest
     )
 
