@@ -352,7 +352,8 @@ def _section(value: Any) -> dict[str, Any]:
 
 def _command_error(command: _Command, raw: Any) -> BitrixError:
     body = raw if isinstance(raw, Mapping) else {"error": "", "error_description": str(raw)}
-    status = body.get("status") if isinstance(body.get("status"), int) else None
+    raw_status = body.get("status")
+    status = raw_status if isinstance(raw_status, int) else None
     return error_from_response(dict(body), method=command.method, status=status)
 
 

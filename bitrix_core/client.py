@@ -15,13 +15,16 @@ commands travel in the same batches.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from bitrix_core.auth import Auth, WebhookAuth
 from bitrix_core.batching import Batcher
 from bitrix_core.errors import BitrixAuthError, BitrixParameterError
-from bitrix_core.pagination import ListRun, paginate
+from bitrix_core.pagination import ListRun, PageStrategy, paginate
+from bitrix_core.pagination.run import StrategyName
 from bitrix_core.requester import Requester, RetryPolicy, is_read_method
 from bitrix_core.stats import CallStats
 from bitrix_core.throttle import LimiterBackend, Limits, Throttle
@@ -36,7 +39,7 @@ class BitrixClient:
         self,
         webhook_url: str | None = None,
         *,
-        auth: Any = None,
+        auth: Auth | None = None,
         limits: Limits | None = None,
         timeout: float = 30,
         verify_ssl: bool = True,
@@ -50,11 +53,7 @@ class BitrixClient:
             raise BitrixParameterError(
                 "webhook_url", "give either a webhook URL or auth=, not both"
             )
-        if auth is None:
-            from bitrix_core.auth import WebhookAuth
-
-            auth = WebhookAuth(webhook_url)
-        self.auth = auth
+        self.auth: Auth = auth if auth is not None else WebhookAuth(webhook_url or "")
         self.limits = limits or Limits.for_plan("standard")
         self.verbose = verbose
         self.progress = progress
@@ -119,7 +118,7 @@ class BitrixClient:
         commands: Iterable[tuple[str, Mapping[str, Any] | None]],
         *,
         stats: CallStats | None = None,
-    ) -> list[Any]:
+    ) -> builtins.list[Any]:
         """Run commands in batches; results in input order, a failed one as its exception."""
         checked = [(method, _checked(method, params)) for method, params in commands]
         batcher = self.batcher
@@ -137,7 +136,7 @@ class BitrixClient:
         method: str,
         params: Mapping[str, Any] | None = None,
         *,
-        strategy: str = "auto",
+        strategy: StrategyName | PageStrategy = "auto",
         order: Literal["id"] | None = "id",
         progress: Any = None,
     ) -> ListRun:
@@ -158,12 +157,12 @@ class BitrixClient:
         method: str,
         params: Mapping[str, Any] | None = None,
         *,
-        strategy: str = "auto",
+        strategy: StrategyName | PageStrategy = "auto",
         order: Literal["id"] | None = "id",
         progress: Any = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Every row of a list method, in one list."""
-        rows: list[dict[str, Any]] = []
+        rows: builtins.list[dict[str, Any]] = []
         async for page in self.list(
             method, params, strategy=strategy, order=order, progress=progress
         ):
@@ -191,4 +190,3 @@ def _checked(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     params = dict(params or {})
     validate_call(method, params)
     return params
-

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from bitrix_core.auth import OAuthAuth
 from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.limits import CostModel, Plan
 from bitrix_core.emulator.portal import EmulatedPortal
@@ -17,6 +18,8 @@ from bitrix_core.errors import (
 )
 from bitrix_core.requester import RetryPolicy, is_read_method
 from bitrix_core.throttle import Limits
+from bitrix_core.token_stores import InMemoryTokenStore
+from bitrix_core.transport import Transport
 
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_s=0.001, backoff_max_s=0.01)
 
@@ -217,3 +220,27 @@ async def test_secret_never_in_repr_or_errors():
             with pytest.raises(BitrixServerError) as caught:
                 await client.call("crm.deal.update", {"id": 1, "fields": {"TITLE": "x"}})
         assert code not in str(caught.value)
+
+
+async def test_oauth_expired_token_refreshed_once_for_many_concurrent_requests():
+    async with EmulatedPortal(deals=10, plan="unlimited") as portal:
+        app = portal.oauth_client()
+        auth = OAuthAuth(
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+            token_store=InMemoryTokenStore(),
+            oauth_server=app.portal_url,
+        )
+        async with Transport(timeout=5) as transport:
+            await auth.exchange_code(portal.issue_auth_code(), transport)
+        async with BitrixClient(auth=auth, limits=Limits.for_plan("unlimited")) as client:
+            portal.oauth.expire_access_tokens()
+            singles = await asyncio.gather(
+                *(client.call("crm.deal.get", {"id": 1}) for _ in range(10))
+            )
+            portal.oauth.expire_access_tokens()
+            batched = await client.call_many([("crm.deal.get", {"id": 3})] * 5)
+        assert {d["ID"] for d in singles} == {"1"} and {d["ID"] for d in batched} == {"3"}
+        assert auth.refresh_count == 2
+        assert client.stats.retries == 0  # a renewal is not a retry
+        assert auth.tokens.access_token not in repr(client)
