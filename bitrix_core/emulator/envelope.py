@@ -1,7 +1,7 @@
 """Response bodies as the real portal writes them: key order, `time` block, PHP JSON quirks."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -111,9 +111,3 @@ def error_response(code: str, description: str, *, status: int | None = None) ->
     """An error body with the status the portal uses for that code."""
     return json_response(error_body(code, description), status=status or status_for(code))
 
-
-def parse_offset(offset: str) -> timezone:
-    """`+03:00` -> a fixed timezone."""
-    sign = -1 if offset.startswith("-") else 1
-    hours, minutes = offset.lstrip("+-").split(":")
-    return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
