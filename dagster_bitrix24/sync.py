@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
-from bitrix_core.errors import BitrixParameterError
+from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination import paginate
 from bitrix_core.stats import ListStats
 
@@ -110,10 +110,11 @@ class EntitySync:
     async def run(self) -> SyncResult:
         """Run the sync; the result carries everything the materialisation reports."""
         fields = await self._fields()
+        row_fields = {self.spec.row_key(name): meta for name, meta in fields.items()}
         layout = await self._blocking(
             self.warehouse.prepare_table,
             self.spec.name,
-            fields,
+            row_fields,
             id_field=self.spec.id_field,
             change_field=self._change_row_key(),
         )
@@ -157,13 +158,39 @@ class EntitySync:
         return result
 
     async def _fields(self) -> dict[str, Any]:
-        """The entity's field metadata (`*.fields`), `{}` when it has no fields method."""
-        if not self.spec.fields_method:
-            return {}
-        answer = await self.client.call(self.spec.fields_method, dict(self.spec.extra_params))
+        """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
+
+        When the portal has no fields method for the entity, the metadata is inferred from
+        the keys of the first page (every value a string, the id an integer).
+        """
+        answer: Any = None
+        if self.spec.fields_method:
+            try:
+                answer = await self.client.call(
+                    self.spec.fields_method, dict(self.spec.extra_params)
+                )
+            except BitrixMethodNotFoundError:
+                answer = None
         if isinstance(answer, Mapping) and isinstance(answer.get("fields"), Mapping):
             answer = answer["fields"]  # crm.item.fields and tasks wrap the map
-        return dict(answer) if isinstance(answer, Mapping) else {}
+        if isinstance(answer, Mapping) and answer:
+            return dict(answer)
+        return await self._sampled_fields()
+
+    async def _sampled_fields(self) -> dict[str, Any]:
+        run = paginate(
+            self.client.batcher, self.spec.list_method, dict(self.spec.extra_params),
+            spec=self.spec, order=None,
+        )  # fmt: skip
+        keys: dict[str, None] = {self.spec.id_field: None}
+        async for page in run:
+            for row in page.rows:
+                keys.update(dict.fromkeys(row))
+            break
+        return {
+            key: {"type": "integer" if key == self.spec.id_field else "string", "title": key}
+            for key in keys
+        }
 
     def _change_row_key(self) -> str | None:
         """The change-time key as it appears in rows (`DATE_MODIFY`, `changedDate`...)."""

@@ -121,3 +121,18 @@ def test_unknown_entity_is_a_named_error():
 
     with pytest.raises(BitrixParameterError, match="crm.dael"):
         build_bitrix24_assets(entities=["crm.dael"])
+
+
+def test_every_built_in_entity_lands_in_one_run(portal, tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    entities = [
+        "crm.deal", "crm.lead", "crm.contact", "crm.company", "crm.activity", "tasks.task",
+        "user", "department", "crm.status", "crm.category", "crm.smart_invoice", "crm.item.128",
+    ]  # fmt: skip
+    reported = materializations(_run(build_bitrix24_assets(entities=entities), portal, url))
+    assert len(reported) == len(entities)
+    for entity in ("crm.deal", "crm.activity", "tasks.task", "user", "crm.status"):
+        metadata = reported[f"bitrix24/{entity.replace('.', '_')}"]
+        assert metadata["dagster/row_count"] == metadata["rows_fetched"] > 0
+    assert reported["bitrix24/crm_deal"]["dagster/row_count"] == portal.store.count("crm.deal")
+    assert reported["bitrix24/tasks_task"]["bitrix24/cursor"] is not None  # changedDate read
