@@ -44,7 +44,7 @@ class Limits:
     basket_s: float = 60.0
     max_concurrency: int = 16
     bucket_headroom: float = 0.1
-    jitter_s: float = 0.05
+    jitter_s: float = 0.1
     operating_soft: float = 0.7
     operating_hard: float = 0.95
 

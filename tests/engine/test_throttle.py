@@ -40,7 +40,7 @@ def test_plans_and_scaling():
     assert fast.operating_window_s == pytest.approx(6.0)
     assert fast.basket_s == pytest.approx(0.6)
     assert fast.bucket_size == 50
-    assert fast.burst == 40  # 50 ms of jitter at 200 per second is 10 slots of margin
+    assert fast.burst == 30  # 100 ms of jitter at 200 per second is 20 slots of margin
     assert standard.burst == 45
     assert Limits(bucket_size=10, drain_per_s=1, bucket_headroom=0).burst == 10
     with pytest.raises(ValueError, match="unknown plan"):
