@@ -193,7 +193,7 @@ def sql_type(kind: Kind, dialect: Dialect) -> sa.types.TypeEngine[Any]:
     """The SQLAlchemy type a column of `kind` gets on `dialect`."""
     if kind == "datetime":
         return sa.DateTime(timezone=dialect == "postgresql")
-    return {
+    types: dict[Kind, sa.types.TypeEngine[Any]] = {
         "integer": sa.BigInteger(),
         "float": sa.Double(),
         "decimal": sa.Numeric(18, 2),
@@ -202,7 +202,8 @@ def sql_type(kind: Kind, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         "text": sa.Text(),
         "key": sa.String(255),
         "json": sa.Text(),
-    }[kind]
+    }
+    return types[kind]
 
 
 def type_family(column_type: sa.types.TypeEngine[Any]) -> Kind | None:
@@ -304,11 +305,15 @@ def _to_aware(value: Any) -> datetime | None:
 _OFFSETS: dict[str, timedelta] = {}
 
 
+def _offset(value: str) -> timedelta:
+    return datetime.fromisoformat(value).utcoffset() or timedelta(0)
+
+
 def _to_naive_utc(value: Any) -> datetime | None:
     if value.__class__ is str and len(value) == 25 and value[10] == "T":  # ...T18:37:18+03:00
         offset = _OFFSETS.get(value[19:])
         if offset is None:
-            offset = _OFFSETS.setdefault(value[19:], datetime.fromisoformat(value).utcoffset())
+            offset = _OFFSETS.setdefault(value[19:], _offset(value))
         return datetime.fromisoformat(value[:19]) - offset
     moment = _to_utc(value)
     return None if moment is None else moment.replace(tzinfo=None)

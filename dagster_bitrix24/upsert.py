@@ -23,11 +23,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-try:
-    from psycopg.errors import UniqueViolation
-except ImportError:  # psycopg is only needed for PostgreSQL
-    UniqueViolation = type("UniqueViolation", (Exception,), {})
-
 from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert_rows
 
 COPY_THRESHOLD = 2_000
@@ -182,6 +177,8 @@ def _copy_send(
     """PostgreSQL bulk path: binary COPY of new ids straight into the table (a savepoint
     falls back to merging if a concurrent writer got there first), and COPY of the rest
     into a temporary table merged with one guarded INSERT ... SELECT."""
+    from psycopg.errors import UniqueViolation  # psycopg is only needed for PostgreSQL
+
     table, quoted = _names(connection, layout)
     columns = ", ".join(quoted)
     new = [row for row, is_new in zip(rows, fresh, strict=True) if is_new]

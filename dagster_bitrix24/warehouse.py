@@ -188,7 +188,7 @@ class Warehouse:
 
     def _add_column(self, connection: sa.Connection, column: sa.Column[Any]) -> None:
         dialect = connection.dialect
-        spec = dialect.ddl_compiler(dialect, None).get_column_specification(column)
+        spec = sa.schema.CreateColumn(column).compile(dialect=dialect)
         table = dialect.identifier_preparer.format_table(column.table)
         connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {spec}")
         if self.dialect_name == "postgresql" and column.comment:
