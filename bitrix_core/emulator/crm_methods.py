@@ -23,7 +23,7 @@ from bitrix_core.emulator.method_kit import (
     row_id,
 )
 from bitrix_core.emulator.schema import Entity, Field, describe, user_field
-from bitrix_core.emulator.shapes import classic_value, select_fields
+from bitrix_core.emulator.shapes import classic_value, row_shape, select_fields
 from bitrix_core.emulator.store import PortalStore
 
 CLASSIC = ("crm.lead", "crm.deal", "crm.contact", "crm.company", "crm.activity")
@@ -51,6 +51,18 @@ def classic_row(store: PortalStore, entity: Entity, raw: Mapping[str, Any],
                 out[f.name] = multi[f.name]
         else:
             out[f.name] = classic_value(f, raw.get(f.name), store.tz)
+    return out
+
+
+def with_multi(row: Mapping[str, Any], fields: list[Field],
+               multi: Mapping[str, list[dict]]) -> dict[str, Any]:
+    """A shaped row with its selected multi-fields in field order (absent ones omitted)."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        if not f.is_multifield:
+            out[f.name] = row[f.name]
+        elif f.name in multi:
+            out[f.name] = multi[f.name]
     return out
 
 
@@ -103,13 +115,14 @@ class ClassicCrm:
     def list(self, params: dict[str, Any]) -> MethodResult:
         entity = self.entity
         fields = select_fields(entity, [str(s) for s in as_list(params.get("select"))])
+        shape = row_shape(entity, [f for f in fields if not f.is_multifield], tz=self.store.tz)
         page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
                           order=params.get("order"), start=params.get("start"),
-                          round_to_page=True)
-        wants_multi = any(f.is_multifield for f in fields)
-        multi = (self.store.multifields(self.name, [r["ID"] for r in page.rows])
-                 if wants_multi else {})
-        result = [classic_row(self.store, entity, r, fields, multi.get(r["ID"])) for r in page.rows]
+                          round_to_page=True, shape=shape)
+        result = page.rows
+        if any(f.is_multifield for f in fields):
+            multi = self.store.multifields(self.name, page.ids)
+            result = [with_multi(row, fields, multi[i]) for row, i in zip(result, page.ids, strict=True)]
         return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
 

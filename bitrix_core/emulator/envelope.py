@@ -36,14 +36,29 @@ def status_for(code: str, default: int = 400) -> int:
     return STATUS_BY_CODE.get(code.lower(), default)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_STR = frozenset({str})
+
+
 def php_value(value: Any) -> Any:
-    """What PHP's json_encode would see: empty maps and maps keyed 0..n-1 become lists."""
+    """What PHP's json_encode would see: empty maps and maps keyed 0..n-1 become lists.
+
+    Containers that need no change (string keys not starting at "0", scalar values) are
+    returned as they are, checked at C speed, so a page of rows costs one pass per row.
+    """
     if isinstance(value, dict):
-        items = [(key, php_value(item)) for key, item in value.items()]
-        if all(str(key) == str(index) for index, (key, _) in enumerate(items)):
-            return [item for _, item in items]
-        return {str(key): item for key, item in items}
+        if not value:
+            return []
+        if str(next(iter(value))) == "0" and all(
+            str(key) == str(index) for index, key in enumerate(value)
+        ):
+            return [php_value(item) for item in value.values()]
+        if _SCALARS.issuperset(map(type, value.values())) and _STR.issuperset(map(type, value)):
+            return value
+        return {str(key): php_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
+        if _SCALARS.issuperset(map(type, value)):
+            return value
         return [php_value(item) for item in value]
     return value
 

@@ -22,7 +22,7 @@ from bitrix_core.emulator.method_kit import (
     row_id,
 )
 from bitrix_core.emulator.schema import Entity, Field, describe_camel
-from bitrix_core.emulator.shapes import camel_value, select_fields
+from bitrix_core.emulator.shapes import camel_value, row_shape, select_fields
 from bitrix_core.emulator.store import PortalStore
 
 _CLASSIC_BY_TYPE = {1: "crm.lead", 2: "crm.deal", 3: "crm.contact", 4: "crm.company"}
@@ -62,10 +62,11 @@ class CrmItems:
         try:
             page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
                               order=params.get("order"), start=params.get("start"), camel=True,
-                              strict=True)
+                              strict=True, shape=row_shape(entity, fields, tz=self.store.tz,
+                                                           camel=True))
         except UnknownFieldError as exc:
             raise MethodError("INVALID_ARG_VALUE", str(exc), 400) from None
-        items = [self._item(entity, r, fields) for r in page.rows]
+        items = page.rows
         return MethodResult(result={"items": items}, next=page.next, total=page.total,
                             rows=len(items), counted=page.total or 0, offset=page.offset)
 

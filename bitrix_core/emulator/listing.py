@@ -8,6 +8,7 @@ from typing import Any
 
 from bitrix_core.emulator.filters import FilterBuilder, Resolver, order_by, php_int
 from bitrix_core.emulator.schema import Entity, Field
+from bitrix_core.emulator.shapes import RowShape
 from bitrix_core.emulator.store import PortalStore
 
 PAGE = 50
@@ -15,11 +16,13 @@ PAGE = 50
 
 @dataclass
 class Page:
-    """Raw rows of one page and the paging facts the envelope and cost model need."""
+    """Rows of one page (raw, or shaped when a `RowShape` was given), their ids, and the
+    paging facts the envelope and cost model need."""
 
     rows: list[dict[str, Any]]
     offset: int
     total: int | None  # None when start=-1 (nothing counted)
+    ids: list[int]
 
     @property
     def next(self) -> int | None:
@@ -51,8 +54,10 @@ def fetch_page(
     strict: bool = False,
     round_to_page: bool = False,
     extra_where: tuple[str, list[Any]] | None = None,
+    shape: RowShape | None = None,
 ) -> Page:
-    """Run one page of a list: UnknownFieldError when `strict` and a key names no field."""
+    """Run one page of a list: UnknownFieldError when `strict` and a key names no field.
+    With `shape`, rows come back in that response shape; otherwise as stored."""
     resolve = resolver(entity, camel=camel)
     builder = FilterBuilder(resolve, tz=store.tz, multi_owner=entity.multi_owner, strict=strict)
     where, params = builder.where(filter_ if isinstance(filter_, Mapping) else {})
@@ -65,7 +70,12 @@ def fetch_page(
     if round_to_page:
         offset -= offset % PAGE
     table = f'"{entity.table}" t'
-    rows = store.query(f"SELECT t.* FROM {table} WHERE {where} ORDER BY {order_sql}"
-                       f" LIMIT {PAGE} OFFSET {offset}", params)
+    tail = f" FROM {table} WHERE {where} ORDER BY {order_sql} LIMIT {PAGE} OFFSET {offset}"
+    if shape is not None:
+        fetched = store.tuples(f"SELECT {shape.columns}{tail}", params)
+        rows, ids = shape.rows(fetched), [r[-1] for r in fetched]
+    else:
+        rows = [dict(r) for r in store.query(f"SELECT t.*{tail}", params)]
+        ids = [r["ID"] for r in rows]
     total = int(store.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)) if counting else None
-    return Page(rows=[dict(r) for r in rows], offset=offset, total=total)
+    return Page(rows=rows, offset=offset, total=total, ids=ids)

@@ -6,7 +6,8 @@ with the portal's offset, money `"1500.00"`. `crm.item.*`: real JSON numbers and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -72,3 +73,103 @@ def select_fields(entity: Entity, select: Iterable[str] | None, *, camel: bool =
             if f is not None:
                 wanted.add(f.name)
     return [f for f in entity.fields if f.name in wanted]
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """A compiled select: SQL that yields most values already in their final form, and the
+    few Python converters (money, booleans) SQLite cannot reproduce exactly.
+
+    `columns` selects the output values in `names` order, then the raw `t.ID` (for
+    multi-field lookups); `rows()` turns fetched tuples into the response dicts.
+    """
+
+    names: tuple[str, ...]
+    columns: str
+    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Response rows from fetched tuples (the trailing raw ID is dropped)."""
+        names = self.names
+        out = [dict(zip(names, r, strict=False)) for r in fetched]  # drops the raw ID
+        for name, convert in self.converters:
+            for row in out:
+                value = row[name]
+                if value is not None:
+                    row[name] = convert(value)
+        return out
+
+
+def _offset_text(tz: timezone) -> str:
+    return datetime.fromtimestamp(0, tz).isoformat()[-6:]
+
+
+def _iso_sql(col: str, tz: timezone) -> str:
+    seconds = int(tz.utcoffset(None).total_seconds())
+    return (f"strftime('%Y-%m-%dT%H:%M:%S', CAST({col} AS INTEGER) + {seconds}, 'unixepoch')"
+            f" || '{_offset_text(tz)}'")
+
+
+def _money(value: Any) -> str:
+    return f"{float(value):.2f}"
+
+
+def _float_text(value: Any) -> str:
+    return str(float(value))
+
+
+def _classic_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
+    col = f't."{f.name}"'
+    if f.type in DATETIME_TYPES:
+        return _iso_sql(col, tz), None
+    if f.type in BOOLEAN_TYPES:
+        return f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN '1' ELSE '0' END", None
+    if f.type in DOUBLE_TYPES:
+        return col, _float_text if f.user_field else _money
+    if f.sql_type == "TEXT":
+        return col, None
+    return f"CAST({col} AS TEXT)", None
+
+
+def _camel_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
+    col = f't."{f.name}"'
+    if f.type in DATETIME_TYPES:
+        return _iso_sql(col, tz), None
+    if f.type in BOOLEAN_TYPES:
+        return col, bool
+    if f.type in INTEGER_TYPES:
+        return f"CAST({col} AS INTEGER)", None
+    if f.type in DOUBLE_TYPES:
+        return f"CAST({col} AS REAL)", None
+    return col, None
+
+
+_SHAPES: dict[tuple[Any, ...], RowShape] = {}
+
+
+def row_shape(entity: Entity, fields: Sequence[Field], *, tz: timezone,
+              camel: bool = False) -> RowShape:
+    """The compiled shape of `fields` (no multi-fields) in the classic or crm.item style;
+    crm.item rows start with `id`. Compiled once per (entity, fields, style, zone)."""
+    key = (entity.table, tuple((f.name, f.type, f.user_field) for f in fields), camel, tz)
+    shape = _SHAPES.get(key)
+    if shape is not None:
+        return shape
+    names: list[str] = ["id"] if camel else []
+    columns: list[str] = ['CAST(t."ID" AS INTEGER)'] if camel else []
+    converters = []
+    for f in fields:
+        name = f.camel_key if camel else f.name
+        if camel and name == "id":
+            continue
+        column, convert = (_camel_column if camel else _classic_column)(f, tz)
+        names.append(name)
+        columns.append(column)
+        if convert is not None:
+            converters.append((name, convert))
+    columns.append('t."ID"')
+    shape = RowShape(tuple(names), ", ".join(columns), tuple(converters))
+    if len(_SHAPES) > 512:
+        _SHAPES.clear()
+    _SHAPES[key] = shape
+    return shape

@@ -193,6 +193,11 @@ class PortalStore:
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
 
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query under the store's lock; rows as plain tuples."""
+        with self._lock:
+            return self._conn.execute(sql, list(params)).fetchall()
+
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a read query."""
         with self._lock:
