@@ -1,0 +1,100 @@
+"""The example's Dagster definitions: CRM, smart processes and users into warehouse tables.
+
+- `bitrix24_crm`: deals, leads, contacts, companies, activities, smart invoices and the two
+  smart processes, partitioned by day of their change time (backfill any range in one run).
+- `bitrix24_directory`: users, departments, stages and pipelines (no change time: each run
+  reads them whole and marks rows the portal no longer lists).
+- `sales_funnel`: pipelines and stages with conversion rates and deal velocity, plus a chart.
+- `bitrix24_hourly` schedule: every hour, re-sync the changes of yesterday and today, the
+  directory and the funnel.
+"""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    AssetSelection,
+    DailyPartitionsDefinition,
+    DefaultScheduleStatus,
+    Definitions,
+    RunRequest,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from bitrix24_example.analytics import sales_funnel
+from bitrix24_example.demo_portal import DemoPortal
+from bitrix24_example.resources import (
+    bitrix24_resource,
+    data_dir,
+    demo_mode,
+    warehouse_resource,
+)
+from dagster_bitrix24 import build_bitrix24_assets
+
+CRM_ENTITIES = [
+    "crm.deal",
+    "crm.lead",
+    "crm.contact",
+    "crm.company",
+    "crm.activity",
+    "crm.smart_invoice",
+    "crm.item.128",  # smart process "Projects"
+    "crm.item.130",  # smart process "Supplier contracts"
+]
+DIRECTORY_ENTITIES = ["user", "department", "crm.status"]
+
+_folder = data_dir()
+_folder.mkdir(parents=True, exist_ok=True)
+
+
+def first_day() -> str:
+    """The first daily partition: `$BITRIX24_FIRST_DAY`, else the demo portal's oldest day."""
+    if demo_mode():
+        return DemoPortal(data_dir=_folder).first_day().isoformat()
+    return os.environ.get("BITRIX24_FIRST_DAY", "2024-01-01")
+
+
+#: Daily partitions over the change time, today included.
+daily = DailyPartitionsDefinition(start_date=first_day(), end_offset=1)
+
+crm = build_bitrix24_assets(name="bitrix24_crm", entities=CRM_ENTITIES, partitions_def=daily)
+directory = build_bitrix24_assets(name="bitrix24_directory", entities=DIRECTORY_ENTITIES)
+
+sync_job = define_asset_job(
+    "bitrix24_sync",
+    selection=AssetSelection.assets(crm, directory, sales_funnel),
+    description="Sync a range of days of CRM changes, the directory, and rebuild the funnel.",
+)
+
+
+def recent_days(now: datetime) -> tuple[str, str]:
+    """The partition keys of yesterday and today (UTC): the hourly run's range."""
+    today = now.astimezone(UTC)
+    return (today - timedelta(days=1)).strftime("%Y-%m-%d"), today.strftime("%Y-%m-%d")
+
+
+@schedule(
+    job=sync_job,
+    cron_schedule="0 * * * *",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Hourly: the last two days of changes, the directory, then the funnel.",
+)
+def bitrix24_hourly(context: ScheduleEvaluationContext) -> RunRequest:
+    """One run over the partition range yesterday..today (a changed row moves to today)."""
+    start, end = recent_days(context.scheduled_execution_time or datetime.now(UTC))
+    return RunRequest(
+        run_key=None,
+        tags={
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        },
+    )
+
+defs = Definitions(
+    assets=[crm, directory, sales_funnel],
+    jobs=[sync_job],
+    schedules=[bitrix24_hourly],
+    resources={"bitrix24": bitrix24_resource(_folder), "warehouse": warehouse_resource(_folder)},
+)
