@@ -11,15 +11,13 @@ limiter paces them all and their page commands share batches. The assets default
 Dagster pool `bitrix24/<portal>`, so parallel runs cannot overrun the portal either.
 """
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     BackfillPolicy,
     Config,
@@ -33,9 +31,18 @@ from pydantic import Field
 
 from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
 from bitrix_core.errors import BitrixParameterError
-from dagster_bitrix24.metadata import partition_metadata, result_metadata
+from dagster_bitrix24.links import DEAL_CONTACT, DEAL_CONTACT_SPEC
+from dagster_bitrix24.metadata import (
+    aggregate_metadata,
+    link_metadata,
+    partition_metadata,
+    result_metadata,
+    run_metadata,
+)
 from dagster_bitrix24.partitions import partition_key_function
-from dagster_bitrix24.sync import EntitySync, SyncOptions, SyncResult
+from dagster_bitrix24.run_jobs import AssetJob, JobOutcome, run_jobs
+from dagster_bitrix24.smart_processes import SMART_PROCESSES
+from dagster_bitrix24.sync import SyncOptions
 from dagster_bitrix24.translator import (
     ENTITY_KEY,
     Bitrix24EntityProps,
@@ -49,6 +56,13 @@ ENTITY_SPEC_KEY = "bitrix24/entity_spec"
 LOOKBACK_KEY = "bitrix24/lookback_minutes"
 #: Asset-spec metadata key holding the warehouse table prefix.
 TABLE_PREFIX_KEY = "bitrix24/table_prefix"
+#: Asset-spec metadata key of the `crm.item` asset: types synced by their own assets.
+EXCLUDE_KEY = "bitrix24/exclude_entities"
+_DESCRIPTIONS = {
+    SMART_PROCESSES: "Every smart process the portal reports (crm.type.list) and smart "
+    "invoices, discovered at each run; one table per type: {prefix}crm_item_<entityTypeId>",
+    DEAL_CONTACT: "Contacts linked to each deal (crm.deal.contact.items.get) from {portal}",
+}
 
 
 class Bitrix24SyncConfig(Config):
@@ -72,17 +86,23 @@ class Bitrix24SyncConfig(Config):
 
 
 def resolve_entities(entities: Iterable[str | EntitySpec]) -> list[EntitySpec]:
-    """Entity names ("crm.deal", "crm.item.128") or `EntitySpec`s -> specs, names unique."""
+    """Entity names ("crm.deal", "crm.item.128") or `EntitySpec`s -> specs, names unique.
+
+    "crm.item" is every smart process, discovered at run time; "crm.deal.contact" the
+    deal-contact links.
+    """
     specs: list[EntitySpec] = []
     for entity in entities:
         if isinstance(entity, EntitySpec):
             specs.append(entity)
-        elif isinstance(entity, str) and entity in ENTITIES and entity != "crm.item":
+        elif entity == DEAL_CONTACT:
+            specs.append(DEAL_CONTACT_SPEC)
+        elif isinstance(entity, str) and entity in ENTITIES:
             specs.append(ENTITIES[entity])
         elif isinstance(entity, str) and entity.startswith("crm.item.") and entity[9:].isdigit():
             specs.append(crm_item(int(entity[9:])))
         else:
-            known = ", ".join(sorted(set(ENTITIES) - {"crm.item"}) + ["crm.item.<entityTypeId>"])
+            known = ", ".join(sorted({*ENTITIES, DEAL_CONTACT}) + ["crm.item.<entityTypeId>"])
             raise BitrixParameterError("entities", f"unknown entity {entity!r}; known: {known}")
     names = [spec.name for spec in specs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -117,22 +137,31 @@ def get_bitrix24_asset_specs(
 ) -> list:
     """The `AssetSpec`s of the entities, built by the translator."""
     translator = translator or DagsterBitrix24Translator()
+    resolved = resolve_entities(entities)
+    own_types = sorted(
+        e.name for e in resolved if e.list_method == "crm.item.list" and e.name != SMART_PROCESSES
+    )
     specs = []
-    for entity in resolve_entities(entities):
+    for entity in resolved:
+        description = _DESCRIPTIONS.get(entity.name)
         props = Bitrix24EntityProps(
             entity=entity.name,
             table_name=f"{table_prefix}{entity_slug(entity.name)}",
             portal=portal,
             warehouse_kind=warehouse_kind,
+            description=description.format(prefix=table_prefix, portal=portal)
+            if description
+            else None,
         )
-        asset_spec = translator.get_asset_spec(props).merge_attributes(
-            metadata={
-                ENTITY_KEY: entity.name,
-                ENTITY_SPEC_KEY: spec_to_metadata(entity),
-                LOOKBACK_KEY: lookback.total_seconds() / 60,
-                TABLE_PREFIX_KEY: table_prefix,
-            }
-        )
+        metadata = {
+            ENTITY_KEY: entity.name,
+            ENTITY_SPEC_KEY: spec_to_metadata(entity),
+            LOOKBACK_KEY: lookback.total_seconds() / 60,
+            TABLE_PREFIX_KEY: table_prefix,
+        }
+        if entity.name == SMART_PROCESSES:
+            metadata[EXCLUDE_KEY] = own_types
+        asset_spec = translator.get_asset_spec(props).merge_attributes(metadata=metadata)
         specs.append(asset_spec.replace_attributes(partitions_def=partitions_def, skippable=True))
     return specs
 
@@ -248,10 +277,11 @@ def sync_selected_assets(
     warehouse: Any,
     config: Bitrix24SyncConfig | None = None,
 ) -> Iterator[MaterializeResult]:
-    """Sync the selected entities concurrently on one client; one result per entity.
+    """Sync the selected entities concurrently on one client; one result per asset.
 
-    Results are yielded as entities finish. If some entities fail, the others still land
-    and report, then the step fails naming the failed entities.
+    Results are reported once every entity has finished, each with the run's request
+    totals (`bitrix24/run_*`). If some entities fail, the others still land and report,
+    then the step fails naming the failed entities.
     """
     config = config or Bitrix24SyncConfig()
     assets_def = context.assets_def
@@ -280,11 +310,16 @@ def sync_selected_assets(
             partition_key=key_for,
             chunk_rows=config.chunk_rows,
         )
-        jobs[spec.key] = (spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY]), options)
+        exclude = tuple(_plain(spec.metadata.get(EXCLUDE_KEY, [])) or ())
+        entity = spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY])
+        jobs[spec.key] = AssetJob(entity, options, exclude)
     prefix = str(_plain(specs[0].metadata.get(TABLE_PREFIX_KEY, "bitrix24_"))) if specs else ""
     writer = warehouse.get_warehouse(table_prefix=prefix)
+    run = run_jobs(bitrix24, writer, jobs)
+    portal = bitrix24.redacted_portal
+    totals = run_metadata(run.totals)
     failures: list[str] = []
-    for key, outcome in _drive(_sync_all(bitrix24, writer, jobs)):
+    for key, outcome in run.outcomes.items():
         if isinstance(outcome, BaseException):
             context.log.error(f"{key.to_user_string()}: {type(outcome).__name__}: {outcome}")
             failures.append(f"{key.to_user_string()} ({type(outcome).__name__}: {outcome})")
@@ -292,59 +327,26 @@ def sync_selected_assets(
         if window is not None:
             for partition in context.partition_keys:
                 context.add_asset_metadata(
-                    partition_metadata(outcome, partition), asset_key=key, partition_key=partition
+                    partition_metadata(outcome.results, partition),
+                    asset_key=key,
+                    partition_key=partition,
                 )
         yield MaterializeResult(
-            asset_key=key,
-            metadata=result_metadata(outcome, writer, portal=bitrix24.redacted_portal),
+            asset_key=key, metadata={**_metadata(outcome, writer, portal), **totals}
         )
     if failures:
         raise Failure(description="Bitrix24 sync failed for: " + "; ".join(failures))
 
 
-async def _sync_all(
-    bitrix24: Any, writer: Any, jobs: dict[AssetKey, tuple[EntitySpec, SyncOptions]]
-) -> AsyncIterator[tuple[AssetKey, SyncResult | BaseException]]:
-    """Run every entity's sync at once on one client; yield (key, result or error) as done."""
-    lock = asyncio.Lock()
-    async with bitrix24.get_client() as client:
-        tasks = {
-            asyncio.ensure_future(
-                EntitySync(
-                    client=client, warehouse=writer, spec=spec, options=options, write_lock=lock
-                ).run()
-            ): key
-            for key, (spec, options) in jobs.items()
-        }
-        pending = set(tasks)
-        try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    error = task.exception()
-                    yield tasks[task], error if error is not None else task.result()
-        finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _drive(stream: AsyncIterator[Any]) -> Iterator[Any]:
-    """Iterate an async iterator from synchronous code on a private event loop."""
-    loop = asyncio.new_event_loop()
-    try:
-        while True:
-            try:
-                item = loop.run_until_complete(anext(stream))
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            loop.run_until_complete(aclose())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
+def _metadata(outcome: JobOutcome, writer: Any, portal: str) -> dict[str, Any]:
+    if outcome.aggregate:
+        return aggregate_metadata(outcome.results, writer, portal=portal)
+    if outcome.columns is not None:
+        return link_metadata(
+            outcome.results[0], writer, portal=portal, row_count=outcome.row_count,
+            columns=outcome.columns,
+        )  # fmt: skip
+    return result_metadata(outcome.results[0], writer, portal=portal)
 
 
 def _plain(value: Any) -> Any:

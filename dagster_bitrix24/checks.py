@@ -27,6 +27,8 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.query import window_params
 from dagster_bitrix24.assets import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from_metadata
 from dagster_bitrix24.layout import DELETED_AT
+from dagster_bitrix24.links import DEAL_CONTACT
+from dagster_bitrix24.smart_processes import SMART_PROCESSES
 
 COUNT_CHECK = "row_count_matches_portal"
 DUPLICATE_CHECK = "unique_ids"
@@ -60,9 +62,7 @@ def build_bitrix24_checks(
     for spec in assets_def.specs:
         entity = spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY])
         prefix = str(getattr(spec.metadata.get(TABLE_PREFIX_KEY), "value", "bitrix24_"))
-        names = [COUNT_CHECK, DUPLICATE_CHECK]
-        if entity.change_time_field:
-            names.append(FRESHNESS_CHECK)
+        names = _check_names(entity)
         for check_name in names:
             check_spec = AssetCheckSpec(check_name, asset=spec.key)
             specs.append(check_spec)
@@ -93,6 +93,19 @@ def build_bitrix24_checks(
                 yield _freshness_result(target, writer, max_lag)
 
     return _bitrix24_checks
+
+
+def _check_names(entity: EntitySpec) -> list[str]:
+    """The checks an entity gets: links only freshness, the all-smart-processes asset none
+    (it spans one table per type; list the types as their own assets to check them)."""
+    if entity.name == SMART_PROCESSES:
+        return []
+    if entity.name == DEAL_CONTACT:
+        return [FRESHNESS_CHECK]
+    names = [COUNT_CHECK, DUPLICATE_CHECK]
+    if entity.change_time_field:
+        names.append(FRESHNESS_CHECK)
+    return names
 
 
 def _portal_counts(bitrix24: Any, targets: list[_Target]) -> dict[str, int | None]:

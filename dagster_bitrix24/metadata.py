@@ -1,10 +1,31 @@
-"""What a materialisation reports: Dagster's standard `dagster/*` keys plus the sync's figures."""
+"""What a materialisation reports: Dagster's standard `dagster/*` keys plus the sync's figures.
 
+Per-entity request figures (`requests`, `batches`, `single_requests`, `retries`,
+`throttle_*`) count every HTTP request that carried at least one of the entity's commands,
+so a batch shared by two entities counts for both. The run's own totals, each request
+counted once, are on every asset of the run as `bitrix24/run_*`.
+"""
+
+from collections.abc import Sequence
 from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
+from bitrix_core.stats import CallStats
 from dagster_bitrix24.sync import SyncResult
+
+#: Run-level totals reported on every asset of a run (each HTTP request counted once).
+_RUN_TOTALS = (
+    "requests",
+    "batches",
+    "subcommands",
+    "single_requests",
+    "retries",
+    "limit_errors",
+    "throttle_waits",
+)
+#: Figures summed over the tables of an all-smart-processes asset.
+_SUMMED = ("rows", "inserted", "updated", "skipped", "deleted", "restored", "chunks")
 
 #: The portal's list page of each entity, for `dagster/uri`.
 _LIST_PAGES = {
@@ -86,9 +107,58 @@ def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str
     return {key: value for key, value in metadata.items() if value is not None}
 
 
-def partition_metadata(result: SyncResult, partition_key: str) -> dict[str, Any]:
-    """Metadata for one partition of a range run: its own row count."""
-    return {"dagster/row_count": result.partition_counts.get(partition_key, 0)}
+def run_metadata(totals: CallStats) -> dict[str, Any]:
+    """The run's request totals, each HTTP request counted once (`bitrix24/run_*`)."""
+    metadata: dict[str, Any] = {
+        f"bitrix24/run_{name}": getattr(totals, name) for name in _RUN_TOTALS
+    }
+    metadata["bitrix24/run_throttle_wait_s"] = round(totals.throttle_wait_s, 3)
+    return metadata
+
+
+def link_metadata(
+    result: SyncResult, writer: Any, *, portal: str, row_count: int | None,
+    columns: Sequence[tuple[str, str, str]] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Metadata of a link table (no layout: its count and columns come with the result)."""
+    metadata = result_metadata(result, writer, portal=portal)
+    if columns:
+        metadata["dagster/column_schema"] = TableSchema(
+            columns=[TableColumn(name=n, type=t, description=d or None) for n, t, d in columns]
+        )
+    if row_count is not None and result.mode != "window":
+        metadata["dagster/row_count"] = row_count
+    return metadata
+
+
+def aggregate_metadata(
+    results: Sequence[SyncResult], writer: Any, *, portal: str
+) -> dict[str, Any]:
+    """Metadata of the all-smart-processes asset: one table per type, figures summed."""
+    tables = {r.entity: qualified_table(writer, r.table_name) for r in results}
+    metadata: dict[str, Any] = {
+        "dagster/uri": MetadataValue.url(portal + "/crm/type/"),
+        "bitrix24/tables": MetadataValue.json(tables),
+        "bitrix24/entity_type_ids": MetadataValue.json(
+            sorted(int(r.entity.rsplit(".", 1)[-1]) if r.entity[-1].isdigit() else 31
+                   for r in results)
+        ),
+        "bitrix24/cursors": MetadataValue.json({r.entity: _iso(r.cursor_after) for r in results}),
+    }  # fmt: skip
+    names = {"rows": "rows_fetched", "inserted": "rows_inserted", "updated": "rows_updated",
+             "skipped": "rows_skipped_older", "deleted": "rows_marked_deleted",
+             "restored": "rows_restored", "chunks": "chunks"}  # fmt: skip
+    for name in _SUMMED:
+        metadata[names[name]] = sum(getattr(r, name) for r in results)
+    metadata["subcommands"] = sum(r.stats.subcommands for r in results)
+    if results and all(r.layout is not None and r.mode != "window" for r in results):
+        metadata["dagster/row_count"] = sum(writer.row_count(r.layout) for r in results)
+    return metadata
+
+
+def partition_metadata(results: Sequence[SyncResult], partition_key: str) -> dict[str, Any]:
+    """Metadata for one partition of a range run: its own row count (summed over tables)."""
+    return {"dagster/row_count": sum(r.partition_counts.get(partition_key, 0) for r in results)}
 
 
 def _iso(moment: Any) -> str | None:

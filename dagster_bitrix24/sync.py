@@ -223,7 +223,7 @@ class EntitySync:
         cursor = None
         if self.spec.change_time_field:
             state = await self._blocking(self.warehouse.read_cursor, self.cursor_key)
-            cursor = _parse_time(state.value) if state is not None else None
+            cursor = parse_change_time(state.value) if state is not None else None
         result.cursor_before = cursor
         if cursor is not None:
             result.mode = "incremental"
@@ -258,7 +258,7 @@ class EntitySync:
         """Count a row (per partition too); return the newest change time seen so far."""
         result.rows += 1
         key = self._change_row_key()
-        moment = _parse_time(row.get(key)) if key else None
+        moment = parse_change_time(row.get(key)) if key else None
         if moment is None:
             return newest
         if self.options.partition_key is not None:
@@ -289,7 +289,7 @@ def _is_multifield(meta: Any) -> bool:
     return isinstance(meta, Mapping) and str(meta.get("type", "")).lower() == _MULTIFIELD
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_change_time(value: Any) -> datetime | None:
     """A change time from a row (ISO 8601 with the portal's offset), or None."""
     if isinstance(value, datetime):
         return value
