@@ -12,6 +12,7 @@ from dagster_bitrix24.component import Bitrix24Component, build_bitrix24_schedul
 from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
 from dagster_bitrix24.partitions import change_time_partitions
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
+from dagster_bitrix24.smart_processes import discover_smart_processes
 from dagster_bitrix24.sync import EntitySync, SyncOptions, SyncResult
 from dagster_bitrix24.translator import Bitrix24EntityProps, DagsterBitrix24Translator
 
@@ -34,5 +35,6 @@ __all__ = [
     "build_bitrix24_schedule",
     "change_time_partitions",
     "crm_item",
+    "discover_smart_processes",
     "get_bitrix24_asset_specs",
 ]

@@ -1,5 +1,6 @@
 """Dagster resources: the Bitrix24 portal (credentials, limits) and the SQL warehouse."""
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -134,6 +135,22 @@ class Bitrix24Resource(ConfigurableResource):
 
         yield from sync_selected_assets(context, bitrix24=self, warehouse=warehouse, config=config)
 
+    def authorize(self, *, code: str) -> None:
+        """OAuth: trade an authorization code (valid 30 s) for the first tokens in `token_file`.
+
+        Later runs refresh the tokens themselves and persist each rotated refresh token there.
+        """
+        auth = self._oauth()
+        if auth is None:
+            raise BitrixParameterError("code", "authorize() is for OAuth, not a webhook URL")
+        from bitrix_core.transport import Transport
+
+        async def exchange() -> None:
+            async with Transport(timeout=self.timeout, verify_ssl=self.verify_ssl) as transport:
+                await auth.exchange_code(code, transport)
+
+        asyncio.run(exchange())
+
     def _oauth(self) -> Any:
         if self.webhook_url:
             if self.client_id or self.client_secret:
@@ -147,12 +164,12 @@ class Bitrix24Resource(ConfigurableResource):
         from bitrix_core.auth import OAuthAuth
         from bitrix_core.token_stores import JsonFileTokenStore
 
-        return OAuthAuth(
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            token_store=JsonFileTokenStore(self.token_file),
+        return OAuthAuth(  # _plain: outside a run (authorize) an EnvVar is still unresolved
+            client_id=_plain(self.client_id),
+            client_secret=_plain(self.client_secret),
+            token_store=JsonFileTokenStore(_plain(self.token_file)),
             oauth_server=self.oauth_server,
-            client_endpoint=self.portal_url,
+            client_endpoint=_plain(self.portal_url),
         )
 
     def _limiter_kwargs(self) -> dict[str, Any]:

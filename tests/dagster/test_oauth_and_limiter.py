@@ -1,0 +1,134 @@
+"""OAuth through a real materialisation (expiry mid-run, refresh persisted) and the shared
+limiter file paced by two concurrent runs."""
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.request
+
+from dagster import EnvVar, materialize
+
+from bitrix_core.emulator.limits import Plan
+from bitrix_core.emulator.portal import EmulatedPortal
+from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource, build_bitrix24_assets
+from dagster_bitrix24.warehouse import Warehouse
+from tests.dagster.conftest import materializations, stored_rows
+
+
+class _ExpiringWarehouse(Warehouse):
+    """Expires every access token (admin API) when it prepares its first table: after the
+    run's first calls succeeded and before its list requests are sent."""
+
+    def __init__(self, *args, admin_url: str, admin_token: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._admin = (admin_url, admin_token)
+
+    def prepare_table(self, *args, **kwargs):
+        if self._admin:
+            url, token = self._admin
+            self._admin = ()
+            request = urllib.request.Request(
+                url, method="POST", headers={"X-Emulator-Admin-Token": token}
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert json.load(answer) == {"expired": True}
+        return super().prepare_table(*args, **kwargs)
+
+
+class ExpiringWarehouseResource(SQLWarehouseResource):
+    admin_url: str
+    admin_token: str
+
+    def get_warehouse(self, *, table_prefix: str = "bitrix24_") -> Warehouse:
+        return _ExpiringWarehouse(
+            self.url, schema=self.schema_name, table_prefix=table_prefix,
+            admin_url=self.admin_url, admin_token=self.admin_token,
+        )  # fmt: skip
+
+
+def _oauth_resource(portal, token_file) -> Bitrix24Resource:
+    app = portal.oauth_client()
+    return Bitrix24Resource(
+        portal_url=f"{app.portal_url}/rest/",
+        oauth_server=app.portal_url,
+        client_id=app.client_id,
+        client_secret=EnvVar("TEST_B24_CLIENT_SECRET"),
+        token_file=str(token_file),
+        plan="unlimited",
+    )
+
+
+def test_oauth_token_expiring_mid_run_is_refreshed_and_persisted(portal, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_B24_CLIENT_SECRET", portal.oauth_client().client_secret)
+    token_file = tmp_path / "tokens.json"
+    _oauth_resource(portal, token_file).authorize(code=portal.issue_auth_code())
+    issued = json.loads(token_file.read_text())
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    assets = build_bitrix24_assets(entities=["crm.deal", "crm.contact"])
+    warehouse = ExpiringWarehouseResource(
+        url=url, admin_url=f"{portal.base_url}/_emulator/oauth/expire",
+        admin_token=portal.admin_token,
+    )  # fmt: skip
+
+    result = materialize(
+        [assets],
+        resources={"bitrix24": _oauth_resource(portal, token_file), "warehouse": warehouse},
+    )
+    refreshed = json.loads(token_file.read_text())
+    assert refreshed["refresh_token"] != issued["refresh_token"]
+    assert refreshed["access_token"] != issued["access_token"]
+    deals = {row["ID"]: row["TITLE"] for row in portal.store.raw_rows("crm.deal")}
+    assert {i: t for i, (t,) in stored_rows(url, "bitrix24_crm_deal", "title").items()} == deals
+    assert len(stored_rows(url, "bitrix24_crm_contact")) == portal.store.count("crm.contact")
+    logged = " ".join(str(event) for event in result.all_events)
+    for secret in (*issued.values(), *refreshed.values(), portal.oauth_client().client_secret):
+        if isinstance(secret, str) and len(secret) > 20:
+            assert secret not in logged
+
+    # The next run starts from the file alone: the rotated refresh token must be the live one.
+    portal.oauth.expire_access_tokens()
+    portal.store.mutate(2, adds=3, entities=("crm.deal",))
+    again = materialize(
+        [assets],
+        resources={"bitrix24": _oauth_resource(portal, token_file),
+                   "warehouse": SQLWarehouseResource(url=url)},
+    )  # fmt: skip
+    assert materializations(again)["bitrix24/crm_deal"]["rows_inserted"] == 3
+    assert json.loads(token_file.read_text())["refresh_token"] != refreshed["refresh_token"]
+
+
+def test_two_concurrent_runs_share_the_limiter_file(tmp_path):
+    # A portal whose bucket holds 3 requests and drains 10 per second.
+    plan = Plan("tiny", bucket_size=3, drain_per_s=10.0, operating_limit_s=None)
+    limiter = tmp_path / "limiter.sqlite"
+    with EmulatedPortal(seed=3, deals=60, plan=plan) as portal:
+        bitrix24 = Bitrix24Resource(
+            webhook_url=portal.webhook_url, bucket_size=3, drain_per_s=10.0,
+            limiter_path=str(limiter),
+        )  # fmt: skip
+        runs: dict[str, dict] = {}
+
+        def run(entity: str) -> None:
+            assets = build_bitrix24_assets(entities=[entity], name=entity.replace(".", "_"))
+            warehouse = SQLWarehouseResource(url=f"sqlite:///{tmp_path / entity}.sqlite")
+            result = materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
+            runs[entity] = materializations(result)[f"bitrix24/{entity.replace('.', '_')}"]
+
+        started = time.time()
+        threads = [threading.Thread(target=run, args=(e,)) for e in ("crm.deal", "crm.contact")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        refused = portal.counters.total().status_503
+
+    assert set(runs) == {"crm.deal", "crm.contact"}
+    assert refused == 0  # two clients, one bucket: the portal never had to refuse
+    with sqlite3.connect(limiter) as connection:
+        rows = connection.execute("SELECT portal, tat FROM limiter_bucket").fetchall()
+    assert [portal_name for portal_name, _ in rows] == [bitrix24.portal_host]  # one shared row
+    # Every request of BOTH runs advanced the one bucket by 0.1 s.
+    requests = sum(m["bitrix24/run_requests"] for m in runs.values())
+    assert rows[0][1] >= started + requests * 0.1 - 0.05
+    assert requests > 3  # more than one burst: pacing did happen
