@@ -87,12 +87,13 @@ class DealContactSync(EntitySync):
         seen: set[int] = set()
         newest = result.cursor_before
         async for page in run:
-            deal_ids = [to_int(row.get(self.spec.id_field)) for row in page.rows]
+            rows = [(row, to_int(row.get(self.spec.id_field))) for row in page.rows]
+            deals = [(row, deal_id) for row, deal_id in rows if deal_id is not None]
             answers = await self.client.call_many(
-                [(_ITEMS_METHOD, {"id": deal_id}) for deal_id in deal_ids], stats=result.stats
+                [(_ITEMS_METHOD, {"id": deal_id}) for _, deal_id in deals], stats=result.stats
             )
             links: list[tuple[Any, ...]] = []
-            for row, deal_id, answer in zip(page.rows, deal_ids, answers, strict=True):
+            for (row, deal_id), answer in zip(deals, answers, strict=True):
                 if isinstance(answer, BaseException):
                     raise answer
                 moment = self._change_time(row)
@@ -100,9 +101,9 @@ class DealContactSync(EntitySync):
                 found = link_rows(deal_id, answer)
                 self._count_links(row, len(found), result)
                 links.extend(found)
-            seen.update(i for i in deal_ids if i is not None)
-            written = await self._blocking(self._replace, [i for i in deal_ids if i is not None],
-                                           links)  # fmt: skip
+            deal_ids = [deal_id for _, deal_id in deals]
+            seen.update(deal_ids)
+            written = await self._blocking(self._replace, deal_ids, links)
             result.inserted += written
             result.chunks += 1
         if result.mode == "full":

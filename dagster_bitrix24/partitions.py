@@ -13,7 +13,7 @@ from dagster import (
 
 Granularity = Literal["hourly", "daily", "monthly"]
 
-_DEFINITIONS: dict[str, type[TimeWindowPartitionsDefinition]] = {
+_DEFINITIONS: dict[str, Callable[..., TimeWindowPartitionsDefinition]] = {
     "hourly": HourlyPartitionsDefinition,
     "daily": DailyPartitionsDefinition,
     "monthly": MonthlyPartitionsDefinition,

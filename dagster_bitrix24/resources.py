@@ -18,7 +18,7 @@ from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
 from dagster_bitrix24.warehouse import Warehouse
 
 _LOOPBACK_HOSTS = ("localhost", "::1")
-_SECRET = {"dagster__is_secret": True}
+_SECRET: dict[str, Any] = {"dagster__is_secret": True}
 
 
 def _plain(value: str | None) -> str:
@@ -99,7 +99,7 @@ class Bitrix24Resource(ConfigurableResource):
         limits = Limits.for_plan(self.plan)
         if self.time_scale != 1.0:
             limits = limits.scaled(self.time_scale)
-        overrides = {
+        overrides: dict[str, Any] = {
             key: value
             for key, value in (("bucket_size", self.bucket_size), ("drain_per_s", self.drain_per_s))
             if value is not None
@@ -194,7 +194,7 @@ def _is_literal(value: Any) -> bool:
 def _reject_literal_secrets(data: dict[str, Any]) -> None:
     """A secret given as a literal would show in the UI; require `EnvVar` unless loopback."""
     url = data.get("webhook_url")
-    if _is_literal(url) and not _is_loopback(url):
+    if _is_literal(url) and not _is_loopback(str(url)):
         raise BitrixParameterError(
             "webhook_url",
             "the URL embeds a secret code: pass it as EnvVar('BITRIX24_WEBHOOK_URL')",
@@ -219,7 +219,7 @@ class SQLWarehouseResource(ConfigurableResource):
 
     def __init__(self, **data: Any) -> None:
         url = data.get("url")
-        if _is_literal(url) and make_url(url).password:
+        if _is_literal(url) and make_url(str(url)).password:
             raise BitrixParameterError(
                 "url", "the URL holds a password: pass it as EnvVar('WAREHOUSE_URL')"
             )
