@@ -9,6 +9,10 @@ fail, the fallback ladder runs per command, never losing or repeating one::
     shrink        the whole batch failed (timeout, 5xx): smaller batches from now on
     single        a command that failed twice, or a refused batch: sent on its own
 
+`run_linked` sends a group of commands in one batch under the caller's keys, so later ones
+can refer to earlier results (`$result[key][49][ID]`); a group is never split or retried
+piecemeal: a failed member fails, and the caller resumes from what it got.
+
 A write (idempotent=False) whose outcome is unknown (timeout, 5xx) is never resent.
 """
 
@@ -16,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +66,11 @@ class _Command:
     failures: int = 0
     limit_resends: int = 0
     single: bool = False
+    key: str | None = None  # the caller's key inside the batch (linked groups)
+    group: int | None = None  # commands of one linked group travel together
+
+
+_groups = itertools.count()
 
 
 @dataclass
@@ -113,6 +123,32 @@ class Batcher:
             self._flusher = asyncio.create_task(self._flush_loop())
         return await future
 
+    async def run_linked(
+        self,
+        commands: Sequence[tuple[str, str, Mapping[str, Any]]],
+        *,
+        stats: CallStats | None = None,
+    ) -> list[CommandResult | BaseException]:
+        """Send (key, method, params) commands together in one batch, in order; each result
+        or its exception. Keys must be unique and non-numeric (prefix them per caller)."""
+        if not 1 <= len(commands) <= self.max_batch:
+            raise ValueError(f"a linked group holds 1 to {self.max_batch} commands")
+        group = next(_groups)
+        loop = asyncio.get_running_loop()
+        queued = []
+        for key, method, params in commands:
+            encode_command(method, params)
+            queued.append(
+                _Command(
+                    method, dict(params), True, stats, loop.create_future(), key=key, group=group
+                )
+            )
+        self._queue.extend(queued)
+        self._wakeup.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return list(await asyncio.gather(*(c.future for c in queued), return_exceptions=True))
+
     async def aclose(self) -> None:
         """Stop sending; commands still queued or in flight fail with CancelledError."""
         tasks = [t for t in (self._flusher, *self._dispatches) if t is not None]
@@ -133,12 +169,28 @@ class Batcher:
             while len(self._dispatches) >= self._requester.throttle.concurrency_limit:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            taken = [c for c in self._queue[: self.batch_size] if not c.future.done()]
-            del self._queue[: self.batch_size]
+            taken = [c for c in self._take() if not c.future.done()]
             if taken:
                 task = asyncio.create_task(self._dispatch(taken))
                 self._dispatches.add(task)
                 task.add_done_callback(self._dispatch_done)
+
+    def _take(self) -> list[_Command]:
+        """Up to batch_size queued commands, first fit, never splitting a linked group."""
+        taken: list[_Command] = []
+        kept: list[_Command] = []
+        index, queue = 0, self._queue
+        while index < len(queue):
+            end = index + 1
+            if queue[index].group is not None:
+                while end < len(queue) and queue[end].group == queue[index].group:
+                    end += 1
+            unit = queue[index:end]
+            fits = len(taken) + len(unit) <= self.batch_size or not taken
+            (taken if fits and len(taken) < self.batch_size else kept).extend(unit)
+            index = end
+        self._queue[:] = kept
+        return taken
 
     def _dispatch_done(self, task: asyncio.Task[None]) -> None:
         self._dispatches.discard(task)
@@ -190,7 +242,7 @@ class Batcher:
         )
 
     async def _send_batch(self, commands: list[_Command], outcome: _Outcome) -> None:
-        keyed = {f"cmd{i}": c for i, c in enumerate(commands)}
+        keyed = {c.key or f"cmd{i}": c for i, c in enumerate(commands)}
         sinks = self._sinks(commands)
         for command in commands:
             for sink in self._sinks([command]):
@@ -212,8 +264,11 @@ class Batcher:
                 "batch refused (%s); sending its %d commands one by one", error.code, len(commands)
             )
             for command in commands:
+                if command.group is not None:
+                    _fail(command, error)
+                    continue
                 self._note_fallback(command, "single")
-            outcome.single.extend(commands)
+                outcome.single.append(command)
             return
         except (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError) as error:
             self._whole_batch_failed(commands, error, outcome)
@@ -237,7 +292,7 @@ class Batcher:
         )
         did_not_run = isinstance(error, BitrixLimitError)
         for command in commands:
-            if not (command.idempotent or did_not_run):
+            if command.group is not None or not (command.idempotent or did_not_run):
                 _fail(command, error)  # a write whose outcome is unknown: never resent
                 continue
             self._note_fallback(command, "shrink")
@@ -276,7 +331,7 @@ class Batcher:
                         dict(timing) if isinstance(timing, Mapping) else None,
                     ),
                 )
-            elif command.idempotent:
+            elif command.idempotent and command.group is None:
                 error = BitrixProtocolError(
                     "the batch returned nothing for this command", method=command.method
                 )
@@ -294,6 +349,13 @@ class Batcher:
         self, command: _Command, error: BitrixError, outcome: _Outcome
     ) -> None:
         throttle = self._requester.throttle
+        if command.group is not None:  # its successors refer to it: the caller resumes
+            if isinstance(error, QueryLimitExceededError):
+                await throttle.on_query_limit()
+            elif isinstance(error, OperationTimeLimitError):
+                await throttle.on_operation_limit(command.method, error.reset_at)
+            _fail(command, error)
+            return
         if isinstance(error, QueryLimitExceededError | OperationTimeLimitError):
             for sink in self._sinks([command]):
                 sink.limit_errors += 1

@@ -9,12 +9,12 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.base import Page, Runner
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
+    checked_ids,
     has_foreign_order,
     rows_of,
     split_id_bounds,
     window_params,
 )
-from bitrix_core.pagination.window import checked_ids
 
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats

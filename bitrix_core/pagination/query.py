@@ -196,3 +196,36 @@ def has_foreign_order(spec: EntitySpec, params: Mapping[str, Any]) -> bool:
         return True
     items = [(str(k).lower(), str(v).upper()) for k, v in order.items()]
     return items != [(spec.id_key.lower(), "ASC")]
+
+
+def checked_ids(
+    spec: EntitySpec,
+    rows: list[dict[str, Any]],
+    lo: int | None,
+    hi: int | None,
+    *,
+    descending: bool = False,
+) -> list[int]:
+    """The ids of `rows`, raising if the portal ignored the id filter or the id order.
+
+    A row without an id, outside [lo, hi), or out of order means paging by id would
+    silently lose rows, so it is a BitrixProtocolError (the run falls back to offsets).
+    """
+    ids = []
+    for row in rows:
+        value = row_id(spec, row)
+        if value is None:
+            raise BitrixProtocolError(f"a row has no {spec.id_field!r}", method=spec.list_method)
+        if (lo is not None and value < lo) or (hi is not None and value >= hi):
+            raise BitrixProtocolError(
+                f"row id {value} outside the requested id window [{lo}, {hi}):"
+                " the portal ignored the id filter",
+                method=spec.list_method,
+            )
+        if ids and (value >= ids[-1] if descending else value <= ids[-1]):
+            raise BitrixProtocolError(
+                "rows are not in the requested id order: the portal ignored it",
+                method=spec.list_method,
+            )
+        ids.append(value)
+    return ids

@@ -1,20 +1,20 @@
-"""IdWindowPaging: split the id range into windows and fetch them all at once."""
+"""IdWindowPaging: id windows walked in parallel, each by linked pages, every page full."""
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
-from bitrix_core.errors import BitrixProtocolError
 from bitrix_core.pagination.base import Page, Runner
+from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
+    checked_ids,
     has_foreign_order,
-    row_id,
     rows_of,
     split_id_bounds,
     window_params,
@@ -23,88 +23,43 @@ from bitrix_core.pagination.query import (
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
 
-_TARGET_ROWS = 40
-"""Aim a window at fewer rows than a page, so most windows finish in one command."""
-_MAX_RESPLIT = 20
-"""A full window's remainder is cut into at most this many windows per round."""
-
-
-def checked_ids(
-    spec: EntitySpec,
-    rows: list[dict[str, Any]],
-    lo: int | None,
-    hi: int | None,
-    *,
-    descending: bool = False,
-) -> list[int]:
-    """The ids of `rows`, raising if the portal ignored the id filter or the id order.
-
-    A row without an id, outside [lo, hi), or out of order means paging by id would
-    silently lose rows, so it is a BitrixProtocolError (the run falls back to offsets).
-    """
-    ids = []
-    for row in rows:
-        value = row_id(spec, row)
-        if value is None:
-            raise BitrixProtocolError(f"a row has no {spec.id_field!r}", method=spec.list_method)
-        if (lo is not None and value < lo) or (hi is not None and value >= hi):
-            raise BitrixProtocolError(
-                f"row id {value} outside the requested id window [{lo}, {hi}):"
-                " the portal ignored the id filter",
-                method=spec.list_method,
-            )
-        if ids and (value >= ids[-1] if descending else value <= ids[-1]):
-            raise BitrixProtocolError(
-                "rows are not in the requested id order: the portal ignored it",
-                method=spec.list_method,
-            )
-        ids.append(value)
-    return ids
-
-
-def split_range(lo: int, hi: int, density: float, *, max_parts: int) -> list[tuple[int, int]]:
-    """Cut [lo, hi) into windows expected to hold about `_TARGET_ROWS` rows each."""
-    if lo >= hi:
-        return []
-    expected = (hi - lo) * max(density, 1e-9)
-    parts = max(1, min(max_parts, math.ceil(expected / _TARGET_ROWS), hi - lo))
-    width = math.ceil((hi - lo) / parts)
-    return [(start, min(hi, start + width)) for start in range(lo, hi, width)]
-
-
-def _density(ids: list[int]) -> float:
-    return len(ids) / (max(ids) - min(ids) + 1)
+_MAX_LINKED = 50
+"""Pages per request: a batch holds 50 commands."""
+_YOUNG_ROWS = 2_000
+"""Until this many rows were seen the density is a guess: link at most `_YOUNG_LINKED`."""
+_YOUNG_LINKED = 8
 
 
 class IdWindowPaging:
-    """Parallel keyset pages over id windows: the fast path for big tables.
+    """Parallel id windows, each walked by linked keyset pages: the fast path for big tables.
 
-    Two probes (lowest ids with the caller's select, highest id only) give the id range and
-    the row density at both ends; the range is cut into windows of about 40 rows expected
-    at the sparser end's density, at most `max_in_flight` of them (empty windows cost
-    commands and operating time; full ones just split again),
-    each fetched with `filter[>=ID]=lo`, `filter[<ID]=hi`, `order[ID]=ASC`, `start=-1` and
-    every filter the caller passed. The commands are issued concurrently, so the batcher
-    packs up to 50 of them into one request. A window that comes back full (50 rows) goes
-    on from its last id, its remainder split again by the density it showed, so dense
-    regions parallelise too. Example, ids 1..10,000 with a dense block at 5,000..5,999::
+    Two probes (lowest ids with the caller's select, highest ids only) give the id range.
+    Windows of about `window_rows` rows (by the density seen so far) are opened in id order,
+    at most `max_windows` at a time. Each window is walked with `filter[>=ID]=lo`,
+    `filter[<ID]=hi`, `order[ID]=ASC`, `start=-1` and the caller's filters, as groups of
+    linked pages (see `chain`): page j of a group asks for ids above page j-1's last id,
+    so every page but a window's last is full, and one request carries up to 50 of them.
+    Only a window's last page is short, so commands stay close to ceil(rows / 50).
+    Example, 200,000 rows over ids 1..1,100,000 (density 0.18)::
 
-        probes: ASC 50 rows at ids 1..99 (density 0.5), DESC 50 ids 9,801..10,000 (0.25)
-        windows of 160 ids [100, 260), [260, 420), ...: 62 commands, 2 batches
-        window [4900, 5060) full at 5009 -> [5010, 5061) split again into 2 windows
+        probes: ASC ids 1..50, DESC ids 1,099,xxx..1,100,000
+        windows of ~5,000 rows = ~27,500 ids: [51, 27551), [27551, 55051), ... 10 open
+        each window: a group of 8 linked pages (young density), then groups of up to 50
 
     Windows never overlap, so no row comes twice. With `ordered`, pages are released in
-    ascending id order (a page waits only for the windows below it).
+    ascending id order (windows above the lowest open one hold their pages until then).
     """
 
     name = "idwindow"
     disjoint = True
 
     def __init__(
-        self, *, max_in_flight: int = 100, max_buffered: int = 200, ordered: bool = True
+        self, *, window_rows: int = 5_000, max_windows: int = 10, ordered: bool = True
     ) -> None:
-        self.max_in_flight = max_in_flight
-        self.max_buffered = max_buffered
+        if window_rows < PAGE_SIZE or max_windows < 1:
+            raise ValueError(f"window_rows must be >= {PAGE_SIZE} and max_windows >= 1")
+        self.window_rows = window_rows
+        self.max_windows = max_windows
         self.ordered = ordered
 
     def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
@@ -118,7 +73,7 @@ class IdWindowPaging:
         params: Mapping[str, Any],
         stats: ListStats | None,
     ) -> AsyncIterator[Page]:
-        """Probe both ends of the id range, then fetch the windows between them."""
+        """Probe both ends of the id range, then walk the windows between them."""
         base, bounds = split_id_bounds(spec, params)
         if bounds.empty:
             return
@@ -132,63 +87,79 @@ class IdWindowPaging:
         )
         rows = rows_of(spec, low.result, method=method)
         ids = checked_ids(spec, rows, bounds.lo, bounds.hi)
-        top_rows = rows_of(spec, high.result, method=method)
-        top_ids = checked_ids(spec, top_rows, bounds.lo, bounds.hi, descending=True)
+        top_ids = checked_ids(
+            spec, rows_of(spec, high.result, method=method), bounds.lo, bounds.hi, descending=True
+        )
         if rows:
             yield Page(rows, stats)
         if len(rows) < PAGE_SIZE:
             return
-        start, stop = max(ids) + 1, max([*top_ids, *ids]) + 1
-        density = min(_density(ids), _density(top_ids)) if top_ids else _density(ids)
-        windows = split_range(start, stop, density, max_parts=self.max_in_flight)
-        async for page in self._fetch(runner, spec, base, stats, windows):
+        density = Density()
+        density.add(len(ids), ids[-1] + 1 - (ids[0] if bounds.lo is None else bounds.lo))
+        if top_ids and top_ids[-1] > ids[-1]:
+            density.add(len(top_ids), top_ids[0] - top_ids[-1] + 1)
+        start, stop = ids[-1] + 1, max(ids[-1], *top_ids) + 1
+        walker = LinkedWalker(runner, spec, base, stats, density)
+        async for page in self._walk(walker, start, stop):
             yield page
 
-    async def _fetch(
-        self,
-        runner: Runner,
-        spec: EntitySpec,
-        base: Mapping[str, Any],
-        stats: ListStats | None,
-        windows: list[tuple[int, int]],
-    ) -> AsyncIterator[Page]:
-        """Run windows concurrently, splitting full ones, yielding pages (ordered if asked)."""
-        pending = list(windows)
-        heapq.heapify(pending)
-        inflight: dict[asyncio.Task[Any], tuple[int, int]] = {}
-        finished: list[tuple[int, list[dict[str, Any]]]] = []
+    def _group_size(self, window: IdWindow, density: Density) -> int:
+        """Linked pages for the window's next request: the pages it is expected to hold."""
+        cap = _MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
+        expected = density.value * (window.hi - window.lo) / PAGE_SIZE
+        return max(1, min(cap, math.ceil(expected)))
+
+    async def _walk(self, walker: LinkedWalker, start: int, stop: int) -> AsyncIterator[Page]:
+        """Open windows in id order, step each one, release pages (in order if asked)."""
+        stats = walker.stats
+        windows: deque[IdWindow] = deque()
+        steps: dict[asyncio.Task[None], IdWindow] = {}
+        next_lo = start
         try:
-            while pending or inflight:
-                while pending and (
-                    not inflight
-                    or (len(inflight) < self.max_in_flight and len(finished) < self.max_buffered)
+            while True:
+                open_count = sum(not w.done for w in windows)
+                while (
+                    next_lo < stop
+                    and open_count < self.max_windows
+                    and len(windows) < 2 * self.max_windows
                 ):
-                    lo, hi = heapq.heappop(pending)
-                    query = window_params(spec, base, lo=lo, hi=hi)
-                    inflight[
-                        asyncio.ensure_future(runner.run(spec.list_method, query, stats=stats))
-                    ] = (lo, hi)
-                done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    width = walker.density.width_for(self.window_rows)
+                    hi = stop if stop - next_lo < width * 3 // 2 else next_lo + width
+                    windows.append(IdWindow(next_lo, hi))
+                    next_lo, open_count = hi, open_count + 1
+                busy = set(steps.values())
+                for window in windows:
+                    if not window.done and window not in busy:
+                        count = self._group_size(window, walker.density)
+                        steps[asyncio.ensure_future(walker.step(window, count=count))] = window
+                if not steps:
+                    break
+                done, _ = await asyncio.wait(steps, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    lo, hi = inflight.pop(task)
-                    rows = rows_of(spec, task.result().result, method=spec.list_method)
-                    ids = checked_ids(spec, rows, lo, hi)
-                    if len(rows) >= PAGE_SIZE:
-                        rest = split_range(max(ids) + 1, hi, _density(ids), max_parts=_MAX_RESPLIT)
-                        for window in rest:
-                            heapq.heappush(pending, window)
-                    if not rows:
-                        continue
-                    if not self.ordered:
-                        yield Page(rows, stats)
-                    else:
-                        heapq.heappush(finished, (lo, rows))
-                frontier = min(
-                    [*(lo for lo, _ in inflight.values()), *(lo for lo, _ in pending[:1])],
-                    default=None,
-                )
-                while finished and (frontier is None or finished[0][0] < frontier):
-                    yield Page(heapq.heappop(finished)[1], stats)
+                    steps.pop(task)
+                    task.result()
+                for page_rows in self._release(windows):
+                    yield Page(page_rows, stats)
         finally:
-            for task in inflight:
+            for task in steps:
                 task.cancel()
+
+    def _release(self, windows: deque[IdWindow]) -> list[list[dict[str, Any]]]:
+        """Pages that may go out now: all of them, or (ordered) those of the lowest windows."""
+        out: list[list[dict[str, Any]]] = []
+        if not self.ordered:
+            for window in windows:
+                out += window.pages
+                window.pages = []
+            kept = [w for w in windows if not w.done]
+            windows.clear()
+            windows.extend(kept)
+            return out
+        while windows:
+            front = windows[0]
+            out += front.pages
+            front.pages = []
+            if not front.done:
+                break
+            windows.popleft()
+        return out

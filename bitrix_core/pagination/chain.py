@@ -1,0 +1,145 @@
+"""Walking one id window with linked pages: up to 50 consecutive full pages in one request.
+
+Inside a batch a command may refer to an earlier command's result, so page j asks for ids
+above page j-1's last id without a round trip::
+
+    p1: filter[>=ID]=1000  filter[<ID]=9000                              -> ids 1000..1049
+    p2: filter[>=ID]=1000  filter[<ID]=9000  filter[>ID]=$result[p1][49][ID]  -> ids 1050..
+    ...
+
+A page that comes back short ends the window; the pages after it (their reference left
+unresolved) are ignored. Every page is checked against the ids it may hold, so a portal that
+does not resolve references is detected and the walk goes on one page per request.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bitrix_core.entities import EntitySpec
+from bitrix_core.errors import BitrixError, BitrixProtocolError
+from bitrix_core.pagination.base import Runner
+from bitrix_core.pagination.query import (
+    PAGE_SIZE,
+    checked_ids,
+    find_key,
+    rows_of,
+    window_params,
+)
+
+if TYPE_CHECKING:
+    from bitrix_core.stats import ListStats
+
+_keys = itertools.count()
+"""Command keys unique in this process, so groups of several runs can share a batch."""
+
+
+class Density:
+    """Rows per id over every page seen so far: sizes windows and linked groups."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.span = 0
+
+    def add(self, rows: int, span: int) -> None:
+        """Count `rows` found in `span` consecutive ids."""
+        self.rows += rows
+        self.span += max(span, 0)
+
+    @property
+    def value(self) -> float:
+        """The estimate (1.0 before anything was seen)."""
+        return self.rows / self.span if self.span else 1.0
+
+    def width_for(self, rows: float) -> int:
+        """Ids expected to hold `rows` rows."""
+        return max(1, round(rows / max(self.value, 1e-9)))
+
+
+@dataclass(eq=False)
+class IdWindow:
+    """Ids [lo, hi) still to fetch; `pages` holds fetched pages not yet released."""
+
+    lo: int
+    hi: int
+    pages: list[list[dict[str, Any]]] = field(default_factory=list)
+    done: bool = False
+
+
+def reference(spec: EntitySpec, key: str) -> str:
+    """`$result[key][49][ID]`: the last id of a full page fetched by command `key`."""
+    inner = f"[{spec.result_key}]" if spec.result_key else ""
+    return f"$result[{key}]{inner}[{PAGE_SIZE - 1}][{spec.id_field}]"
+
+
+class LinkedWalker:
+    """Fetches the next pages of id windows, `count` linked pages per request."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        spec: EntitySpec,
+        base: Mapping[str, Any],
+        stats: ListStats | None,
+        density: Density,
+    ) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.base = base
+        self.stats = stats
+        self.density = density
+        self.linked = callable(getattr(runner, "run_linked", None))
+
+    def _query(self, window: IdWindow, after: str | None) -> dict[str, Any]:
+        query = window_params(self.spec, self.base, lo=window.lo, hi=window.hi)
+        if after is not None:
+            filter_key = find_key(query, self.spec.filter_param) or self.spec.filter_param
+            query[filter_key][f">{self.spec.id_key}"] = after
+        return query
+
+    async def step(self, window: IdWindow, *, count: int) -> None:
+        """Fetch up to `count` pages of `window` in one request; append them, move `lo` on."""
+        method = self.spec.list_method
+        first = self._query(window, None)
+        outcomes: list[Any]
+        if count <= 1 or not self.linked:
+            outcomes = [await self.runner.run(method, first, stats=self.stats)]
+        else:
+            keys = [f"p{next(_keys)}" for _ in range(count)]
+            commands = [(keys[0], method, first)]
+            commands += [
+                (key, method, self._query(window, reference(self.spec, previous)))
+                for previous, key in itertools.pairwise(keys)
+            ]
+            outcomes = await self.runner.run_linked(commands, stats=self.stats)  # type: ignore[attr-defined]
+            if isinstance(outcomes[0], BitrixError):  # nothing refers back to it: retry it alone
+                outcomes[0] = await self.runner.run(method, first, stats=self.stats)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, BitrixError):
+                    raise outcome
+                return  # the rest of the window is asked for again next step
+            if not self._take(window, outcome.result, linked=index > 0):
+                return
+
+    def _take(self, window: IdWindow, result: Any, *, linked: bool) -> bool:
+        """Add one page to `window`; False when the window (or this group) ends here."""
+        rows = rows_of(self.spec, result, method=self.spec.list_method)
+        try:
+            ids = checked_ids(self.spec, rows, window.lo, window.hi)
+        except BitrixProtocolError:
+            if not linked:
+                raise
+            self.linked = False  # the portal did not resolve the reference
+            return False
+        full = len(rows) >= PAGE_SIZE
+        self.density.add(len(rows), (ids[-1] + 1 if full else window.hi) - window.lo)
+        if rows:
+            window.pages.append(rows)
+        if full:
+            window.lo = ids[-1] + 1
+        window.done = not full or window.lo >= window.hi
+        return not window.done
