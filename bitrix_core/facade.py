@@ -136,10 +136,12 @@ class Bitrix:
 
         `raw=True` sends `item_list` as the parameters of ONE request, unbatched.
         """
-        if raw or isinstance(item_list, Mapping) or item_list is None:
-            if not raw and item_list is None:
-                raise BitrixParameterError("item_list", "give a params dict or a list of them")
+        if item_list is None and not raw:
+            raise BitrixParameterError("item_list", "give a params dict or a list of them")
+        if item_list is None or isinstance(item_list, Mapping):
             return self._run(self._client.call(method, item_list))
+        if raw:
+            raise BitrixParameterError("item_list", "raw=True sends one params dict, not a list")
         items = list(item_list)
         if not items:
             raise BitrixParameterError("item_list", "must not be empty", method=method)
@@ -164,7 +166,9 @@ class Bitrix:
             )
             raise error_from_response(body, method=f"batch command {key}")
         results = answer.get("result") or {}
-        return dict(results) if isinstance(results, Mapping) else dict(enumerate(results))
+        if isinstance(results, Mapping):
+            return dict(results)
+        return {str(index): value for index, value in enumerate(results)}
 
 
 def _raise_first(results: list[Any]) -> list[Any]:

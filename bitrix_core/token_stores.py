@@ -82,7 +82,9 @@ class OAuthTokens:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "OAuthTokens":
         """The inverse of ``to_dict``; unknown keys are ignored."""
-        known = {name: data.get(name) for name in cls.__dataclass_fields__ if name in data}
+        known: dict[str, Any] = {
+            name: data[name] for name in cls.__dataclass_fields__ if name in data
+        }
         return cls(**known)
 
 
