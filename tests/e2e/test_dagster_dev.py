@@ -1,0 +1,221 @@
+"""End to end: `dagster dev` on the example in demo mode, driven like the UI drives it.
+
+A partition-range backfill lands the demo portal in the warehouse; the portal changes;
+the hourly schedule's run (evaluated by the schedule itself, launched by GraphQL) picks
+the change up; the funnel asset reports its chart.
+"""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from bitrix24_example.demo_portal import DemoPortal
+
+from tests.e2e.dagster_dev import DagsterDev, dagster_dev
+
+CRM_TABLES = {
+    "crm.deal": "bitrix24_crm_deal",
+    "crm.lead": "bitrix24_crm_lead",
+    "crm.contact": "bitrix24_crm_contact",
+    "crm.company": "bitrix24_crm_company",
+    "crm.activity": "bitrix24_crm_activity",
+    "crm.item.31": "bitrix24_crm_smart_invoice",
+    "crm.item.128": "bitrix24_crm_item_128",
+    "crm.item.130": "bitrix24_crm_item_130",
+}
+DONE_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+DONE_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename ... on PartitionBackfill { status }
+  }
+}"""
+RUNS_OF_BACKFILL = """
+query($id: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status } }
+  }
+}"""
+SCHEDULE_DRY_RUN = """
+mutation($selector: ScheduleSelector!, $at: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $at) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult { runRequests { tags { key value } runConfigYaml } error { message } }
+    }
+    ... on PythonError { message }
+  }
+}"""
+SCHEDULE_JOB = """
+query($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { pipelineName } }
+}"""
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+RUN_STATUS = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+LATEST_METADATA = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetMaterializations(limit: 1) {
+        metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
+      }
+    }
+  }
+}"""
+
+
+def warehouse_rows(url: str, table: str, columns: list[str]) -> dict[int, tuple]:
+    """{id: (columns...)} of the rows the warehouse holds as live."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            names = ", ".join(columns)
+            result = connection.execute(
+                sa.text(f"SELECT id, {names} FROM {table} WHERE _deleted_at IS NULL")
+            )
+            return {int(row[0]): tuple(row[1:]) for row in result}
+    finally:
+        engine.dispose()
+
+
+def portal_change_times(store, entity: str) -> dict[int, int]:
+    """{id: change time, epoch seconds} of one entity in the demo portal."""
+    column = store.entity(entity).modified_field
+    return {row["ID"]: row[column] for row in store.raw_rows(entity)}
+
+
+def change_column(entity: str) -> str:
+    """The warehouse column holding an entity's change time."""
+    if entity.startswith("crm.item."):
+        return "updated_time"
+    return {"crm.activity": "last_updated"}.get(entity, "date_modify")
+
+
+def to_epoch(value) -> int:
+    moment = datetime.fromisoformat(str(value)) if not isinstance(value, datetime) else value
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def assert_warehouse_equals_portal(url: str, portal: DemoPortal) -> None:
+    """Every CRM table holds exactly the portal's ids, each with its change time; deals' values."""
+    store = portal.load()
+    for entity, table in CRM_TABLES.items():
+        expected = portal_change_times(store, entity)
+        landed = warehouse_rows(url, table, [change_column(entity)])
+        assert set(landed) == set(expected), f"{table}: ids differ from the portal"
+        wrong = [i for i, (moment,) in landed.items() if to_epoch(moment) != expected[i]]
+        assert not wrong, f"{table}: change times differ for ids {wrong[:5]}"
+    deals = {row["ID"]: (row["TITLE"], row["OPPORTUNITY"]) for row in store.raw_rows("crm.deal")}
+    landed = warehouse_rows(url, "bitrix24_crm_deal", ["title", "opportunity"])
+    assert {i: (t, round(float(o), 2)) for i, (t, o) in landed.items()} == {
+        i: (t, round(float(o), 2)) for i, (t, o) in deals.items()
+    }
+
+
+def launch_backfill(dev: DagsterDev, first: str, last: str, assets: list[list[str]]) -> str:
+    params = {
+        "partitionsByAssets": [
+            {"assetKey": {"path": path}, "partitions": {"range": {"start": first, "end": last}}}
+            for path in assets
+        ],
+        "title": "e2e backfill",
+    }
+    answer = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert answer["__typename"] == "LaunchBackfillSuccess", answer
+    return answer["backfillId"]
+
+
+def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str:
+    """Evaluate the hourly schedule now and launch its run request on the schedule's job."""
+    selector = {
+        "repositoryLocationName": location,
+        "repositoryName": repository,
+        "scheduleName": "bitrix24_hourly",
+    }
+    job = dev.query(SCHEDULE_JOB, {"selector": selector})["scheduleOrError"]["pipelineName"]
+    tick = dev.query(SCHEDULE_DRY_RUN, {"selector": selector, "at": datetime.now(UTC).timestamp()})
+    evaluation = tick["scheduleDryRun"]["evaluationResult"]
+    assert evaluation["error"] is None, evaluation["error"]
+    (request,) = evaluation["runRequests"]
+    params = {
+        "selector": {
+            "repositoryLocationName": location,
+            "repositoryName": repository,
+            "jobName": job,
+        },
+        "runConfigData": request["runConfigYaml"],
+        "executionMetadata": {"tags": request["tags"]},
+    }
+    answer = dev.query(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]
+
+
+@pytest.mark.slow
+def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    portal = DemoPortal(data_dir=data_dir)
+    first = portal.first_day().isoformat()
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    url = f"sqlite:///{data_dir / 'warehouse.sqlite'}"
+    log = tmp_path / "dagster_dev.log"
+    with dagster_dev(home=tmp_path / "dagster_home", data_dir=data_dir, log=log) as dev:
+        location, repository = dev.wait_until_loaded(timeout=90)
+
+        crm_assets = [["bitrix24", table.removeprefix("bitrix24_")] for table in CRM_TABLES.values()]
+        backfill = launch_backfill(dev, first, today, crm_assets)
+        status = dev.wait_for(
+            lambda: dev.query(BACKFILL_STATUS, {"id": backfill})["partitionBackfillOrError"]["status"],
+            DONE_BACKFILL,
+            timeout=120,
+        )
+        runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
+        assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, runs)
+        assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs  # one run for the range
+        assert_warehouse_equals_portal(url, portal)
+
+        before = portal.load()
+        change = portal.advance(key="e2e-change", adds=2, updates=10)
+        changed = portal.load()
+        touched = {
+            i for i, row in enumerate(changed.raw_rows("crm.deal"))
+            if i >= len(before.raw_rows("crm.deal")) or row != before.raw_rows("crm.deal")[i]
+        }
+        assert touched, "the portal change touched no deal"
+
+        run_id = launch_scheduled_run(dev, location, repository)
+        status = dev.wait_for(
+            lambda: dev.query(RUN_STATUS, {"id": run_id})["runOrError"]["status"],
+            DONE_RUN,
+            timeout=120,
+        )
+        assert status == "SUCCESS", log.read_text()[-4000:]
+        assert_warehouse_equals_portal(url, portal)
+        assert any(c.key == "e2e-change" for c in portal.changes()), change
+
+        funnel = dev.query(LATEST_METADATA, {"key": {"path": ["sales_funnel"]}})
+        (event,) = funnel["assetNodeOrError"]["assetMaterializations"]
+        entries = {entry["label"]: entry for entry in event["metadataEntries"]}
+        assert entries["chart"]["mdStr"].startswith("![Sales funnel](data:image/png;base64,")
+        assert Path(data_dir / "charts" / "sales_funnel.png").stat().st_size > 10_000
