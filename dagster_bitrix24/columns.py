@@ -253,7 +253,7 @@ def to_bool(value: Any) -> bool | None:
     return BOOLEANS[value]
 
 
-def _to_decimal(value: Any) -> Decimal | None:
+def to_decimal(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
     if value.__class__ is str:
@@ -264,13 +264,13 @@ def _to_decimal(value: Any) -> Decimal | None:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
-def _currency(value: Any) -> str | None:
+def currency(value: Any) -> str | None:
     if value.__class__ is str and "|" in value:
         return value.partition("|")[2] or None
     return None
 
 
-def _to_float(value: Any) -> float | None:
+def to_float(value: Any) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -278,7 +278,7 @@ def _to_float(value: Any) -> float | None:
     return float(value)
 
 
-def _to_date(value: Any) -> date | None:
+def to_date(value: Any) -> date | None:
     if value is None or value == "":
         return None
     if isinstance(value, date):
@@ -295,41 +295,60 @@ def _to_utc(value: Any) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _to_aware(value: Any) -> datetime | None:
+def to_aware(value: Any) -> datetime | None:
     """PostgreSQL stores the instant: the portal's offset can stay, no conversion needed."""
-    if value.__class__ is str and len(value) == 25 and value[10] == "T":
+    if value.__class__ is str and len(value) == 25 and value[19] in "+-":  # ...18+03:00
         return datetime.fromisoformat(value)
     return _to_utc(value)
 
 
-_OFFSETS: dict[str, timedelta] = {}
+OFFSETS: dict[str, timedelta] = {}
 
 
 def _offset(value: str) -> timedelta:
     return datetime.fromisoformat(value).utcoffset() or timedelta(0)
 
 
-def _to_naive_utc(value: Any) -> datetime | None:
-    if value.__class__ is str and len(value) == 25 and value[10] == "T":  # ...T18:37:18+03:00
-        offset = _OFFSETS.get(value[19:])
+def to_naive_utc(value: Any) -> datetime | None:
+    if value.__class__ is str and len(value) == 25 and value[19] in "+-":  # ...18+03:00
+        offset = OFFSETS.get(value[19:])
         if offset is None:
-            offset = _OFFSETS.setdefault(value[19:], _offset(value))
+            offset = OFFSETS.setdefault(value[19:], _offset(value))
         return datetime.fromisoformat(value[:19]) - offset
     moment = _to_utc(value)
     return None if moment is None else moment.replace(tzinfo=None)
 
 
-def _to_sqlite_datetime(value: Any) -> str | None:
+# "2024-09-02T18+03:00" -> "2024-09-02 15": with a whole-hour offset, minutes and seconds
+# pass through, so a time seen once makes every later time in that hour a string lookup.
+HOURS: dict[str, str] = {}
+MINUTES_SECONDS = frozenset(f":{m:02d}:{s:02d}" for m in range(60) for s in range(60))
+_MAX_HOURS = 200_000
+
+
+def to_sqlite_datetime(value: Any) -> str | None:
     """SQLAlchemy's SQLite text format (UTC); lexical order is time order."""
-    moment = _to_naive_utc(value)
-    return None if moment is None else str(moment)
+    moment = to_naive_utc(value)
+    if moment is None:
+        return None
+    text = str(moment)
+    _remember_hour(value, text)
+    return text
 
 
-def _sqlite_date(value: Any) -> str | None:
+def _remember_hour(value: Any, text: str) -> None:
+    shaped = value.__class__ is str and len(value) == 25 and value[19] in "+-"
+    if shaped and value.endswith(":00") and value[13:19] in MINUTES_SECONDS and len(text) == 19:
+        if len(HOURS) >= _MAX_HOURS:
+            HOURS.clear()
+        HOURS[value[:13] + value[19:]] = text[:13]
+
+
+def sqlite_date(value: Any) -> str | None:
     if value.__class__ is str and value:
         date.fromisoformat(value[:10])
         return value[:10]
-    result = _to_date(value)
+    result = to_date(value)
     return None if result is None else result.isoformat()
 
 
@@ -349,23 +368,23 @@ def _to_json(value: Any) -> str | None:
     return json.dumps(value if isinstance(value, list | dict) else [value], ensure_ascii=False)
 
 
-def _sqlite_decimal(value: Any) -> str | None:
-    result = _to_decimal(value)
+def sqlite_decimal(value: Any) -> str | None:
+    result = to_decimal(value)
     return None if result is None else str(result)
 
 
 def converter(kind: Kind, dialect: Dialect, *, part: str = "value") -> Converter:
     """The function turning an API value of `kind` into a driver value for `dialect`."""
     if part == "currency":
-        return _currency
+        return currency
     if kind == "datetime":
-        return {"postgresql": _to_aware, "mysql": _to_naive_utc, "sqlite": _to_sqlite_datetime}[
+        return {"postgresql": to_aware, "mysql": to_naive_utc, "sqlite": to_sqlite_datetime}[
             dialect
         ]
     plain: dict[Kind, Converter] = {
-        "integer": to_int, "float": _to_float, "decimal": _to_decimal, "boolean": to_bool,
-        "date": _to_date, "text": to_text, "key": to_text, "json": _to_json,
+        "integer": to_int, "float": to_float, "decimal": to_decimal, "boolean": to_bool,
+        "date": to_date, "text": to_text, "key": to_text, "json": _to_json,
     }  # fmt: skip
     if dialect == "sqlite" and kind in ("decimal", "date"):
-        return _sqlite_decimal if kind == "decimal" else _sqlite_date
+        return sqlite_decimal if kind == "decimal" else sqlite_date
     return plain[kind]

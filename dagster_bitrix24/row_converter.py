@@ -2,9 +2,11 @@
 
 Normalisation sits on the hot path (30+ values per row, hundreds of thousands of rows), so
 `compile_row_converter(fields, converters)` generates, once per table layout, a list
-comprehension that reads every field and converts it in a single pass, with the commonest
-cases (non-empty strings for text and integer columns, Y/N lookups for booleans) inlined and
-every other value handed to the column's converter. The generated source only holds the
+comprehension that reads every field and converts it in a single pass. Each column's
+converter (in `columns.py`, the one source of truth for the rules) may have an inline fast
+path here for the shape the portal sends almost always (a non-empty string, an ISO time
+with an offset already seen): the fast path computes exactly what the converter would, and
+every other value is handed to the converter itself. The generated source only holds the
 names `k0, c0, ...`: field names and converters are bound as data, so a portal's field name
 can never become code.
 """
@@ -12,30 +14,58 @@ can never become code.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from dagster_bitrix24.columns import BOOLEANS, Converter, to_bool, to_int, to_text
+from dagster_bitrix24 import columns
+from dagster_bitrix24.columns import Converter
 
 RowConverter = Callable[[Sequence[Mapping[str, Any]], Any], list[tuple[Any, ...]]]
 
+_STRING = "(x := g(k{i})).__class__ is str and x"
+_ISO_WITH_SEEN_OFFSET = (
+    "(x := g(k{i})).__class__ is str and len(x) == 25 and (o := OFFSETS.get(x[19:])) is not None"
+)
 _INLINE: dict[Converter, str] = {
-    to_text: "(x if (x := r.get(k{i})).__class__ is str and x else c{i}(x))",
-    to_int: "(int(x) if (x := r.get(k{i})).__class__ is str and x else c{i}(x))",
-    to_bool: "BOOLEANS[r.get(k{i})]",
+    columns.to_text: f"(x if {_STRING} else None if x is None else c{{i}}(x))",
+    columns.to_int: f"(int(x) if {_STRING} else c{{i}}(x))",
+    columns.to_bool: "BOOLEANS[g(k{i})]",
+    columns.to_float: f"(float(x) if {_STRING} else c{{i}}(x))",
+    columns.to_decimal: f'(Decimal(x) if {_STRING} and "|" not in x else c{{i}}(x))',
+    columns.sqlite_decimal: f'(str(Decimal(x)) if {_STRING} and "|" not in x else c{{i}}(x))',
+    columns.currency: '((x.partition("|")[2] or None) if (x := g(k{i})).__class__ is str else None)',
+    columns.to_date: f"(date_iso(x[:10]) if {_STRING} else c{{i}}(x))",
+    columns.sqlite_date: f"(x[:10] if {_STRING} and date_iso(x[:10]) else c{{i}}(x))",
+    columns.to_aware: (
+        '(time_iso(x) if (x := g(k{i})).__class__ is str and len(x) == 25 and x[19] in "+-" '
+        "else c{i}(x))"
+    ),
+    columns.to_naive_utc: f"(time_iso(x[:19]) - o if {_ISO_WITH_SEEN_OFFSET} else c{{i}}(x))",
+    columns.to_sqlite_datetime: (
+        "(h + x[13:19] if (x := g(k{i})).__class__ is str and len(x) == 25 "
+        "and x[13:19] in MINUTES_SECONDS and (h := HOURS.get(x[:13] + x[19:])) is not None "
+        "else c{i}(x))"
+    ),
 }
+_NAMESPACE = {
+    "BOOLEANS": columns.BOOLEANS, "OFFSETS": columns.OFFSETS, "HOURS": columns.HOURS,
+    "MINUTES_SECONDS": columns.MINUTES_SECONDS, "Decimal": Decimal,
+    "date_iso": date.fromisoformat, "time_iso": datetime.fromisoformat,
+}  # fmt: skip
 
 
 def compile_row_converter(fields: Sequence[str], converters: Sequence[Converter]) -> RowConverter:
     """`convert(rows, synced_at)`: tuples of converted values, then synced_at and None."""
-    namespace: dict[str, Any] = {"BOOLEANS": BOOLEANS}
+    namespace: dict[str, Any] = dict(_NAMESPACE)
     parts = []
     for i, (field, convert) in enumerate(zip(fields, converters, strict=True)):
         namespace[f"k{i}"] = field
         namespace[f"c{i}"] = convert
-        parts.append(_INLINE.get(convert, "c{i}(r.get(k{i}))").format(i=i))
+        parts.append(_INLINE.get(convert, "c{i}(g(k{i}))").format(i=i))
     source = (
         "def convert(rows, synced_at):\n"
-        f"    return [({', '.join(parts)}, synced_at, None) for r in rows]\n"
+        f"    return [({', '.join(parts)}, synced_at, None) for r in rows for g in [r.get]]\n"
     )
     exec(compile(source, "<row converter>", "exec"), namespace)
     return namespace["convert"]

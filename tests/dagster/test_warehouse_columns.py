@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from dagster_bitrix24.columns import converter, field_kind, identifier, plan_columns
+from dagster_bitrix24.row_converter import compile_row_converter
 from dagster_bitrix24.warehouse_errors import FieldMetadataError
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, HOSTILE
 
@@ -127,3 +128,40 @@ def test_normalisation_of_every_value_kind() -> None:
 def test_values_that_do_not_fit_are_rejected(kind: str, value: object) -> None:
     with pytest.raises((ValueError, TypeError, KeyError, ArithmeticError)):
         converter(kind, "postgresql")(value)  # type: ignore[arg-type]
+
+
+_TRICKY = [
+    "42", " 7 ", "1_000", "1500.00", "1500.00|RUB", "|RUB", "abc", "", None, 0, 5, 2.5, True,
+    False, [], ["1"], {"a": 1}, "Y", "N", "1", "0", "2024-09-02",
+    "2024-09-02T18:37:18+03:00", "2024-09-02T18:37:18+03:00", "2024-09-02T23:59:59+03:00",
+    "2024-09-02T01:00:00+05:30", "2024-09-02T01:00:00-05:00", "2024-09-02T01:00:00+00:00",
+    "2024-09-02 18:37:18+03:00", "2024-09-02T18:37:18.25+03:00", "2024-09-02T18:37:18.25",
+    "2024-09-02T18:37:60+03:00", "2024-09-02T18:77:18+03:00", "2024-09-02T18:37:18+03:0x",
+    "20240902T183718.123+03:00", "2024-09-02T18:37:18Z", "2024-02-30T10:00:00+03:00",
+    datetime(2024, 9, 2, 18, 37, 18, tzinfo=UTC), date(2024, 9, 2),
+]  # fmt: skip
+
+
+def _outcome(function, value):  # noqa: ANN001, ANN202
+    try:
+        return function(value)
+    except (ValueError, TypeError, KeyError, ArithmeticError) as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize(
+    ("kind", "part"),
+    [(kind, "value") for kind in ("integer", "float", "decimal", "boolean", "date", "datetime",
+                                  "text", "key", "json")] + [("key", "currency")],
+)  # fmt: skip
+def test_compiled_fast_paths_give_exactly_what_the_converters_give(
+    dialect: str, kind: str, part: str
+) -> None:
+    convert = converter(kind, dialect, part=part)  # type: ignore[arg-type]
+    compiled = compile_row_converter(["F"], [convert])
+    for _ in range(2):  # the second pass runs with the offset and hour caches warm
+        for value in _TRICKY:
+            expected = _outcome(convert, value)
+            got = _outcome(lambda v: compiled([{"F": v}], "now")[0], value)
+            assert got == expected or got == (expected, "now", None), (value, got, expected)
