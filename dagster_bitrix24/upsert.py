@@ -92,7 +92,10 @@ def _is_newer(incoming: Any, stored: Any) -> bool:
 
 def _newest_per_id(rows: list[tuple[Any, ...]], change: int | None) -> dict[Any, int]:
     """id -> position of the version to keep: the newest change time, the last one on ties."""
-    newest: dict[Any, int] = {}
+    newest = {row[0]: position for position, row in enumerate(rows)}
+    if len(newest) == len(rows):  # no id twice: the common case
+        return newest
+    newest = {}
     for position, row in enumerate(rows):
         previous = newest.get(row[0])
         if previous is None or change is None or _is_newer(row[change], rows[previous][change]):
@@ -125,8 +128,10 @@ def _stored_changes(
     head = f"SELECT {id_col}, {change_col} FROM {table} WHERE {id_col}"
     stored: dict[Any, Any] = {}
     if layout.dialect == "postgresql":
-        result = connection.exec_driver_sql(f"{head} = ANY(%s)", (list(ids),))
-        return dict(result.fetchall())
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(f"{head} = ANY(%s)", (ids,), binary=True)
+            return dict(cursor.fetchall())
     marker = _marker(connection)
     for batch in _batches(ids):
         sql = f"{head} IN ({', '.join([marker] * len(batch))})"
@@ -234,11 +239,20 @@ def _replace_child(
         return
     quote = connection.dialect.identifier_preparer
     table = quote.format_table(child.table)
+    names = ", ".join(quote.quote(c.name) for c in child.table.columns)
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(f"DELETE FROM {table} WHERE parent_id = ANY(%s)", (parents,))
+            if values:
+                cursor.execute(f"SELECT {names} FROM {table} LIMIT 0")
+                types = [column.type_code for column in cursor.description]
+                _copy(cursor, table, names, types, values)
+        return
     marker = _marker(connection)
     for batch in _batches(parents):
         sql = f"DELETE FROM {table} WHERE parent_id IN ({', '.join([marker] * len(batch))})"
         connection.exec_driver_sql(sql, tuple(batch))
     if values:
-        names = ", ".join(quote.quote(c.name) for c in child.table.columns)
         placeholders = ", ".join([marker] * len(child.table.columns))
         connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", values)

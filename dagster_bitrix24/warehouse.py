@@ -14,7 +14,8 @@ SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy 2; no Dagster in here.
     >>> warehouse.mark_deleted(layout, all_portal_ids)      # DeleteCounts(marked, restored)
     >>> warehouse.column_schema(layout)    # [(name, SQL type, description), ...]
 
-`prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
+A Warehouse built from a SQLite file URL runs that file in WAL mode with
+`synchronous=NORMAL` (see `_tune_sqlite_file`). `prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
 multi-field (`bitrix24_crm_deal_phone`), adds columns for new fields, leaves removed fields'
 columns in place, and reports (and logs) a field whose type changed: that column is no longer
 written until someone migrates it. To write a chunk and the cursor atomically, or to make a
@@ -80,6 +81,22 @@ class DeleteCounts:
     restored: int
 
 
+def _tune_sqlite_file(engine: sa.Engine) -> None:
+    """An embedded SQLite file warehouse writes in WAL mode with synchronous=NORMAL: a commit
+    no longer waits for an fsync (the database stays consistent; a power cut may lose the
+    last commits, which the next sync fetches again because the cursor did not move either).
+    Engines passed in by the caller are left as they are."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
 class Warehouse:
     """Writes Bitrix24 entities into SQL tables; see the module docstring for the API."""
 
@@ -94,9 +111,11 @@ class Warehouse:
             raise FieldMetadataError(
                 f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
             )
-        self.engine = (
-            sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
-        )
+        if isinstance(engine_or_url, str):
+            self.engine = sa.create_engine(engine_or_url)
+            _tune_sqlite_file(self.engine)
+        else:
+            self.engine = engine_or_url
         name = self.engine.dialect.name
         if name not in ("sqlite", "postgresql", "mysql", "mariadb"):
             raise FieldMetadataError(f"unsupported warehouse dialect {name!r}")
