@@ -1,0 +1,40 @@
+"""README command 1's last step: `python -m bitrix24_example.demo` syncs and prints the tables."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from bitrix24_example.demo_portal import DemoPortal
+
+
+def run_demo(data_dir) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("BITRIX24_WEBHOOK_URL", "WAREHOUSE_URL", "DAGSTER_HOME")}
+    env["BITRIX24_EXAMPLE_DATA_DIR"] = str(data_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "bitrix24_example.demo"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    return done.stdout
+
+
+def printed_rows(output: str, table: str) -> int:
+    match = re.search(rf"^{table}\s+(\d+)$", output, re.MULTILINE)
+    assert match, output
+    return int(match.group(1))
+
+
+@pytest.mark.slow
+def test_demo_syncs_everything_and_picks_up_the_next_change(tmp_path):
+    first = run_demo(tmp_path)
+    store = DemoPortal(data_dir=tmp_path).load()
+    for entity, table in [("crm.deal", "bitrix24_crm_deal"), ("crm.lead", "bitrix24_crm_lead"),
+                          ("crm.item.128", "bitrix24_crm_item_128"), ("user", "bitrix24_user")]:
+        assert printed_rows(first, table) == store.count(entity)
+    assert printed_rows(first, "sales_funnel") > 0
+    assert (tmp_path / "charts" / "sales_funnel.png").stat().st_size > 10_000
+
+    second = run_demo(tmp_path)  # the portal changed in between: 3 new deals landed
+    assert printed_rows(second, "bitrix24_crm_deal") == printed_rows(first, "bitrix24_crm_deal") + 3

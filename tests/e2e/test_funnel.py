@@ -1,0 +1,97 @@
+"""The example's sales funnel: the pandas maths on hand-made tables, the chart, the asset."""
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from bitrix24_example.analytics import sales_funnel
+from bitrix24_example.chart import render_funnel_png
+from bitrix24_example.funnel import pipeline_summary, stage_funnel
+from dagster import materialize
+
+from dagster_bitrix24 import SQLWarehouseResource
+
+STAGES = pd.DataFrame(
+    [
+        ("DEAL_STAGE", "NEW", "New", 10, "P", None),
+        ("DEAL_STAGE", "WORK", "Working", 20, "P", None),
+        ("DEAL_STAGE", "WON", "Deal won", 30, "S", None),
+        ("DEAL_STAGE", "LOSE", "Deal lost", 40, "F", None),
+        ("DEAL_STAGE_1", "C1:NEW", "New", 10, "P", 1.0),
+        ("DEAL_STAGE_1", "C1:WON", "Deal won", 20, "S", 1.0),
+        ("DEAL_STAGE_1", "C1:LOSE", "Deal lost", 30, "F", 1.0),
+        ("SOURCE", "CALL", "Call", 10, None, None),
+    ],
+    columns=["entity_id", "status_id", "name", "sort", "semantics", "category_id"],
+)
+
+
+def deal(id_, stage, category=0, value=100.0, created="2026-01-01", closed="2026-01-11", deleted=None):
+    return {
+        "id": id_, "stage_id": stage, "category_id": category, "opportunity": value,
+        "date_create": datetime.fromisoformat(created), "closedate": datetime.fromisoformat(closed),
+        "_deleted_at": deleted,
+    }
+
+
+DEALS = pd.DataFrame(
+    [
+        deal(1, "NEW"), deal(2, "NEW"), deal(3, "WORK"), deal(4, "WORK"),
+        deal(5, "WON", value=1000.0), deal(6, "WON", value=3000.0, closed="2026-01-31"),
+        deal(7, "LOSE"), deal(8, "LOSE"),
+        deal(9, "WON", deleted=datetime(2026, 2, 1)),  # gone from the portal: not counted
+        deal(10, "C1:NEW", category=1), deal(11, "C1:WON", category=1, value=50.0),
+    ]
+)
+
+
+def test_stage_funnel_counts_deals_at_or_past_each_stage():
+    funnel = stage_funnel(DEALS, STAGES)
+    general = funnel[funnel["pipeline"] == 0].set_index("stage_id")
+    assert list(general.index) == ["NEW", "WORK", "WON"]  # lost stages are not funnel steps
+    # New: 2 at New + 2 Working + 2 Won + 2 lost (counted at the first stage only)
+    assert general["deals_reached"].tolist() == [8, 4, 2]
+    assert general["deals_now"].tolist() == [2, 2, 2]
+    assert general["conversion_from_previous"].tolist()[1:] == [0.5, 0.5]
+    assert general.loc["WON", "conversion_from_start"] == 0.25
+    assert general.loc["WON", "value_reached"] == 4000.0
+    assert funnel[funnel["pipeline"] == 1]["deals_reached"].tolist() == [2, 1]
+
+
+def test_pipeline_summary_win_rate_cycle_and_velocity():
+    summary = pipeline_summary(DEALS, STAGES).set_index("pipeline")
+    general = summary.loc[0]
+    assert (general["deals"], general["open_deals"], general["won_deals"], general["lost_deals"]) == (
+        8, 4, 2, 2
+    )
+    assert general["win_rate"] == 0.5
+    assert general["avg_won_value"] == 2000.0
+    assert general["avg_cycle_days"] == 20.0  # 10 and 30 days from creation to close
+    assert general["velocity_per_day"] == pytest.approx(4 * 0.5 * 2000.0 / 20.0)
+    assert summary.loc[1, "win_rate"] == 1.0
+
+
+def test_chart_is_a_png_written_to_the_path(tmp_path):
+    path = tmp_path / "charts" / "funnel.png"
+    png = render_funnel_png(stage_funnel(DEALS, STAGES), pipeline_summary(DEALS, STAGES), path=path)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and path.read_bytes() == png
+
+
+def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
+    monkeypatch.setenv("BITRIX24_EXAMPLE_DATA_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    engine = sa.create_engine(url)
+    DEALS.to_sql("bitrix24_crm_deal", engine, index=False)
+    STAGES.to_sql("bitrix24_crm_status", engine, index=False)
+    result = materialize([sales_funnel], resources={"warehouse": SQLWarehouseResource(url=url)})
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["chart"].value.startswith("![Sales funnel](data:image/png;base64,")
+    assert metadata["chart_path"].value == str(tmp_path / "charts" / "sales_funnel.png")
+    assert metadata["dagster/row_count"].value == 5
+    assert metadata["win_rate"].value == pytest.approx(3 / 5)
+    stored = pd.read_sql_table("sales_pipeline_summary", engine)
+    assert stored["won_deals"].tolist() == [2, 1]
+    engine.dispose()
