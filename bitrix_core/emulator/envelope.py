@@ -6,6 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bitrix_core.emulator.method_kit import JsonReady
+
+try:
+    import orjson
+except ImportError:  # optional speed-up; the standard library writes the same text
+    orjson = None
+
 #: HTTP status per error code (compared case-insensitively), from the API digest table.
 STATUS_BY_CODE: dict[str, int] = {
     "query_limit_exceeded": 503,
@@ -46,6 +53,8 @@ def php_value(value: Any) -> Any:
     Containers that need no change (string keys not starting at "0", scalar values) are
     returned as they are, checked at C speed, so a page of rows costs one pass per row.
     """
+    if type(value) is JsonReady:
+        return value
     if isinstance(value, dict):
         if not value:
             return []
@@ -64,8 +73,20 @@ def php_value(value: Any) -> Any:
 
 
 def php_json(value: Any) -> str:
-    """Serialise like PHP json_encode: compact, ASCII with \\u escapes, `/` written `\\/`."""
-    text = json.dumps(php_value(value), separators=(",", ":"), ensure_ascii=True)
+    """Serialise like PHP json_encode: compact, ASCII with \\u escapes, `/` written `\\/`.
+
+    orjson writes the common all-ASCII body when it is installed; anything else (non-ASCII
+    text, values orjson refuses) goes through the standard library encoder.
+    """
+    shaped = php_value(value)
+    if orjson is not None:
+        try:
+            data: bytes | None = orjson.dumps(shaped)
+        except TypeError:  # orjson.JSONEncodeError: e.g. integers beyond 64 bits
+            data = None
+        if data is not None and data.isascii():
+            return data.decode("ascii").replace("/", "\\/")
+    text = json.dumps(shaped, separators=(",", ":"), ensure_ascii=True)
     return text.replace("/", "\\/")  # "/" can only occur inside strings in JSON text
 
 

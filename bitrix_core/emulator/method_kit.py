@@ -31,6 +31,11 @@ class MethodError(Exception):
         super().__init__(f"{code or '(empty code)'}: {description} (HTTP {status})")
 
 
+class JsonReady(list):
+    """A list whose items are already in their PHP JSON shape (string keys, scalar values):
+    the envelope writes it without walking it."""
+
+
 Handler = Callable[[dict[str, Any]], MethodResult]
 
 

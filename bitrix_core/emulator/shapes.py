@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from bitrix_core.emulator.method_kit import JsonReady
 from bitrix_core.emulator.schema import (
     BOOLEAN_TYPES,
     DATETIME_TYPES,
@@ -88,10 +89,10 @@ class RowShape:
     columns: str
     converters: tuple[tuple[str, Callable[[Any], Any]], ...]
 
-    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> JsonReady:
         """Response rows from fetched tuples (the trailing raw ID is dropped)."""
         names = self.names
-        out = [dict(zip(names, r, strict=False)) for r in fetched]  # drops the raw ID
+        out = JsonReady(dict(zip(names, r, strict=False)) for r in fetched)  # drops the raw ID
         for name, convert in self.converters:
             for row in out:
                 value = row[name]
