@@ -166,6 +166,15 @@ class Batcher:
         while self._queue:
             if len(self._queue) < self.batch_size:
                 await asyncio.sleep(self.linger_s)
+            # Linked pages (an export keeps sending more) wait to fill a batch while earlier
+            # batches are out: a request is a bucket slot, half-empty ones cost time.
+            while (
+                len(self._queue) < self.batch_size
+                and self._dispatches
+                and any(c.group is not None for c in self._queue)
+            ):
+                self._wakeup.clear()
+                await self._wakeup.wait()
             while len(self._dispatches) >= self._requester.throttle.concurrency_limit:
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -176,21 +185,22 @@ class Batcher:
                 task.add_done_callback(self._dispatch_done)
 
     def _take(self) -> list[_Command]:
-        """Up to batch_size queued commands, first fit, never splitting a linked group."""
+        """Up to batch_size queued commands, never splitting a linked group: largest groups
+        first (first fit decreasing), otherwise in queue order."""
+        units: list[list[_Command]] = []
+        for command in self._queue:
+            if units and command.group is not None and units[-1][0].group == command.group:
+                units[-1].append(command)
+            else:
+                units.append([command])
         taken: list[_Command] = []
-        kept: list[_Command] = []
-        index, queue = 0, self._queue
-        while index < len(queue):
-            end = index + 1
-            if queue[index].group is not None:
-                while end < len(queue) and queue[end].group == queue[index].group:
-                    end += 1
-            unit = queue[index:end]
-            fits = len(taken) + len(unit) <= self.batch_size or not taken
-            (taken if fits and len(taken) < self.batch_size else kept).extend(unit)
-            index = end
-        self._queue[:] = kept
-        return taken
+        chosen: set[int] = set()
+        for index in sorted(range(len(units)), key=lambda i: -len(units[i])):
+            if len(taken) + len(units[index]) <= self.batch_size or not taken:
+                taken += units[index]
+                chosen.add(index)
+        self._queue[:] = [c for i, unit in enumerate(units) if i not in chosen for c in unit]
+        return [c for i, unit in enumerate(units) if i in chosen for c in unit]
 
     def _dispatch_done(self, task: asyncio.Task[None]) -> None:
         self._dispatches.discard(task)

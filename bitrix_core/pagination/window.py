@@ -43,7 +43,7 @@ class IdWindowPaging:
     Example, 200,000 rows over ids 1..1,100,000 (density 0.18)::
 
         probes: ASC ids 1..50, DESC ids 1,099,xxx..1,100,000
-        windows of ~5,000 rows = ~27,500 ids: [51, 27551), [27551, 55051), ... 10 open
+        windows of ~5,000 rows = ~27,500 ids: [51, 27551), [27551, 55051), ... 30 open
         each window: a group of 8 linked pages (young density), then groups of up to 50
 
     Windows never overlap, so no row comes twice. With `ordered`, pages are released in
@@ -54,7 +54,7 @@ class IdWindowPaging:
     disjoint = True
 
     def __init__(
-        self, *, window_rows: int = 5_000, max_windows: int = 10, ordered: bool = True
+        self, *, window_rows: int = 5_000, max_windows: int = 30, ordered: bool = True
     ) -> None:
         if window_rows < PAGE_SIZE or max_windows < 1:
             raise ValueError(f"window_rows must be >= {PAGE_SIZE} and max_windows >= 1")
