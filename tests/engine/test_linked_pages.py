@@ -1,0 +1,106 @@
+"""Linked id-window pages against the emulator: every row once, pages (nearly) full."""
+
+import asyncio
+import math
+
+import pytest
+
+from bitrix_core.client import BitrixClient
+from bitrix_core.emulator.portal import EmulatedPortal
+from bitrix_core.emulator.store import PortalSizes
+from bitrix_core.entities import ENTITIES
+from bitrix_core.pagination import IdWindowPaging, paginate
+from bitrix_core.pagination.chain import reference
+from bitrix_core.throttle import Limits
+
+
+@pytest.fixture(scope="module")
+def portal():
+    portal = EmulatedPortal(seed=3, sizes=PortalSizes(deals=12_000), plan="unlimited").start()
+    yield portal
+    portal.stop()
+
+
+@pytest.fixture
+async def client(portal):
+    async with BitrixClient(
+        portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+    ) as client:
+        yield client
+
+
+class PlainRunner:
+    """The client's batcher without `run_linked`: one page per request, as on a portal
+    that would not resolve references."""
+
+    def __init__(self, batcher):
+        self.batcher = batcher
+
+    async def run(self, method, params, *, stats=None, idempotent=True):
+        return await self.batcher.run(method, params, stats=stats, idempotent=idempotent)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_dense_and_sparse_ids_come_once_with_few_extra_commands(portal, client, ordered):
+    run = client.list("crm.deal.list", {"select": ["ID", "TITLE"]}, order="id" if ordered else None)
+    got = [int(row["ID"]) async for page in run for row in page.rows]
+    expected = portal.store.ids("crm.deal")
+    assert (got if ordered else sorted(got)) == expected
+    pages = math.ceil(len(expected) / 50)
+    assert run.stats.subcommands <= pages * 1.08 + 2  # two probes, short window ends
+    assert run.stats.batches <= math.ceil(run.stats.subcommands / 50) + 6
+
+
+async def test_user_filter_and_id_bounds_are_kept(portal, client):
+    ids = portal.store.ids("crm.deal")
+    lo, hi = ids[1_000], ids[9_000]
+    stage = portal.store.raw_rows("crm.deal", ids[:1])[0]["STAGE_ID"]
+    params = {"select": ["ID"], "filter": {">=ID": lo, "<ID": hi, "STAGE_ID": stage}}
+    got = [
+        int(row["ID"]) async for page in client.list("crm.deal.list", params) for row in page.rows
+    ]
+    wanted = [
+        row["ID"]
+        for row in portal.store.raw_rows("crm.deal", ids[1_000:9_000])
+        if row["STAGE_ID"] == stage
+    ]
+    assert got == sorted(wanted) and len(got) > 100
+
+
+async def test_small_windows_still_exact(portal, client):
+    strategy = IdWindowPaging(window_rows=60, max_windows=3)
+    ids = portal.store.ids("crm.deal")[:1_500]
+    params = {"select": ["ID"], "filter": {"<=ID": ids[-1]}}
+    run = client.list("crm.deal.list", params, strategy=strategy)
+    assert [int(row["ID"]) async for page in run for row in page.rows] == ids
+
+
+async def test_without_linked_groups_one_page_per_command(portal, client):
+    run = paginate(PlainRunner(client.batcher), "crm.deal.list", {"select": ["ID"]})
+    got = [int(row["ID"]) async for page in run for row in page.rows]
+    assert got == portal.store.ids("crm.deal")
+    assert run.stats.subcommands <= math.ceil(len(got) / 50) * 1.05 + 2
+
+
+async def test_linked_group_refers_to_earlier_results_in_one_batch(portal, client):
+    spec = ENTITIES["crm.deal"]
+    base = {"select": ["ID"], "order": {"ID": "ASC"}, "start": -1}
+    commands = [("a0", "crm.deal.list", {**base, "filter": {">=ID": 1}})]
+    for index in range(1, 4):
+        after = reference(spec, f"a{index - 1}")
+        commands.append((f"a{index}", "crm.deal.list", {**base, "filter": {">ID": after}}))
+    before = client.stats.batches
+    results = await client.batcher.run_linked(commands)
+    ids = [int(row["ID"]) for outcome in results for row in outcome.result]
+    assert ids == portal.store.ids("crm.deal")[:200]
+    assert client.stats.batches - before == 1
+
+
+async def test_linked_groups_are_never_split(client):
+    base = {"select": ["ID"], "start": -1}
+    groups = [[(f"g{g}x{i}", "crm.deal.list", base) for i in range(30)] for g in range(2)]
+    before = client.stats.batches
+    await asyncio.gather(*(client.batcher.run_linked(group) for group in groups))
+    assert client.stats.batches - before == 2  # 30 + 30 do not fit one batch of 50
+    with pytest.raises(ValueError):
+        await client.batcher.run_linked([("k", "crm.deal.list", base)] * 51)
