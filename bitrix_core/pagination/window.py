@@ -47,19 +47,26 @@ class IdWindowPaging:
         each window: a group of 8 linked pages (young density), then groups of up to 50
 
     Windows never overlap, so no row comes twice. With `ordered`, pages are released in
-    ascending id order (windows above the lowest open one hold their pages until then).
+    ascending id order: windows above the lowest open one hold their pages until then, and
+    while they hold `max_buffered_rows` only the lowest one goes on, so memory stays bounded.
     """
 
     name = "idwindow"
     disjoint = True
 
     def __init__(
-        self, *, window_rows: int = 5_000, max_windows: int = 30, ordered: bool = True
+        self,
+        *,
+        window_rows: int = 5_000,
+        max_windows: int = 30,
+        max_buffered_rows: int = 50_000,
+        ordered: bool = True,
     ) -> None:
         if window_rows < PAGE_SIZE or max_windows < 1:
             raise ValueError(f"window_rows must be >= {PAGE_SIZE} and max_windows >= 1")
         self.window_rows = window_rows
         self.max_windows = max_windows
+        self.max_buffered_rows = max_buffered_rows
         self.ordered = ordered
 
     def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
@@ -118,8 +125,11 @@ class IdWindowPaging:
         try:
             while True:
                 open_count = sum(not w.done for w in windows)
+                held = sum(len(rows) for w in windows for rows in w.pages)
+                full = self.ordered and held >= self.max_buffered_rows
                 while (
-                    next_lo < stop
+                    not full
+                    and next_lo < stop
                     and open_count < self.max_windows
                     and len(windows) < 2 * self.max_windows
                 ):
@@ -128,7 +138,7 @@ class IdWindowPaging:
                     windows.append(IdWindow(next_lo, hi))
                     next_lo, open_count = hi, open_count + 1
                 busy = set(steps.values())
-                for window in windows:
+                for window in list(windows)[:1] if full else windows:
                     if not window.done and window not in busy:
                         count = self._group_size(window, walker.density)
                         steps[asyncio.ensure_future(walker.step(window, count=count))] = window
