@@ -18,14 +18,14 @@ def render_funnel_png(funnel: pd.DataFrame, summary: pd.DataFrame, *, path: Path
     """Draw the funnel of every pipeline into `path` (PNG) and return the PNG bytes."""
     pipelines = list(summary["pipeline"]) or [0]
     figure, axes = plt.subplots(
-        1, len(pipelines), figsize=(5.2 * len(pipelines), 4.4), squeeze=False
+        1, len(pipelines), figsize=(4.4 * len(pipelines), 4.2), squeeze=False
     )
     for axis, pipeline in zip(axes[0], pipelines, strict=True):
         _draw_pipeline(axis, funnel[funnel["pipeline"] == pipeline], summary, pipeline)
     figure.suptitle("Sales funnel by pipeline: deals reaching each stage", fontsize=13)
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
+    figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
     png = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,16 @@ def first_day() -> str:
 #: Daily partitions over the change time, today included.
 daily = DailyPartitionsDefinition(start_date=first_day(), end_offset=1)
 
-crm = build_bitrix24_assets(name="bitrix24_crm", entities=CRM_ENTITIES, partitions_def=daily)
-directory = build_bitrix24_assets(name="bitrix24_directory", entities=DIRECTORY_ENTITIES)
+warehouse = warehouse_resource(_folder)
+crm = build_bitrix24_assets(
+    name="bitrix24_crm",
+    entities=CRM_ENTITIES,
+    partitions_def=daily,
+    warehouse_kind=warehouse.kind,
+)
+directory = build_bitrix24_assets(
+    name="bitrix24_directory", entities=DIRECTORY_ENTITIES, warehouse_kind=warehouse.kind
+)
 
 sync_job = define_asset_job(
     "bitrix24_sync",
@@ -96,5 +104,5 @@ defs = Definitions(
     assets=[crm, directory, sales_funnel],
     jobs=[sync_job],
     schedules=[bitrix24_hourly],
-    resources={"bitrix24": bitrix24_resource(_folder), "warehouse": warehouse_resource(_folder)},
+    resources={"bitrix24": bitrix24_resource(_folder), "warehouse": warehouse},
 )

@@ -9,10 +9,11 @@ import os
 import sys
 import time
 
+import pandas as pd
 import sqlalchemy as sa
 from dagster import DagsterInstance, materialize
 
-from bitrix24_example.analytics import sales_funnel
+from bitrix24_example.analytics import SUMMARY_TABLE, sales_funnel
 from bitrix24_example.definitions import crm, daily, defs, directory
 from bitrix24_example.resources import data_dir, demo_mode
 
@@ -34,6 +35,16 @@ def table_counts(url: str) -> list[tuple[str, int]]:
         engine.dispose()
 
 
+def pipeline_table(url: str) -> str:
+    """The funnel's pipeline summary as text."""
+    engine = sa.create_engine(url)
+    try:
+        summary = pd.read_sql_table(SUMMARY_TABLE, engine)
+    finally:
+        engine.dispose()
+    return summary.drop(columns=["pipeline"]).to_string(index=False)
+
+
 def main() -> int:
     """Run the sync, print the tables; exit status 0 when every asset materialised."""
     keys = daily.get_partition_keys()
@@ -46,6 +57,7 @@ def main() -> int:
         resources=defs.resources,
         instance=instance,
         tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
     elapsed = time.monotonic() - started
@@ -55,7 +67,9 @@ def main() -> int:
         print(f"{name:<34} {rows:>7}")
     print(f"\n{'synced' if result.success else 'FAILED'} in {elapsed:.1f} s;"
           f" warehouse {warehouse.redacted_url}")
-    print(f"funnel chart: {data_dir() / 'charts' / 'sales_funnel.png'}")
+    if result.success:
+        print(f"\n{pipeline_table(warehouse.url)}")
+        print(f"funnel chart: {data_dir() / 'charts' / 'sales_funnel.png'}")
     return 0 if result.success else 1
 
 

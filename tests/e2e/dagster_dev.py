@@ -145,16 +145,21 @@ def _signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _stop_tree(process: subprocess.Popen) -> None:
-    """SIGTERM the process group and every descendant; SIGKILL what is left after 20 s."""
+def _stop_tree(process: subprocess.Popen, *, grace: float = 8.0) -> None:
+    """SIGTERM the process group and every descendant; SIGKILL what is left after `grace` s.
+
+    `dagster dev` can take long to exit on SIGTERM (it ignores further signals while its
+    children wind down), so the grace period is short: the test's data is temporary.
+    """
     family = _descendants(process.pid)
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     _signal_all(family, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=20)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in family):
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pid) for pid in [process.pid, *family]):
         time.sleep(0.2)
-    _signal_all([pid for pid in family if _alive(pid)], signal.SIGKILL)
+    leftovers = [pid for pid in [*family, *_descendants(process.pid)] if _alive(pid)]
+    _signal_all(leftovers, signal.SIGKILL)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
