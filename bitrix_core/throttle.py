@@ -30,9 +30,10 @@ class Limits:
 
     bucket_size / drain_per_s: the request-rate leaky bucket (a batch is one request);
     operating_budget_s over operating_window_s, in baskets of basket_s: per-method time;
-    bucket_headroom: fraction of the bucket left unused as a safety margin;
-    jitter_s: real seconds by which requests may bunch up on the way (more margin when the
-        drain is fast, as on an emulator's time scale; not scaled);
+    margin_slots / jitter_s / bucket_headroom: the bucket is left that much below full, the
+        largest of: `margin_slots` slots, `jitter_s` real seconds of drain (requests may bunch
+        up on the way by that much; on an emulator's fast time scale this is the larger one;
+        not scaled), a `bucket_headroom` fraction of the bucket;
     operating_soft / operating_hard: budget fractions where pacing starts / sending stops;
     max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx).
     """
@@ -43,8 +44,9 @@ class Limits:
     operating_window_s: float = 600.0
     basket_s: float = 60.0
     max_concurrency: int = 16
-    bucket_headroom: float = 0.1
+    margin_slots: int = 2
     jitter_s: float = 0.1
+    bucket_headroom: float = 0.0
     operating_soft: float = 0.7
     operating_hard: float = 0.95
 
@@ -57,6 +59,8 @@ class Limits:
             raise ValueError("max_concurrency must be at least 1")
         if not 0 <= self.bucket_headroom < 1:
             raise ValueError("bucket_headroom must be in [0, 1)")
+        if self.margin_slots < 0 or self.jitter_s < 0:
+            raise ValueError("margin_slots and jitter_s must not be negative")
 
     @classmethod
     def for_plan(cls, plan: str) -> Limits:
@@ -68,7 +72,8 @@ class Limits:
                 bucket_size=100_000,
                 drain_per_s=100_000.0,
                 operating_budget_s=float("inf"),
-                bucket_headroom=0.0,
+                margin_slots=0,
+                jitter_s=0.0,
             ),
         }
         try:
@@ -90,11 +95,12 @@ class Limits:
 
     @property
     def burst(self) -> int:
-        """Requests the client lets into the bucket at once (size minus the larger margin)."""
-        if not self.bucket_headroom:
-            return self.bucket_size
-        margin = max(1, round(self.bucket_size * self.bucket_headroom))
-        margin = max(margin, math.ceil(self.jitter_s * self.drain_per_s))
+        """Requests the client lets into the bucket at once (size minus the largest margin)."""
+        margin = max(
+            self.margin_slots,
+            math.ceil(self.jitter_s * self.drain_per_s - 1e-9),
+            round(self.bucket_size * self.bucket_headroom),
+        )
         return max(1, self.bucket_size - margin)
 
 

@@ -41,8 +41,8 @@ def test_plans_and_scaling():
     assert fast.basket_s == pytest.approx(0.6)
     assert fast.bucket_size == 50
     assert fast.burst == 30  # 100 ms of jitter at 200 per second is 20 slots of margin
-    assert standard.burst == 45
-    assert Limits(bucket_size=10, drain_per_s=1, bucket_headroom=0).burst == 10
+    assert standard.burst == 48  # two slots (1 s of drain) of margin
+    assert Limits(bucket_size=10, drain_per_s=1, margin_slots=0, jitter_s=0).burst == 10
     with pytest.raises(ValueError, match="unknown plan"):
         Limits.for_plan("gold")
     with pytest.raises(ValueError):
@@ -50,7 +50,7 @@ def test_plans_and_scaling():
 
 
 async def test_burst_then_drain_rate():
-    throttle, fake = make(Limits(bucket_size=10, drain_per_s=2.0, bucket_headroom=0))
+    throttle, fake = make(Limits(bucket_size=10, drain_per_s=2.0, margin_slots=0, jitter_s=0))
     waits = [await throttle.reserve(["crm.deal.get"]) for _ in range(14)]
     assert waits[:10] == [0.0] * 10
     assert waits[10:] == pytest.approx([0.5] * 4)
@@ -76,7 +76,7 @@ async def test_concurrent_reservations_never_exceed_the_bucket():
 
 
 async def test_query_limit_fills_the_bucket():
-    throttle, fake = make(Limits(bucket_size=10, drain_per_s=2.0, bucket_headroom=0))
+    throttle, fake = make(Limits(bucket_size=10, drain_per_s=2.0, margin_slots=0, jitter_s=0))
     assert await throttle.reserve(["a.get"]) == 0.0
     await throttle.on_query_limit()
     assert await throttle.reserve(["a.get"]) == pytest.approx(0.5)
