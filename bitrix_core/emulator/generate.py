@@ -81,8 +81,9 @@ def create_table(conn: sqlite3.Connection, entity: Entity) -> None:
     conn.execute(f'CREATE TABLE "{entity.table}" ({columns})')
 
 
-def create_id_blocks(conn: sqlite3.Connection, entity: Entity, *, seed: int, count: int) -> None:
-    """The id layout: blocks of BLOCK ordinals, each dense or sparse (gaps = deleted rows)."""
+def create_id_blocks(conn: sqlite3.Connection, entity: Entity, *, seed: int, count: int) -> int:
+    """The id layout: blocks of BLOCK ordinals, each dense or sparse (gaps = deleted rows).
+    Returns a bound above every generated id."""
     conn.execute(f"CREATE TABLE _blocks_{entity.table} (b INTEGER PRIMARY KEY, base INTEGER,"
                  " stride INTEGER)")
     rng = random.Random(f"{seed}:{entity.table}")
@@ -95,6 +96,7 @@ def create_id_blocks(conn: sqlite3.Connection, entity: Entity, *, seed: int, cou
         rows.append((b, base, stride))
         base += BLOCK * stride
     conn.executemany(f"INSERT INTO _blocks_{entity.table} VALUES (?, ?, ?)", rows)
+    return base
 
 
 def insert_rows(
@@ -147,10 +149,17 @@ def insert_rows(
     conn.execute(expand(sql, salt=entity.salt, tz_seconds=tz_seconds, counts=counts))
 
 
+MULTI_KINDS = ("PHONE", "EMAIL", "WEB", "IM")
+
+
 def insert_multifields(
-    conn: sqlite3.Connection, entity: Entity, *, seed: int, where: str = "1"
+    conn: sqlite3.Connection, entity: Entity, *, seed: int, where: str = "1",
+    id_base: int | None = None,
 ) -> None:
-    """PHONE / EMAIL / WEB / IM values for the entity's rows matching `where`."""
+    """PHONE / EMAIL / WEB / IM values for the entity's rows matching `where`.
+
+    With `id_base`, a value's own ID is `id_base + 4 * owner id + kind` (the same whatever
+    order entities are generated in); otherwise IDs follow the table's largest."""
     owner = entity.multi_owner
     names = {f.name for f in entity.fields if f.is_multifield}
     if not owner:
@@ -166,9 +175,12 @@ def insert_multifields(
     for type_id, (value_type, value, percent) in kinds.items():
         if type_id not in names:
             continue
+        own_id = "NULL" if id_base is None else (
+            f"{id_base} + {len(MULTI_KINDS)} * ID + {MULTI_KINDS.index(type_id)}")
         conn.execute(
-            "INSERT INTO multifield (ENTITY_ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE)"
-            f" SELECT '{owner}', ID, '{type_id}', '{value_type}', {value} FROM \"{entity.table}\""
+            "INSERT INTO multifield (ID, ENTITY_ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE)"
+            f" SELECT {own_id}, '{owner}', ID, '{type_id}', '{value_type}', {value}"
+            f' FROM "{entity.table}"'
             f" WHERE ((ID * 2654435761 + {s * 97 + len(type_id)}) % 1000003) % 100 < {percent}"
             f" AND ({where})"
         )

@@ -118,13 +118,12 @@ class CrmItems:
 
     def categories(self, params: dict[str, Any]) -> MethodResult:
         type_id = php_int(params.get("entitytypeid") or 0)
-        rows = self.store.query("SELECT * FROM category WHERE ENTITY_TYPE_ID = ? ORDER BY SORT, ID",
-                                [type_id])
+        rows = self.store.tuples("SELECT ID, NAME, SORT, ENTITY_TYPE_ID, IS_DEFAULT FROM category"
+                                 " WHERE ENTITY_TYPE_ID = ? ORDER BY SORT, ID", [type_id])
         if not rows and type_id not in _CLASSIC_BY_TYPE:
             raise MethodError("NOT_FOUND", "Smart process type not found", 400)
-        result = [{"id": r["ID"], "name": r["NAME"], "sort": r["SORT"],
-                   "entityTypeId": r["ENTITY_TYPE_ID"], "isDefault": r["IS_DEFAULT"]}
-                  for r in rows]
+        keys = ("id", "name", "sort", "entityTypeId", "isDefault")
+        result = [dict(zip(keys, r, strict=True)) for r in rows]
         return MethodResult(result={"categories": result}, total=len(result), rows=len(result))
 
 

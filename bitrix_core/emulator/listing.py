@@ -75,7 +75,9 @@ def fetch_page(
         fetched = store.tuples(f"SELECT {shape.columns}{tail}", params)
         rows, ids = shape.rows(fetched), [r[-1] for r in fetched]
     else:
-        rows = [dict(r) for r in store.query(f"SELECT t.*{tail}", params)]
+        names = [f.name for f in entity.fields if not f.is_multifield]  # the table's columns
+        rows = [dict(zip(names, r, strict=True)) for r in store.tuples(f"SELECT t.*{tail}", params)]
         ids = [r["ID"] for r in rows]
-    total = int(store.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)) if counting else None
+    total = (int(store.tuples(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0])
+             if counting else None)
     return Page(rows=rows, offset=offset, total=total, ids=ids)

@@ -18,7 +18,7 @@ from datetime import timedelta, timezone
 from typing import Any
 
 from bitrix_core.emulator import generate
-from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, SMART_ENTITIES
+from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, DEAL, SMART_ENTITIES
 from bitrix_core.emulator.org_entities import (
     DEPARTMENT,
     STATUS,
@@ -30,6 +30,7 @@ from bitrix_core.emulator.org_entities import (
 from bitrix_core.emulator.schema import Entity, Field
 
 _TZ = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+_CHUNK = 100_000  # ordinals generated per INSERT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,26 +120,32 @@ class PortalStore:
         return self.sizes.get(entity.size_key, 0)
 
     def _generate(self) -> None:
+        """Tables, id layouts and dictionaries for every entity; rows only for the eager
+        ones (users, departments, deals). Every other entity's rows are generated on first
+        use (`_ready`), from the same seed, sizes and clock, so the data does not depend on
+        when that happens."""
         conn = self._conn
         order = (USER, DEPARTMENT, *CLASSIC_ENTITIES, TASK, *SMART_ENTITIES)
-        counts = {e.table: self._count_of(e) for e in order}
+        self._counts = {e.table: self._count_of(e) for e in order}
+        self._multi_base: dict[str, int] = {}
+        multi_top = 0
         conn.execute("BEGIN")
         for entity in order:
             generate.create_table(conn, entity)
-            generate.create_id_blocks(conn, entity, seed=self.seed, count=counts[entity.table])
+            top = generate.create_id_blocks(conn, entity, seed=self.seed,
+                                            count=self._counts[entity.table])
+            if entity.multi_owner:
+                self._multi_base[entity.name] = multi_top
+                multi_top += len(generate.MULTI_KINDS) * (top + 1)
+            for f in entity.fields:
+                if f.user_field:
+                    self._register_user_field(entity, f)
         conn.execute("CREATE TABLE multifield (ID INTEGER PRIMARY KEY, ENTITY_ID TEXT,"
                      " ELEMENT_ID INTEGER, TYPE_ID TEXT, VALUE_TYPE TEXT, VALUE TEXT)")
+        conn.execute("CREATE INDEX ix_multifield_owner ON multifield (ENTITY_ID, ELEMENT_ID)")
         conn.execute("CREATE TABLE deal_contact (DEAL_ID INTEGER, CONTACT_ID INTEGER,"
                      " SORT INTEGER, ROLE_ID INTEGER, IS_PRIMARY TEXT,"
                      " PRIMARY KEY (DEAL_ID, CONTACT_ID)) WITHOUT ROWID")
-        for entity in order:
-            generate.insert_rows(
-                conn, entity, seed=self.seed, first=1, last=counts[entity.table],
-                count=counts[entity.table], now=self.generated_at, tz_seconds=self.tz_seconds,
-                counts=counts,
-            )
-            generate.insert_multifields(conn, entity, seed=self.seed)
-        self._link_deal_contacts(where="1")
         generate.create_table(conn, STATUS)
         conn.executemany(
             "INSERT INTO status (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM, COLOR,"
@@ -148,15 +155,43 @@ class PortalStore:
         conn.execute("CREATE TABLE category (ID INTEGER PRIMARY KEY, ENTITY_TYPE_ID INTEGER,"
                      " NAME TEXT, SORT INTEGER, IS_DEFAULT TEXT)")
         conn.executemany("INSERT INTO category VALUES (?, ?, ?, ?, ?)", category_rows())
-        for entity in order:
+        conn.execute("COMMIT")
+        self._pending = {e.name for e in order}
+        for entity in (USER, DEPARTMENT, DEAL):
+            self._ready(entity.name)
+
+    def _ready(self, name: str) -> None:
+        """Generate the rows of entity `name` now if they are still pending."""
+        if name not in self._pending:
+            return
+        with self._lock:
+            if name not in self._pending:
+                return
+            entity = self.entities[name]
+            conn = self._conn
+            count = self._counts[entity.table]
+            conn.execute("BEGIN")
+            for first in range(1, count + 1, _CHUNK):  # bounded temporary storage
+                generate.insert_rows(
+                    conn, entity, seed=self.seed, first=first,
+                    last=min(count, first + _CHUNK - 1), count=count, now=self.generated_at,
+                    tz_seconds=self.tz_seconds, counts=self._counts,
+                )
+            generate.insert_multifields(conn, entity, seed=self.seed,
+                                        id_base=self._multi_base.get(entity.name))
+            if entity.name == "crm.deal":
+                self._link_deal_contacts(where="1")
             if entity.modified_field:
                 conn.execute(f'CREATE INDEX "ix_{entity.table}_modified" ON "{entity.table}"'
                              f' ("{entity.modified_field}")')
-            for f in entity.fields:
-                if f.user_field:
-                    self._register_user_field(entity, f)
-        conn.execute("CREATE INDEX ix_multifield_owner ON multifield (ENTITY_ID, ELEMENT_ID)")
-        conn.execute("COMMIT")
+            conn.execute("COMMIT")
+            self._pending.discard(name)
+
+    def _writable(self) -> None:
+        """Generate every pending entity: writes take new ids (rows, multi-field values)
+        above everything generated, which needs everything generated first."""
+        for name in list(self._pending):
+            self._ready(name)
 
     def _link_deal_contacts(self, *, where: str) -> None:
         contacts = self.sizes["contacts"]
@@ -176,53 +211,64 @@ class PortalStore:
 
     # ------------------------------------------------------------------ access
     def entity(self, name: str) -> Entity:
-        """The entity called `name` (`crm.deal`, `crm.item.128`, `user`, ...)."""
-        try:
-            return self.entities[name]
-        except KeyError:
-            raise KeyError(f"unknown entity {name!r}") from None
+        """The entity called `name` (`crm.deal`, `crm.item.128`, `user`, ...), its rows
+        generated (every access to an entity's table goes through here)."""
+        if name not in self.entities:
+            raise KeyError(f"unknown entity {name!r}")
+        self._ready(name)
+        return self.entities[name]
 
     def now(self) -> int:
         """The real clock, epoch seconds: the change time of a write made now."""
         return int(time.time())
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """Run a read query under the store's lock; rows support access by column name."""
+        """Run any SQL under the store's lock; rows support access by column name.
+        Raw SQL may touch any table, so every pending entity is generated first."""
+        self._writable()
+        return self._query(sql, params)
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of any SQL (every entity generated first)."""
+        self._writable()
+        return self._scalar(sql, params)
+
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples of a read query over tables of entities already obtained
+        through `entity()` (and the dictionaries); nothing is generated here."""
+        with self._lock:
+            return self._conn.execute(sql, list(params)).fetchall()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cursor = self._conn.execute(sql, list(params))
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
 
-    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read query under the store's lock; rows as plain tuples."""
-        with self._lock:
-            return self._conn.execute(sql, list(params)).fetchall()
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row of a read query."""
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self._lock:
             row = self._conn.execute(sql, list(params)).fetchone()
         return row[0] if row else None
 
     def count(self, entity: str) -> int:
         """How many rows the entity holds now."""
-        return int(self.scalar(f'SELECT COUNT(*) FROM "{self.entity(entity).table}"'))
+        return int(self._scalar(f'SELECT COUNT(*) FROM "{self.entity(entity).table}"'))
 
     def ids(self, entity: str) -> list[int]:
         """Every id of the entity, ascending."""
-        return [r[0] for r in self.query(f'SELECT ID FROM "{self.entity(entity).table}" ORDER BY ID')]
+        return [r[0] for r in self._query(f'SELECT ID FROM "{self.entity(entity).table}" ORDER BY ID')]
 
     def raw_rows(self, entity: str, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """Stored rows (native values: epoch seconds, integers) keyed by UPPER_CASE name."""
         table = self.entity(entity).table
         if ids is None:
-            rows = self.query(f'SELECT * FROM "{table}" ORDER BY ID')
+            rows = self._query(f'SELECT * FROM "{table}" ORDER BY ID')
         else:
             wanted = sorted(set(int(i) for i in ids))
             rows = []
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
-                rows += self.query(f'SELECT * FROM "{table}" WHERE ID IN'
+                rows += self._query(f'SELECT * FROM "{table}" WHERE ID IN'
                                    f' ({",".join("?" * len(chunk))}) ORDER BY ID', chunk)
         return [dict(r) for r in rows]
 
@@ -232,7 +278,7 @@ class PortalStore:
         out: dict[int, dict[str, list[dict]]] = {int(i): {} for i in ids}
         if not owner or not ids:
             return out
-        rows = self.query(
+        rows = self._query(
             "SELECT ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE FROM multifield WHERE ENTITY_ID = ?"
             f" AND ELEMENT_ID IN ({','.join('?' * len(ids))}) ORDER BY ID", [owner, *ids])
         for r in rows:
@@ -243,7 +289,7 @@ class PortalStore:
 
     def deal_contacts(self, deal_id: int) -> list[dict[str, Any]]:
         """The contacts linked to a deal, primary first."""
-        rows = self.query("SELECT CONTACT_ID, SORT, ROLE_ID, IS_PRIMARY FROM deal_contact"
+        rows = self._query("SELECT CONTACT_ID, SORT, ROLE_ID, IS_PRIMARY FROM deal_contact"
                           " WHERE DEAL_ID = ? ORDER BY SORT, CONTACT_ID", [deal_id])
         return [dict(r) for r in rows]
 
@@ -251,9 +297,10 @@ class PortalStore:
     def insert(self, entity: str, values: Mapping[str, Any],
                multi: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> int:
         """Insert a row (UPPER_CASE column -> stored value); returns its new id."""
+        self._writable()
         e = self.entity(entity)
         with self._lock:
-            new_id = int(self.scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
+            new_id = int(self._scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
             row = {**values, "ID": new_id}
             cols = list(row)
             names = ", ".join(f'"{c}"' for c in cols)
@@ -269,6 +316,7 @@ class PortalStore:
     def update(self, entity: str, row_id: int, values: Mapping[str, Any],
                multi: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> bool:
         """Update a row; False when no such id."""
+        self._writable()
         e = self.entity(entity)
         with self._lock:
             if not self.exists(entity, row_id):
@@ -282,6 +330,7 @@ class PortalStore:
 
     def delete(self, entity: str, row_id: int) -> bool:
         """Delete a row and everything hanging off it; False when no such id."""
+        self._writable()
         e = self.entity(entity)
         with self._lock:
             gone = self._conn.execute(f'DELETE FROM "{e.table}" WHERE ID = ?', [row_id]).rowcount
@@ -295,7 +344,7 @@ class PortalStore:
     def exists(self, entity: str, row_id: int) -> bool:
         """Whether the entity has a row with this id."""
         table = self.entity(entity).table
-        return self.scalar(f'SELECT 1 FROM "{table}" WHERE ID = ?', [row_id]) is not None
+        return self._scalar(f'SELECT 1 FROM "{table}" WHERE ID = ?', [row_id]) is not None
 
     def _write_multi(self, e: Entity, row_id: int,
                      multi: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
@@ -310,6 +359,7 @@ class PortalStore:
 
     def add_user_field(self, entity: str, f: Field) -> int:
         """Add a custom field (ALTER TABLE); it shows in `*.fields` and lists from now on."""
+        self._writable()
         e = self.entity(entity)
         with self._lock:
             if f.name in e.by_name():
@@ -333,6 +383,7 @@ class PortalStore:
 
         Each count is per entity, or a mapping entity -> count. Returns what changed.
         """
+        self._writable()
         def per(value: int | Mapping[str, int], name: str) -> int:
             return int(value.get(name, 0) if isinstance(value, Mapping) else value)
 
@@ -377,7 +428,7 @@ class PortalStore:
     def _add_generated(self, e: Entity, seed: int, k: int, *, now: int) -> list[int]:
         if k <= 0:
             return []
-        first_id = int(self.scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
+        first_id = int(self._scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
         counts = {x.table: self._count_of(x) for x in self.entities.values()}
         base = self._count_of(e) + 1
         generate.insert_rows(self._conn, e, seed=seed, first=base, last=base + k - 1,
