@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24 import upsert
 from dagster_bitrix24.warehouse import Warehouse
 
 TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": None}
@@ -156,7 +157,10 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20_000)
     parser.add_argument("--postgres-url", default=os.environ.get("BITRIX24_TEST_POSTGRES_URL"))
     parser.add_argument("--mysql-url", default=os.environ.get("BITRIX24_TEST_MYSQL_URL"))
+    parser.add_argument("--pg-convert-in-sql", action="store_true",
+                        help="PostgreSQL: stage raw text and convert in SQL (pg_staging)")
     options = parser.parse_args()
+    upsert.PG_CONVERT_IN_SQL = options.pg_convert_in_sql
     began = time.perf_counter()
     rows = deal_rows(options.rows)
     print(f"generated {len(rows):,} deal rows ({len(FIELDS)} fields) in "

@@ -24,6 +24,7 @@ from dagster_bitrix24.columns import (
     fit_identifier,
     sql_type,
 )
+from dagster_bitrix24.pg_staging import RowStager, compile_stager
 from dagster_bitrix24.row_converter import RowConverter, compile_row_converter
 from dagster_bitrix24.warehouse_errors import RowConversionError
 
@@ -83,6 +84,7 @@ class TableLayout:
     changes: SchemaChanges = field(default_factory=SchemaChanges)
     converters: tuple[Converter, ...] = field(default=(), repr=False)
     row_converter: RowConverter | None = field(default=None, repr=False)
+    row_stager: RowStager | None = field(default=None, repr=False)
 
     @property
     def id_column(self) -> str:
@@ -118,14 +120,20 @@ def entity_table(
 ) -> sa.Table:  # fmt: skip
     """The SQLAlchemy table of an entity: typed columns with comments, then bookkeeping."""
     sql_columns = [
-        sa.Column(c.name, sql_type(c.kind, dialect), primary_key=i == 0,
-                  autoincrement=False, comment=c.description)
+        sa.Column(c.name, _key_type(c.kind, dialect) if i == 0 else sql_type(c.kind, dialect),
+                  primary_key=i == 0, autoincrement=False, comment=c.description)
         for i, c in enumerate(columns)
     ]  # fmt: skip
     stamp = sql_type("datetime", dialect)
     sql_columns.append(sa.Column(SYNCED_AT, stamp, comment="when this row was written"))
     sql_columns.append(sa.Column(DELETED_AT, stamp, comment="when the portal stopped listing it"))
     return sa.Table(name, metadata, *sql_columns, schema=schema)
+
+
+def _key_type(kind: Kind, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+    """SQLite: an integer id is declared INTEGER, so it is the rowid itself (one B-tree, not a
+    table plus a key index); tables made earlier with BIGINT keep working."""
+    return sa.Integer() if dialect == "sqlite" and kind == "integer" else sql_type(kind, dialect)
 
 
 def child_table(
@@ -148,10 +156,11 @@ def child_table(
 
 
 def with_converters(layout: TableLayout) -> TableLayout:
-    """The layout with one converter per written column, computed once."""
+    """The layout with one converter per written column (and PostgreSQL's stager), once."""
     converters = tuple(converter(c.kind, layout.dialect, part=c.part) for c in layout.columns)
     row_converter = compile_row_converter([c.field for c in layout.columns], converters)
-    return replace(layout, converters=converters, row_converter=row_converter)
+    stager = compile_stager(layout.columns) if layout.dialect == "postgresql" else None
+    return replace(layout, converters=converters, row_converter=row_converter, row_stager=stager)
 
 
 def synced_at_value(dialect: Dialect) -> Any:

@@ -1,0 +1,112 @@
+"""PostgreSQL conversion in SQL (pg_staging) stores exactly what the Python converters store."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dagster_bitrix24 import upsert
+from dagster_bitrix24.layout import synced_at_value
+from dagster_bitrix24.warehouse import Warehouse, WriteCounts
+from dagster_bitrix24.warehouse_errors import RowConversionError
+from tests.dagster.test_warehouse_columns import _TRICKY
+from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
+
+_FIELDS = {
+    "ID": {"type": "integer"}, "INT": {"type": "integer"}, "RATE": {"type": "double"},
+    "OPPORTUNITY": {"type": "double"}, "BUDGET": {"type": "money"}, "FLAG": {"type": "char"},
+    "DAY": {"type": "date"}, "AT": {"type": "datetime"}, "NOTE": {"type": "string"},
+    "TAGS": {"type": "integer", "isMultiple": True},
+}  # fmt: skip
+# Shapes the portal sends all the time: the SQL path must take them, not hand them back.
+_COMMON = {
+    "INT": "42", "RATE": "1.2345", "OPPORTUNITY": "1500.00", "BUDGET": "10.50|RUB",
+    "FLAG": "Y", "DAY": "2024-09-02T03:00:00+03:00", "AT": "2024-09-02T18:37:18+03:00",
+    "NOTE": "text", "TAGS": ["1", "2"],
+}  # fmt: skip
+
+
+@pytest.fixture
+def postgres(warehouse_url: str) -> Iterator[Warehouse]:
+    if not warehouse_url.startswith("postgresql"):
+        pytest.skip("the SQL conversion path is PostgreSQL's")
+    yield from cleaned_warehouse(warehouse_url)
+
+
+def _stored(warehouse: Warehouse, table: sa.Table) -> dict[Any, tuple[Any, ...]]:
+    return {row.id: tuple(row)[1:-2] for row in select_all(warehouse, table)}
+
+
+def test_sql_path_stores_what_the_python_path_stores_for_awkward_values(
+    postgres: Warehouse,
+) -> None:
+    by_sql = postgres.prepare_table("by.sql", _FIELDS, id_field="ID", change_field=None)
+    by_python = postgres.prepare_table("by.python", _FIELDS, id_field="ID", change_field=None)
+    synced_at = synced_at_value("postgresql")
+    taken = declined = 0
+    row_id = 0
+    with postgres.transaction() as connection:
+        for field in [f for f in _FIELDS if f != "ID"]:
+            for value in [*_TRICKY, _COMMON[field]]:
+                row_id += 1
+                row = {"ID": str(row_id), field: value}
+                try:
+                    converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
+                except RowConversionError:
+                    converted = None
+                else:
+                    upsert._send(connection, by_python, converted)
+                counts = upsert._staged_upsert(connection, by_sql, [row], synced_at=synced_at)
+                if counts is None:  # declined: the chunk goes through the Python path
+                    declined += 1
+                    assert value is not _COMMON[field], (field, value)
+                    continue
+                taken += 1
+                assert converted is not None, f"SQL took {value!r} for {field}, Python refused"
+                assert counts == WriteCounts(1, 0, 0)
+    assert _stored(postgres, by_sql.table) == {
+        k: v for k, v in _stored(postgres, by_python.table).items()
+        if k in _stored(postgres, by_sql.table)
+    }  # fmt: skip
+    assert taken > 150 and declined > 50
+
+
+@pytest.fixture
+def in_sql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upsert, "PG_CONVERT_IN_SQL", True)
+    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+
+
+@pytest.mark.usefixtures("in_sql")
+def test_sql_path_counts_inserts_updates_skips_and_replaces_children(postgres: Warehouse) -> None:
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
+    older = "2024-08-01T10:00:00+03:00"
+    first = [deal(i, old, PHONE=[{"ID": str(i), "VALUE": f"+{i}"}]) for i in range(1, 21)]
+    assert postgres.write_chunk(layout, first) == WriteCounts(20, 0, 0)
+    second = [deal(i, new if i % 2 else older, TITLE="v2", PHONE=[]) for i in range(11, 41)]
+    second[-1]["UF_CRM_VIP"] = True  # a JSON boolean is staged as its text
+    second[-2]["OPPORTUNITY"] = 99.5  # and a JSON number
+    assert postgres.write_chunk(layout, second) == WriteCounts(20, 5, 5)
+    rows = {r.id: r for r in select_all(postgres, layout.table)}
+    assert rows[11].title == "v2" and rows[12].title == "Deal 12" and len(rows) == 40
+    assert rows[40].uf_crm_vip is True and float(rows[39].opportunity) == 99.5
+    phones = {r.parent_id for r in select_all(postgres, layout.children[0].table)}
+    assert phones == set(range(1, 21)) - set(range(11, 21, 2))
+
+
+@pytest.mark.usefixtures("in_sql")
+def test_sql_path_hands_bad_values_and_duplicates_to_the_python_path(postgres: Warehouse) -> None:
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    rows = [deal(i) for i in range(1, 21)]
+    rows[7]["PROBABILITY"] = "fifty"
+    with pytest.raises(RowConversionError, match=r"PROBABILITY.*row id '8'"):
+        postgres.write_chunk(layout, rows)
+    rows[7]["PROBABILITY"] = " 7 "  # SQL declines this shape; Python takes it
+    rows.append(deal(3, "2024-09-03T10:00:00+03:00", TITLE="newest"))
+    assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)
+    stored = {r.id: r for r in select_all(postgres, layout.table)}
+    assert stored[8].probability == 7 and stored[3].title == "newest"
