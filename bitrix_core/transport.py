@@ -11,7 +11,6 @@ decision to resend to the batcher and the client::
 
 import asyncio
 import ipaddress
-import json
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -20,6 +19,7 @@ from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+import orjson
 
 from bitrix_core.encoding import encode_params
 from bitrix_core.errors import (
@@ -135,9 +135,10 @@ class Transport:
             raise BitrixTransportError(
                 f"connection failed: {text}", method=method, url=shown
             ) from None
-        error = _decode_error_or_none(status, headers, raw, method=method, url=redact(final_url))
+        body = _parse_json(raw)
+        error = _error_or_none(status, headers, raw, body, method=method, url=redact(final_url))
         if error is None:
-            return _decode_object(status, raw, method=method, url=redact(final_url))
+            return _as_object(status, raw, body, method=method, url=redact(final_url))
         if isinstance(error, BitrixAuthError) and params.get("auth"):
             error.credential_fingerprint = fingerprint(str(params["auth"]))
         raise error
@@ -183,14 +184,24 @@ def _check_redirect(source: str, target: str, *, method: str) -> None:
         )
 
 
-def _decode_error_or_none(
-    status: int, headers: Mapping[str, str], raw: bytes, *, method: str, url: str
+_UNPARSED = object()  # marks a body that is not valid JSON
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The decoded body, `None` when empty, `_UNPARSED` when it is not valid JSON."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _UNPARSED
+
+
+def _error_or_none(
+    status: int, headers: Mapping[str, str], raw: bytes, body: Any, *, method: str, url: str
 ) -> BitrixError | None:
     """The error an answer carries, or None when it is a success."""
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        body = None
     if isinstance(body, dict) and "error" in body:
         error = error_from_response(body, method=method, status=status, url=url)
         if isinstance(error, OperationTimeLimitError) and error.reset_at is None:
@@ -201,27 +212,25 @@ def _decode_error_or_none(
     cls = error_class_for("", status)
     if status >= 500:
         cls = BitrixServerError
-    kind = "error page" if body is None else "error without a code"
+    kind = "error page" if body is None or body is _UNPARSED else "error without a code"
     error = cls(f"{kind} ({_snippet(raw)})", method=method, status=status, url=url)
     if isinstance(error, OperationTimeLimitError):
         error.reset_at = _reset_at({}, headers)
     return error
 
 
-def _decode_object(status: int, raw: bytes, *, method: str, url: str) -> dict[str, Any]:
-    text = raw.strip()
-    if not text:
+def _as_object(status: int, raw: bytes, body: Any, *, method: str, url: str) -> dict[str, Any]:
+    """A success body as a dict; PHP's `[]` for an empty map becomes `{}`."""
+    if body is None:
         raise BitrixProtocolError("empty answer", method=method, status=status, url=url)
-    try:
-        body = json.loads(text)
-    except ValueError:
-        if text[:1] in (b"{", b"["):
+    if body is _UNPARSED:
+        if raw.strip()[:1] in (b"{", b"["):
             raise BitrixTransportError(
                 "body cut short (JSON ends early)", method=method, status=status, url=url
-            ) from None
+            )
         raise BitrixProtocolError(
             f"answer is not JSON ({_snippet(raw)})", method=method, status=status, url=url
-        ) from None
+        )
     if body == []:
         return {}
     if not isinstance(body, dict):
