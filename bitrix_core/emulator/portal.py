@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,10 @@ class EmulatedPortal:
 
     `port=0` picks a free port. `plan` is "standard", "enterprise", "unlimited" or a `Plan`.
     `time_scale` multiplies every duration (latency, bucket drain period, operating
-    baskets and budget, token lifetimes). Secrets (`webhook_code`, `admin_token`,
-    `client_secret`) are random unless given and are never part of the repr.
+    baskets and budget, token lifetimes). `store_factory` supplies the data (at start and
+    on an admin data reset) instead of a fresh `PortalStore(seed, sizes, tz)`. Secrets
+    (`webhook_code`, `admin_token`, `client_secret`) are random unless given and are never
+    part of the repr.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class EmulatedPortal:
         client_id: str | None = None,
         client_secret: str | None = None,
         fault_seed: int | None = None,
+        store_factory: Callable[[], PortalStore] | None = None,
     ) -> None:
         if deals < 0:
             raise ValueError("deals must not be negative")
@@ -91,6 +95,7 @@ class EmulatedPortal:
             time_scale=self.time_scale,
             member_id=member_id,
         )
+        self._store_factory = store_factory
         self._state: PortalState | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -134,7 +139,10 @@ class EmulatedPortal:
         )
 
     def _make_data(self) -> tuple[PortalStore, PortalMethods]:
-        store = PortalStore(seed=self.seed, sizes=self.sizes, tz=self.tz)
+        if self._store_factory is not None:
+            store = self._store_factory()
+        else:
+            store = PortalStore(seed=self.seed, sizes=self.sizes, tz=self.tz)
         return store, PortalMethods(store)
 
     async def _serve(self) -> None:
