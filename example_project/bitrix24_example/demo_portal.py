@@ -27,7 +27,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bitrix_core.emulator.methods import PortalMethods
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.emulator.store import PortalSizes, PortalStore
 
@@ -59,17 +58,6 @@ class _ReplayStore(PortalStore):
 
     def now(self) -> int:
         return self.pinned_clock if self.pinned_clock is not None else super().now()
-
-
-class _LoadedPortal(EmulatedPortal):
-    """An `EmulatedPortal` serving a store loaded beforehand instead of a fresh one."""
-
-    def __init__(self, store: PortalStore, **options: Any) -> None:
-        super().__init__(**options)
-        self._loaded = store
-
-    def _make_data(self) -> tuple[PortalStore, PortalMethods]:
-        return self._loaded, PortalMethods(self._loaded)
 
 
 class DemoPortal:
@@ -147,8 +135,12 @@ class DemoPortal:
         self, *, plan: str = "standard", time_scale: float = 0.05
     ) -> Iterator[EmulatedPortal]:
         """Serve the portal's current data on a free loopback port until the block ends."""
-        portal = _LoadedPortal(
-            self.load(), seed=self.seed, sizes=self.sizes, plan=plan, time_scale=time_scale
+        portal = EmulatedPortal(
+            seed=self.seed,
+            sizes=self.sizes,
+            plan=plan,
+            time_scale=time_scale,
+            store_factory=self.load,  # an admin data reset reloads the recipe too
         )
         with portal:
             yield portal
