@@ -27,7 +27,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_bitrix24 import upsert
 from dagster_bitrix24.warehouse import Warehouse
 
 TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": None}
@@ -123,10 +122,12 @@ def deal_rows(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
     return rows
 
 
-def _run(url: str, rows: list[dict[str, Any]], chunk: int) -> dict[str, tuple[float, float]]:
+def _run(
+    url: str, rows: list[dict[str, Any]], chunk: int, *, convert_in_database: bool = False
+) -> dict[str, tuple[float, float]]:
     """rows/s of wall time and rows per CPU second of this process, per phase."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
-    warehouse = Warehouse(url, table_prefix=prefix)
+    warehouse = Warehouse(url, table_prefix=prefix, convert_in_database=convert_in_database)
     try:
         layout = warehouse.prepare_table(
             "crm.deal", FIELDS, id_field="ID", change_field="DATE_MODIFY"
@@ -160,7 +161,6 @@ def main() -> None:
     parser.add_argument("--pg-convert-in-sql", action="store_true",
                         help="PostgreSQL: stage raw text and convert in SQL (pg_staging)")
     options = parser.parse_args()
-    upsert.PG_CONVERT_IN_SQL = options.pg_convert_in_sql
     began = time.perf_counter()
     rows = deal_rows(options.rows)
     print(f"generated {len(rows):,} deal rows ({len(FIELDS)} fields) in "
@@ -172,7 +172,8 @@ def main() -> None:
             if not url:
                 print(f"{dialect:>10}: skipped (no URL)")
                 continue
-            figures = _run(url, rows, options.chunk)
+            in_database = options.pg_convert_in_sql and dialect == "postgresql"
+            figures = _run(url, rows, options.chunk, convert_in_database=in_database)
             target = TARGETS[dialect]
             for phase, (rate, cpu_rate) in figures.items():
                 ratio = (

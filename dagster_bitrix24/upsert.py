@@ -27,11 +27,6 @@ from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert
 from dagster_bitrix24.pg_staging import Unstageable, staged_write
 
 COPY_THRESHOLD = 2_000
-# PostgreSQL: convert chunks in SQL from staged raw text (`pg_staging`) instead of in Python.
-# Off: measured, it moves ~10 us/row of conversion from this process to the server but costs
-# the server ~20 us/row more, so on a 2-core machine the wall-clock rate halves (see report in
-# benchmarks/writer_throughput.py --pg-convert-in-sql).
-PG_CONVERT_IN_SQL = False
 _ID_BATCH = 5_000
 _STAGE = "_bitrix24_stage"
 
@@ -63,11 +58,15 @@ def upsert_chunk(
     rows: Sequence[Mapping[str, Any]],
     *,
     synced_at: Any,
+    convert_in_database: bool = False,
 ) -> WriteCounts:
-    """Write one chunk inside the caller's transaction; return what happened to each row."""
+    """Write one chunk inside the caller's transaction; return what happened to each row.
+
+    `convert_in_database` (PostgreSQL): stage raw text and convert in SQL (`pg_staging`).
+    """
     if not rows:
         return WriteCounts()
-    if PG_CONVERT_IN_SQL and layout.row_stager is not None and len(rows) >= COPY_THRESHOLD:
+    if convert_in_database and layout.row_stager is not None and len(rows) >= COPY_THRESHOLD:
         counts = _staged_upsert(connection, layout, rows, synced_at=synced_at)
         if counts is not None:
             return counts

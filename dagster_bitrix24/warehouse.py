@@ -106,6 +106,7 @@ class Warehouse:
         *,
         schema: str | None = None,
         table_prefix: str = "bitrix24_",
+        convert_in_database: bool = False,
     ) -> None:
         if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
             raise FieldMetadataError(
@@ -122,6 +123,7 @@ class Warehouse:
         self.dialect_name: Dialect = "mysql" if name == "mariadb" else name  # type: ignore[assignment]
         self.schema = schema
         self.table_prefix = table_prefix
+        self.convert_in_database = convert_in_database
         self._state = state_table(
             sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema
         )
@@ -241,11 +243,14 @@ class Warehouse:
         connection: sa.Connection | None = None,
     ) -> WriteCounts:
         """Upsert `rows` by id, never older over newer; one transaction unless one is given."""
-        synced_at = synced_at_value(layout.dialect)
+        options = {
+            "synced_at": synced_at_value(layout.dialect),
+            "convert_in_database": self.convert_in_database,
+        }
         if connection is not None:
-            return upsert_chunk(connection, layout, rows, synced_at=synced_at)
+            return upsert_chunk(connection, layout, rows, **options)
         with self.engine.begin() as own:
-            return upsert_chunk(own, layout, rows, synced_at=synced_at)
+            return upsert_chunk(own, layout, rows, **options)
 
     def mark_deleted(
         self,

@@ -73,8 +73,8 @@ def test_sql_path_stores_what_the_python_path_stores_for_awkward_values(
 
 
 @pytest.fixture
-def in_sql(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(upsert, "PG_CONVERT_IN_SQL", True)
+def in_sql(postgres: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    postgres.convert_in_database = True
     monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
 
 
