@@ -5,7 +5,8 @@ follows the deals: the deals changed in the window (`crm.deal.list`, ids and cha
 only) are looked up with `crm.deal.contact.items.get`, 50 deals per batch request, and each
 deal's links are replaced in one transaction per page, as the multi-field child tables are.
 A full sync also drops the links of deals the portal no longer lists. The cursor (newest
-deal change time seen) is committed under the link table's name after every page landed.
+deal change time seen, capped at the run's start as `EntitySync` does) is committed under
+the link table's name after every page landed.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +19,7 @@ from bitrix_core.entities import ENTITIES, EntitySpec
 from bitrix_core.pagination import paginate
 from dagster_bitrix24.columns import sql_type, to_bool, to_int
 from dagster_bitrix24.layout import SYNCED_AT
-from dagster_bitrix24.sync import EntitySync, SyncResult, parse_change_time
+from dagster_bitrix24.sync import EntitySync, SyncResult, parse_change_time, read_started
 
 #: The link entity name, as listed in `entities=[...]`.
 DEAL_CONTACT = "crm.deal.contact"
@@ -80,6 +81,7 @@ class DealContactSync(EntitySync):
         result.entity, result.table_name = DEAL_CONTACT, self.table_name
         params = self._params({}, result)
         params["select"] = [self.spec.id_key, "DATE_MODIFY"]
+        started = read_started()
         run = paginate(
             self.client.batcher, self.spec.list_method, params, spec=self.spec, order=None,
             stats=result.stats, verify=result.mode == "full",
@@ -108,11 +110,7 @@ class DealContactSync(EntitySync):
             result.chunks += 1
         if result.mode == "full":
             result.deleted = await self._blocking(self._drop_missing, seen)
-        if result.mode != "window" and newest is not None:
-            await self._blocking(self.warehouse.commit_cursor, self.cursor_key, newest.isoformat())
-            result.cursor_after = newest
-        else:
-            result.cursor_after = result.cursor_before
+        await self._commit_cursor(result, newest, started=started)
         return result
 
     def row_count(self) -> int:

@@ -9,16 +9,17 @@ Modes:
 - `incremental`: rows changed at or after `cursor - lookback` (late commits and clock skew).
 - `window`: rows changed in a partition's `[start, end)`; never moves the cursor.
 
-The cursor (largest change time landed) is committed only after every chunk has landed, so
-a run killed half-way leaves the old cursor and the rerun fetches the same window again;
-the writer's upsert makes that rerun free of duplicates. No Dagster import here.
+The cursor (largest change time landed, but never later than the moment the run started
+reading) is committed only after every chunk has landed, so a run killed half-way leaves the
+old cursor and the rerun fetches the same window again; the writer's upsert makes that rerun
+free of duplicates. No Dagster import here.
 """
 
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from bitrix_core.client import BitrixClient
@@ -120,6 +121,7 @@ class EntitySync:
         )
         result = await self._plan()
         params = self._params(fields, result)
+        started = read_started()
         run = paginate(
             self.client.batcher,
             self.spec.list_method,
@@ -149,13 +151,23 @@ class EntitySync:
         if seen_ids is not None:
             counts = await self._blocking(self.warehouse.mark_deleted, layout, seen_ids)
             result.deleted, result.restored = counts.marked, counts.restored
-        if result.mode != "window" and newest is not None and self._change_row_key():
-            await self._blocking(self.warehouse.commit_cursor, self.cursor_key, newest.isoformat())
-            result.cursor_after = newest
+        result.layout = layout
+        if self._change_row_key():
+            await self._commit_cursor(result, newest, started=started)
         else:
             result.cursor_after = result.cursor_before
-        result.layout = layout
         return result
+
+    async def _commit_cursor(
+        self, result: SyncResult, newest: datetime | None, *, started: datetime
+    ) -> None:
+        """Store the cursor (unless a partition run or nothing seen); report it on `result`."""
+        cursor = capped_cursor(newest, started=started, before=result.cursor_before)
+        if result.mode != "window" and cursor is not None:
+            await self._blocking(self.warehouse.commit_cursor, self.cursor_key, cursor.isoformat())
+            result.cursor_after = cursor
+        else:
+            result.cursor_after = result.cursor_before
 
     async def _fields(self) -> dict[str, Any]:
         """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
@@ -283,6 +295,28 @@ class EntitySync:
         ids = {row.get(self.spec.id_field) async for page in run for row in page.rows}
         stats.merge(run.stats)
         return ids
+
+
+def read_started() -> datetime:
+    """Now, to the whole second (portal change times have no fractions): a run's start."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def capped_cursor(
+    newest: datetime | None, *, started: datetime, before: datetime | None
+) -> datetime | None:
+    """The cursor to store: the newest change time seen, but no later than `started`.
+
+    Pages are read in parallel id windows, so a row changed while the run reads may sit in
+    a window already read; its change time is after `started`. Were the cursor to move past
+    `started` (to a later change seen in another window), the next run's window (cursor
+    minus lookback) could start after that change and lose it for good. The cursor never
+    moves back behind `before`.
+    """
+    if newest is None:
+        return before
+    cursor = min(newest, started)
+    return cursor if before is None or cursor > before else before
 
 
 def _is_multifield(meta: Any) -> bool:

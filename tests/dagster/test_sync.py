@@ -1,5 +1,6 @@
 """Sync semantics through Dagster: a run killed half-way, and a partition range backfill."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -139,3 +140,24 @@ def test_full_refresh_is_refused_for_partitioned_assets(portal, tmp_path):
 def test_unknown_partition_granularity_is_refused(granularity):
     with pytest.raises(ValueError, match=granularity):
         change_time_partitions(granularity, start="2024-01-01")
+
+
+def test_cursor_never_passes_the_runs_start(portal, tmp_path):
+    """A row stamped after the run began (a change made mid-run, or a portal clock ahead)
+    must not carry the cursor past the run's start, or an earlier change is lost."""
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    ahead, touched = portal.store.ids("crm.deal")[:2]
+    portal.store.update("crm.deal", ahead, {"DATE_MODIFY": int(time.time()) + 3600})
+    assets = build_bitrix24_assets(entities=["crm.deal"])
+    before_run = datetime.now(UTC)
+    materialize([assets], resources=resources(portal, url))
+    cursor = datetime.fromisoformat(Warehouse(url).read_cursor("bitrix24_crm_deal").value)
+    assert before_run - timedelta(seconds=1) <= cursor <= datetime.now(UTC)
+
+    portal.store.update(
+        "crm.deal", touched, {"DATE_MODIFY": int(time.time()), "TITLE": "changed after run 1"}
+    )
+    materialize(
+        [assets], resources=resources(portal, url), run_config=_config(assets, lookback_minutes=0)
+    )
+    assert stored_rows(url, "bitrix24_crm_deal", "title")[touched] == ("changed after run 1",)
