@@ -26,6 +26,7 @@ from dagster import (
 )
 from dagster.components import Component, ComponentLoadContext, Model, Resolvable
 
+from bitrix_core.errors import BitrixParameterError
 from dagster_bitrix24.assets import build_bitrix24_assets
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.partitions import change_time_partitions
@@ -121,7 +122,9 @@ class Bitrix24Component(Component, Model, Resolvable):
     def warehouse_resource(self) -> SQLWarehouseResource:
         """The warehouse resource: a literal URL (no password) or one from the environment."""
         if self.warehouse_url and self.warehouse_url_env:
-            raise ValueError("give warehouse_url or warehouse_url_env, not both")
+            raise BitrixParameterError(
+                "warehouse_url", "give warehouse_url or warehouse_url_env, not both"
+            )
         if self.warehouse_url_env:
             return SQLWarehouseResource(
                 url=EnvVar(self.warehouse_url_env), schema_name=self.warehouse_schema

@@ -11,6 +11,8 @@ from dagster import (
     TimeWindowPartitionsDefinition,
 )
 
+from bitrix_core.errors import BitrixParameterError
+
 Granularity = Literal["hourly", "daily", "monthly"]
 
 _DEFINITIONS: dict[str, Callable[..., TimeWindowPartitionsDefinition]] = {
@@ -30,8 +32,8 @@ def change_time_partitions(
     try:
         definition = _DEFINITIONS[granularity]
     except KeyError:
-        raise ValueError(
-            f"partitions must be one of {sorted(_DEFINITIONS)}, not {granularity!r}"
+        raise BitrixParameterError(
+            "granularity", f"must be one of {sorted(_DEFINITIONS)}, not {granularity!r}"
         ) from None
     return definition(start_date=start, timezone=timezone)
 

@@ -14,10 +14,10 @@ from sqlalchemy.engine import make_url
 from bitrix_core.client import BitrixClient
 from bitrix_core.errors import BitrixParameterError
 from bitrix_core.throttle import Limits
+from bitrix_core.transport import is_loopback_host
 from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
 from dagster_bitrix24.warehouse import Warehouse
 
-_LOOPBACK_HOSTS = ("localhost", "::1")
 _SECRET: dict[str, Any] = {"dagster__is_secret": True}
 
 
@@ -29,8 +29,7 @@ def _plain(value: str | None) -> str:
 
 
 def _is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    return is_loopback_host(urlsplit(url).hostname)
 
 
 class Bitrix24Resource(ConfigurableResource):
@@ -96,17 +95,21 @@ class Bitrix24Resource(ConfigurableResource):
 
     def limits(self) -> Limits:
         """The engine `Limits` for this portal's plan, scaled and overridden as configured."""
-        limits = Limits.for_plan(self.plan)
+        try:
+            limits = Limits.for_plan(self.plan)
+        except ValueError as exc:
+            raise BitrixParameterError("plan", str(exc)) from None
+        if self.time_scale <= 0:
+            raise BitrixParameterError("time_scale", "must be positive")
         if self.time_scale != 1.0:
             limits = limits.scaled(self.time_scale)
-        overrides: dict[str, Any] = {
-            key: value
-            for key, value in (("bucket_size", self.bucket_size), ("drain_per_s", self.drain_per_s))
-            if value is not None
-        }
-        if overrides:
-            limits = replace(limits, **overrides)
-        return limits
+        overrides: dict[str, Any] = {}
+        for key, value in (("bucket_size", self.bucket_size), ("drain_per_s", self.drain_per_s)):
+            if value is not None and value <= 0:
+                raise BitrixParameterError(key, "must be positive")
+            if value is not None:
+                overrides[key] = value
+        return replace(limits, **overrides) if overrides else limits
 
     def get_client(self, *, verbose: bool = False) -> BitrixClient:
         """A new engine `BitrixClient` (use it as `async with`): one per run, shared by entities."""

@@ -61,6 +61,17 @@ def test_plan_limits_are_scaled_and_overridden():
     assert limits.drain_per_s == pytest.approx(200.0)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("plan", "platinum"), ("time_scale", 0.0), ("bucket_size", 0), ("drain_per_s", -1.0)],
+)
+def test_bad_limit_options_are_named_before_any_request(option, value):
+    resource = Bitrix24Resource(webhook_url="http://127.0.0.1:1/rest/1/x/", **{option: value})
+    with pytest.raises(BitrixParameterError) as raised:
+        resource.get_client()
+    assert raised.value.parameter == option
+
+
 def _take_slots(path: str, count: int, barrier, queue) -> None:
     backend = SqliteLimiterBackend(path, portal="acme")
     limits = Limits(bucket_size=5, drain_per_s=10.0, bucket_headroom=0.0)
