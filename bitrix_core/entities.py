@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from bitrix_core.errors import BitrixParameterError
+
 Style = Literal["classic", "item", "task", "user", "dictionary"]
 
 _STYLES = ("classic", "item", "task", "user", "dictionary")
+_FILTER_CASES = ("upper", "camel")
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,20 @@ class EntitySpec:
     keyset: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("name", "list_method", "id_field"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise BitrixParameterError(f"EntitySpec.{name}", "must be a non-empty string")
         if self.style not in _STYLES:
-            raise ValueError(f"EntitySpec.style must be one of {_STYLES}, not {self.style!r}")
+            raise BitrixParameterError(
+                "EntitySpec.style", f"must be one of {_STYLES}, not {self.style!r}"
+            )
+        if self.filter_case not in _FILTER_CASES:
+            raise BitrixParameterError(
+                "EntitySpec.filter_case", f"must be one of {_FILTER_CASES}, not {self.filter_case!r}"
+            )
+        if not isinstance(self.extra_params, Mapping):
+            raise BitrixParameterError("EntitySpec.extra_params", "must be a mapping")
 
     @property
     def id_key(self) -> str:

@@ -11,6 +11,7 @@ limiter paces them all and their page commands share batches. The assets default
 Dagster pool `bitrix24/<portal>`, so parallel runs cannot overrun the portal either.
 """
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -58,6 +59,7 @@ LOOKBACK_KEY = "bitrix24/lookback_minutes"
 TABLE_PREFIX_KEY = "bitrix24/table_prefix"
 #: Asset-spec metadata key of the `crm.item` asset: types synced by their own assets.
 EXCLUDE_KEY = "bitrix24/exclude_entities"
+_TABLE_PREFIX = re.compile(r"[A-Za-z0-9_]*")
 _DESCRIPTIONS = {
     SMART_PROCESSES: "Every smart process the portal reports (crm.type.list) and smart "
     "invoices, discovered at each run; one table per type: {prefix}crm_item_<entityTypeId>",
@@ -136,6 +138,10 @@ def get_bitrix24_asset_specs(
     lookback: timedelta = timedelta(minutes=15),
 ) -> list:
     """The `AssetSpec`s of the entities, built by the translator."""
+    if not isinstance(table_prefix, str) or not _TABLE_PREFIX.fullmatch(table_prefix):
+        raise BitrixParameterError(
+            "table_prefix", f"use only letters, digits and '_', not {table_prefix!r}"
+        )
     translator = translator or DagsterBitrix24Translator()
     resolved = resolve_entities(entities)
     own_types = sorted(

@@ -1,6 +1,6 @@
 """Materialising the Bitrix24 multi-asset against the emulator, into real warehouses."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from dagster import AssetKey, materialize
@@ -121,6 +121,24 @@ def test_unknown_entity_is_a_named_error():
 
     with pytest.raises(BitrixParameterError, match="crm.dael"):
         build_bitrix24_assets(entities=["crm.dael"])
+
+
+@pytest.mark.parametrize(
+    ("options", "parameter"),
+    [
+        ({"entities": []}, "entities"),
+        ({"entities": ["crm.deal", "crm.deal"]}, "entities"),
+        ({"entities": ["crm.deal"], "table_prefix": "bad-prefix;"}, "table_prefix"),
+        ({"entities": ["crm.deal"], "portal": "my portal"}, "portal"),
+        ({"entities": ["crm.deal"], "lookback": timedelta(minutes=-1)}, "lookback"),
+    ],
+)
+def test_bad_factory_arguments_are_named_at_definition_time(options, parameter):
+    from bitrix_core.errors import BitrixParameterError
+
+    with pytest.raises(BitrixParameterError) as raised:
+        build_bitrix24_assets(**options)
+    assert raised.value.parameter == parameter
 
 
 def test_every_built_in_entity_lands_in_one_run(portal, tmp_path):

@@ -3,6 +3,7 @@
 import pytest
 
 from bitrix_core.entities import ENTITIES, EntitySpec, crm_item, spec_for_method
+from bitrix_core.errors import BitrixParameterError
 
 
 def test_known_entities_cover_the_list_shapes():
@@ -75,3 +76,20 @@ def test_bad_style_is_rejected():
         EntitySpec(name="x", list_method="x.list", fields_method=None, style="fancy")
     with pytest.raises(TypeError):
         crm_item("128")
+
+
+@pytest.mark.parametrize(
+    ("changes", "parameter"),
+    [
+        ({"name": ""}, "EntitySpec.name"),
+        ({"list_method": None}, "EntitySpec.list_method"),
+        ({"id_field": " "}, "EntitySpec.id_field"),
+        ({"filter_case": "lower"}, "EntitySpec.filter_case"),
+        ({"extra_params": [("entityTypeId", 2)]}, "EntitySpec.extra_params"),
+    ],
+)
+def test_bad_spec_fields_are_named(changes, parameter):
+    options = {"name": "x", "list_method": "x.list", "fields_method": None, **changes}
+    with pytest.raises(BitrixParameterError) as raised:
+        EntitySpec(**options)
+    assert raised.value.parameter == parameter
