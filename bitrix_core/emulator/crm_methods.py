@@ -31,7 +31,7 @@ WITH_USER_FIELDS = ("crm.lead", "crm.deal", "crm.contact", "crm.company")
 _UF_TYPES = {"string", "integer", "double", "boolean", "date", "datetime", "enumeration", "money",
              "url", "employee", "crm", "file", "address", "iblock_element"}
 WEBHOOK_USER = 1
-_DEFAULTS = {  # what the real server fills in on add when the caller leaves it out
+_DEFAULTS: dict[str, dict[str, Any]] = {  # what the real server fills in on add when the caller leaves it out
     "crm.deal": {"CATEGORY_ID": 0, "STAGE_ID": "NEW", "CURRENCY_ID": "RUB", "OPPORTUNITY": 0.0,
                  "OPENED": "Y", "CLOSED": "N", "IS_MANUAL_OPPORTUNITY": "N"},
     "crm.lead": {"STATUS_ID": "NEW", "CURRENCY_ID": "RUB", "OPENED": "Y"},

@@ -4,14 +4,10 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from bitrix_core.emulator.method_kit import JsonReady
-
-try:
-    import orjson
-except ImportError:  # optional speed-up; the standard library writes the same text
-    orjson = None
 
 #: HTTP status per error code (compared case-insensitively), from the API digest table.
 STATUS_BY_CODE: dict[str, int] = {
@@ -75,17 +71,16 @@ def php_value(value: Any) -> Any:
 def php_json(value: Any) -> str:
     """Serialise like PHP json_encode: compact, ASCII with \\u escapes, `/` written `\\/`.
 
-    orjson writes the common all-ASCII body when it is installed; anything else (non-ASCII
-    text, values orjson refuses) goes through the standard library encoder.
+    orjson writes the common all-ASCII body; anything else (non-ASCII text, values orjson
+    refuses) goes through the standard library encoder.
     """
     shaped = php_value(value)
-    if orjson is not None:
-        try:
-            data: bytes | None = orjson.dumps(shaped)
-        except TypeError:  # orjson.JSONEncodeError: e.g. integers beyond 64 bits
-            data = None
-        if data is not None and data.isascii():
-            return data.decode("ascii").replace("/", "\\/")
+    try:
+        data: bytes | None = orjson.dumps(shaped)
+    except TypeError:  # orjson.JSONEncodeError: e.g. integers beyond 64 bits
+        data = None
+    if data is not None and data.isascii():
+        return data.decode("ascii").replace("/", "\\/")
     text = json.dumps(shaped, separators=(",", ":"), ensure_ascii=True)
     return text.replace("/", "\\/")  # "/" can only occur inside strings in JSON text
 

@@ -87,7 +87,8 @@ def create_id_blocks(conn: sqlite3.Connection, entity: Entity, *, seed: int, cou
     conn.execute(f"CREATE TABLE _blocks_{entity.table} (b INTEGER PRIMARY KEY, base INTEGER,"
                  " stride INTEGER)")
     rng = random.Random(f"{seed}:{entity.table}")
-    rows, base, strides = [], 1, []
+    rows, base = [], 1
+    strides: list[int] = []
     for b in range((count + BLOCK - 1) // BLOCK):
         if not strides:
             strides = list(_STRIDES)

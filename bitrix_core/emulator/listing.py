@@ -71,6 +71,7 @@ def fetch_page(
         offset -= offset % PAGE
     table = f'"{entity.table}" t'
     tail = f" FROM {table} WHERE {where} ORDER BY {order_sql} LIMIT {PAGE} OFFSET {offset}"
+    rows: list[dict[str, Any]]
     if shape is not None:
         fetched = store.tuples(f"SELECT {shape.columns}{tail}", params)
         rows, ids = shape.rows(fetched), [r[-1] for r in fetched]
