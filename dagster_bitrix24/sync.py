@@ -287,11 +287,15 @@ class EntitySync:
         result.chunks += 1
 
     async def _portal_ids(self, stats: ListStats) -> set[Any]:
-        """Every id the portal holds now (ids only), for the periodic delete check."""
+        """Every id the portal holds now (ids only), for the periodic delete check.
+
+        Verified against the portal's count: a short id set would mark live rows deleted.
+        """
         params = {**self.spec.extra_params, "select": [self.spec.id_key]}
         run = paginate(
-            self.client.batcher, self.spec.list_method, params, spec=self.spec, order=None
-        )
+            self.client.batcher, self.spec.list_method, params, spec=self.spec, order=None,
+            verify=True,
+        )  # fmt: skip
         ids = {row.get(self.spec.id_field) async for page in run for row in page.rows}
         stats.merge(run.stats)
         return ids

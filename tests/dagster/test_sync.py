@@ -161,3 +161,19 @@ def test_cursor_never_passes_the_runs_start(portal, tmp_path):
         [assets], resources=resources(portal, url), run_config=_config(assets, lookback_minutes=0)
     )
     assert stored_rows(url, "bitrix24_crm_deal", "title")[touched] == ("changed after run 1",)
+
+
+def test_check_deletes_marks_only_the_rows_gone_from_the_portal(portal, tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    assets = build_bitrix24_assets(entities=["crm.deal"])
+    materialize([assets], resources=resources(portal, url))
+    gone = portal.store.ids("crm.deal")[3:6]
+    for deal_id in gone:
+        assert portal.store.delete("crm.deal", deal_id)
+
+    result = materialize(
+        [assets], resources=resources(portal, url), run_config=_config(assets, check_deletes=True)
+    )
+    reported = materializations(result)["bitrix24/crm_deal"]
+    assert reported["rows_marked_deleted"] == len(gone)
+    assert set(stored_rows(url, "bitrix24_crm_deal")) == set(portal.store.ids("crm.deal"))
