@@ -1,4 +1,4 @@
-"""crm.item.* (universal CRM API), crm.type.list and crm.category.list.
+"""crm.item.* (universal CRM API) and crm.type.list.
 
 crm.item takes and returns camelCase names, lowercase `id`, real JSON numbers; entity type
 ids 1-4 reach the classic lead/deal/contact/company tables, 31 smart invoices, 128/130
@@ -29,7 +29,7 @@ _CLASSIC_BY_TYPE = {1: "crm.lead", 2: "crm.deal", 3: "crm.contact", 4: "crm.comp
 
 
 class CrmItems:
-    """Handlers of the universal crm.item API and its type / pipeline dictionaries."""
+    """Handlers of the universal crm.item API and its type dictionary."""
 
     def __init__(self, store: PortalStore) -> None:
         self.store = store
@@ -116,22 +116,11 @@ class CrmItems:
                  for n, (type_id, title) in enumerate(SMART_PROCESSES.items(), 1)]
         return MethodResult(result={"types": types}, total=len(types), rows=len(types))
 
-    def categories(self, params: dict[str, Any]) -> MethodResult:
-        type_id = php_int(params.get("entitytypeid") or 0)
-        rows = self.store.tuples("SELECT ID, NAME, SORT, ENTITY_TYPE_ID, IS_DEFAULT FROM category"
-                                 " WHERE ENTITY_TYPE_ID = ? ORDER BY SORT, ID", [type_id])
-        if not rows and type_id not in _CLASSIC_BY_TYPE:
-            raise MethodError("NOT_FOUND", "Smart process type not found", 400)
-        keys = ("id", "name", "sort", "entityTypeId", "isDefault")
-        result = [dict(zip(keys, r, strict=True)) for r in rows]
-        return MethodResult(result={"categories": result}, total=len(result), rows=len(result))
-
 
 def handlers(store: PortalStore) -> dict[str, Handler]:
-    """Every crm.item / type / category method name (lower case) -> its handler."""
+    """Every crm.item / type method name (lower case) -> its handler."""
     items = CrmItems(store)
     out: dict[str, Handler] = {f"crm.item.{verb}": getattr(items, verb)
                                for verb in ("list", "get", "fields", "add", "update", "delete")}
     out["crm.type.list"] = items.types
-    out["crm.category.list"] = items.categories
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitrix_core.emulator import crm_methods, item_methods, org_methods
+from bitrix_core.emulator import crm_methods, item_methods, org_methods, pipeline_methods
 from bitrix_core.emulator.method_kit import Handler, MethodError, MethodResult, normalise
 from bitrix_core.emulator.store import PortalStore
 
@@ -25,6 +25,7 @@ class PortalMethods:
             **crm_methods.handlers(store),
             **item_methods.handlers(store),
             **org_methods.handlers(store),
+            **pipeline_methods.handlers(store),
         }
 
     def has(self, method: str) -> bool:
