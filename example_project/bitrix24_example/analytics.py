@@ -16,7 +16,11 @@ SUMMARY_TABLE = "sales_pipeline_summary"
 
 
 @asset(
-    deps=[AssetKey(["bitrix24", "crm_deal"]), AssetKey(["bitrix24", "crm_status"])],
+    deps=[
+        AssetKey(["bitrix24", "crm_deal"]),
+        AssetKey(["bitrix24", "crm_status"]),
+        AssetKey(["bitrix24", "crm_category"]),
+    ],
     group_name="analytics",
     kinds={"pandas", "sql"},
     description="Deals reaching each stage per pipeline, conversion rates, deal velocity.",
@@ -24,14 +28,15 @@ SUMMARY_TABLE = "sales_pipeline_summary"
 def sales_funnel(
     context: AssetExecutionContext, warehouse: SQLWarehouseResource
 ) -> MaterializeResult:
-    """Read deals and stages, write the funnel and pipeline summary tables, draw the chart."""
+    """Read deals, stages and pipelines, write the funnel and pipeline summary tables, draw the chart."""
     engine = sa.create_engine(warehouse.url)
     try:
         schema = warehouse.schema_name
         deals = pd.read_sql_table("bitrix24_crm_deal", engine, schema=schema)
         stages = pd.read_sql_table("bitrix24_crm_status", engine, schema=schema)
-        funnel = stage_funnel(deals, stages)
-        summary = pipeline_summary(deals, stages)
+        pipelines = pd.read_sql_table("bitrix24_crm_category", engine, schema=schema)
+        funnel = stage_funnel(deals, stages, pipelines=pipelines)
+        summary = pipeline_summary(deals, stages, pipelines=pipelines)
         funnel.to_sql(FUNNEL_TABLE, engine, schema=schema, if_exists="replace", index=False)
         summary.to_sql(SUMMARY_TABLE, engine, schema=schema, if_exists="replace", index=False)
     finally:

@@ -43,7 +43,7 @@ CRM_ENTITIES = [
     "crm.item.128",  # smart process "Projects"
     "crm.item.130",  # smart process "Supplier contracts"
 ]
-DIRECTORY_ENTITIES = ["user", "department", "crm.status"]
+DIRECTORY_ENTITIES = ["user", "department", "crm.status", "crm.category"]
 
 _folder = data_dir()
 _folder.mkdir(parents=True, exist_ok=True)

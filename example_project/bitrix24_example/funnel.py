@@ -36,9 +36,18 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def pipeline_name(pipeline: int) -> str:
-    """`General` for pipeline 0, else `Pipeline <id>`."""
-    return "General" if pipeline == 0 else f"Pipeline {pipeline}"
+def pipeline_names(pipelines: pd.DataFrame | None) -> dict[int, str]:
+    """{pipeline id: name} from the synced `crm.category` rows (deleted ones left out)."""
+    if pipelines is None or pipelines.empty:
+        return {}
+    if "_deleted_at" in pipelines:
+        pipelines = pipelines[pipelines["_deleted_at"].isna()]
+    return {int(i): str(name) for i, name in zip(pipelines["id"], pipelines["name"], strict=True)}
+
+
+def pipeline_name(pipeline: int, names: dict[int, str]) -> str:
+    """The pipeline's name on the portal; `General` / `Pipeline <id>` when it is not known."""
+    return names.get(pipeline) or ("General" if pipeline == 0 else f"Pipeline {pipeline}")
 
 
 def deal_stages(stages: pd.DataFrame) -> pd.DataFrame:
@@ -48,9 +57,12 @@ def deal_stages(stages: pd.DataFrame) -> pd.DataFrame:
     return deal.sort_values(["pipeline", "sort"]).reset_index(drop=True)
 
 
-def stage_funnel(deals: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
+def stage_funnel(
+    deals: pd.DataFrame, stages: pd.DataFrame, *, pipelines: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per pipeline and open/won stage: deals now, reached, value, conversions."""
     live = _live(deals)
+    names = pipeline_names(pipelines)
     rows = []
     for pipeline, steps in deal_stages(stages).groupby("pipeline", sort=True):
         mine = live[live["category_id"] == pipeline]
@@ -66,7 +78,7 @@ def stage_funnel(deals: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "pipeline": int(pipeline),
-                    "pipeline_name": pipeline_name(int(pipeline)),
+                    "pipeline_name": pipeline_name(int(pipeline), names),
                     "stage_order": index + 1,
                     "stage_id": step.status_id,
                     "stage_name": step.name,
@@ -81,13 +93,16 @@ def stage_funnel(deals: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=STAGE_COLUMNS)
 
 
-def pipeline_summary(deals: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
+def pipeline_summary(
+    deals: pd.DataFrame, stages: pd.DataFrame, *, pipelines: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per pipeline: win rate, average won value, cycle length and sales velocity.
 
     Sales velocity = open deals x win rate x average won value / average days to win:
     the value the pipeline is expected to turn into revenue per day.
     """
     live = _live(deals)
+    names = pipeline_names(pipelines)
     semantics = deal_stages(stages).set_index("status_id")["semantics"]
     live = live.assign(semantics=live["stage_id"].map(semantics).fillna(IN_PROGRESS))
     rows = []
@@ -106,7 +121,7 @@ def pipeline_summary(deals: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "pipeline": int(pipeline),
-                "pipeline_name": pipeline_name(int(pipeline)),
+                "pipeline_name": pipeline_name(int(pipeline), names),
                 "deals": len(mine),
                 "open_deals": open_deals,
                 "won_deals": len(won),

@@ -33,6 +33,8 @@ def test_demo_syncs_everything_and_picks_up_the_next_change(tmp_path):
     for entity, table in [("crm.deal", "bitrix24_crm_deal"), ("crm.lead", "bitrix24_crm_lead"),
                           ("crm.item.128", "bitrix24_crm_item_128"), ("user", "bitrix24_user")]:
         assert printed_rows(first, table) == store.count(entity)
+    deal_pipelines = store.scalar("SELECT COUNT(*) FROM category WHERE ENTITY_TYPE_ID = 2")
+    assert printed_rows(first, "bitrix24_crm_category") == deal_pipelines > 0
     assert printed_rows(first, "sales_funnel") > 0
     assert (tmp_path / "charts" / "sales_funnel.png").stat().st_size > 10_000
 

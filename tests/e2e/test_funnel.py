@@ -26,6 +26,11 @@ STAGES = pd.DataFrame(
     columns=["entity_id", "status_id", "name", "sort", "semantics", "category_id"],
 )
 
+PIPELINES = pd.DataFrame(
+    [(0, "Sales", 2, True, None), (1, "Wholesale", 2, False, None), (2, "Gone", 2, False, "2026-01-02")],
+    columns=["id", "name", "entity_type_id", "is_default", "_deleted_at"],
+)
+
 
 def deal(id_, stage, category=0, value=100.0, created="2026-01-01", closed="2026-01-11", deleted=None):
     return {
@@ -84,6 +89,7 @@ def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
     engine = sa.create_engine(url)
     DEALS.to_sql("bitrix24_crm_deal", engine, index=False)
     STAGES.to_sql("bitrix24_crm_status", engine, index=False)
+    PIPELINES.to_sql("bitrix24_crm_category", engine, index=False)
     result = materialize([sales_funnel], resources={"warehouse": SQLWarehouseResource(url=url)})
     assert result.success
     (event,) = result.get_asset_materialization_events()
@@ -94,4 +100,5 @@ def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
     assert metadata["win_rate"].value == pytest.approx(3 / 5)
     stored = pd.read_sql_table("sales_pipeline_summary", engine)
     assert stored["won_deals"].tolist() == [2, 1]
+    assert stored["pipeline_name"].tolist() == ["Sales", "Wholesale"]  # from crm.category
     engine.dispose()
