@@ -37,6 +37,7 @@ from dagster_bitrix24.metadata import (
     aggregate_metadata,
     link_metadata,
     partition_metadata,
+    range_summary,
     result_metadata,
     run_metadata,
 )
@@ -330,18 +331,28 @@ def sync_selected_assets(
             context.log.error(f"{key.to_user_string()}: {type(outcome).__name__}: {outcome}")
             failures.append(f"{key.to_user_string()} ({type(outcome).__name__}: {outcome})")
             continue
+        metadata = {**_metadata(outcome, writer, portal), **totals}
         if window is not None:
-            for partition in context.partition_keys:
-                context.add_asset_metadata(
-                    partition_metadata(outcome.results, partition),
-                    asset_key=key,
-                    partition_key=partition,
-                )
-        yield MaterializeResult(
-            asset_key=key, metadata={**_metadata(outcome, writer, portal), **totals}
-        )
+            _add_partition_metadata(context, key, outcome, metadata)
+            metadata = {}
+        yield MaterializeResult(asset_key=key, metadata=metadata)
     if failures:
         raise Failure(description="Bitrix24 sync failed for: " + "; ".join(failures))
+
+
+def _add_partition_metadata(
+    context: AssetExecutionContext, key: Any, outcome: JobOutcome, summary: dict[str, Any]
+) -> None:
+    """Each partition of the run gets its own facts; the newest also the run's summary."""
+    partitions_def = context.assets_def.partitions_def
+    assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
+    keys = list(context.partition_keys)
+    for partition in keys:
+        window = partitions_def.time_window_for_partition_key(partition)
+        facts = partition_metadata(outcome.results, partition, window=(window.start, window.end))
+        if partition == keys[-1]:
+            facts = {**range_summary(summary, keys), **facts}
+        context.add_asset_metadata(facts, asset_key=key, partition_key=partition)
 
 
 def _metadata(outcome: JobOutcome, writer: Any, portal: str) -> dict[str, Any]:

@@ -4,9 +4,14 @@ Per-entity request figures (`requests`, `batches`, `single_requests`, `retries`,
 `throttle_*`) count every HTTP request that carried at least one of the entity's commands,
 so a batch shared by two entities counts for both. The run's own totals, each request
 counted once, are on every asset of the run as `bitrix24/run_*`.
+
+A range run (one run over many partitions) writes one materialisation per partition: each
+carries only that partition's facts, and the newest partition's also the run's summary
+(column schema, cursor, request figures), so a 1,000-partition backfill stays light.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
@@ -156,9 +161,28 @@ def aggregate_metadata(
     return metadata
 
 
-def partition_metadata(results: Sequence[SyncResult], partition_key: str) -> dict[str, Any]:
-    """Metadata for one partition of a range run: its own row count (summed over tables)."""
-    return {"dagster/row_count": sum(r.partition_counts.get(partition_key, 0) for r in results)}
+def partition_metadata(
+    results: Sequence[SyncResult], partition_key: str, *, window: tuple[datetime, datetime]
+) -> dict[str, Any]:
+    """The facts of one partition of a range run: its rows (summed over tables), its window.
+
+    Light on purpose: a backfill writes one event per partition; the run's full metadata
+    goes on one of them only (see `range_summary`).
+    """
+    return {
+        "dagster/row_count": sum(r.partition_counts.get(partition_key, 0) for r in results),
+        "bitrix24/partition_start": window[0].isoformat(),
+        "bitrix24/partition_end": window[1].isoformat(),
+    }
+
+
+def range_summary(metadata: Mapping[str, Any], partition_keys: Sequence[str]) -> dict[str, Any]:
+    """The run's full metadata for the one event of a range run that carries it."""
+    return {
+        **{key: value for key, value in metadata.items() if key != "dagster/row_count"},
+        "bitrix24/partition_range": f"{partition_keys[0]}..{partition_keys[-1]}",
+        "bitrix24/partitions": len(partition_keys),
+    }
 
 
 def _iso(moment: Any) -> str | None:

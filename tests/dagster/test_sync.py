@@ -119,6 +119,20 @@ def test_partition_range_backfill_runs_once_with_per_partition_counts(portal, tm
     assert len(stored_rows(url, "bitrix24_crm_deal")) == len(in_range)
     assert Warehouse(url).read_cursor("bitrix24_crm_deal") is None  # live cursor untouched
 
+    # Per-partition events are light: the run's full metadata rides on the newest one only.
+    *older, newest = sorted(events, key=lambda e: e.materialization.partition)
+    assert newest.materialization.partition == yesterday.isoformat()
+    summary = newest.materialization.metadata
+    assert "dagster/column_schema" in summary and summary["rows_fetched"].value == len(in_range)
+    assert summary["bitrix24/partition_range"].value == f"{range_start}..{yesterday}"
+    for event in older:
+        metadata = event.materialization.metadata
+        assert set(metadata) == {
+            "dagster/row_count", "bitrix24/partition_start", "bitrix24/partition_end",
+        }  # fmt: skip
+        day = event.materialization.partition
+        assert metadata["bitrix24/partition_start"].value == f"{day}T00:00:00+00:00"
+
 
 def test_full_refresh_is_refused_for_partitioned_assets(portal, tmp_path):
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
