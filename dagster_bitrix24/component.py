@@ -1,4 +1,4 @@
-"""A `dg` component wrapping the factory, and the hourly schedule helper.
+"""A `dg` component wrapping the factory, its checks and (optionally) its schedule.
 
 # defs/bitrix24/defs.yaml
 type: dagster_bitrix24.Bitrix24Component
@@ -15,15 +15,7 @@ attributes:
 from datetime import timedelta
 from typing import Literal
 
-from dagster import (
-    AssetsDefinition,
-    AssetSelection,
-    DefaultScheduleStatus,
-    Definitions,
-    EnvVar,
-    ScheduleDefinition,
-    define_asset_job,
-)
+from dagster import Definitions, EnvVar
 from dagster.components import Component, ComponentLoadContext, Model, Resolvable
 
 from bitrix_core.errors import BitrixParameterError
@@ -31,28 +23,7 @@ from dagster_bitrix24.assets import build_bitrix24_assets
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.partitions import change_time_partitions
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource, warehouse_kind
-
-
-def build_bitrix24_schedule(
-    assets_def: AssetsDefinition,
-    *,
-    cron_schedule: str = "0 * * * *",
-    name: str | None = None,
-    execution_timezone: str = "UTC",
-    running: bool = False,
-) -> ScheduleDefinition:
-    """A schedule running the incremental sync of every entity of `assets_def` (hourly)."""
-    job = define_asset_job(
-        name=f"{assets_def.node_def.name}_job",
-        selection=AssetSelection.assets(assets_def),
-    )
-    return ScheduleDefinition(
-        name=name or f"{assets_def.node_def.name}_schedule",
-        job=job,
-        cron_schedule=cron_schedule,
-        execution_timezone=execution_timezone,
-        default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
-    )
+from dagster_bitrix24.schedules import build_bitrix24_schedule
 
 
 class PartitionsModel(Model):
