@@ -10,18 +10,8 @@
 """
 
 import os
-from datetime import UTC, datetime, timedelta
 
-from dagster import (
-    AssetSelection,
-    DailyPartitionsDefinition,
-    DefaultScheduleStatus,
-    Definitions,
-    RunRequest,
-    ScheduleEvaluationContext,
-    define_asset_job,
-    schedule,
-)
+from dagster import DailyPartitionsDefinition, Definitions
 
 from bitrix24_example.analytics import sales_funnel
 from bitrix24_example.demo_portal import DemoPortal
@@ -31,7 +21,7 @@ from bitrix24_example.resources import (
     demo_mode,
     warehouse_resource,
 )
-from dagster_bitrix24 import build_bitrix24_assets
+from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_schedule
 
 CRM_ENTITIES = [
     "crm.deal",
@@ -70,39 +60,20 @@ directory = build_bitrix24_assets(
     name="bitrix24_directory", entities=DIRECTORY_ENTITIES, warehouse_kind=warehouse.kind
 )
 
-sync_job = define_asset_job(
-    "bitrix24_sync",
-    selection=AssetSelection.assets(crm, directory, sales_funnel),
-    description="Sync a range of days of CRM changes, the directory, and rebuild the funnel.",
-)
-
-
-def recent_days(now: datetime) -> tuple[str, str]:
-    """The partition keys of yesterday and today (UTC): the hourly run's range."""
-    today = now.astimezone(UTC)
-    return (today - timedelta(days=1)).strftime("%Y-%m-%d"), today.strftime("%Y-%m-%d")
-
-
-@schedule(
-    job=sync_job,
+#: Hourly: one run over the partitions of yesterday and today (a changed row moves to
+#: today's), the directory, then the funnel.
+bitrix24_hourly = build_bitrix24_schedule(
+    [crm, directory, sales_funnel],
+    name="bitrix24_hourly",
+    job_name="bitrix24_sync",
     cron_schedule="0 * * * *",
-    default_status=DefaultScheduleStatus.RUNNING,
+    recent_partitions=2,
     description="Hourly: the last two days of changes, the directory, then the funnel.",
+    running=True,
 )
-def bitrix24_hourly(context: ScheduleEvaluationContext) -> RunRequest:
-    """One run over the partition range yesterday..today (a changed row moves to today)."""
-    start, end = recent_days(context.scheduled_execution_time or datetime.now(UTC))
-    return RunRequest(
-        run_key=None,
-        tags={
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        },
-    )
 
 defs = Definitions(
     assets=[crm, directory, sales_funnel],
-    jobs=[sync_job],
     schedules=[bitrix24_hourly],
     resources={"bitrix24": bitrix24_resource(_folder), "warehouse": warehouse},
 )

@@ -222,6 +222,10 @@ def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
         landed = warehouse_rows(url, "bitrix24_crm_deal", ["title", "opportunity"])
         assert {i: rounded(landed.get(i)) for i in touched} == {i: now[i] for i in touched}
         assert_warehouse_equals_portal(url, portal)
+        pipelines = portal.load().tuples("SELECT ID, NAME FROM category WHERE ENTITY_TYPE_ID = 2")
+        assert warehouse_rows(url, "bitrix24_crm_category", ["name"]) == {
+            i: (name,) for i, name in pipelines
+        }  # the directory rode along in the scheduled run
 
         funnel = dev.query(LATEST_METADATA, {"key": {"path": ["sales_funnel"]}})
         (event,) = funnel["assetNodeOrError"]["assetMaterializations"]
