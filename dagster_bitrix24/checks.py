@@ -29,6 +29,7 @@ from dagster_bitrix24.assets import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from
 from dagster_bitrix24.layout import DELETED_AT
 from dagster_bitrix24.links import DEAL_CONTACT
 from dagster_bitrix24.smart_processes import SMART_PROCESSES
+from dagster_bitrix24.sync import partitions_state_key
 
 COUNT_CHECK = "row_count_matches_portal"
 DUPLICATE_CHECK = "unique_ids"
@@ -55,7 +56,8 @@ def build_bitrix24_checks(
 
     `row_count_matches_portal`: live rows in the table vs the portal's count (a relative
     `count_tolerance` allows for changes since the sync); `unique_ids`: no id twice;
-    `freshness`: the cursor was committed within `max_lag` (entities with a change time).
+    `freshness`: the cursor was committed within `max_lag` (entities with a change time), or,
+    for partitioned assets, a partition run reaching the present ended within `max_lag`.
     """
     targets: dict[AssetCheckKey, _Target] = {}
     specs: list[AssetCheckSpec] = []
@@ -206,7 +208,11 @@ def _duplicate_result(target: _Target, writer: Any, table: sa.Table | None) -> A
 
 
 def _freshness_result(target: _Target, writer: Any, max_lag: timedelta) -> AssetCheckResult:
-    state = writer.read_cursor(writer.table_name(target.entity.name))
+    """The newer of the cursor and the last partition run that reached the present."""
+    table_name = writer.table_name(target.entity.name)
+    states = [writer.read_cursor(key) for key in (table_name, partitions_state_key(table_name))]
+    found = [s for s in states if s is not None]
+    state = max(found, key=lambda s: s.updated_at) if found else None
     if state is None:
         return AssetCheckResult(
             check_name=FRESHNESS_CHECK,

@@ -161,13 +161,21 @@ class EntitySync:
     async def _commit_cursor(
         self, result: SyncResult, newest: datetime | None, *, started: datetime
     ) -> None:
-        """Store the cursor (unless a partition run or nothing seen); report it on `result`."""
+        """Store the cursor (unless a partition run or nothing seen); report it on `result`.
+
+        A partition run whose window reaches the moment it started reading records that
+        moment under `partitions_key` instead: the freshness of a partitioned table.
+        """
         cursor = capped_cursor(newest, started=started, before=result.cursor_before)
         if result.mode != "window" and cursor is not None:
             await self._blocking(self.warehouse.commit_cursor, self.cursor_key, cursor.isoformat())
             result.cursor_after = cursor
         else:
             result.cursor_after = result.cursor_before
+        if result.mode == "window" and result.window_end and result.window_end >= started:
+            await self._blocking(
+                self.warehouse.commit_cursor, self.partitions_key, started.isoformat()
+            )
 
     async def _fields(self) -> dict[str, Any]:
         """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
@@ -213,6 +221,11 @@ class EntitySync:
     def cursor_key(self) -> str:
         """The key of this entity's cursor in the warehouse state table."""
         return self.table_name
+
+    @property
+    def partitions_key(self) -> str:
+        """The state key of the latest partition run that reached the present."""
+        return partitions_state_key(self.table_name)
 
     async def _blocking(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a warehouse call in a worker thread, one at a time, so pages keep flowing."""
@@ -299,6 +312,11 @@ class EntitySync:
         ids = {row.get(self.spec.id_field) async for page in run for row in page.rows}
         stats.merge(run.stats)
         return ids
+
+
+def partitions_state_key(table_name: str) -> str:
+    """The state key recording when a partition run last reached the present."""
+    return f"{table_name}#partitions"
 
 
 def read_started() -> datetime:

@@ -5,6 +5,8 @@
 - `bitrix24_directory`: users, departments, stages and pipelines (no change time: each run
   reads them whole and marks rows the portal no longer lists).
 - `sales_funnel`: pipelines and stages with conversion rates and deal velocity, plus a chart.
+- asset checks on every synced table: row count vs the portal, unique ids, freshness; they
+  run with the assets they check.
 - `bitrix24_hourly` schedule: every hour, re-sync the changes of yesterday and today, the
   directory and the funnel.
 """
@@ -21,7 +23,7 @@ from bitrix24_example.resources import (
     demo_mode,
     warehouse_resource,
 )
-from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_schedule
+from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_checks, build_bitrix24_schedule
 
 CRM_ENTITIES = [
     "crm.deal",
@@ -74,6 +76,7 @@ bitrix24_hourly = build_bitrix24_schedule(
 
 defs = Definitions(
     assets=[crm, directory, sales_funnel],
+    asset_checks=[build_bitrix24_checks(crm), build_bitrix24_checks(directory)],
     schedules=[bitrix24_hourly],
     resources={"bitrix24": bitrix24_resource(_folder), "warehouse": warehouse},
 )

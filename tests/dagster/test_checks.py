@@ -1,11 +1,11 @@
 """Asset checks against the emulator and a real SQLite warehouse."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from dagster import AssetSelection, materialize
 
-from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_checks
+from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_checks, change_time_partitions
 from tests.dagster.conftest import resources
 
 ONLY_CHECKS = AssetSelection.all_asset_checks()
@@ -58,3 +58,29 @@ def test_unique_ids_fails_on_a_table_without_a_primary_key(portal, tmp_path):
     outcomes = _outcomes(result)
     assert outcomes[("bitrix24/crm_deal", "unique_ids")] is False
     assert outcomes[("bitrix24/crm_deal", "freshness")] is False  # never synced: no cursor
+
+
+def test_partitioned_assets_are_fresh_once_a_partition_run_reaches_the_present(portal, tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    first_day = datetime.fromtimestamp(
+        min(row["DATE_MODIFY"] for row in portal.store.raw_rows("crm.deal")), UTC
+    ).date()
+    daily = change_time_partitions("daily", start=first_day.isoformat())
+    assets = build_bitrix24_assets(entities=["crm.deal"], partitions_def=daily)
+    checks = build_bitrix24_checks(assets, max_lag=timedelta(hours=1))
+    res = resources(portal, url)
+    today = datetime.now(UTC).date()
+
+    def run(first, last) -> dict[tuple[str, str], bool]:
+        tags = {"dagster/asset_partition_range_start": str(first),
+                "dagster/asset_partition_range_end": str(last)}  # fmt: skip
+        return _outcomes(materialize([assets, checks], resources=res, tags=tags))
+
+    old_days = run(first_day, first_day)  # a backfill of the past says nothing of freshness
+    assert old_days[("bitrix24/crm_deal", "freshness")] is False
+    everything = run(first_day, today)
+    assert everything == {
+        ("bitrix24/crm_deal", "row_count_matches_portal"): True,
+        ("bitrix24/crm_deal", "unique_ids"): True,
+        ("bitrix24/crm_deal", "freshness"): True,
+    }

@@ -72,6 +72,18 @@ mutation($params: ExecutionParams!) {
 }"""
 RUN_STATUS = """
 query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+CHECKS_OF_RUN = """
+query($id: ID!) {
+  logsForRun(runId: $id, limit: 100000) {
+    ... on EventConnection {
+      events {
+        ... on AssetCheckEvaluationEvent {
+          evaluation { checkName success description assetKey { path } }
+        }
+      }
+    }
+  }
+}"""
 LATEST_METADATA = """
 query($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) {
@@ -226,6 +238,15 @@ def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
         assert warehouse_rows(url, "bitrix24_crm_category", ["name"]) == {
             i: (name,) for i, name in pipelines
         }  # the directory rode along in the scheduled run
+        events = dev.query(CHECKS_OF_RUN, {"id": run_id})["logsForRun"]["events"]
+        checks = {
+            ("/".join(e["evaluation"]["assetKey"]["path"]), e["evaluation"]["checkName"]):
+                (e["evaluation"]["success"], e["evaluation"]["description"])
+            for e in events if e
+        }  # fmt: skip
+        assert {("bitrix24/crm_deal", "freshness"), ("bitrix24/crm_category", "unique_ids"),
+                ("bitrix24/crm_item_128", "row_count_matches_portal")} <= set(checks), checks
+        assert all(passed for passed, _ in checks.values()), checks
 
         funnel = dev.query(LATEST_METADATA, {"key": {"path": ["sales_funnel"]}})
         (event,) = funnel["assetNodeOrError"]["assetMaterializations"]
