@@ -8,6 +8,8 @@ import sqlalchemy as sa
 
 from bitrix_core.emulator.portal import EmulatedPortal
 from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource
+from dagster_bitrix24.warehouse import Warehouse
+from tests.dagster.test_warehouse_support import cleaned_warehouse
 
 
 @pytest.fixture
@@ -18,6 +20,12 @@ def portal() -> Iterator[EmulatedPortal]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    """A `Warehouse` on each dialect, its tables under a unique prefix, dropped afterwards."""
+    yield from cleaned_warehouse(warehouse_url)
 
 
 #: Table prefix of the tests that use the shared PostgreSQL/MariaDB databases, so they do not

@@ -1,6 +1,5 @@
 """Cursor state atomicity and deletion marking, on every dialect."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,15 +8,9 @@ from dagster_bitrix24.warehouse import DeleteCounts, Warehouse
 from dagster_bitrix24.warehouse_errors import FieldMetadataError
 from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
-    cleaned_warehouse,
     deal,
     select_all,
 )
-
-
-@pytest.fixture
-def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    yield from cleaned_warehouse(warehouse_url)
 
 
 def test_cursor_round_trip_update_and_reset(warehouse: Warehouse) -> None:

@@ -1,7 +1,6 @@
 """DDL from field metadata, hostile identifiers and schema evolution, on every dialect."""
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -12,15 +11,9 @@ from dagster_bitrix24.warehouse_errors import FieldMetadataError
 from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
     HOSTILE,
-    cleaned_warehouse,
     deal,
     select_all,
 )
-
-
-@pytest.fixture
-def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    yield from cleaned_warehouse(warehouse_url)
 
 
 def _columns(warehouse: Warehouse, table: str) -> dict[str, dict]:

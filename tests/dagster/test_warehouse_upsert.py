@@ -1,6 +1,5 @@
 """Upserts on every dialect: normalised values, never older over newer, child tables."""
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -12,16 +11,9 @@ from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse_errors import RowConversionError
 from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
-    cleaned_warehouse,
     deal,
     select_all,
 )
-
-
-@pytest.fixture
-def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    yield from cleaned_warehouse(warehouse_url)
-
 
 OLD, MID, NEW = (
     "2024-09-01T10:00:00+03:00",
