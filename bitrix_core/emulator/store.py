@@ -9,16 +9,15 @@ into what each REST method returns.
 from __future__ import annotations
 
 import dataclasses
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta, timezone
 from typing import Any
 
 from bitrix_core.emulator import generate
 from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, DEAL, SMART_ENTITIES
+from bitrix_core.emulator.living import LivingPortal
 from bitrix_core.emulator.org_entities import (
     DEPARTMENT,
     STATUS,
@@ -28,66 +27,12 @@ from bitrix_core.emulator.org_entities import (
     status_rows,
 )
 from bitrix_core.emulator.schema import Entity, Field
+from bitrix_core.emulator.sizes import PortalSizes, parse_tz
 
-_TZ = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 _CHUNK = 100_000  # ordinals generated per INSERT
 
 
-@dataclasses.dataclass(frozen=True)
-class PortalSizes:
-    """How many rows each entity gets; unset sizes are derived from `deals`."""
-
-    deals: int = 1000
-    leads: int | None = None
-    contacts: int | None = None
-    companies: int | None = None
-    activities: int | None = None
-    users: int = 50
-    departments: int | None = None
-    tasks: int | None = None
-    smart_items: int = 300
-
-    def resolved(self) -> dict[str, int]:
-        """Every size as a number, keyed like the fields of this class."""
-        sizes = {
-            "deals": self.deals,
-            "leads": self.leads if self.leads is not None else self.deals // 2,
-            "contacts": self.contacts if self.contacts is not None else self.deals // 2,
-            "companies": self.companies if self.companies is not None else max(1, self.deals // 10),
-            "activities": self.activities if self.activities is not None else self.deals,
-            "users": self.users,
-            "departments": (self.departments if self.departments is not None
-                            else max(3, self.users // 8)),
-            "tasks": self.tasks if self.tasks is not None else self.deals // 5,
-            "smart_items": self.smart_items,
-        }
-        bad = [k for k, v in sizes.items() if not isinstance(v, int) or v < 0]
-        if bad:
-            raise ValueError(f"sizes must be non-negative integers: {', '.join(bad)}")
-        if sizes["users"] < 1:
-            raise ValueError("a portal needs at least one user")
-        return sizes
-
-
-@dataclasses.dataclass
-class Changes:
-    """What `PortalStore.mutate` did to one entity."""
-
-    added: list[int] = dataclasses.field(default_factory=list)
-    updated: list[int] = dataclasses.field(default_factory=list)
-    deleted: list[int] = dataclasses.field(default_factory=list)
-
-
-def parse_tz(tz: str) -> timezone:
-    """`+03:00` -> a fixed-offset timezone."""
-    m = _TZ.match(tz or "")
-    if not m:
-        raise ValueError(f"tz must look like +03:00, got {tz!r}")
-    minutes = int(m.group(2)) * 60 + int(m.group(3))
-    return timezone(timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
-
-
-class PortalStore:
+class PortalStore(LivingPortal):
     """The portal's data: entities, user fields, multi-fields, deal contacts, dictionaries."""
 
     def __init__(
@@ -368,73 +313,3 @@ class PortalStore:
             self.entities[entity] = dataclasses.replace(e, fields=(*e.fields, f))
             self._register_user_field(e, f)
         return self.user_field_ids[(entity, f.name)]
-
-    # ------------------------------------------------------------------ a living portal
-    def mutate(
-        self,
-        seed: int,
-        *,
-        adds: int | Mapping[str, int] = 0,
-        updates: int | Mapping[str, int] = 0,
-        deletes: int | Mapping[str, int] = 0,
-        entities: Sequence[str] = ("crm.deal", "crm.lead", "crm.contact", "crm.company"),
-    ) -> dict[str, Changes]:
-        """Add, change (new change time: now) and delete rows, chosen from `seed`.
-
-        Each count is per entity, or a mapping entity -> count. Returns what changed.
-        """
-        self._writable()
-        def per(value: int | Mapping[str, int], name: str) -> int:
-            return int(value.get(name, 0) if isinstance(value, Mapping) else value)
-
-        out: dict[str, Changes] = {}
-        with self._lock:
-            for name in entities:
-                e = self.entity(name)
-                changes = out[name] = Changes()
-                now = self.now()
-                chosen = self._pick_ids(e, seed, per(updates, name) + per(deletes, name))
-                changes.updated = sorted(chosen[:per(updates, name)])
-                changes.deleted = sorted(chosen[per(updates, name):])
-                self._touch(e, changes.updated, now=now, seed=seed)
-                for row_id in changes.deleted:
-                    self.delete(name, row_id)
-                changes.added = self._add_generated(e, seed, per(adds, name), now=now)
-        return out
-
-    def _pick_ids(self, e: Entity, seed: int, k: int) -> list[int]:
-        if k <= 0:
-            return []
-        rows = self._conn.execute(
-            f'SELECT ID FROM "{e.table}" ORDER BY (ID * 2654435761 + ?) % 1000003, ID LIMIT ?',
-            [generate.seed_term(seed), k]).fetchall()
-        return [r[0] for r in rows]
-
-    def _touch(self, e: Entity, ids: list[int], *, now: int, seed: int) -> None:
-        if not ids:
-            return
-        names = e.by_name()
-        sets = [f'"{e.modified_field}" = {now}'] if e.modified_field else []
-        if "OPPORTUNITY" in names:
-            sets.append('"OPPORTUNITY" = ROUND(COALESCE("OPPORTUNITY", 0) + 100, 2)')
-        elif "TITLE" in names:
-            sets.append(f"\"TITLE\" = 'Changed ({seed}) ' || ID")
-        elif "NAME" in names:
-            sets.append(f"\"NAME\" = 'Changed {seed}'")
-        if sets:
-            self._conn.execute(f'UPDATE "{e.table}" SET {", ".join(sets)}'
-                               f' WHERE ID IN ({",".join(map(str, ids))})')
-
-    def _add_generated(self, e: Entity, seed: int, k: int, *, now: int) -> list[int]:
-        if k <= 0:
-            return []
-        first_id = int(self._scalar(f'SELECT COALESCE(MAX(ID), 0) + 1 FROM "{e.table}"'))
-        counts = {x.table: self._count_of(x) for x in self.entities.values()}
-        base = self._count_of(e) + 1
-        generate.insert_rows(self._conn, e, seed=seed, first=base, last=base + k - 1,
-                             count=base + k, now=now, tz_seconds=self.tz_seconds, counts=counts,
-                             new_ids_from=first_id)
-        generate.insert_multifields(self._conn, e, seed=seed, where=f"ID >= {first_id}")
-        if e.name == "crm.deal":
-            self._link_deal_contacts(where=f"ID >= {first_id}")
-        return list(range(first_id, first_id + k))
