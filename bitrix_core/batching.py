@@ -9,6 +9,10 @@ fail, the fallback ladder runs per command, never losing or repeating one::
     shrink        the whole batch failed (timeout, 5xx): smaller batches from now on
     single        a command that failed twice, or a refused batch: sent on its own
 
+A batch is packed when its bucket slot is due, not before: commands queued meanwhile still
+join it, and `backlog` (commands waiting) tells producers such as an export's id windows
+whether more work would only wait in the queue.
+
 `run_linked` sends a group of commands in one batch under the caller's keys, so later ones
 can refer to earlier results (`$result[key][49][ID]`); a group is never split or retried
 piecemeal: a failed member fails, and the caller resumes from what it got.
@@ -22,7 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +47,8 @@ from bitrix_core.stats import CallStats
 logger = logging.getLogger("bitrix_core")
 
 MAX_BATCH = 50
+_SLOT_LEAD_S = 0.02
+"""A batch is packed this long before its bucket slot is due."""
 _SECTIONS = ("result", "result_error", "result_total", "result_next", "result_time")
 
 
@@ -105,6 +111,18 @@ class Batcher:
         self._flusher: asyncio.Task[None] | None = None
         self._dispatches: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
+        self._taken = asyncio.Event()
+
+    @property
+    def backlog(self) -> int:
+        """Commands queued and not yet packed into a batch."""
+        return len(self._queue)
+
+    async def wait_backlog_below(self, limit: int) -> None:
+        """Return once fewer than `limit` commands are queued."""
+        while len(self._queue) >= limit:
+            self._taken.clear()
+            await self._taken.wait()
 
     async def run(
         self,
@@ -163,9 +181,12 @@ class Batcher:
         self._queue.clear()
 
     async def _flush_loop(self) -> None:
+        throttle = self._requester.throttle
         while self._queue:
             if len(self._queue) < self.batch_size:
                 await asyncio.sleep(self.linger_s)
+            while (wait := throttle.slot_wait()) > _SLOT_LEAD_S:
+                await asyncio.sleep(wait - _SLOT_LEAD_S)
             # Linked pages (an export keeps sending more) wait to fill a batch while earlier
             # batches are out: a request is a bucket slot, half-empty ones cost time.
             while (
@@ -180,9 +201,11 @@ class Batcher:
                 await self._wakeup.wait()
             taken = [c for c in self._take() if not c.future.done()]
             if taken:
-                task = asyncio.create_task(self._dispatch(taken))
+                reserved = asyncio.Event()
+                task = asyncio.create_task(self._dispatch(taken, reserved.set))
                 self._dispatches.add(task)
                 task.add_done_callback(self._dispatch_done)
+                await _first_of(reserved, task)  # so slot_wait() counts this batch's slot
 
     def _take(self) -> list[_Command]:
         """Up to batch_size queued commands, never splitting a linked group: largest groups
@@ -200,19 +223,20 @@ class Batcher:
                 taken += units[index]
                 chosen.add(index)
         self._queue[:] = [c for i, unit in enumerate(units) if i not in chosen for c in unit]
+        self._taken.set()
         return [c for i, unit in enumerate(units) if i in chosen for c in unit]
 
     def _dispatch_done(self, task: asyncio.Task[None]) -> None:
         self._dispatches.discard(task)
         self._wakeup.set()
 
-    async def _dispatch(self, commands: list[_Command]) -> None:
+    async def _dispatch(self, commands: list[_Command], on_slot: Callable[[], None]) -> None:
         singles = [c for c in commands if c.single]
         batched = [c for c in commands if not c.single]
         outcome = _Outcome()
-        jobs = [self._send_single(c) for c in singles]
+        jobs = [self._send_single(c, on_slot) for c in singles]
         if batched:
-            jobs.append(self._send_batch(batched, outcome))
+            jobs.append(self._send_batch(batched, outcome, on_slot))
         await asyncio.gather(*jobs)
         for command in outcome.single:
             command.single = True
@@ -230,13 +254,14 @@ class Batcher:
                 sinks[id(stats)] = stats
         return list(sinks.values())
 
-    async def _send_single(self, command: _Command) -> None:
+    async def _send_single(self, command: _Command, on_slot: Callable[[], None]) -> None:
         try:
             envelope = await self._requester.send(
                 command.method,
                 command.params,
                 idempotent=command.idempotent,
                 stats=self._sinks([command]),
+                on_slot=on_slot,
             )
         except BitrixError as error:
             _fail(command, error)
@@ -251,7 +276,9 @@ class Batcher:
             ),
         )
 
-    async def _send_batch(self, commands: list[_Command], outcome: _Outcome) -> None:
+    async def _send_batch(
+        self, commands: list[_Command], outcome: _Outcome, on_slot: Callable[[], None]
+    ) -> None:
         keyed = {c.key or f"cmd{i}": c for i, c in enumerate(commands)}
         sinks = self._sinks(commands)
         for command in commands:
@@ -268,6 +295,7 @@ class Batcher:
                 stats=sinks,
                 budget_methods=[c.method for c in commands],
                 max_retries=1,
+                on_slot=on_slot,
             )
         except BatchError as error:
             logger.info(
@@ -411,6 +439,15 @@ class Batcher:
     def _note_fallback(self, command: _Command, name: str) -> None:
         for sink in self._sinks([command]):
             sink.add_fallback(name)
+
+
+async def _first_of(event: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Wait until `event` is set or `task` ends."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 def _section(value: Any) -> dict[str, Any]:

@@ -73,8 +73,10 @@ class Requester:
         stats: Iterable[CallStats] = (),
         budget_methods: Iterable[str] | None = None,
         max_retries: int | None = None,
+        on_slot: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """Send one request and return its envelope; raise once its retry budget is spent."""
+        """Send one request and return its envelope; raise once its retry budget is spent.
+        `on_slot` is called when its bucket slot is reserved (see `Throttle.reserve`)."""
         sinks = list(stats)
         methods = list(budget_methods) if budget_methods is not None else [method]
         allowed = self.retry.max_retries if max_retries is None else max_retries
@@ -84,7 +86,7 @@ class Requester:
                 # The bucket slot is taken inside the concurrency slot, right before sending:
                 # a wait after reserving would let requests bunch up past their slot times.
                 async with self.throttle.concurrency():
-                    waited = await self.throttle.reserve(methods)
+                    waited = await self.throttle.reserve(methods, on_slot=on_slot)
                     _count_request(sinks, method, waited)
                     envelope = await self._post(method, params)
             except (QueryLimitExceededError, OperationTimeLimitError) as error:

@@ -204,6 +204,7 @@ class Throttle:
         self._sleep = sleep
         self._skew: float | None = None  # local clock minus server clock
         self._concurrency = AdaptiveConcurrency(limits.max_concurrency)
+        self._tat_hint = 0.0  # this process's view of the bucket (GCRA), for slot_wait()
 
     @property
     def concurrency_limit(self) -> int:
@@ -214,17 +215,32 @@ class Throttle:
         """`async with throttle.concurrency():` holds one in-flight request slot."""
         return self._concurrency.slot()
 
-    async def reserve(self, method_names: Iterable[str]) -> float:
-        """Wait for the methods' operating budgets, then reserve a bucket slot; return waited s."""
+    def slot_wait(self) -> float:
+        """Seconds until the next bucket slot is free, as far as this process knows (a hint:
+        `reserve` is what enforces the bucket)."""
+        interval = 1.0 / self.limits.drain_per_s
+        return max(0.0, self._tat_hint - (self.limits.burst - 1) * interval - self._clock())
+
+    async def reserve(
+        self, method_names: Iterable[str], *, on_slot: Callable[[], None] | None = None
+    ) -> float:
+        """Wait for the methods' operating budgets, then reserve a bucket slot (`on_slot` is
+        called once it is reserved, before waiting for it); return the seconds waited."""
         waited = 0.0
         names = sorted({name.lower() for name in method_names})
         delay = await self._operating_delay(names)
         if delay > 0:
             await self._sleep(delay)
             waited += delay
+        now, interval = self._clock(), 1.0 / self.limits.drain_per_s
         slot_delay = await self.backend.take_slot(
-            now=self._clock(), interval_s=1.0 / self.limits.drain_per_s, burst=self.limits.burst
+            now=now, interval_s=interval, burst=self.limits.burst
         )
+        self._tat_hint = max(self._tat_hint, now) + interval
+        if slot_delay > 0:  # the backend knows better (another process may share it)
+            self._tat_hint = max(self._tat_hint, now + slot_delay + self.limits.burst * interval)
+        if on_slot is not None:
+            on_slot()
         if slot_delay > 0:
             await self._sleep(slot_delay)
             waited += slot_delay
@@ -295,9 +311,9 @@ class Throttle:
 
     async def on_query_limit(self) -> None:
         """The portal answered 503 QUERY_LIMIT_EXCEEDED: treat the bucket as full."""
-        await self.backend.fill_bucket(
-            now=self._clock(), interval_s=1.0 / self.limits.drain_per_s, burst=self.limits.burst
-        )
+        now, interval = self._clock(), 1.0 / self.limits.drain_per_s
+        await self.backend.fill_bucket(now=now, interval_s=interval, burst=self.limits.burst)
+        self._tat_hint = max(self._tat_hint, now + self.limits.burst * interval)
 
     async def on_operation_limit(self, method: str, reset_at: float | None = None) -> float:
         """The portal answered 429 for `method`: block it until reset; return the wait in s."""

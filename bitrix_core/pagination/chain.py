@@ -105,7 +105,7 @@ class LinkedWalker:
         method = self.spec.list_method
         first = self._query(window, None)
         outcomes: list[Any]
-        if count <= 1 or not self.linked:
+        if not self.linked:
             outcomes = [await self.runner.run(method, first, stats=self.stats)]
         else:
             keys = [f"p{next(_keys)}" for _ in range(count)]

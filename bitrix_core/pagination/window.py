@@ -28,6 +28,11 @@ _MAX_LINKED = 50
 _YOUNG_ROWS = 2_000
 """Until this many rows were seen the density is a guess: link at most `_YOUNG_LINKED`."""
 _YOUNG_LINKED = 8
+_LAST_WINDOW_ROWS = (_MAX_LINKED - 5) * PAGE_SIZE
+"""Near the end of the range windows are cut to one request's worth of pages (with slack)."""
+_BACKLOG = 3 * _MAX_LINKED
+"""Pages queued in the runner beyond which windows wait: when the request bucket is what
+limits, more queued pages only wait longer, and the lowest windows should go first."""
 
 
 class IdWindowPaging:
@@ -113,12 +118,14 @@ class IdWindowPaging:
     def _group_size(self, window: IdWindow, density: Density) -> int:
         """Linked pages for the window's next request: the pages it is expected to hold."""
         cap = _MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
-        expected = density.value * (window.hi - window.lo) / PAGE_SIZE
+        expected = _expected_pages(window, density)
         return max(1, min(cap, math.ceil(expected)))
 
     async def _walk(self, walker: LinkedWalker, start: int, stop: int) -> AsyncIterator[Page]:
         """Open windows in id order, step each one, release pages (in order if asked)."""
         stats = walker.stats
+        runner = walker.runner
+        paced = hasattr(runner, "backlog") and hasattr(runner, "wait_backlog_below")
         windows: deque[IdWindow] = deque()
         steps: dict[asyncio.Task[None], IdWindow] = {}
         next_lo = start
@@ -134,25 +141,53 @@ class IdWindowPaging:
                     and len(windows) < 2 * self.max_windows
                 ):
                     width = walker.density.width_for(self.window_rows)
+                    if walker.density.rows >= _YOUNG_ROWS and stop - next_lo < 4 * width:
+                        # the end of the range: windows of one request each, in parallel
+                        width = walker.density.width_for(_LAST_WINDOW_ROWS)
                     hi = stop if stop - next_lo < width * 3 // 2 else next_lo + width
                     windows.append(IdWindow(next_lo, hi))
                     next_lo, open_count = hi, open_count + 1
                 busy = set(steps.values())
-                for window in list(windows)[:1] if full else windows:
+                queued, waiting = 0, False
+                for window in self._by_priority(windows, walker.density, full=full):
                     if not window.done and window not in busy:
+                        if paced and steps and runner.backlog + queued >= _BACKLOG:  # type: ignore[attr-defined]
+                            waiting = True
+                            break
                         count = self._group_size(window, walker.density)
                         steps[asyncio.ensure_future(walker.step(window, count=count))] = window
+                        queued += count
                 if not steps:
                     break
-                done, _ = await asyncio.wait(steps, return_when=asyncio.FIRST_COMPLETED)
+                room = (
+                    asyncio.ensure_future(runner.wait_backlog_below(_BACKLOG))  # type: ignore[attr-defined]
+                    if waiting
+                    else None
+                )
+                done, _ = await asyncio.wait(
+                    [*steps, *([room] if room else [])], return_when=asyncio.FIRST_COMPLETED
+                )
+                if room is not None:
+                    room.cancel()
                 for task in done:
-                    steps.pop(task)
-                    task.result()
+                    if task is not room:
+                        steps.pop(task)
+                        task.result()
                 for page_rows in self._release(windows):
                     yield Page(page_rows, stats)
         finally:
             for task in steps:
                 task.cancel()
+
+    def _by_priority(
+        self, windows: deque[IdWindow], density: Density, *, full: bool
+    ) -> list[IdWindow]:
+        """Windows in the order they may send: ordered, the lowest first (only the lowest when
+        the held rows are at the cap); otherwise the most work left first, so the last
+        rounds of the run go in parallel."""
+        if self.ordered:
+            return list(windows)[:1] if full else list(windows)
+        return sorted(windows, key=lambda w: -_expected_pages(w, density))
 
     def _release(self, windows: deque[IdWindow]) -> list[list[dict[str, Any]]]:
         """Pages that may go out now: all of them, or (ordered) those of the lowest windows."""
@@ -173,3 +208,8 @@ class IdWindowPaging:
                 break
             windows.popleft()
         return out
+
+
+def _expected_pages(window: IdWindow, density: Density) -> float:
+    """Pages the rest of `window` is expected to hold."""
+    return density.value * (window.hi - window.lo) / PAGE_SIZE
