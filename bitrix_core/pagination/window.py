@@ -134,11 +134,17 @@ class IdWindowPaging:
                 open_count = sum(not w.done for w in windows)
                 held = sum(len(rows) for w in windows for rows in w.pages)
                 full = self.ordered and held >= self.max_buffered_rows
+                # Ordered, windows above the lowest hold their pages: rows held and rows
+                # still expected from open windows stay within the cap.
+                ahead = held + PAGE_SIZE * sum(
+                    _expected_pages(w, walker.density) for w in windows if not w.done
+                )
                 while (
                     not full
                     and next_lo < stop
                     and open_count < self.max_windows
                     and len(windows) < 2 * self.max_windows
+                    and (not self.ordered or ahead + self.window_rows <= self.max_buffered_rows)
                 ):
                     width = walker.density.width_for(self.window_rows)
                     if walker.density.rows >= _YOUNG_ROWS and stop - next_lo < 4 * width:
@@ -147,6 +153,7 @@ class IdWindowPaging:
                     hi = stop if stop - next_lo < width * 3 // 2 else next_lo + width
                     windows.append(IdWindow(next_lo, hi))
                     next_lo, open_count = hi, open_count + 1
+                    ahead += PAGE_SIZE * _expected_pages(windows[-1], walker.density)
                 busy = set(steps.values())
                 queued, waiting = 0, False
                 for window in self._by_priority(windows, walker.density, full=full):

@@ -10,7 +10,7 @@ from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.emulator.store import PortalSizes
 from bitrix_core.entities import ENTITIES
 from bitrix_core.pagination import IdWindowPaging, paginate
-from bitrix_core.pagination.chain import reference
+from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker, reference
 from bitrix_core.throttle import Limits
 
 
@@ -104,3 +104,50 @@ async def test_linked_groups_are_never_split(client):
     assert client.stats.batches - before == 2  # 30 + 30 do not fit one batch of 50
     with pytest.raises(ValueError):
         await client.batcher.run_linked([("k", "crm.deal.list", base)] * 51)
+
+
+async def test_chain_crossing_a_short_page_keeps_only_the_windows_rows(portal, client):
+    """Six linked pages over a window of 120 rows: page 3 is short, so pages 4-6 refer to a
+    missing row; the portal reads the literal reference as `>ID=0` and serves the window's
+    first rows again. Those pages are ignored: the window holds each of its rows once."""
+    spec = ENTITIES["crm.deal"]
+    ids = portal.store.ids("crm.deal")
+    window = IdWindow(ids[100], ids[220])
+    walker = LinkedWalker(client.batcher, spec, {"select": ["ID"]}, None, Density())
+    before = portal.counters["crm.deal.list"].subcommands
+    await walker.step(window, count=6)
+    assert portal.counters["crm.deal.list"].subcommands - before == 6  # all six ran
+    assert [len(page) for page in window.pages] == [50, 50, 20]
+    assert [int(row["ID"]) for page in window.pages for row in page] == ids[100:220]
+    assert window.done and walker.linked
+
+
+class UnresolvedReferences:
+    """The client's batcher, but every reference in a linked group names a missing command,
+    as on a portal that leaves references unresolved: the portal reads them as `>ID=0`."""
+
+    def __init__(self, batcher):
+        self.batcher = batcher
+
+    async def run(self, method, params, *, stats=None, idempotent=True):
+        return await self.batcher.run(method, params, stats=stats, idempotent=idempotent)
+
+    async def run_linked(self, commands, *, stats=None):
+        broken = [(key, method, _break_reference(params)) for key, method, params in commands]
+        return await self.batcher.run_linked(broken, stats=stats)
+
+
+def _break_reference(params):
+    params = {**params, "filter": dict(params["filter"])}
+    for key, value in params["filter"].items():
+        if isinstance(value, str) and value.startswith("$result["):
+            params["filter"][key] = "$result[missing][49][ID]"
+    return params
+
+
+async def test_pages_below_the_previous_last_id_are_discarded_and_fetched_again(portal, client):
+    ids = portal.store.ids("crm.deal")[:1_200]
+    params = {"select": ["ID"], "filter": {"<=ID": ids[-1]}}
+    run = paginate(UnresolvedReferences(client.batcher), "crm.deal.list", params)
+    got = [int(row["ID"]) async for page in run for row in page.rows]
+    assert got == ids  # every row once, in order, although linked pages came back wrong
