@@ -51,9 +51,16 @@ class IdWindowPaging:
         windows of ~5,000 rows = ~27,500 ids: [51, 27551), [27551, 55051), ... 30 open
         each window: a group of 8 linked pages (young density), then groups of up to 50
 
+    Near the end of the range windows are cut to one request each, so the last rounds go
+    in parallel. A window sends its next group only while the runner's backlog (pages
+    queued, not yet in a batch) is under three batches: when the request bucket is what
+    limits, more would only wait, and the windows that go first are the ones that matter
+    (unordered: the most work left; ordered: the lowest).
+
     Windows never overlap, so no row comes twice. With `ordered`, pages are released in
-    ascending id order: windows above the lowest open one hold their pages until then, and
-    while they hold `max_buffered_rows` only the lowest one goes on, so memory stays bounded.
+    ascending id order: windows above the lowest open one hold their pages until then, so
+    windows open only while the rows held plus those expected from open windows fit
+    `max_buffered_rows`, and while the held rows alone reach it only the lowest goes on.
     """
 
     name = "idwindow"
