@@ -154,10 +154,12 @@ class IdWindowPaging:
                     and (not self.ordered or ahead + self.window_rows <= self.max_buffered_rows)
                 ):
                     width = walker.density.width_for(self.window_rows)
+                    merge = width * 3 // 2  # the last window takes a small remainder along
                     if walker.density.rows >= _YOUNG_ROWS and stop - next_lo < 4 * width:
                         # the end of the range: windows of one request each, in parallel
                         width = walker.density.width_for(_LAST_WINDOW_ROWS)
-                    hi = stop if stop - next_lo < width * 3 // 2 else next_lo + width
+                        merge = width + width // 10
+                    hi = stop if stop - next_lo < merge else next_lo + width
                     windows.append(IdWindow(next_lo, hi))
                     next_lo, open_count = hi, open_count + 1
                     ahead += PAGE_SIZE * _expected_pages(windows[-1], walker.density)
