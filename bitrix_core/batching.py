@@ -24,12 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from bitrix_core.batch_results import (
+    BatchSections,
+    CommandResult,
+    Outcome,
+    QueuedCommand,
+    command_error,
+    fail,
+    new_group_id,
+    resolve,
+)
 from bitrix_core.encoding import encode_command
 from bitrix_core.errors import (
     BatchError,
@@ -39,7 +47,6 @@ from bitrix_core.errors import (
     BitrixRetryableError,
     OperationTimeLimitError,
     QueryLimitExceededError,
-    error_from_response,
 )
 from bitrix_core.requester import Requester
 from bitrix_core.stats import CallStats
@@ -49,42 +56,6 @@ logger = logging.getLogger("bitrix_core")
 MAX_BATCH = 50
 _SLOT_LEAD_S = 0.02
 """A batch is packed this long before its bucket slot is due."""
-_SECTIONS = ("result", "result_error", "result_total", "result_next", "result_time")
-
-
-@dataclass
-class CommandResult:
-    """One command's answer: its `result` value, `next` offset, `total`, and `time` block."""
-
-    result: Any
-    next: int | None = None
-    total: int | None = None
-    time: dict[str, Any] | None = None
-
-
-@dataclass(eq=False)
-class _Command:
-    method: str
-    params: dict[str, Any]
-    idempotent: bool
-    stats: CallStats | None
-    future: asyncio.Future[CommandResult]
-    failures: int = 0
-    limit_resends: int = 0
-    single: bool = False
-    key: str | None = None  # the caller's key inside the batch (linked groups)
-    group: int | None = None  # commands of one linked group travel together
-
-
-_groups = itertools.count()
-
-
-@dataclass
-class _Outcome:
-    """Where each command of one dispatch went."""
-
-    requeue: list[_Command] = field(default_factory=list)
-    single: list[_Command] = field(default_factory=list)
 
 
 class Batcher:
@@ -107,7 +78,7 @@ class Batcher:
         self.linger_s = linger_s
         self.max_command_failures = max_command_failures
         self.stats = stats
-        self._queue: list[_Command] = []
+        self._queue: list[QueuedCommand] = []
         self._flusher: asyncio.Task[None] | None = None
         self._dispatches: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
@@ -135,7 +106,7 @@ class Batcher:
         """Queue one command and wait for its own result (or its own exception)."""
         encode_command(method, params)  # bad input fails here, before anything is sent
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Command(method, dict(params), idempotent, stats, future))
+        self._queue.append(QueuedCommand(method, dict(params), idempotent, stats, future))
         self._wakeup.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
@@ -151,13 +122,13 @@ class Batcher:
         or its exception. Keys must be unique and non-numeric (prefix them per caller)."""
         if not 1 <= len(commands) <= self.max_batch:
             raise ValueError(f"a linked group holds 1 to {self.max_batch} commands")
-        group = next(_groups)
+        group = new_group_id()
         loop = asyncio.get_running_loop()
         queued = []
         for key, method, params in commands:
             encode_command(method, params)
             queued.append(
-                _Command(
+                QueuedCommand(
                     method, dict(params), True, stats, loop.create_future(), key=key, group=group
                 )
             )
@@ -207,16 +178,16 @@ class Batcher:
                 task.add_done_callback(self._dispatch_done)
                 await _first_of(reserved, task)  # so slot_wait() counts this batch's slot
 
-    def _take(self) -> list[_Command]:
+    def _take(self) -> list[QueuedCommand]:
         """Up to batch_size queued commands, never splitting a linked group: largest groups
         first (first fit decreasing), otherwise in queue order."""
-        units: list[list[_Command]] = []
+        units: list[list[QueuedCommand]] = []
         for command in self._queue:
             if units and command.group is not None and units[-1][0].group == command.group:
                 units[-1].append(command)
             else:
                 units.append([command])
-        taken: list[_Command] = []
+        taken: list[QueuedCommand] = []
         chosen: set[int] = set()
         for index in sorted(range(len(units)), key=lambda i: -len(units[i])):
             if len(taken) + len(units[index]) <= self.batch_size or not taken:
@@ -230,10 +201,10 @@ class Batcher:
         self._dispatches.discard(task)
         self._wakeup.set()
 
-    async def _dispatch(self, commands: list[_Command], on_slot: Callable[[], None]) -> None:
+    async def _dispatch(self, commands: list[QueuedCommand], on_slot: Callable[[], None]) -> None:
         singles = [c for c in commands if c.single]
         batched = [c for c in commands if not c.single]
-        outcome = _Outcome()
+        outcome = Outcome()
         jobs = [self._send_single(c, on_slot) for c in singles]
         if batched:
             jobs.append(self._send_batch(batched, outcome, on_slot))
@@ -247,14 +218,14 @@ class Batcher:
                 self._flusher = asyncio.create_task(self._flush_loop())
             self._wakeup.set()
 
-    def _sinks(self, commands: list[_Command]) -> list[CallStats]:
+    def _sinks(self, commands: list[QueuedCommand]) -> list[CallStats]:
         sinks: dict[int, CallStats] = {}
         for stats in (self.stats, *(c.stats for c in commands)):
             if stats is not None:
                 sinks[id(stats)] = stats
         return list(sinks.values())
 
-    async def _send_single(self, command: _Command, on_slot: Callable[[], None]) -> None:
+    async def _send_single(self, command: QueuedCommand, on_slot: Callable[[], None]) -> None:
         try:
             envelope = await self._requester.send(
                 command.method,
@@ -264,20 +235,12 @@ class Batcher:
                 on_slot=on_slot,
             )
         except BitrixError as error:
-            _fail(command, error)
+            fail(command, error)
             return
-        _resolve(
-            command,
-            CommandResult(
-                envelope.get("result"),
-                _int_or_none(envelope.get("next")),
-                _int_or_none(envelope.get("total")),
-                envelope.get("time") or None,
-            ),
-        )
+        resolve(command, CommandResult.of_envelope(envelope))
 
     async def _send_batch(
-        self, commands: list[_Command], outcome: _Outcome, on_slot: Callable[[], None]
+        self, commands: list[QueuedCommand], outcome: Outcome, on_slot: Callable[[], None]
     ) -> None:
         keyed = {c.key or f"cmd{i}": c for i, c in enumerate(commands)}
         sinks = self._sinks(commands)
@@ -303,7 +266,7 @@ class Batcher:
             )
             for command in commands:
                 if command.group is not None:
-                    _fail(command, error)
+                    fail(command, error)
                     continue
                 self._note_fallback(command, "single")
                 outcome.single.append(command)
@@ -313,13 +276,13 @@ class Batcher:
             return
         except BitrixError as error:
             for command in commands:
-                _fail(command, error)
+                fail(command, error)
             return
         self.batch_size = min(self.max_batch, self.batch_size + max(1, self.batch_size // 4))
         await self._unpack(keyed, envelope, outcome)
 
     def _whole_batch_failed(
-        self, commands: list[_Command], error: BitrixError, outcome: _Outcome
+        self, commands: list[QueuedCommand], error: BitrixError, outcome: Outcome
     ) -> None:
         self.batch_size = max(1, self.batch_size // 2)
         logger.info(
@@ -331,24 +294,24 @@ class Batcher:
         did_not_run = isinstance(error, BitrixLimitError)
         for command in commands:
             if command.group is not None or not (command.idempotent or did_not_run):
-                _fail(command, error)  # a write whose outcome is unknown: never resent
+                fail(command, error)  # a write whose outcome is unknown: never resent
                 continue
             self._note_fallback(command, "shrink")
             self._retry_or_fail(command, error, outcome)
 
     async def _unpack(
-        self, keyed: dict[str, _Command], envelope: Mapping[str, Any], outcome: _Outcome
+        self, keyed: dict[str, QueuedCommand], envelope: Mapping[str, Any], outcome: Outcome
     ) -> None:
         body = envelope.get("result")
         if not isinstance(body, Mapping):
             error = BitrixProtocolError("batch answer 'result' is not an object", method="batch")
             for command in keyed.values():
-                _fail(command, error)
+                fail(command, error)
             return
-        results, errors, totals, nexts, times = (_section(body.get(name)) for name in _SECTIONS)
+        sections = BatchSections.read(body)
         throttle = self._requester.throttle
         for key, command in keyed.items():
-            timing = times.get(key)
+            timing = sections.times.get(key)
             if isinstance(timing, Mapping):
                 await throttle.record_time(
                     command.method,
@@ -357,25 +320,18 @@ class Batcher:
                     timing.get("finish"),
                     processing=timing.get("processing"),
                 )
-            if key in errors:
-                await self._command_failed(command, _command_error(command, errors[key]), outcome)
-            elif key in results:
-                _resolve(
-                    command,
-                    CommandResult(
-                        results[key],
-                        _int_or_none(nexts.get(key)),
-                        _int_or_none(totals.get(key)),
-                        dict(timing) if isinstance(timing, Mapping) else None,
-                    ),
-                )
+            if key in sections.errors:
+                error = command_error(command.method, sections.errors[key])
+                await self._command_failed(command, error, outcome)
+            elif key in sections.results:
+                resolve(command, sections.result_of(key))
             elif command.idempotent and command.group is None:
                 error = BitrixProtocolError(
                     "the batch returned nothing for this command", method=command.method
                 )
                 self._retry_or_fail(command, error, outcome)
             else:
-                _fail(
+                fail(
                     command,
                     BitrixProtocolError(
                         "the batch returned nothing for this write; not resent",
@@ -384,7 +340,7 @@ class Batcher:
                 )
 
     async def _command_failed(
-        self, command: _Command, error: BitrixError, outcome: _Outcome
+        self, command: QueuedCommand, error: BitrixError, outcome: Outcome
     ) -> None:
         throttle = self._requester.throttle
         if command.group is not None:  # its successors refer to it: the caller resumes
@@ -392,7 +348,7 @@ class Batcher:
                 await throttle.on_query_limit()
             elif isinstance(error, OperationTimeLimitError):
                 await throttle.on_operation_limit(command.method, error.reset_at)
-            _fail(command, error)
+            fail(command, error)
             return
         if isinstance(error, QueryLimitExceededError | OperationTimeLimitError):
             for sink in self._sinks([command]):
@@ -403,7 +359,7 @@ class Batcher:
                 await throttle.on_operation_limit(command.method, error.reset_at)
             command.limit_resends += 1
             if command.limit_resends > self._requester.retry.max_limit_resends:
-                _fail(command, error)
+                fail(command, error)
                 return
             self._note_fallback(command, "retry_failed")
             self._count_retry(command)
@@ -416,14 +372,14 @@ class Batcher:
             self._note_fallback(command, "retry_failed")
             self._retry_or_fail(command, error, outcome)
         else:
-            _fail(command, error)
+            fail(command, error)
 
     def _retry_or_fail(
-        self, command: _Command, error: BitrixError, outcome: _Outcome, *, alone: bool = False
+        self, command: QueuedCommand, error: BitrixError, outcome: Outcome, *, alone: bool = False
     ) -> None:
         command.failures += 1
         if command.failures > self.max_command_failures:
-            _fail(command, error)
+            fail(command, error)
             return
         self._count_retry(command)
         if alone or command.failures >= 2 or self.batch_size == 1:
@@ -432,11 +388,11 @@ class Batcher:
         else:
             outcome.requeue.append(command)
 
-    def _count_retry(self, command: _Command) -> None:
+    def _count_retry(self, command: QueuedCommand) -> None:
         for sink in self._sinks([command]):
             sink.retries += 1
 
-    def _note_fallback(self, command: _Command, name: str) -> None:
+    def _note_fallback(self, command: QueuedCommand, name: str) -> None:
         for sink in self._sinks([command]):
             sink.add_fallback(name)
 
@@ -448,36 +404,3 @@ async def _first_of(event: asyncio.Event, task: asyncio.Task[None]) -> None:
         await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
-
-
-def _section(value: Any) -> dict[str, Any]:
-    """A batch section as a dict: `[]` and missing mean empty; a list is keyed by position."""
-    if isinstance(value, Mapping):
-        return {str(k): v for k, v in value.items()}
-    if isinstance(value, list):
-        return {str(i): v for i, v in enumerate(value)}
-    return {}
-
-
-def _command_error(command: _Command, raw: Any) -> BitrixError:
-    body = raw if isinstance(raw, Mapping) else {"error": "", "error_description": str(raw)}
-    raw_status = body.get("status")
-    status = raw_status if isinstance(raw_status, int) else None
-    return error_from_response(dict(body), method=command.method, status=status)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _resolve(command: _Command, result: CommandResult) -> None:
-    if not command.future.done():
-        command.future.set_result(result)
-
-
-def _fail(command: _Command, error: BaseException) -> None:
-    if not command.future.done():
-        command.future.set_exception(error)

@@ -9,31 +9,11 @@ from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.limits import CostModel, Plan
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.errors import BitrixBadRequestError, BitrixTimeoutError
-from bitrix_core.requester import RetryPolicy
 from bitrix_core.stats import CallStats, ListStats
 from bitrix_core.throttle import Limits
+from tests.engine.conftest import FAST_RETRY, deal_ids
 
 UNLIMITED = Limits.for_plan("unlimited")
-FAST_RETRY = RetryPolicy(max_retries=2, backoff_s=0.001, backoff_max_s=0.01)
-
-
-async def deal_ids(client: BitrixClient, count: int) -> list[int]:
-    """The first `count` deal ids of the portal (ids have gaps), read with plain calls."""
-    ids: list[int] = []
-    while len(ids) < count:
-        page = await client.call(
-            "crm.deal.list",
-            {
-                "select": ["ID"],
-                "order": {"ID": "ASC"},
-                "filter": {">ID": ids[-1] if ids else 0},
-                "start": -1,
-            },
-        )
-        if not page:
-            break
-        ids += [int(row["ID"]) for row in page]
-    return ids[:count]
 
 
 def client_for(portal: EmulatedPortal, **options) -> BitrixClient:

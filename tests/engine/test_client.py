@@ -20,27 +20,7 @@ from bitrix_core.requester import RetryPolicy, is_read_method
 from bitrix_core.throttle import Limits
 from bitrix_core.token_stores import InMemoryTokenStore
 from bitrix_core.transport import Transport
-
-FAST_RETRY = RetryPolicy(max_retries=3, backoff_s=0.001, backoff_max_s=0.01)
-
-
-async def deal_ids(client: BitrixClient, count: int) -> list[int]:
-    """The first `count` deal ids of the portal (ids have gaps), read with plain calls."""
-    ids: list[int] = []
-    while len(ids) < count:
-        page = await client.call(
-            "crm.deal.list",
-            {
-                "select": ["ID"],
-                "order": {"ID": "ASC"},
-                "filter": {">ID": ids[-1] if ids else 0},
-                "start": -1,
-            },
-        )
-        if not page:
-            break
-        ids += [int(row["ID"]) for row in page]
-    return ids[:count]
+from tests.engine.conftest import FAST_RETRY, deal_ids
 
 
 def test_read_and_write_methods_told_apart():

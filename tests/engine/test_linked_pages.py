@@ -5,13 +5,11 @@ import math
 
 import pytest
 
-from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.emulator.store import PortalSizes
 from bitrix_core.entities import ENTITIES
 from bitrix_core.pagination import IdWindowPaging, paginate
 from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker, reference
-from bitrix_core.throttle import Limits
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +17,6 @@ def portal():
     portal = EmulatedPortal(seed=3, sizes=PortalSizes(deals=12_000), plan="unlimited").start()
     yield portal
     portal.stop()
-
-
-@pytest.fixture
-async def client(portal):
-    async with BitrixClient(
-        portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-    ) as client:
-        yield client
 
 
 class PlainRunner:

@@ -10,7 +10,6 @@ from bitrix_core.emulator.store import PortalSizes
 from bitrix_core.entities import ENTITIES, EntitySpec
 from bitrix_core.errors import BitrixParameterError, IncompletePaginationError
 from bitrix_core.pagination import IdWindowPaging, paginate
-from bitrix_core.throttle import Limits
 
 SIZES = PortalSizes(deals=1500, users=120, tasks=400, smart_items=300)
 STRATEGIES = ["idwindow", "keyset", "offset"]
@@ -21,14 +20,6 @@ def portal():
     portal = EmulatedPortal(seed=7, sizes=SIZES, plan="unlimited").start()
     yield portal
     portal.stop()
-
-
-@pytest.fixture
-async def client(portal):
-    async with BitrixClient(
-        portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-    ) as client:
-        yield client
 
 
 def _most_common(portal, entity, column):
