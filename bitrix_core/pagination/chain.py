@@ -7,7 +7,10 @@ above page j-1's last id without a round trip::
     p2: filter[>=ID]=1000  filter[<ID]=9000  filter[>ID]=$result[p1][49][ID]  -> ids 1050..
     ...
 
-A page that comes back short ends the window; the pages after it (their reference left
+A window's first page is counted (`start=0`): its `total` tells the rows the window
+holds, so later groups are sized exactly and a window of full pages ends without an empty
+page (new rows get higher ids, so the count never falls short). A page that comes back
+short also ends the window; the pages after it (their reference left
 unresolved) are ignored. Every page is checked against the ids it may hold, so a portal that
 does not resolve references is detected and the walk goes on one page per request.
 """
@@ -67,6 +70,8 @@ class IdWindow:
     hi: int
     pages: list[list[dict[str, Any]]] = field(default_factory=list)
     done: bool = False
+    remaining: int | None = None
+    """Rows left in the window, once its first (counted) page told its total."""
 
 
 def reference(spec: EntitySpec, key: str) -> str:
@@ -93,8 +98,12 @@ class LinkedWalker:
         self.density = density
         self.linked = callable(getattr(runner, "run_linked", None))
 
-    def _query(self, window: IdWindow, after: str | None) -> dict[str, Any]:
-        query = window_params(self.spec, self.base, lo=window.lo, hi=window.hi)
+    def _query(
+        self, window: IdWindow, after: str | None, *, counted: bool = False
+    ) -> dict[str, Any]:
+        query = window_params(
+            self.spec, self.base, lo=window.lo, hi=window.hi, start=0 if counted else -1
+        )
         if after is not None:
             filter_key = find_key(query, self.spec.filter_param) or self.spec.filter_param
             query[filter_key][f">{self.spec.id_key}"] = after
@@ -103,7 +112,8 @@ class LinkedWalker:
     async def step(self, window: IdWindow, *, count: int) -> None:
         """Fetch up to `count` pages of `window` in one request; append them, move `lo` on."""
         method = self.spec.list_method
-        first = self._query(window, None)
+        counted = self.linked and window.remaining is None
+        first = self._query(window, None, counted=counted)
         outcomes: list[Any]
         if not self.linked:
             outcomes = [await self.runner.run(method, first, stats=self.stats)]
@@ -122,6 +132,8 @@ class LinkedWalker:
                 if not isinstance(outcome, BitrixError):
                     raise outcome
                 return  # the rest of the window is asked for again next step
+            if index == 0 and counted and outcome.total is not None:
+                window.remaining = outcome.total
             if not self._take(window, outcome.result, linked=index > 0):
                 return
 
@@ -139,7 +151,9 @@ class LinkedWalker:
         self.density.add(len(rows), (ids[-1] + 1 if full else window.hi) - window.lo)
         if rows:
             window.pages.append(rows)
+        if window.remaining is not None:
+            window.remaining = max(0, window.remaining - len(rows))
         if full:
             window.lo = ids[-1] + 1
-        window.done = not full or window.lo >= window.hi
+        window.done = not full or window.lo >= window.hi or window.remaining == 0
         return not window.done

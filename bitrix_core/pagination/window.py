@@ -44,7 +44,8 @@ class IdWindowPaging:
     `filter[<ID]=hi`, `order[ID]=ASC`, `start=-1` and the caller's filters, as groups of
     linked pages (see `chain`): page j of a group asks for ids above page j-1's last id,
     so every page but a window's last is full, and one request carries up to 50 of them.
-    Only a window's last page is short, so commands stay close to ceil(rows / 50).
+    A window's first page is counted, so its later groups hold exactly the pages left:
+    commands stay close to ceil(rows / 50).
     Example, 200,000 rows over ids 1..1,100,000 (density 0.18)::
 
         probes: ASC ids 1..50, DESC ids 1,099,xxx..1,100,000
@@ -124,8 +125,10 @@ class IdWindowPaging:
 
     def _group_size(self, window: IdWindow, density: Density) -> int:
         """Linked pages for the window's next request: the pages it is expected to hold."""
-        cap = _MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
         expected = _expected_pages(window, density)
+        if window.remaining is not None:  # counted: exact
+            return max(1, min(_MAX_LINKED, math.ceil(expected)))
+        cap = _MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
         return max(1, min(cap, math.ceil(expected)))
 
     async def _walk(self, walker: LinkedWalker, start: int, stop: int) -> AsyncIterator[Page]:
@@ -227,5 +230,7 @@ class IdWindowPaging:
 
 
 def _expected_pages(window: IdWindow, density: Density) -> float:
-    """Pages the rest of `window` is expected to hold."""
+    """Pages the rest of `window` holds (counted) or is expected to hold."""
+    if window.remaining is not None:
+        return window.remaining / PAGE_SIZE
     return density.value * (window.hi - window.lo) / PAGE_SIZE

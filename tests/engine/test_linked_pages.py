@@ -112,6 +112,22 @@ async def test_chain_crossing_a_short_page_keeps_only_the_windows_rows(portal, c
     assert window.done and walker.linked
 
 
+async def test_counted_first_page_ends_a_window_of_full_pages_without_an_empty_one(portal, client):
+    """A window of exactly 100 rows: its first page is counted, so after two full pages the
+    window is known to be done: no third (empty) page, and the next group is sized exactly."""
+    spec = ENTITIES["crm.deal"]
+    ids = portal.store.ids("crm.deal")
+    walker = LinkedWalker(client.batcher, spec, {"select": ["ID"]}, None, Density())
+    window = IdWindow(ids[300], ids[400])
+    await walker.step(window, count=2)
+    assert [int(row["ID"]) for page in window.pages for row in page] == ids[300:400]
+    assert window.done and window.remaining == 0
+    wide = IdWindow(ids[1_000], ids[1_230])
+    await walker.step(wide, count=1)
+    assert (wide.remaining, wide.done) == (180, False)
+    assert IdWindowPaging()._group_size(wide, walker.density) == 4  # 180 rows: 4 pages
+
+
 class UnresolvedReferences:
     """The client's batcher, but every reference in a linked group names a missing command,
     as on a portal that leaves references unresolved: the portal reads them as `>ID=0`."""
