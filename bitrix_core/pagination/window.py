@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 _MAX_LINKED = 50
 """Pages per request: a batch holds 50 commands."""
 _YOUNG_ROWS = 2_000
-"""Until this many rows were seen the density is a guess: link at most `_YOUNG_LINKED`."""
-_YOUNG_LINKED = 8
-_LAST_WINDOW_ROWS = (_MAX_LINKED - 5) * PAGE_SIZE
-"""Near the end of the range windows are cut to one request's worth of pages (with slack)."""
+"""Until this many rows were seen the density is a guess: link at most `_YOUNG_LINKED`
+(five windows' first groups fill a batch)."""
+_YOUNG_LINKED = 10
+_LAST_WINDOW_ROWS = 24 * PAGE_SIZE
+"""Near the end of the range windows are cut to half a request's worth of pages: each goes
+in one round trip, and two such groups fill a batch."""
 _BACKLOG = 3 * _MAX_LINKED
 """Pages queued in the runner beyond which windows wait: when the request bucket is what
 limits, more queued pages only wait longer, and the lowest windows should go first."""
@@ -50,10 +52,10 @@ class IdWindowPaging:
 
         probes: ASC ids 1..50, DESC ids 1,099,xxx..1,100,000
         windows of ~5,000 rows = ~27,500 ids: [51, 27551), [27551, 55051), ... 30 open
-        each window: a group of 8 linked pages (young density), then groups of up to 50
+        each window: a group of 10 linked pages (young density), then groups of up to 50
 
-    Near the end of the range windows are cut to one request each, so the last rounds go
-    in parallel. A window sends its next group only while the runner's backlog (pages
+    Near the end of the range windows are cut to half a request each (two fill a batch),
+    so the last rounds go in parallel. A window sends its next group only while the runner's backlog (pages
     queued, not yet in a batch) is under three batches: when the request bucket is what
     limits, more would only wait, and the windows that go first are the ones that matter
     (unordered: the most work left; ordered: the lowest).
@@ -159,7 +161,7 @@ class IdWindowPaging:
                     width = walker.density.width_for(self.window_rows)
                     merge = width * 3 // 2  # the last window takes a small remainder along
                     if walker.density.rows >= _YOUNG_ROWS and stop - next_lo < 4 * width:
-                        # the end of the range: windows of one request each, in parallel
+                        # the end of the range: windows of half a request each, in parallel
                         width = walker.density.width_for(_LAST_WINDOW_ROWS)
                         merge = width + width // 10
                     hi = stop if stop - next_lo < merge else next_lo + width
