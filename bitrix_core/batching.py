@@ -304,9 +304,11 @@ class Batcher:
     ) -> None:
         body = envelope.get("result")
         if not isinstance(body, Mapping):
-            error = BitrixProtocolError("batch answer 'result' is not an object", method="batch")
+            malformed = BitrixProtocolError(
+                "batch answer 'result' is not an object", method="batch"
+            )
             for command in keyed.values():
-                fail(command, error)
+                fail(command, malformed)
             return
         sections = BatchSections.read(body)
         throttle = self._requester.throttle
@@ -326,10 +328,10 @@ class Batcher:
             elif key in sections.results:
                 resolve(command, sections.result_of(key))
             elif command.idempotent and command.group is None:
-                error = BitrixProtocolError(
+                missing = BitrixProtocolError(
                     "the batch returned nothing for this command", method=command.method
                 )
-                self._retry_or_fail(command, error, outcome)
+                self._retry_or_fail(command, missing, outcome)
             else:
                 fail(
                     command,

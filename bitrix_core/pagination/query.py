@@ -211,7 +211,7 @@ def checked_ids(
     A row without an id, outside [lo, hi), or out of order means paging by id would
     silently lose rows, so it is a BitrixProtocolError (the run falls back to offsets).
     """
-    ids = []
+    ids: list[int] = []
     for row in rows:
         value = row_id(spec, row)
         if value is None:
