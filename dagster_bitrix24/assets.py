@@ -51,6 +51,7 @@ from dagster_bitrix24.translator import (
     DagsterBitrix24Translator,
     entity_slug,
 )
+from dagster_bitrix24.warehouse import table_name_for
 
 #: Asset-spec metadata key holding the entity's `EntitySpec` as a JSON-ready dict.
 ENTITY_SPEC_KEY = "bitrix24/entity_spec"
@@ -153,7 +154,7 @@ def get_bitrix24_asset_specs(
         description = _DESCRIPTIONS.get(entity.name)
         props = Bitrix24EntityProps(
             entity=entity.name,
-            table_name=f"{table_prefix}{entity_slug(entity.name)}",
+            table_name=table_name_for(table_prefix, entity.name),
             portal=portal,
             warehouse_kind=warehouse_kind,
             description=description.format(prefix=table_prefix, portal=portal)

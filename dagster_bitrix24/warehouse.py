@@ -97,6 +97,15 @@ def _tune_sqlite_file(engine: sa.Engine) -> None:
         cursor.close()
 
 
+def table_name_for(table_prefix: str, entity_name: str) -> str:
+    """The table an entity is written to: prefix + entity in snake case, fitted to the
+    identifier length every dialect accepts (the asset specs name the same table)."""
+    if not isinstance(entity_name, str) or not entity_name.strip():
+        raise FieldMetadataError("entity_name must be a non-empty string")
+    cleaned = re.sub(r"[^a-z0-9]+", "_", entity_name.lower()).strip("_") or "entity"
+    return fit_identifier(table_prefix + cleaned)
+
+
 class Warehouse:
     """Writes Bitrix24 entities into SQL tables; see the module docstring for the API."""
 
@@ -136,11 +145,8 @@ class Warehouse:
     # -- tables ---------------------------------------------------------------------------
 
     def table_name(self, entity_name: str) -> str:
-        """The table an entity is written to: prefix + entity in snake case."""
-        if not isinstance(entity_name, str) or not entity_name.strip():
-            raise FieldMetadataError("entity_name must be a non-empty string")
-        cleaned = re.sub(r"[^a-z0-9]+", "_", entity_name.lower()).strip("_") or "entity"
-        return fit_identifier(self.table_prefix + cleaned)
+        """The table an entity is written to: see `table_name_for`."""
+        return table_name_for(self.table_prefix, entity_name)
 
     def prepare_table(
         self,
