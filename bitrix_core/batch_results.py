@@ -51,6 +51,8 @@ class QueuedCommand:
     single: bool = False
     key: str | None = None  # the caller's key inside the batch (linked groups)
     group: int | None = None  # commands of one linked group travel together
+    final: bool = False  # its group need not wait for others to fill the batch
+    encoded: str = ""  # the batch command string, encoded once when queued
 
 
 new_group_id = itertools.count().__next__

@@ -104,9 +104,11 @@ class Batcher:
         idempotent: bool = True,
     ) -> CommandResult:
         """Queue one command and wait for its own result (or its own exception)."""
-        encode_command(method, params)  # bad input fails here, before anything is sent
+        encoded = encode_command(method, params)  # bad input fails here, before anything is sent
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(QueuedCommand(method, dict(params), idempotent, stats, future))
+        self._queue.append(
+            QueuedCommand(method, dict(params), idempotent, stats, future, encoded=encoded)
+        )
         self._wakeup.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
@@ -117,20 +119,24 @@ class Batcher:
         commands: Sequence[tuple[str, str, Mapping[str, Any]]],
         *,
         stats: CallStats | None = None,
+        final: bool = False,
     ) -> list[CommandResult | BaseException]:
         """Send (key, method, params) commands together in one batch, in order; each result
-        or its exception. Keys must be unique and non-numeric (prefix them per caller)."""
+        or its exception. Keys must be unique and non-numeric (prefix them per caller).
+
+        A group normally waits, while earlier batches are out, for more groups to fill its
+        batch; `final=True` says none will come, so it goes on the next bucket slot."""
         if not 1 <= len(commands) <= self.max_batch:
             raise ValueError(f"a linked group holds 1 to {self.max_batch} commands")
         group = new_group_id()
         loop = asyncio.get_running_loop()
         queued = []
         for key, method, params in commands:
-            encode_command(method, params)
             queued.append(
                 QueuedCommand(
-                    method, dict(params), True, stats, loop.create_future(), key=key, group=group
-                )
+                    method, dict(params), True, stats, loop.create_future(),
+                    key=key, group=group, final=final, encoded=encode_command(method, params),
+                )  # fmt: skip
             )
         self._queue.extend(queued)
         self._wakeup.set()
@@ -163,7 +169,7 @@ class Batcher:
             while (
                 len(self._queue) < self.batch_size
                 and self._dispatches
-                and any(c.group is not None for c in self._queue)
+                and any(c.group is not None and not c.final for c in self._queue)
             ):
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -252,7 +258,7 @@ class Batcher:
                 "batch",
                 {
                     "halt": 0,
-                    "cmd": {k: encode_command(c.method, c.params) for k, c in keyed.items()},
+                    "cmd": {k: c.encoded for k, c in keyed.items()},
                 },
                 idempotent=all(c.idempotent for c in commands),
                 stats=sinks,
