@@ -14,6 +14,7 @@ from bitrix_core.errors import (
     IncompletePaginationError,
 )
 from bitrix_core.pagination.base import Page, PageStrategy, Runner
+from bitrix_core.pagination.converging import ConvergingPaging
 from bitrix_core.pagination.keyset import KeysetPaging
 from bitrix_core.pagination.offset import OffsetPaging
 from bitrix_core.pagination.query import row_id, split_id_bounds, window_params
@@ -22,7 +23,7 @@ from bitrix_core.progress import Progress, ProgressCallback, make_progress
 from bitrix_core.stats import ListStats
 from bitrix_core.validation import validate_call
 
-StrategyName = Literal["auto", "idwindow", "keyset", "offset"]
+StrategyName = Literal["auto", "converging", "idwindow", "keyset", "offset"]
 
 
 def choose_strategy(
@@ -32,19 +33,23 @@ def choose_strategy(
     strategy: StrategyName | PageStrategy = "auto",
     ordered: bool = True,
 ) -> PageStrategy:
-    """The strategy to use: a named one, or (auto) id windows where they apply, else offsets."""
+    """The strategy to use: a named one, or (auto) where the id order applies converging gaps
+    (unordered) or id windows (ordered), else offsets."""
     if not isinstance(strategy, str):
         return strategy
     candidates: dict[str, PageStrategy] = {
+        "converging": ConvergingPaging(),
         "idwindow": IdWindowPaging(ordered=ordered),
         "keyset": KeysetPaging(),
         "offset": OffsetPaging(ordered=ordered),
     }
     if strategy == "auto":
-        window = candidates["idwindow"]
-        return window if window.applies_to(spec, params) else candidates["offset"]
+        by_id = candidates["idwindow" if ordered else "converging"]
+        return by_id if by_id.applies_to(spec, params) else candidates["offset"]
     if strategy not in candidates:
         raise ValueError(f"strategy must be one of auto, {', '.join(candidates)}; not {strategy!r}")
+    if strategy == "converging" and ordered:
+        raise ValueError("converging paging returns pages as they complete: use order=None")
     chosen = candidates[strategy]
     if not chosen.applies_to(spec, params):
         raise ValueError(f"{strategy} paging cannot serve {spec.list_method} with these parameters")

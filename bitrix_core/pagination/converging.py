@@ -1,0 +1,386 @@
+"""ConvergingPaging: id gaps walked from both ends at once, every request a full batch.
+
+When the request bucket is what limits an export, its time is set by the number of
+requests, so the aim is ceil(rows / 50) commands in batches of 50. Two probes give the id
+range; it is cut into gaps of about `gap_pages` pages. Each gap is walked in rounds: an
+ascending chain of linked pages from its low end and a descending chain from its high end
+(see `chain`: page j asks for ids beyond page j-1's last, so one request carries up to 50
+consecutive pages). The first round's ascending chain starts with a counted page
+(`start=0`), so from then on the rows left in every gap are known exactly::
+
+    probes: ids 1..50 (ASC) and 199,951..200,000 (DESC)
+    22 gaps of ~9,000 ids: [51, 9137), [9137, 18223), ...
+    round 1 of each gap: 50 pages up (the first counted), 50 pages down
+    round 2: the 82 pages left, split between the two ends so that they fill the
+             batches being packed: 20 up (fills an open batch), 50 down + 12 ...
+
+The two ends of a gap meet in its last round, and only there is a page short: the run
+needs about ceil(rows / 50) commands plus half a command per gap. Rounds are packed into
+batches by `BatchPacker`; a batch that is not full waits while rounds that may still fill
+it are out, and goes as soon as none is.
+
+The ends overlap only where the count was wrong (rows deleted meanwhile) or guessed (the
+first round of a gap): rows of the descending chain that the ascending one also fetched are
+dropped, so no row comes twice. Pages come in no particular order (use IdWindowPaging for
+ascending ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bitrix_core.entities import EntitySpec
+from bitrix_core.errors import BitrixError, BitrixProtocolError
+from bitrix_core.pagination.base import Page, Runner
+from bitrix_core.pagination.chain import Density, reference
+from bitrix_core.pagination.packing import MAX_COMMANDS, BatchPacker
+from bitrix_core.pagination.query import (
+    PAGE_SIZE,
+    checked_ids,
+    find_key,
+    has_foreign_order,
+    row_id,
+    rows_of,
+    split_id_bounds,
+    window_params,
+)
+
+if TYPE_CHECKING:
+    from bitrix_core.stats import ListStats
+
+_keys = itertools.count()
+"""Command keys unique in this process, so chains of several runs can share a batch."""
+_SCOUT_PAGES = 10
+"""Pages per end in a gap's first round, sized from a guess: the two probes tell the density
+at the ends of the range only, and ids may cluster, so a long first chain could run past
+the rows it guessed (each wasted page is a command)."""
+
+
+@dataclass(eq=False)
+class Gap:
+    """Ids [lo, hi) still to fetch; `remaining` is the rows they hold, once counted."""
+
+    lo: int
+    hi: int
+    remaining: int | None = None
+    done: bool = False
+
+
+@dataclass(eq=False)
+class Chain:
+    """`commands` linked pages of one gap from one end; `outcomes` once its batch returned."""
+
+    gap: Gap
+    commands: int
+    descending: bool
+    counted: bool = False
+    sent: bool = False
+    outcomes: list[Any] | None = None
+
+
+@dataclass(eq=False)
+class Round:
+    """One step of a gap: an ascending chain and, when there is room, a descending one."""
+
+    gap: Gap
+    up: Chain
+    down: Chain | None
+    final: bool
+    """Sized from an exact count to finish the gap: it cannot bring new work."""
+
+    @property
+    def chains(self) -> list[Chain]:
+        return [self.up] if self.down is None else [self.up, self.down]
+
+    @property
+    def returned(self) -> bool:
+        return all(chain.outcomes is not None for chain in self.chains)
+
+
+@dataclass
+class _Read:
+    """The valid pages of one chain, the last id reached, and whether it hit the far end."""
+
+    pages: list[list[dict[str, Any]]] = field(default_factory=list)
+    edge: int | None = None
+    reached_end: bool = False
+    total: int | None = None
+
+
+class ConvergingPaging:
+    """Gaps of the id range walked from both ends, packed into full batches (unordered)."""
+
+    name = "converging"
+    disjoint = True
+
+    def __init__(self, *, gap_pages: int = 180, max_gaps: int = 23) -> None:
+        if gap_pages < 1 or max_gaps < 1:
+            raise ValueError("gap_pages and max_gaps must be at least 1")
+        self.gap_pages = gap_pages
+        self.max_gaps = max_gaps
+
+    def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
+        """Entities filterable by id, when the caller did not ask for another order."""
+        return spec.keyset and not has_foreign_order(spec, params)
+
+    async def pages(
+        self,
+        runner: Runner,
+        spec: EntitySpec,
+        params: Mapping[str, Any],
+        stats: ListStats | None,
+    ) -> AsyncIterator[Page]:
+        """Probe both ends of the id range, then walk the gaps between them."""
+        base, bounds = split_id_bounds(spec, params)
+        if bounds.empty:
+            return
+        method = spec.list_method
+        low, high = await asyncio.gather(
+            runner.run(method, window_params(spec, base, lo=bounds.lo, hi=bounds.hi), stats=stats),
+            runner.run(
+                method,
+                window_params(spec, base, lo=bounds.lo, hi=bounds.hi, descending=True),
+                stats=stats,
+            ),
+        )
+        rows = rows_of(spec, low.result, method=method)
+        ids = checked_ids(spec, rows, bounds.lo, bounds.hi)
+        if rows:
+            yield Page(rows, stats)
+        if len(rows) < PAGE_SIZE:
+            return
+        top = rows_of(spec, high.result, method=method)
+        top_ids = checked_ids(spec, top, bounds.lo, bounds.hi, descending=True)
+        fresh = [row for row, i in zip(top, top_ids, strict=True) if i > ids[-1]]
+        if fresh:
+            yield Page(fresh, stats)
+        if len(fresh) < PAGE_SIZE:  # the two probes met: nothing lies between them
+            return
+        density = Density()
+        density.add(len(ids), ids[-1] + 1 - (ids[0] if bounds.lo is None else bounds.lo))
+        density.add(len(top_ids), top_ids[0] + 1 - top_ids[-1])
+        walk = _Walk(runner, spec, base, stats, density)
+        async for page in walk.run(self._gaps(ids[-1] + 1, top_ids[-1], density)):
+            yield page
+
+    def _gaps(self, lo: int, hi: int, density: Density) -> list[Gap]:
+        """[lo, hi) cut into equal id ranges of about `gap_pages` pages each."""
+        if lo >= hi:
+            return []
+        pages = density.value * (hi - lo) / PAGE_SIZE
+        count = max(1, min(self.max_gaps, math.ceil(pages / self.gap_pages), hi - lo))
+        cuts = [lo + (hi - lo) * i // count for i in range(count + 1)]
+        return [Gap(a, b) for a, b in itertools.pairwise(cuts)]
+
+
+class _Walk:
+    """The rounds of every gap, their chains packed into batches, pages released."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        spec: EntitySpec,
+        base: Mapping[str, Any],
+        stats: ListStats | None,
+        density: Density,
+    ) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.base = base
+        self.stats = stats
+        self.density = density
+        self.grouped = callable(getattr(runner, "run_linked", None))
+        self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
+        self.packer: BatchPacker[Chain] = BatchPacker()
+        self.rounds: dict[Chain, Round] = {}
+        self.sent: dict[asyncio.Future[list[Any]], list[Chain]] = {}
+
+    async def run(self, gaps: list[Gap]) -> AsyncIterator[Page]:
+        """Plan every gap's first round, then release each round's pages as it returns."""
+        try:
+            for gap in gaps:
+                self._plan(gap)
+            while self.sent or self.packer.open_commands:
+                if not self._may_bring_work():
+                    for batch in self.packer.drain():  # nothing out can fill them
+                        self._send(batch, final=True)
+                done, _ = await asyncio.wait(set(self.sent), return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    for chain, outcomes in zip(self.sent.pop(future), future.result(), strict=True):
+                        chain.outcomes = outcomes
+                for round_ in {r for r in self.rounds.values() if r.returned}:
+                    for chain in round_.chains:
+                        del self.rounds[chain]
+                    for rows in self._finish(round_):
+                        yield Page(rows, self.stats)
+                    if not round_.gap.done:
+                        self._plan(round_.gap)
+        finally:
+            for future in self.sent:
+                future.cancel()
+
+    def _may_bring_work(self) -> bool:
+        """True while a round that is out (every chain sent) may plan more pages."""
+        return any(not r.final and all(c.sent for c in r.chains) for r in set(self.rounds.values()))
+
+    # -- planning -------------------------------------------------------------------------
+
+    def _plan(self, gap: Gap) -> None:
+        """The next round of `gap`: guessed from the density, or sized from its count."""
+        longest = MAX_COMMANDS if self.linked else 1
+        if gap.remaining is None:  # a scout round: the guess may be far off, so stay short
+            expected = max(1, math.ceil(self.density.value * (gap.hi - gap.lo) / PAGE_SIZE))
+            up = min(longest, _SCOUT_PAGES, math.ceil(expected / 2))
+            down = min(longest, _SCOUT_PAGES, expected - up)
+            final = False
+        else:
+            pages = math.ceil(gap.remaining / PAGE_SIZE)
+            if pages == 0:
+                gap.done = True
+                return
+            free = self.packer.tightest_free() if self.linked else 0
+            up = min(pages, free or longest, longest)  # fills the fullest open batch
+            down = min(longest, pages - up)
+            final = up + down >= pages
+        round_ = Round(
+            gap,
+            Chain(gap, up, descending=False, counted=gap.remaining is None),
+            Chain(gap, down, descending=True) if down > 0 else None,
+            final,
+        )
+        for chain in round_.chains:
+            self.rounds[chain] = round_
+            if not self.grouped:
+                self._send([chain], final=True)
+                continue
+            for batch in self.packer.place(chain):
+                self._send(batch, final=False)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _send(self, batch: list[Chain], *, final: bool) -> None:
+        """Send a batch's chains as one linked group (or one page alone, ungrouped)."""
+        method = self.spec.list_method
+        for chain in batch:
+            chain.sent = True
+        if not self.grouped:
+            (chain,) = batch
+            query = self._query(chain, None)
+            future = asyncio.ensure_future(self._single(method, query))
+        else:
+            commands: list[tuple[str, str, dict[str, Any]]] = []
+            for chain in batch:
+                keys = [f"v{next(_keys)}" for _ in range(chain.commands)]
+                commands.append((keys[0], method, self._query(chain, None)))
+                commands += [
+                    (key, method, self._query(chain, reference(self.spec, previous)))
+                    for previous, key in itertools.pairwise(keys)
+                ]
+            future = asyncio.ensure_future(self._linked(commands, batch, final=final))
+        self.sent[future] = batch
+
+    async def _single(self, method: str, query: dict[str, Any]) -> list[Any]:
+        try:
+            return [[await self.runner.run(method, query, stats=self.stats)]]
+        except BitrixError as error:
+            return [[error]]
+
+    async def _linked(
+        self, commands: list[tuple[str, str, dict[str, Any]]], batch: list[Chain], *, final: bool
+    ) -> list[Any]:
+        """Each chain's outcomes, in batch order."""
+        outcomes = await self.runner.run_linked(  # type: ignore[attr-defined]
+            commands, stats=self.stats, final=final
+        )
+        split, start = [], 0
+        for chain in batch:
+            split.append(outcomes[start : start + chain.commands])
+            start += chain.commands
+        return split
+
+    def _query(self, chain: Chain, after: str | None) -> dict[str, Any]:
+        """One page of the chain's gap; linked pages continue beyond `after`'s last id."""
+        gap = chain.gap
+        query = window_params(
+            self.spec,
+            self.base,
+            lo=gap.lo,
+            hi=gap.hi,
+            descending=chain.descending,
+            start=0 if chain.counted and after is None else -1,
+        )
+        if after is not None:
+            conditions = query[find_key(query, self.spec.filter_param) or self.spec.filter_param]
+            if chain.descending:
+                conditions[f"<{self.spec.id_key}"] = after  # replaces hi: ids below the last
+            else:
+                conditions[f">{self.spec.id_key}"] = after
+        return query
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _finish(self, round_: Round) -> list[list[dict[str, Any]]]:
+        """The round's rows (each once), and the gap narrowed to what is left."""
+        gap = round_.gap
+        up = self._read(round_.up)
+        pages = list(up.pages)
+        kept = sum(map(len, up.pages))
+        lo, hi = (gap.lo if up.edge is None else up.edge + 1), gap.hi
+        done = up.reached_end
+        if round_.down is not None and not done:
+            down = self._read(round_.down)
+            for page in down.pages:
+                fresh = [row for row in page if (row_id(self.spec, row) or 0) >= lo]
+                if fresh:
+                    pages.append(fresh)
+                    kept += len(fresh)
+            if down.edge is not None:
+                hi = min(hi, down.edge)
+            done = down.reached_end
+        counted = up.total if up.total is not None else gap.remaining
+        if counted is not None:
+            gap.remaining = max(0, counted - kept)
+        if kept:
+            self.density.add(kept, (gap.hi - gap.lo) - max(0, hi - lo))
+        gap.lo, gap.hi = lo, hi
+        gap.done = done or lo >= hi or gap.remaining == 0
+        return pages
+
+    def _read(self, chain: Chain) -> _Read:
+        """The chain's valid pages: up to its first short page, failure, or unresolved link."""
+        gap, read = chain.gap, _Read()
+        for index, outcome in enumerate(chain.outcomes or []):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, BitrixError):
+                    raise outcome
+                if self.stats is not None:
+                    self.stats.retries += 1
+                    self.stats.add_fallback("retry_failed")
+                break  # the rest of the chain is asked for again next round
+            if index == 0 and chain.counted and outcome.total is not None:
+                read.total = int(outcome.total)
+            rows = rows_of(self.spec, outcome.result, method=self.spec.list_method)
+            lo, hi = gap.lo, gap.hi
+            if read.edge is not None:
+                lo, hi = (lo, read.edge) if chain.descending else (read.edge + 1, hi)
+            try:
+                ids = checked_ids(self.spec, rows, lo, hi, descending=chain.descending)
+            except BitrixProtocolError:
+                if index == 0:
+                    raise
+                self.linked = False  # the portal did not resolve the reference
+                break
+            if rows:
+                read.pages.append(rows)
+                read.edge = ids[-1]
+            if len(rows) < PAGE_SIZE:
+                # An empty linked page going down may be an unresolved reference (`<ID` of
+                # literal text reads as 0): the count, not this page, then ends the gap.
+                read.reached_end = index == 0 or bool(rows) or not chain.descending
+                break
+        return read

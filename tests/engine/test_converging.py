@@ -1,0 +1,183 @@
+"""Converging gaps against the emulator over real HTTP: every row once, batches full."""
+
+import math
+
+import pytest
+
+from bitrix_core.client import BitrixClient
+from bitrix_core.emulator.portal import EmulatedPortal
+from bitrix_core.emulator.store import PortalSizes
+from bitrix_core.pagination import ConvergingPaging, paginate
+from bitrix_core.pagination.packing import BatchPacker
+from bitrix_core.throttle import Limits
+
+SIZES = PortalSizes(deals=12_000, users=120, tasks=400, smart_items=300)
+
+
+@pytest.fixture(scope="module")
+def portal():
+    portal = EmulatedPortal(seed=3, sizes=SIZES, plan="unlimited").start()
+    yield portal
+    portal.stop()
+
+
+async def _ids(run, key="ID"):
+    return [int(row[key]) async for page in run for row in page.rows]
+
+
+def _once(got):
+    assert len(got) == len(set(got)), "a row came twice"
+    return sorted(got)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "entity", "key"),
+    [
+        ("crm.deal.list", {"select": ["ID", "TITLE"]}, "crm.deal", "ID"),
+        ("crm.item.list", {"entityTypeId": 128, "select": ["id"]}, "crm.item.128", "id"),
+        ("tasks.task.list", {"select": ["ID", "TITLE"]}, "tasks.task", "id"),
+        ("user.get", {}, "user", "ID"),
+    ],
+)
+async def test_every_shape_returns_each_row_once(portal, client, method, params, entity, key):
+    run = client.list(method, params, order=None)
+    assert _once(await _ids(run, key)) == portal.store.ids(entity)
+    assert run.stats.strategy == "converging"
+
+
+async def test_user_filter_and_id_bounds_are_kept(portal, client):
+    ids = portal.store.ids("crm.deal")
+    lo, hi = ids[500], ids[11_000]
+    stage = portal.store.raw_rows("crm.deal", ids[:1])[0]["STAGE_ID"]
+    params = {"select": ["ID"], "filter": {">ID": lo, "<=ID": hi, "STAGE_ID": stage}}
+    got = _once(await _ids(client.list("crm.deal.list", params, order=None)))
+    wanted = [
+        row["ID"]
+        for row in portal.store.raw_rows("crm.deal", ids[501:11_001])
+        if row["STAGE_ID"] == stage
+    ]
+    assert got == sorted(wanted) and len(got) > 100
+
+
+async def test_clustered_ids_cost_few_extra_commands(portal, client):
+    """Ids run 1..66,000 in dense clusters with long holes: the probes see density 1 at both
+    ends, five times the truth. Short scout rounds and counts keep the waste small."""
+    ids = portal.store.ids("crm.deal")
+    assert ids[-1] > 5 * len(ids)
+    run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+    assert _once(await _ids(run)) == ids
+    pages = math.ceil(len(ids) / 50)
+    assert run.stats.subcommands <= pages * 1.1 + 2
+
+
+async def test_a_dense_table_goes_in_full_batches():
+    """Dense ids: about one extra command per two gaps, and every batch but the probe and
+    the last two carries 50 commands."""
+    with EmulatedPortal(seed=5, deals=40_000, plan="unlimited") as portal:
+        ids = portal.store.ids("crm.deal")
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+            assert _once(await _ids(run)) == ids
+    pages = math.ceil(len(ids) / 50)
+    assert run.stats.subcommands <= pages + 23  # a short page where a gap's two ends meet
+    assert run.stats.batches <= math.ceil(run.stats.subcommands / 50) + 2
+
+
+class UnresolvedReferences:
+    """The client's batcher, but every reference in a linked group names a missing command,
+    as on a portal that leaves references unresolved (`>ID` and `<ID` read it as 0)."""
+
+    def __init__(self, batcher):
+        self.batcher = batcher
+
+    async def run(self, method, params, *, stats=None, idempotent=True):
+        return await self.batcher.run(method, params, stats=stats, idempotent=idempotent)
+
+    async def run_linked(self, commands, **options):
+        broken = []
+        for key, method, params in commands:
+            conditions = {
+                name: "$result[missing][49][ID]" if str(value).startswith("$result[") else value
+                for name, value in params["filter"].items()
+            }
+            broken.append((key, method, {**params, "filter": conditions}))
+        return await self.batcher.run_linked(broken, **options)
+
+
+async def test_unresolved_references_lose_nothing(portal, client):
+    ids = portal.store.ids("crm.deal")[:3_000]
+    params = {"select": ["ID"], "filter": {"<=ID": ids[-1]}}
+    run = paginate(UnresolvedReferences(client.batcher), "crm.deal.list", params, order=None)
+    assert _once(await _ids(run)) == ids
+
+
+async def test_failed_commands_inside_batches_are_asked_for_again():
+    with EmulatedPortal(seed=6, deals=6_000, plan="unlimited") as portal:
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+            pages = aiter(run)
+            got = [int(row["ID"]) for row in (await anext(pages)).rows]  # the probes are back
+            for _ in range(5):  # five page commands inside the gaps' batches answer 500
+                portal.faults.add("internal_error", method="crm.deal.list", times=1)
+            got += [int(row["ID"]) async for page in pages for row in page.rows]
+        assert portal.faults.active() == []  # all five fired
+        assert _once(got) == portal.store.ids("crm.deal")
+        assert "retry_failed" in run.stats.fallbacks and run.stats.retries >= 1
+
+
+async def test_rows_deleted_after_they_were_counted_come_at_most_once_and_the_rest_all_come():
+    """Rows deleted once the gaps were counted: the counts are too high, so the two ends of
+    a gap overlap; the rows both fetched are kept once."""
+    with EmulatedPortal(seed=8, deals=5_000, plan="unlimited") as portal:
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+            pages = aiter(run)
+            got = []
+            for _ in range(4):  # the probes, then the first rounds (with their counts)
+                got += [int(row["ID"]) for row in (await anext(pages)).rows]
+            doomed = set(portal.store.ids("crm.deal")[::3]) - set(got)
+            for row_id in doomed:
+                portal.store.delete("crm.deal", row_id)
+            got += [int(row["ID"]) async for page in pages for row in page.rows]
+            kept = portal.store.ids("crm.deal")
+    assert len(got) == len(set(got))
+    assert set(kept) <= set(got) <= set(kept) | doomed
+    assert len(doomed) > 1_000
+
+
+async def test_ordered_lists_cannot_ask_for_converging(client):
+    with pytest.raises(ValueError, match="order=None"):
+        client.list("crm.deal.list", {}, strategy="converging", order="id")
+    with pytest.raises(ValueError):
+        ConvergingPaging(gap_pages=0)
+
+
+class _Chain:
+    def __init__(self, commands):
+        self.commands = commands
+
+
+def _sizes(batches):
+    return [[chain.commands for chain in batch] for batch in batches]
+
+
+def test_packer_fills_the_fullest_batch_first_and_drains_the_rest():
+    packer = BatchPacker()
+    assert packer.place(_Chain(30)) == []
+    assert packer.place(_Chain(40)) == []  # does not fit beside 30: a second batch
+    assert packer.tightest_free() == 10
+    assert _sizes(packer.place(_Chain(10))) == [[40, 10]]  # the fullest batch it fits
+    assert _sizes(packer.place(_Chain(20))) == [[30, 20]]
+    assert packer.open_commands == 0 and packer.tightest_free() == 0
+    packer.place(_Chain(5))
+    packer.place(_Chain(48))
+    assert _sizes(packer.drain()) == [[48], [5]]  # fullest first
+    assert packer.drain() == []
+    with pytest.raises(ValueError):
+        packer.place(_Chain(51))
