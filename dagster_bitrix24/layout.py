@@ -24,6 +24,7 @@ from dagster_bitrix24.columns import (
     fit_identifier,
     sql_type,
 )
+from dagster_bitrix24.pg_copy import LineBuilder, ValueBuilder, compile_line_builder
 from dagster_bitrix24.pg_staging import RowStager, compile_stager
 from dagster_bitrix24.row_converter import RowConverter, compile_row_converter
 from dagster_bitrix24.warehouse_errors import RowConversionError
@@ -31,6 +32,7 @@ from dagster_bitrix24.warehouse_errors import RowConversionError
 SYNCED_AT = "_synced_at"
 DELETED_AT = "_deleted_at"
 CHILD_COLUMNS = ("parent_id", "position", "value_id", "value_type", "value", "type_id")
+_FILLFACTOR = 70
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 
 
@@ -85,6 +87,7 @@ class TableLayout:
     converters: tuple[Converter, ...] = field(default=(), repr=False)
     row_converter: RowConverter | None = field(default=None, repr=False)
     row_stager: RowStager | None = field(default=None, repr=False)
+    line_builder: tuple[LineBuilder, ValueBuilder] | None = field(default=None, repr=False)
 
     @property
     def id_column(self) -> str:
@@ -118,7 +121,11 @@ def entity_table(
     metadata: sa.MetaData, name: str, columns: Sequence[ColumnSpec], dialect: Dialect,
     *, schema: str | None,
 ) -> sa.Table:  # fmt: skip
-    """The SQLAlchemy table of an entity: typed columns with comments, then bookkeeping."""
+    """The SQLAlchemy table of an entity: typed columns with comments, then bookkeeping.
+
+    PostgreSQL tables leave 30% of each page free (`fillfactor=70`): an upsert then writes the
+    new row version on the same page without a new index entry (a HOT update), which makes
+    re-syncs about a third cheaper on the server for a table about 40% larger on disk."""
     sql_columns = [
         sa.Column(c.name, _key_type(c.kind, dialect) if i == 0 else sql_type(c.kind, dialect),
                   primary_key=i == 0, autoincrement=False, comment=c.description)
@@ -127,7 +134,10 @@ def entity_table(
     stamp = sql_type("datetime", dialect)
     sql_columns.append(sa.Column(SYNCED_AT, stamp, comment="when this row was written"))
     sql_columns.append(sa.Column(DELETED_AT, stamp, comment="when the portal stopped listing it"))
-    return sa.Table(name, metadata, *sql_columns, schema=schema)
+    options: dict[str, Any] = (
+        {"postgresql_with": {"fillfactor": _FILLFACTOR}} if dialect == "postgresql" else {}
+    )
+    return sa.Table(name, metadata, *sql_columns, schema=schema, **options)
 
 
 def _key_type(kind: Kind, dialect: Dialect) -> sa.types.TypeEngine[Any]:
@@ -156,11 +166,17 @@ def child_table(
 
 
 def with_converters(layout: TableLayout) -> TableLayout:
-    """The layout with one converter per written column (and PostgreSQL's stager), once."""
+    """The layout with one converter per written column (and PostgreSQL's COPY line builder
+    and stager), once."""
     converters = tuple(converter(c.kind, layout.dialect, part=c.part) for c in layout.columns)
     row_converter = compile_row_converter([c.field for c in layout.columns], converters)
-    stager = compile_stager(layout.columns) if layout.dialect == "postgresql" else None
-    return replace(layout, converters=converters, row_converter=row_converter, row_stager=stager)
+    if layout.dialect != "postgresql":
+        return replace(layout, converters=converters, row_converter=row_converter)
+    return replace(
+        layout, converters=converters, row_converter=row_converter,
+        row_stager=compile_stager(layout.columns),
+        line_builder=compile_line_builder(layout.columns, converters),
+    )  # fmt: skip
 
 
 def synced_at_value(dialect: Dialect) -> Any:

@@ -6,9 +6,11 @@ updated or skipped (older than what is stored). Only inserted and updated rows a
 a guard in SQL as well, so a concurrent writer cannot make an older version win either:
 
 - SQLite and PostgreSQL: `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE cur.change IS NULL
-  OR excluded.change >= cur.change`. PostgreSQL chunks of `COPY_THRESHOLD` rows or more use
-  binary COPY (psycopg 3): new ids straight into the table, known ids into a temporary table
-  merged with one guarded INSERT ... SELECT.
+  OR excluded.change >= cur.change`. PostgreSQL chunks of `COPY_THRESHOLD` rows or more
+  with unique ids first take the text COPY path (`pg_copy`: COPY lines built from the API
+  strings, no pre-read: ids above the stored maximum straight into the table, the rest
+  merged from a temporary table with the guard, counted by `xmax = 0`); a chunk it declines
+  is converted in Python and sent by binary COPY (psycopg 3) after the pre-read.
 - MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE col = IF(guard, VALUES(col), col)`, the
   change-time column assigned LAST because later assignments see earlier updated values.
 
@@ -24,11 +26,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert_rows
+from dagster_bitrix24.pg_copy import copy_blocks, copy_text
 from dagster_bitrix24.pg_staging import Unstageable, staged_write
 
 COPY_THRESHOLD = 2_000
 _ID_BATCH = 5_000
 _STAGE = "_bitrix24_stage"
+_CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ def upsert_chunk(
         return WriteCounts()
     if convert_in_database and layout.row_stager is not None and len(rows) >= COPY_THRESHOLD:
         counts = _staged_upsert(connection, layout, rows, synced_at=synced_at)
+        if counts is not None:
+            return counts
+    if layout.line_builder is not None and len(rows) >= COPY_THRESHOLD:
+        counts = _text_copy_upsert(connection, layout, rows, synced_at=synced_at)
         if counts is not None:
             return counts
     converted = convert_rows(layout, rows, synced_at=synced_at)
@@ -117,6 +125,106 @@ def _staged_upsert(
     return WriteCounts(
         result.inserted, result.written - result.inserted, len(rows) - result.written
     )
+
+
+def _text_copy_upsert(
+    connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
+    *, synced_at: Any,
+) -> WriteCounts | None:  # fmt: skip
+    """PostgreSQL: COPY text built from the API strings (`pg_copy`), new ids straight into
+    the table, known ids into a temporary table merged with the guard. None (rolled back)
+    hands the chunk to the Python converters: an id twice, a value a converter or
+    PostgreSQL refuses."""
+    from psycopg import errors  # psycopg is only needed for PostgreSQL
+
+    assert layout.line_builder is not None
+    to_id = layout.converters[0]
+    try:
+        ids = [to_id(row.get(layout.id_field)) for row in rows]
+    except _CONVERSION_ERRORS:
+        return None
+    if None in ids or len(set(ids)) != len(ids):
+        return None
+    raw = connection.connection.driver_connection
+    try:
+        with raw.transaction():  # type: ignore[union-attr]
+            return _copy_and_merge(connection, layout, rows, ids, synced_at=synced_at)
+    except (errors.DataError, errors.CardinalityViolation, *_CONVERSION_ERRORS):
+        return None
+
+
+def _copy_and_merge(
+    connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
+    ids: list[Any], *, synced_at: Any,
+) -> WriteCounts:  # fmt: skip
+    """Integer ids above the stored maximum are new: COPY straight into the table (a
+    concurrent writer storing one first sends them to the merge). Every other row is COPYed
+    into a temporary table and merged with the guard; `RETURNING (xmax = 0)` tells its
+    inserts from its updates."""
+    from psycopg.errors import UniqueViolation
+
+    table, quoted = _names(connection, layout)
+    columns = ", ".join(quoted)
+    tail = f"\t{copy_text(synced_at)}\t"
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"SELECT max({quoted[0]}) FROM {table}")
+        highest = cursor.fetchone()[0]
+        above = _above(ids, highest)
+        new = [row for row, is_new in zip(rows, above, strict=True) if is_new]
+        old = [row for row, is_new in zip(rows, above, strict=True) if not is_new]
+        if new:
+            try:
+                with raw.transaction():  # type: ignore[union-attr]
+                    _copy_text(cursor, layout, table, columns, new, tail)
+            except UniqueViolation:  # a concurrent writer stored some of them first
+                new, old, above = [], list(rows), [False] * len(rows)
+        written = [i for i, is_new in zip(ids, above, strict=True) if is_new]
+        inserted = updated = 0
+        if old:
+            cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
+            cursor.execute(
+                f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} "
+                "WITH NO DATA"
+            )
+            _copy_text(cursor, layout, _STAGE, columns, old, tail)
+            returned = f"array_agg({quoted[0]})" if layout.children else "NULL"
+            cursor.execute(
+                f"WITH w AS (INSERT INTO {table} AS cur ({columns}) SELECT {columns} "
+                f"FROM {_STAGE} {_on_conflict(layout, quoted)} "
+                f"RETURNING cur.{quoted[0]}, (cur.xmax = 0) AS fresh) "
+                f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
+            )
+            inserted, merged, merged_ids = cursor.fetchone()
+            updated = merged - inserted
+            written += merged_ids or []
+            cursor.execute(f"DROP TABLE {_STAGE}")
+    if layout.children:
+        by_id = dict(zip(ids, rows, strict=True))
+        _replace_children(connection, layout, [by_id[i] for i in written], written)
+    inserted += len(new)
+    return WriteCounts(inserted, updated, len(rows) - inserted - updated)
+
+
+def _above(ids: list[Any], highest: Any) -> list[bool]:
+    """Per id: is it an integer above every stored id (certainly not stored)?"""
+    if highest is None:
+        return [True] * len(ids)
+    if not isinstance(highest, int):
+        return [False] * len(ids)
+    return [row_id > highest for row_id in ids]
+
+
+def _copy_text(
+    cursor: Any, layout: TableLayout, table: str, columns: str,
+    rows: Sequence[Mapping[str, Any]], tail: str,
+) -> None:  # fmt: skip
+    assert layout.line_builder is not None
+    lines, values = layout.line_builder
+    width = len(layout.written_names)
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (NULL '')") as copy:
+        for block in copy_blocks(lines, values, rows, tail, width=width):
+            copy.write(block)
 
 
 def _is_newer(incoming: Any, stored: Any) -> bool:

@@ -1,0 +1,154 @@
+"""PostgreSQL bulk path: COPY text lines built straight from the API's strings.
+
+Most values the portal sends are already the text PostgreSQL parses into the value the
+Python converters (`columns.py`) produce: "42" for an integer, "1500.00" for a decimal,
+"2024-09-02T18:37:18+03:00" for a timestamptz, any string for text. `compile_line_builder`
+generates, once per table layout, a function that writes such a value into the COPY line
+untouched and hands every other value to its converter, then writes the converted value's
+text. A value passes untouched only in a shape both sides provably read alike:
+
+- integer: ASCII digits only; decimal: ASCII digits with at most one "."; "" is NULL
+  everywhere (`COPY ... NULL ''`: no converter ever stores an empty string);
+- boolean: the keys of `columns.BOOLEANS`, written as t / f / NULL;
+- date and datetime: the exact ISO shape, with a date (an hour and offset) that Python
+  already parsed once (`_DATES`, `_HOURS`) and minutes:seconds in range.
+
+PostgreSQL refusing a line (a DataError) sends the chunk through the Python converters,
+which store it the same way or raise the named `RowConversionError`; so does a converter
+raising here. Values holding a tab, newline, carriage return or backslash are escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from dagster_bitrix24 import columns
+from dagster_bitrix24.columns import ColumnSpec, Converter
+
+LineBuilder = Callable[[Sequence[Mapping[str, Any]], str], list[str]]
+ValueBuilder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[str, ...]]]
+
+_BOOLEANS = {key: "" if b is None else "t" if b else "f" for key, b in columns.BOOLEANS.items()}
+_DATES: dict[str, str] = {}  # "2024-09-02" -> itself, once Python parsed it
+_HOURS: set[str] = set()  # "2024-09-02T18+03:00", once Python parsed a time in that hour
+_CACHE_LIMIT = 200_000
+_TIME_SHAPES = ("0000-00-00T00:00:00+00:00", "0000-00-00T00:00:00-00:00",
+                "0000-00-00 00:00:00+00:00", "0000-00-00 00:00:00-00:00")  # fmt: skip
+_AS_ZERO = str.maketrans("123456789", "000000000")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: Any) -> str:
+    """The COPY text of a converted value ("" is NULL)."""
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, date):  # datetime too: isoformat keeps the offset
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _text_of(convert: Converter) -> Callable[[Any], str]:
+    def text(value: Any) -> str:
+        return copy_text(convert(value))
+
+    return text
+
+
+def _date_text(value: Any) -> str:
+    text = copy_text(columns.to_date(value))
+    if value.__class__ is str and value[:10] == text:
+        if len(_DATES) >= _CACHE_LIMIT:
+            _DATES.clear()
+        _DATES[text] = text
+    return text
+
+
+def _datetime_text(value: Any) -> str:
+    text = copy_text(columns.to_aware(value))
+    if value.__class__ is str and value.translate(_AS_ZERO) in _TIME_SHAPES:
+        if len(_HOURS) >= _CACHE_LIMIT:
+            _HOURS.clear()
+        _HOURS.add(value[:13] + value[19:])
+    return text
+
+
+_FALLBACKS: dict[Converter, Callable[[Any], str]] = {
+    columns.to_date: _date_text, columns.to_aware: _datetime_text,
+}  # fmt: skip
+_UNTOUCHED = '(x if (x := g(k{i})).__class__ is str and ({test}) else "" if x is None else t{i}(x))'
+_INLINE: dict[Converter, str] = {
+    columns.to_text: '(x if (x := g(k{i})).__class__ is str else "" if x is None else t{i}(x))',
+    columns.to_int: _UNTOUCHED.format(i="{i}", test="x.isdigit() and x.isascii() or not x"),
+    columns.to_decimal: _UNTOUCHED.format(
+        i="{i}", test='x.replace(".", "", 1).isdigit() and x.isascii() or not x'
+    ),
+    columns.to_bool: "BOOLEANS[g(k{i})]",
+    columns.currency: '(x.partition("|")[2] if (x := g(k{i})).__class__ is str else "")',
+    columns.to_date: (
+        "(d if (x := g(k{i})).__class__ is str and (d := DATES.get(x[:10])) is not None "
+        'else "" if x is None or x == "" else t{i}(x))'
+    ),
+    columns.to_aware: _UNTOUCHED.format(
+        i="{i}",
+        test="len(x) == 25 and x[13:19] in MINUTES_SECONDS and x[:13] + x[19:] in HOURS or not x",
+    ),
+}
+
+
+def _value_parts(specs: Sequence[ColumnSpec], converters: Sequence[Converter],
+                 namespace: dict[str, Any]) -> list[str]:  # fmt: skip
+    parts = []
+    for i, (spec, convert) in enumerate(zip(specs, converters, strict=True)):
+        namespace[f"k{i}"] = spec.field
+        namespace[f"t{i}"] = _FALLBACKS.get(convert) or _text_of(convert)
+        parts.append(_INLINE.get(convert, "t{i}(g(k{i}))").format(i=i))
+    return parts
+
+
+def compile_line_builder(
+    specs: Sequence[ColumnSpec], converters: Sequence[Converter]
+) -> tuple[LineBuilder, ValueBuilder]:
+    """(`lines(rows, tail)`: one unescaped COPY line per row, `tail` appended;
+    `values(rows)`: the same values as tuples, for the rows whose line needs escaping)."""
+    namespace: dict[str, Any] = {
+        "BOOLEANS": _BOOLEANS, "DATES": _DATES, "HOURS": _HOURS,
+        "MINUTES_SECONDS": columns.MINUTES_SECONDS,
+    }  # fmt: skip
+    values = ", ".join(_value_parts(specs, converters, namespace))
+    source = (
+        "def lines(rows, tail):\n"
+        f"    return ['\\t'.join(({values},)) + tail for r in rows for g in [r.get]]\n"
+        "def values(rows):\n"
+        f"    return [({values},) for r in rows for g in [r.get]]\n"
+    )
+    exec(compile(source, "<copy line builder>", "exec"), namespace)
+    return namespace["lines"], namespace["values"]
+
+
+def copy_blocks(
+    lines: LineBuilder, values: ValueBuilder, rows: Sequence[Mapping[str, Any]], tail: str,
+    *, width: int, size: int = 1_000,
+) -> Iterator[str]:  # fmt: skip
+    """COPY text of `rows` in blocks of `size` rows, built as they are sent (the server
+    parses one block while the next is built); `width` is the number of columns."""
+    for start in range(0, len(rows), size):
+        part = rows[start : start + size]
+        block = "\n".join(lines(part, tail)) + "\n"
+        if (
+            "\\" in block or "\r" in block or block.count("\n") != len(part)
+            or block.count("\t") != len(part) * (width - 1)
+        ):  # fmt: skip
+            block = _escaped(part, values, tail)
+        yield block
+
+
+def _escaped(part: Sequence[Mapping[str, Any]], values: ValueBuilder, tail: str) -> str:
+    return "".join(
+        "\t".join(value.translate(_ESCAPES) for value in row) + tail + "\n" for row in values(part)
+    )

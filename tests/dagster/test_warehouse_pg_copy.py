@@ -1,0 +1,124 @@
+"""PostgreSQL text COPY (pg_copy) stores exactly what the Python converters store."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dagster_bitrix24 import upsert
+from dagster_bitrix24.layout import synced_at_value
+from dagster_bitrix24.warehouse import Warehouse, WriteCounts
+from dagster_bitrix24.warehouse_errors import RowConversionError
+from tests.dagster.test_warehouse_columns import _TRICKY
+from tests.dagster.test_warehouse_pg_staging import _COMMON, _FIELDS
+from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
+
+# Shapes that only matter to COPY text: escapes, and text PostgreSQL reads but Python does not.
+_COPY_TRICKY = [
+    "tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "\\.", "007", "-5",
+    "+5", "1e3", "1.5.0", ".5", "5.", "١٢", "2024-09-02T24:00:00+03:00",
+    "2024-09-02T18:37:18+16:00", "2024-W36-1T18:37:18+03:00", "2024-09-02X18:37:18+03:00",
+    "2024-09-02T18:37:18+03:75", "0000-01-01T00:00:00+00:00", "2024-09-02 ", " 2024-09-02",
+    "yes", "on", "t", ["tab\t", "quote\"", "back\\"],
+]  # fmt: skip
+
+
+@pytest.fixture
+def postgres(warehouse_url: str) -> Iterator[Warehouse]:
+    if not warehouse_url.startswith("postgresql"):
+        pytest.skip("the text COPY path is PostgreSQL's")
+    yield from cleaned_warehouse(warehouse_url)
+
+
+def _stored(warehouse: Warehouse, table: sa.Table) -> dict[Any, tuple[Any, ...]]:
+    return {row.id: tuple(row)[1:-2] for row in select_all(warehouse, table)}
+
+
+def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
+    postgres: Warehouse,
+) -> None:
+    by_copy = postgres.prepare_table("by.copy", _FIELDS, id_field="ID", change_field=None)
+    by_python = postgres.prepare_table("by.python", _FIELDS, id_field="ID", change_field=None)
+    synced_at = synced_at_value("postgresql")
+    taken = declined = 0
+    row_id = 0
+    with postgres.transaction() as connection:
+        for field in [f for f in _FIELDS if f != "ID"]:
+            for value in [*_TRICKY, *_COPY_TRICKY, _COMMON[field], _COMMON[field]]:
+                row_id += 1
+                row = {"ID": str(row_id), field: value}
+                try:
+                    converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
+                except RowConversionError:
+                    converted = None
+                else:
+                    upsert._send(connection, by_python, converted)
+                counts = upsert._text_copy_upsert(connection, by_copy, [row], synced_at=synced_at)
+                if counts is None:  # declined: the chunk goes through the Python path
+                    declined += 1
+                    assert value is not _COMMON[field], (field, value)
+                    continue
+                taken += 1
+                assert converted is not None, f"COPY took {value!r} for {field}, Python refused"
+                assert counts == WriteCounts(1, 0, 0)
+    by_copy_rows = _stored(postgres, by_copy.table)
+    expected = {k: v for k, v in _stored(postgres, by_python.table).items() if k in by_copy_rows}
+    assert by_copy_rows == expected
+    assert taken > 250 and declined > 50
+
+
+def test_text_copy_merges_known_ids_counts_and_replaces_children(postgres: Warehouse) -> None:
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
+    older = "2024-08-01T10:00:00+03:00"
+    first = [deal(i, old, PHONE=[{"ID": str(i), "VALUE": f"+{i}"}]) for i in range(11, 31)]
+    with postgres.transaction() as connection:
+        counts = upsert._text_copy_upsert(connection, layout, first, synced_at=None)
+    assert counts == WriteCounts(20, 0, 0)
+    # ids 1..10 lie below the stored maximum: new rows that the merge inserts
+    second = [deal(i, new if i % 2 else older, TITLE="v2\tt", PHONE=[]) for i in range(1, 41)]
+    with postgres.transaction() as connection:
+        counts = upsert._text_copy_upsert(connection, layout, second, synced_at=None)
+    assert counts == WriteCounts(20, 10, 10)
+    rows = {r.id: r for r in select_all(postgres, layout.table)}
+    assert len(rows) == 40 and rows[11].title == "v2\tt" and rows[12].title == "Deal 12"
+    phones = {r.parent_id for r in select_all(postgres, layout.children[0].table)}
+    assert phones == set(range(12, 31, 2))
+
+
+def test_copy_of_ids_another_writer_stored_falls_back_to_the_guarded_merge(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    newer, stale = "2024-09-03T10:00:00+03:00", "2024-09-01T10:00:00+03:00"
+    stored = [deal(1, newer, TITLE="newer"), deal(2, stale)]
+    with postgres.transaction() as connection:
+        assert upsert._text_copy_upsert(connection, layout, stored, synced_at=None)
+    # as if another writer stored both after the maximum was read: both are thought new
+    monkeypatch.setattr(upsert, "_above", lambda ids, highest: [True] * len(ids))
+    rows = [deal(1, stale, TITLE="stale"), deal(2, newer, TITLE="fresh")]
+    with postgres.transaction() as connection:
+        counts = upsert._text_copy_upsert(connection, layout, rows, synced_at=None)
+    assert counts == WriteCounts(0, 1, 1)
+    titles = {r.id: r.title for r in select_all(postgres, layout.table)}
+    assert titles == {1: "newer", 2: "fresh"}
+
+
+def test_bad_values_and_duplicates_go_to_the_python_path(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    rows = [deal(i) for i in range(1, 21)]
+    rows[7]["BEGINDATE"] = "2024-02-30T03:00:00+03:00"
+    with pytest.raises(RowConversionError, match=r"BEGINDATE.*row id '8'"):
+        postgres.write_chunk(layout, rows)
+    rows[7]["BEGINDATE"] = "2024-09-02 "
+    rows.append(deal(3, "2024-09-03T10:00:00+03:00", TITLE="newest"))
+    assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)
+    stored = {r.id: r for r in select_all(postgres, layout.table)}
+    assert str(stored[8].begindate) == "2024-09-02" and stored[3].title == "newest"
