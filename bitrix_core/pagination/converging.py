@@ -1,28 +1,29 @@
 """ConvergingPaging: id gaps walked from both ends at once, every request a full batch.
 
 When the request bucket is what limits an export, its time is set by the number of
-requests, so the aim is ceil(rows / 50) commands in batches of 50. Two probes give the id
-range; it is cut into gaps of about `gap_pages` pages. Each gap is walked in rounds: an
-ascending chain of linked pages from its low end and a descending chain from its high end
-(see `chain`: page j asks for ids beyond page j-1's last, so one request carries up to 50
-consecutive pages). The first round's ascending chain starts with a counted page
-(`start=0`), so from then on the rows left in every gap are known exactly::
+requests, so the aim is ceil(rows / 50) commands in batches of 50. The whole id range is
+one gap at first; every gap is walked in rounds: an ascending chain of linked pages from its
+low end and a descending chain from its high end (see `chain`: page j asks for ids beyond
+page j-1's last, so one request carries up to 50 consecutive pages). The first request is
+round 0 of the whole range, 12 pages from each end: data, and the density that cuts what
+lies between into gaps of about `gap_pages` pages. A gap's first round is a short scout
+whose ascending chain starts with a counted page (`start=0`), so from then on the rows left
+in every gap are known exactly::
 
-    probes: ids 1..50 (ASC) and 199,951..200,000 (DESC)
-    22 gaps of ~9,000 ids: [51, 9137), [9137, 18223), ...
-    round 1 of each gap: 50 pages up (the first counted), 50 pages down
-    round 2: the 82 pages left, split between the two ends so that they fill the
-             batches being packed: 20 up (fills an open batch), 50 down + 12 ...
+    round 0: ids 1..600 up, 199,401..200,000 down (24 commands, one request)
+    22 gaps of ~8,990 ids: [601, 9591), [9591, 18581), ...
+    round 1 of each gap: 10 pages up (the first counted), 10 pages down
+    round 2: 50 + 50; the last round: the pages left, split between the two ends so that
+             they fill the batches being packed (20 up fills an open batch, 45 down ...)
 
 The two ends of a gap meet in its last round, and only there is a page short: the run
 needs about ceil(rows / 50) commands plus half a command per gap. Rounds are packed into
 batches by `BatchPacker`; a batch that is not full waits while rounds that may still fill
 it are out, and goes as soon as none is.
 
-The ends overlap only where the count was wrong (rows deleted meanwhile) or guessed (the
-first round of a gap): rows of the descending chain that the ascending one also fetched are
-dropped, so no row comes twice. Pages come in no particular order (use IdWindowPaging for
-ascending ids).
+The ends overlap only where the count was wrong (rows deleted meanwhile) or guessed (rounds
+0 and 1): rows of the descending chain that the ascending one also fetched are dropped, so
+no row comes twice. Pages come in no particular order (use IdWindowPaging for ascending ids).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
 
 _keys = itertools.count()
 """Command keys unique in this process, so chains of several runs can share a batch."""
+_PROBE_PAGES = 12
+"""Pages per end in round 0: 24 commands come back within the first second's drain of the
+request bucket, so the next requests are planned before the bucket has room for them."""
 _SCOUT_PAGES = 10
 """Pages per end in a gap's first round, sized from a guess: the two probes tell the density
 at the ends of the range only, and ids may cluster, so a long first chain could run past
@@ -63,12 +67,14 @@ the rows it guessed (each wasted page is a command)."""
 
 @dataclass(eq=False)
 class Gap:
-    """Ids [lo, hi) still to fetch; `remaining` is the rows they hold, once counted."""
+    """Ids [lo, hi) still to fetch (None: unbounded); `remaining` is the rows they hold, once
+    counted. `whole` marks the whole range before round 0: what is left is then cut up."""
 
-    lo: int
-    hi: int
+    lo: int | None
+    hi: int | None
     remaining: int | None = None
     done: bool = False
+    whole: bool = False
 
 
 @dataclass(eq=False)
@@ -135,47 +141,13 @@ class ConvergingPaging:
         params: Mapping[str, Any],
         stats: ListStats | None,
     ) -> AsyncIterator[Page]:
-        """Probe both ends of the id range, then walk the gaps between them."""
+        """Round 0 over the whole id range, then the gaps between its two ends."""
         base, bounds = split_id_bounds(spec, params)
         if bounds.empty:
             return
-        method = spec.list_method
-        low, high = await asyncio.gather(
-            runner.run(method, window_params(spec, base, lo=bounds.lo, hi=bounds.hi), stats=stats),
-            runner.run(
-                method,
-                window_params(spec, base, lo=bounds.lo, hi=bounds.hi, descending=True),
-                stats=stats,
-            ),
-        )
-        rows = rows_of(spec, low.result, method=method)
-        ids = checked_ids(spec, rows, bounds.lo, bounds.hi)
-        if rows:
-            yield Page(rows, stats)
-        if len(rows) < PAGE_SIZE:
-            return
-        top = rows_of(spec, high.result, method=method)
-        top_ids = checked_ids(spec, top, bounds.lo, bounds.hi, descending=True)
-        fresh = [row for row, i in zip(top, top_ids, strict=True) if i > ids[-1]]
-        if fresh:
-            yield Page(fresh, stats)
-        if len(fresh) < PAGE_SIZE:  # the two probes met: nothing lies between them
-            return
-        density = Density()
-        density.add(len(ids), ids[-1] + 1 - (ids[0] if bounds.lo is None else bounds.lo))
-        density.add(len(top_ids), top_ids[0] + 1 - top_ids[-1])
-        walk = _Walk(runner, spec, base, stats, density)
-        async for page in walk.run(self._gaps(ids[-1] + 1, top_ids[-1], density)):
+        walk = _Walk(runner, spec, base, stats, gap_pages=self.gap_pages, max_gaps=self.max_gaps)
+        async for page in walk.run(Gap(bounds.lo, bounds.hi, whole=True)):
             yield page
-
-    def _gaps(self, lo: int, hi: int, density: Density) -> list[Gap]:
-        """[lo, hi) cut into equal id ranges of about `gap_pages` pages each."""
-        if lo >= hi:
-            return []
-        pages = density.value * (hi - lo) / PAGE_SIZE
-        count = max(1, min(self.max_gaps, math.ceil(pages / self.gap_pages), hi - lo))
-        cuts = [lo + (hi - lo) * i // count for i in range(count + 1)]
-        return [Gap(a, b) for a, b in itertools.pairwise(cuts)]
 
 
 class _Walk:
@@ -187,24 +159,27 @@ class _Walk:
         spec: EntitySpec,
         base: Mapping[str, Any],
         stats: ListStats | None,
-        density: Density,
+        *,
+        gap_pages: int,
+        max_gaps: int,
     ) -> None:
         self.runner = runner
         self.spec = spec
         self.base = base
         self.stats = stats
-        self.density = density
+        self.gap_pages = gap_pages
+        self.max_gaps = max_gaps
+        self.density = Density()
         self.grouped = callable(getattr(runner, "run_linked", None))
         self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
         self.packer: BatchPacker[Chain] = BatchPacker()
         self.rounds: dict[Chain, Round] = {}
         self.sent: dict[asyncio.Future[list[Any]], list[Chain]] = {}
 
-    async def run(self, gaps: list[Gap]) -> AsyncIterator[Page]:
-        """Plan every gap's first round, then release each round's pages as it returns."""
+    async def run(self, whole: Gap) -> AsyncIterator[Page]:
+        """Plan round 0, then release each round's pages as it returns and plan the next."""
         try:
-            for gap in gaps:
-                self._plan(gap)
+            self._plan(whole)
             while self.sent or self.packer.open_commands:
                 if not self._may_bring_work():
                     for batch in self.packer.drain():  # nothing out can fill them
@@ -218,8 +193,8 @@ class _Walk:
                         del self.rounds[chain]
                     for rows in self._finish(round_):
                         yield Page(rows, self.stats)
-                    if not round_.gap.done:
-                        self._plan(round_.gap)
+                    for gap in self._cut(round_.gap):
+                        self._plan(gap)
         finally:
             for future in self.sent:
                 future.cancel()
@@ -230,10 +205,25 @@ class _Walk:
 
     # -- planning -------------------------------------------------------------------------
 
+    def _cut(self, gap: Gap) -> list[Gap]:
+        """The gaps to walk next: none, `gap` itself, or (after round 0) what is left of the
+        whole range in equal id ranges of about `gap_pages` pages each."""
+        if gap.done:
+            return []
+        if not gap.whole or gap.lo is None or gap.hi is None:
+            return [gap]  # (round 0 lost a chain: it runs again)
+        pages = self.density.value * (gap.hi - gap.lo) / PAGE_SIZE
+        count = max(1, min(self.max_gaps, math.ceil(pages / self.gap_pages), gap.hi - gap.lo))
+        cuts = [gap.lo + (gap.hi - gap.lo) * i // count for i in range(count + 1)]
+        return [Gap(a, b) for a, b in itertools.pairwise(cuts)]
+
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""
         longest = MAX_COMMANDS if self.linked else 1
-        if gap.remaining is None:  # a scout round: the guess may be far off, so stay short
+        if gap.whole or gap.lo is None or gap.hi is None:  # round 0: both ends of the range
+            up = down = min(longest, _PROBE_PAGES)
+            final = False
+        elif gap.remaining is None:  # a scout round: the guess may be far off, so stay short
             expected = max(1, math.ceil(self.density.value * (gap.hi - gap.lo) / PAGE_SIZE))
             up = min(longest, _SCOUT_PAGES, math.ceil(expected / 2))
             down = min(longest, _SCOUT_PAGES, expected - up)
@@ -247,9 +237,10 @@ class _Walk:
             up = min(pages, free or longest, longest)  # fills the fullest open batch
             down = min(longest, pages - up)
             final = up + down >= pages
+        counted = gap.remaining is None and not gap.whole  # (counting everything is slow)
         round_ = Round(
             gap,
-            Chain(gap, up, descending=False, counted=gap.remaining is None),
+            Chain(gap, up, descending=False, counted=counted),
             Chain(gap, down, descending=True) if down > 0 else None,
             final,
         )
@@ -335,20 +326,18 @@ class _Walk:
         if round_.down is not None and not done:
             down = self._read(round_.down)
             for page in down.pages:
-                fresh = [row for row in page if (row_id(self.spec, row) or 0) >= lo]
+                fresh = [row for row in page if lo is None or (row_id(self.spec, row) or 0) >= lo]
                 if fresh:
                     pages.append(fresh)
                     kept += len(fresh)
             if down.edge is not None:
-                hi = min(hi, down.edge)
+                hi = down.edge if hi is None else min(hi, down.edge)
             done = down.reached_end
         counted = up.total if up.total is not None else gap.remaining
         if counted is not None:
             gap.remaining = max(0, counted - kept)
-        if kept:
-            self.density.add(kept, (gap.hi - gap.lo) - max(0, hi - lo))
         gap.lo, gap.hi = lo, hi
-        gap.done = done or lo >= hi or gap.remaining == 0
+        gap.done = done or gap.remaining == 0 or (lo is not None and hi is not None and lo >= hi)
         return pages
 
     def _read(self, chain: Chain) -> _Read:
@@ -376,6 +365,10 @@ class _Walk:
                 self.linked = False  # the portal did not resolve the reference
                 break
             if rows:
+                span = (
+                    abs(ids[-1] - read.edge) if read.edge is not None else abs(ids[-1] - ids[0]) + 1
+                )
+                self.density.add(len(rows), span)
                 read.pages.append(rows)
                 read.edge = ids[-1]
             if len(rows) < PAGE_SIZE:
