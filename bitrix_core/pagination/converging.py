@@ -10,11 +10,12 @@ lies between into gaps of about `gap_pages` pages. A gap's first round is a shor
 whose ascending chain starts with a counted page (`start=0`), so from then on the rows left
 in every gap are known exactly::
 
+    200,000 rows, ids 1..200,000:
     round 0: ids 1..600 up, 199,401..200,000 down (24 commands, one request)
-    22 gaps of ~8,990 ids: [601, 9591), [9591, 18581), ...
+    23 gaps of ~8,640 ids: [601, 9244), [9244, 17887), ...
     round 1 of each gap: 10 pages up (the first counted), 10 pages down
-    round 2: 50 + 50; the last round: the pages left, split between the two ends so that
-             they fill the batches being packed (20 up fills an open batch, 45 down ...)
+    round 2: 50 + 50; round 3, the last: the 53 pages left, split between the two ends
+             so that they fill the batches being packed (20 up fills an open batch, ...)
 
 The two ends of a gap meet in its last round, and only there is a page short: the run
 needs about ceil(rows / 50) commands plus half a command per gap. Rounds are packed into
@@ -170,6 +171,8 @@ class _Walk:
         self.gap_pages = gap_pages
         self.max_gaps = max_gaps
         self.density = Density()
+        self.live: set[Gap] = set()
+        """Gaps not yet done (round 0's whole range is not one)."""
         self.grouped = callable(getattr(runner, "run_linked", None))
         self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
         self.packer: BatchPacker[Chain] = BatchPacker()
@@ -206,16 +209,31 @@ class _Walk:
     # -- planning -------------------------------------------------------------------------
 
     def _cut(self, gap: Gap) -> list[Gap]:
-        """The gaps to walk next: none, `gap` itself, or (after round 0) what is left of the
-        whole range in equal id ranges of about `gap_pages` pages each."""
+        """The gaps to walk next: none, `gap` itself, or `gap` in equal id ranges of about
+        `gap_pages` pages each: after round 0 (the whole range), and when a count shows a
+        gap far denser than planned (walked as one, it would take many rounds in a row)."""
         if gap.done:
+            self.live.discard(gap)
             return []
-        if not gap.whole or gap.lo is None or gap.hi is None:
+        if gap.lo is None or gap.hi is None:
             return [gap]  # (round 0 lost a chain: it runs again)
-        pages = self.density.value * (gap.hi - gap.lo) / PAGE_SIZE
-        count = max(1, min(self.max_gaps, math.ceil(pages / self.gap_pages), gap.hi - gap.lo))
+        if gap.whole:
+            pages = self.density.value * (gap.hi - gap.lo) / PAGE_SIZE
+            count = min(self.max_gaps, math.ceil(pages / self.gap_pages))
+        elif gap.remaining is not None and len(self.live) < 2 * self.max_gaps:
+            pages = gap.remaining / PAGE_SIZE
+            count = math.ceil(pages / self.gap_pages) if pages > 2 * self.gap_pages else 1
+            count = min(count, 2 * self.max_gaps - len(self.live) + 1)
+        else:
+            return [gap]
+        count = max(1, min(count, gap.hi - gap.lo))
+        if count == 1 and not gap.whole:
+            return [gap]
         cuts = [gap.lo + (gap.hi - gap.lo) * i // count for i in range(count + 1)]
-        return [Gap(a, b) for a, b in itertools.pairwise(cuts)]
+        self.live.discard(gap)
+        parts = [Gap(a, b) for a, b in itertools.pairwise(cuts)]
+        self.live.update(parts)
+        return parts
 
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""

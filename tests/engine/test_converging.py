@@ -7,7 +7,9 @@ import pytest
 from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.emulator.store import PortalSizes
+from bitrix_core.entities import ENTITIES
 from bitrix_core.pagination import ConvergingPaging, paginate
+from bitrix_core.pagination.converging import Gap, _Walk
 from bitrix_core.pagination.packing import BatchPacker
 from bitrix_core.throttle import Limits
 
@@ -181,3 +183,32 @@ def test_packer_fills_the_fullest_batch_first_and_drains_the_rest():
     assert packer.drain() == []
     with pytest.raises(ValueError):
         packer.place(_Chain(51))
+
+
+def test_a_gap_counted_far_denser_than_planned_is_cut_again(client):
+    walk = _Walk(client.batcher, ENTITIES["crm.deal"], {}, None, gap_pages=180, max_gaps=23)
+    planned = Gap(1_000, 101_000, remaining=9_000)  # 180 pages: as planned, walked as one
+    assert walk._cut(planned) == [planned]
+    dense = Gap(1_000, 101_000, remaining=50_000)  # 1,000 pages: six gaps of ~170 pages
+    parts = walk._cut(dense)
+    assert [(p.lo, p.hi) for p in parts][:2] == [(1_000, 17_666), (17_666, 34_333)]
+    assert len(parts) == 6 and parts[-1].hi == 101_000
+    assert all(p.remaining is None for p in parts)  # each is scouted and counted anew
+
+
+async def test_a_dense_cluster_between_sparse_ends_comes_whole():
+    """Round 0 sees sparse ends, so the gaps are planned wide; the one holding the dense
+    cluster is counted far above plan and cut again. Every row still comes once."""
+    with EmulatedPortal(seed=9, deals=40_000, plan="unlimited") as portal:
+        ids = portal.store.ids("crm.deal")
+        cluster = set(ids[8_000:33_000])
+        for row_id in ids:
+            if row_id not in cluster and row_id % 25:
+                portal.store.delete("crm.deal", row_id)
+        kept = portal.store.ids("crm.deal")
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+            assert _once(await _ids(run)) == kept
+    assert run.stats.subcommands <= math.ceil(len(kept) / 50) * 1.15 + 30
