@@ -30,6 +30,7 @@ from dagster_bitrix24.pg_copy import copy_blocks, copy_text
 from dagster_bitrix24.pg_staging import Unstageable, staged_write
 
 COPY_THRESHOLD = 2_000
+MERGE_BLOCK = 4_000
 _ID_BATCH = 5_000
 _STAGE = "_bitrix24_stage"
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
@@ -182,28 +183,63 @@ def _copy_and_merge(
         written = [i for i, is_new in zip(ids, above, strict=True) if is_new]
         inserted = updated = 0
         if old:
-            cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
-            cursor.execute(
-                f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} "
-                "WITH NO DATA"
+            inserted, merged, merged_ids = _merge_in_blocks(
+                cursor, layout, table, quoted, old, tail
             )
-            _copy_text(cursor, layout, _STAGE, columns, old, tail)
-            returned = f"array_agg({quoted[0]})" if layout.children else "NULL"
-            cursor.execute(
-                f"WITH w AS (INSERT INTO {table} AS cur ({columns}) SELECT {columns} "
-                f"FROM {_STAGE} {_on_conflict(layout, quoted)} "
-                f"RETURNING cur.{quoted[0]}, (cur.xmax = 0) AS fresh) "
-                f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
-            )
-            inserted, merged, merged_ids = cursor.fetchone()
             updated = merged - inserted
-            written += merged_ids or []
-            cursor.execute(f"DROP TABLE {_STAGE}")
+            written += merged_ids
     if layout.children:
         by_id = dict(zip(ids, rows, strict=True))
         _replace_children(connection, layout, [by_id[i] for i in written], written)
     inserted += len(new)
     return WriteCounts(inserted, updated, len(rows) - inserted - updated)
+
+
+def _merge_in_blocks(
+    cursor: Any, layout: TableLayout, table: str, quoted: list[str],
+    rows: Sequence[Mapping[str, Any]], tail: str,
+) -> tuple[int, int, list[Any]]:  # fmt: skip
+    """COPY `rows` into a temporary table and merge them with the guard, `MERGE_BLOCK` rows
+    at a time: each merge is sent in pipeline mode and the next block's COPY text is built
+    while the server runs it (Python and the server overlap instead of taking turns).
+    Returns (inserted, inserted or updated, their ids when the layout has children)."""
+    columns = ", ".join(quoted)
+    returned = f"array_agg({quoted[0]})" if layout.children else "NULL"
+    merge = (
+        f"WITH w AS (INSERT INTO {table} AS cur ({columns}) SELECT {columns} "
+        f"FROM {_STAGE} {_on_conflict(layout, quoted)} "
+        f"RETURNING cur.{quoted[0]}, (cur.xmax = 0) AS fresh) "
+        f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
+    )
+    raw = cursor.connection
+    cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
+    cursor.execute(
+        f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"
+    )
+    blocks = [rows[start : start + MERGE_BLOCK] for start in range(0, len(rows), MERGE_BLOCK)]
+    _copy_text(cursor, layout, _STAGE, columns, blocks[0], tail)  # built as it is sent
+    inserted = merged = 0
+    ids: list[Any] = []
+    for following in [*blocks[1:], None]:
+        with raw.pipeline():
+            cursor.execute(merge)
+            raw.execute(f"TRUNCATE {_STAGE}")
+            text = _block_text(layout, following, tail) if following else None
+        block_inserted, block_merged, block_ids = cursor.fetchone()
+        inserted += block_inserted
+        merged += block_merged
+        ids.extend(block_ids or [])
+        if text is not None:
+            with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN (NULL '')") as copy:
+                copy.write(text)
+    cursor.execute(f"DROP TABLE {_STAGE}")
+    return inserted, merged, ids
+
+
+def _block_text(layout: TableLayout, rows: Sequence[Mapping[str, Any]], tail: str) -> str:
+    assert layout.line_builder is not None
+    lines, values = layout.line_builder
+    return "".join(copy_blocks(lines, values, rows, tail, width=len(layout.written_names)))
 
 
 def _above(ids: list[Any], highest: Any) -> list[bool]:

@@ -68,7 +68,11 @@ def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
     assert taken > 250 and declined > 50
 
 
-def test_text_copy_merges_known_ids_counts_and_replaces_children(postgres: Warehouse) -> None:
+@pytest.mark.parametrize("merge_block", [4_000, 7])  # one merge; five pipelined ones
+def test_text_copy_merges_known_ids_counts_and_replaces_children(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, merge_block: int
+) -> None:
+    monkeypatch.setattr(upsert, "MERGE_BLOCK", merge_block)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
@@ -122,3 +126,24 @@ def test_bad_values_and_duplicates_go_to_the_python_path(
     assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)
     stored = {r.id: r for r in select_all(postgres, layout.table)}
     assert str(stored[8].begindate) == "2024-09-02" and stored[3].title == "newest"
+
+
+def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
+    with postgres.transaction() as connection:
+        first = [deal(i, old) for i in range(1, 31)]
+        assert upsert._text_copy_upsert(connection, layout, first, synced_at=None)
+    second = [deal(i, new, TITLE="v2") for i in range(1, 31)]
+    second[25]["BEGINDATE"] = "2024-02-30T03:00:00+03:00"  # in the fourth block
+    with postgres.transaction() as connection:
+        assert upsert._text_copy_upsert(connection, layout, second, synced_at=None) is None
+        assert {r.title for r in select_all(postgres, layout.table)} == {
+            f"Deal {i}" for i in range(1, 31)
+        }
+    with pytest.raises(RowConversionError, match=r"BEGINDATE.*row id '26'"):
+        postgres.write_chunk(layout, second)
