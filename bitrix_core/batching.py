@@ -352,6 +352,9 @@ class Batcher:
     ) -> None:
         throttle = self._requester.throttle
         if command.group is not None:  # its successors refer to it: the caller resumes
+            if isinstance(error, QueryLimitExceededError | OperationTimeLimitError):
+                for sink in self._sinks([command]):
+                    sink.limit_errors += 1
             if isinstance(error, QueryLimitExceededError):
                 await throttle.on_query_limit()
             elif isinstance(error, OperationTimeLimitError):

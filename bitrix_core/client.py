@@ -139,8 +139,12 @@ class BitrixClient:
         strategy: StrategyName | PageStrategy = "auto",
         order: Literal["id"] | None = "id",
         progress: Any = None,
+        verify: bool = False,
     ) -> ListRun:
-        """A ListRun: an async iterator of pages (rows stream as pages complete); `.stats`."""
+        """A ListRun: an async iterator of pages (rows stream as pages complete); `.stats`.
+
+        `verify=True` checks the rows against the portal's count at the end and raises
+        IncompletePaginationError on a shortfall (offset paging always does)."""
         params = _checked(method, params)
         return paginate(
             self.batcher,
@@ -148,6 +152,7 @@ class BitrixClient:
             params,
             strategy=strategy,
             order=order,
+            verify=verify,
             progress=self.progress if progress is None else progress,
             verbose=self.verbose,
         )
@@ -160,11 +165,12 @@ class BitrixClient:
         strategy: StrategyName | PageStrategy = "auto",
         order: Literal["id"] | None = "id",
         progress: Any = None,
+        verify: bool = False,
     ) -> builtins.list[dict[str, Any]]:
-        """Every row of a list method, in one list."""
+        """Every row of a list method, in one list (`verify` as in `list`)."""
         rows: builtins.list[dict[str, Any]] = []
         async for page in self.list(
-            method, params, strategy=strategy, order=order, progress=progress
+            method, params, strategy=strategy, order=order, progress=progress, verify=verify
         ):
             rows.extend(page.rows)
         return rows

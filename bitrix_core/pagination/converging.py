@@ -37,7 +37,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
-from bitrix_core.errors import BitrixError, BitrixProtocolError
+from bitrix_core.errors import (
+    BitrixError,
+    BitrixProtocolError,
+    BitrixRetryableError,
+    OperationTimeLimitError,
+    QueryLimitExceededError,
+)
 from bitrix_core.pagination.base import Page, Runner
 from bitrix_core.pagination.chain import Density, reference
 from bitrix_core.pagination.packing import MAX_COMMANDS, BatchPacker
@@ -60,6 +66,10 @@ _keys = itertools.count()
 _PROBE_PAGES = 12
 """Pages per end in round 0: 24 commands come back within the first second's drain of the
 request bucket, so the next requests are planned before the bucket has room for them."""
+_MAX_STALLS = 5
+"""Rounds of one gap in a row that may fail without progress before the error is raised."""
+_PASSING = (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError)
+"""Errors of one command that asking again later may cure (the throttle waits for limits)."""
 _SCOUT_PAGES = 10
 """Pages per end in a gap's first round, sized from a guess: the two probes tell the density
 at the ends of the range only, and ids may cluster, so a long first chain could run past
@@ -76,6 +86,8 @@ class Gap:
     remaining: int | None = None
     done: bool = False
     whole: bool = False
+    stalls: int = 0
+    """Rounds in a row that failed without bringing a row."""
 
 
 @dataclass(eq=False)
@@ -117,6 +129,7 @@ class _Read:
     edge: int | None = None
     reached_end: bool = False
     total: int | None = None
+    error: BitrixError | None = None
 
 
 class ConvergingPaging:
@@ -124,6 +137,10 @@ class ConvergingPaging:
 
     name = "converging"
     disjoint = True
+    counts_rows = True
+    """Every gap is counted as it is walked: the last page's `total` is what the portal
+    counted (rows received plus rows counted but gone when fetched), so a verifying run
+    needs no COUNT of its own."""
 
     def __init__(self, *, gap_pages: int = 180, max_gaps: int = 23) -> None:
         if gap_pages < 1 or max_gaps < 1:
@@ -173,6 +190,9 @@ class _Walk:
         self.density = Density()
         self.live: set[Gap] = set()
         """Gaps not yet done (round 0's whole range is not one)."""
+        self.yielded = 0
+        self.shortfall = 0
+        """Rows a gap's count held that were not there when its pages came (deleted)."""
         self.grouped = callable(getattr(runner, "run_linked", None))
         self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
         self.packer: BatchPacker[Chain] = BatchPacker()
@@ -195,9 +215,11 @@ class _Walk:
                     for chain in round_.chains:
                         del self.rounds[chain]
                     for rows in self._finish(round_):
+                        self.yielded += len(rows)
                         yield Page(rows, self.stats)
                     for gap in self._cut(round_.gap):
                         self._plan(gap)
+            yield Page([], self.stats, total=self.yielded + self.shortfall)
         finally:
             for future in self.sent:
                 future.cancel()
@@ -341,8 +363,10 @@ class _Walk:
         kept = sum(map(len, up.pages))
         lo, hi = (gap.lo if up.edge is None else up.edge + 1), gap.hi
         done = up.reached_end
+        error = up.error
         if round_.down is not None and not done:
             down = self._read(round_.down)
+            error = error or down.error
             for page in down.pages:
                 fresh = [row for row in page if lo is None or (row_id(self.spec, row) or 0) >= lo]
                 if fresh:
@@ -351,11 +375,16 @@ class _Walk:
             if down.edge is not None:
                 hi = down.edge if hi is None else min(hi, down.edge)
             done = down.reached_end
+        gap.stalls = gap.stalls + 1 if error is not None and not kept else 0
+        if error is not None and gap.stalls >= _MAX_STALLS:
+            raise error
         counted = up.total if up.total is not None else gap.remaining
         if counted is not None:
             gap.remaining = max(0, counted - kept)
         gap.lo, gap.hi = lo, hi
         gap.done = done or gap.remaining == 0 or (lo is not None and hi is not None and lo >= hi)
+        if gap.done and gap.remaining:
+            self.shortfall += gap.remaining
         return pages
 
     def _read(self, chain: Chain) -> _Read:
@@ -363,8 +392,9 @@ class _Walk:
         gap, read = chain.gap, _Read()
         for index, outcome in enumerate(chain.outcomes or []):
             if isinstance(outcome, BaseException):
-                if not isinstance(outcome, BitrixError):
-                    raise outcome
+                if not isinstance(outcome, _PASSING):
+                    raise outcome  # wrong code, no scope, bad parameter: asking again won't help
+                read.error = outcome
                 if self.stats is not None:
                     self.stats.retries += 1
                     self.stats.add_fallback("retry_failed")

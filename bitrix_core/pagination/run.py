@@ -63,7 +63,8 @@ class ListRun:
     the strategy pages by id). A page whose id filter or order is refused before any row was
     yielded falls back to offset paging, recorded in `stats.fallbacks`. With `verify=True`
     (or when offset paging reports `total`), ending with fewer rows than the portal counted
-    raises IncompletePaginationError.
+    raises IncompletePaginationError. The portal's count is one COUNTing page sent beside the
+    walk, or, for a strategy that counts as it walks (`counts_rows`), that strategy's total.
     """
 
     def __init__(
@@ -103,13 +104,18 @@ class ListRun:
         outcome = await self._runner.run(self.spec.list_method, query, stats=self.stats)
         return None if outcome.total is None else int(outcome.total)
 
+    def _counts_rows(self) -> bool:
+        """True when the strategy counts what it walks (its totals serve `verify` alone)."""
+        return bool(getattr(self.strategy, "counts_rows", False))
+
     async def _pages(self) -> AsyncIterator[Page]:
-        counting = asyncio.ensure_future(self._count()) if self._verify else None
+        own_count = self._verify and not self._counts_rows()
+        counting = asyncio.ensure_future(self._count()) if own_count else None
         seen: set[int] | None = None if self.strategy.disjoint else set()
         expected: int | None = None
         try:
             async for page in self._with_fallback():
-                if page.total is not None:
+                if page.total is not None and (self._verify or not self._counts_rows()):
                     expected = max(expected or 0, int(page.total))
                     self._progress.set_total(expected)
                 rows = self._dedupe(page.rows, seen)

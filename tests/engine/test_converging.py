@@ -1,5 +1,6 @@
 """Converging gaps against the emulator over real HTTP: every row once, batches full."""
 
+import asyncio
 import math
 
 import pytest
@@ -8,6 +9,12 @@ from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.emulator.store import PortalSizes
 from bitrix_core.entities import ENTITIES
+from bitrix_core.errors import (
+    BitrixBadRequestError,
+    BitrixServerError,
+    IncompletePaginationError,
+    InvalidTokenError,
+)
 from bitrix_core.pagination import ConvergingPaging, paginate
 from bitrix_core.pagination.converging import Gap, _Walk
 from bitrix_core.pagination.packing import BatchPacker
@@ -141,7 +148,7 @@ async def test_rows_deleted_after_they_were_counted_come_at_most_once_and_the_re
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             pages = aiter(run)
             got = []
-            for _ in range(4):  # the probes, then the first rounds (with their counts)
+            for _ in range(26):  # round 0's 24 pages, then the first scout's (counted)
                 got += [int(row["ID"]) for row in (await anext(pages)).rows]
             doomed = set(portal.store.ids("crm.deal")[::3]) - set(got)
             for row_id in doomed:
@@ -212,3 +219,74 @@ async def test_a_dense_cluster_between_sparse_ends_comes_whole():
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             assert _once(await _ids(run)) == kept
     assert run.stats.subcommands <= math.ceil(len(kept) / 50) * 1.15 + 30
+
+
+async def test_verify_uses_the_gaps_counts_and_sends_no_count_of_its_own(portal, client):
+    plain = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+    await _ids(plain)
+    verified = client.list("crm.deal.list", {"select": ["ID"]}, order=None, verify=True)
+    assert _once(await _ids(verified)) == portal.store.ids("crm.deal")
+    assert verified.stats.subcommands == plain.stats.subcommands
+
+
+async def test_verify_raises_when_counted_rows_vanish_before_they_are_fetched():
+    with EmulatedPortal(seed=8, deals=5_000, plan="unlimited") as portal:
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = paginate(
+                client.batcher, "crm.deal.list", {"select": ["ID"]}, order=None, verify=True
+            )
+            pages = aiter(run)
+            got = []
+            for _ in range(26):  # round 0's 24 pages, then the first scout's (counted)
+                got += [int(row["ID"]) for row in (await anext(pages)).rows]
+            for row_id in set(portal.store.ids("crm.deal")[::3]) - set(got):
+                portal.store.delete("crm.deal", row_id)
+            with pytest.raises(IncompletePaginationError) as caught:
+                async for _page in pages:
+                    pass
+    assert caught.value.received < caught.value.expected <= 5_000
+
+
+async def test_a_fault_that_persists_raises_instead_of_asking_forever():
+    with EmulatedPortal(seed=6, deals=3_000, plan="unlimited") as portal:
+        portal.faults.add("internal_error", method="crm.deal.list")  # every command, always
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+            with pytest.raises(BitrixServerError):
+                async with asyncio.timeout(30):
+                    await _ids(run)
+        assert run.stats.requests <= 10
+
+
+async def test_errors_that_asking_again_cannot_cure_raise_at_once(portal):
+    wrong = portal.webhook_url.rstrip("/").rsplit("/", 1)[0] + "/wrongcode/"
+    async with BitrixClient(wrong, limits=Limits.for_plan("unlimited"), verbose=False) as client:
+        with pytest.raises(InvalidTokenError):
+            async with asyncio.timeout(30):
+                await _ids(client.list("crm.deal.list", {"select": ["ID"]}, order=None))
+        assert client.stats.requests <= 2
+    async with BitrixClient(
+        portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+    ) as client:
+        with pytest.raises(BitrixBadRequestError):
+            async with asyncio.timeout(30):
+                await _ids(client.list("crm.item.list", {"entityTypeId": 999_999}, order=None))
+
+
+async def test_limit_answers_inside_linked_batches_are_counted():
+    with EmulatedPortal(seed=6, deals=6_000, plan="unlimited") as portal:
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
+        ) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
+            pages = aiter(run)
+            got = [int(row["ID"]) for row in (await anext(pages)).rows]
+            for _ in range(3):
+                portal.faults.add("query_limit", method="crm.deal.list", times=1)
+            got += [int(row["ID"]) async for page in pages for row in page.rows]
+        assert _once(got) == portal.store.ids("crm.deal")
+        assert run.stats.limit_errors == portal.counters["crm.deal.list"].status_503 == 3
