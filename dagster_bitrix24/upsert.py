@@ -9,7 +9,8 @@ a guard in SQL as well, so a concurrent writer cannot make an older version win 
   OR excluded.change >= cur.change`. PostgreSQL chunks of `COPY_THRESHOLD` rows or more
   with unique ids first take the text COPY path (`pg_copy`: COPY lines built from the API
   strings, no pre-read: ids above the stored maximum straight into the table, the rest
-  merged from a temporary table with the guard, counted by `xmax = 0`); a chunk it declines
+  merged from a temporary table with the guard, counted by `xmax = 0`, in blocks whose
+  merge runs on the server while Python builds the next block); a chunk it declines
   is converted in Python and sent by binary COPY (psycopg 3) after the pre-read.
 - MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE col = IF(guard, VALUES(col), col)`, the
   change-time column assigned LAST because later assignments see earlier updated values.
@@ -184,7 +185,7 @@ def _copy_and_merge(
         inserted = updated = 0
         if old:
             inserted, merged, merged_ids = _merge_in_blocks(
-                cursor, layout, table, quoted, old, tail
+                cursor, layout, table, quoted, old, synced_at=synced_at
             )
             updated = merged - inserted
             written += merged_ids
@@ -197,16 +198,22 @@ def _copy_and_merge(
 
 def _merge_in_blocks(
     cursor: Any, layout: TableLayout, table: str, quoted: list[str],
-    rows: Sequence[Mapping[str, Any]], tail: str,
+    rows: Sequence[Mapping[str, Any]], *, synced_at: Any,
 ) -> tuple[int, int, list[Any]]:  # fmt: skip
     """COPY `rows` into a temporary table and merge them with the guard, `MERGE_BLOCK` rows
     at a time: each merge is sent in pipeline mode and the next block's COPY text is built
-    while the server runs it (Python and the server overlap instead of taking turns).
+    while the server runs it (Python and the server overlap instead of taking turns). The
+    bookkeeping columns are set by the merge, not parsed from every line.
     Returns (inserted, inserted or updated, their ids when the layout has children)."""
+    from psycopg.sql import Literal
+
     columns = ", ".join(quoted)
+    staged = ", ".join(quoted[: len(layout.columns)])
+    stamp = Literal(synced_at).as_string(cursor)
+    bookkeeping = f"CAST({stamp} AS timestamptz), CAST(NULL AS timestamptz)"
     returned = f"array_agg({quoted[0]})" if layout.children else "NULL"
     merge = (
-        f"WITH w AS (INSERT INTO {table} AS cur ({columns}) SELECT {columns} "
+        f"WITH w AS (INSERT INTO {table} AS cur ({columns}) SELECT {staged}, {bookkeeping} "
         f"FROM {_STAGE} {_on_conflict(layout, quoted)} "
         f"RETURNING cur.{quoted[0]}, (cur.xmax = 0) AS fresh) "
         f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
@@ -214,32 +221,39 @@ def _merge_in_blocks(
     raw = cursor.connection
     cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
     cursor.execute(
-        f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"
+        f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {staged} FROM {table} WITH NO DATA"
     )
     blocks = [rows[start : start + MERGE_BLOCK] for start in range(0, len(rows), MERGE_BLOCK)]
-    _copy_text(cursor, layout, _STAGE, columns, blocks[0], tail)  # built as it is sent
+    _copy_text(cursor, layout, _STAGE, staged, blocks[0], "")  # built as it is sent
     inserted = merged = 0
     ids: list[Any] = []
     for following in [*blocks[1:], None]:
         with raw.pipeline():
             cursor.execute(merge)
             raw.execute(f"TRUNCATE {_STAGE}")
-            text = _block_text(layout, following, tail) if following else None
+            text = _block_text(layout, following, "") if following else None
         block_inserted, block_merged, block_ids = cursor.fetchone()
         inserted += block_inserted
         merged += block_merged
         ids.extend(block_ids or [])
         if text is not None:
-            with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN (NULL '')") as copy:
+            with cursor.copy(f"COPY {_STAGE} ({staged}) FROM STDIN (NULL '')") as copy:
                 copy.write(text)
     cursor.execute(f"DROP TABLE {_STAGE}")
     return inserted, merged, ids
 
 
 def _block_text(layout: TableLayout, rows: Sequence[Mapping[str, Any]], tail: str) -> str:
+    return "".join(_text_blocks(layout, rows, tail))
+
+
+def _text_blocks(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]], tail: str
+) -> Iterator[str]:
     assert layout.line_builder is not None
     lines, values = layout.line_builder
-    return "".join(copy_blocks(lines, values, rows, tail, width=len(layout.written_names)))
+    width = len(layout.columns) + tail.count("\t")  # each tail value follows a tab
+    return copy_blocks(lines, values, rows, tail, width=width)
 
 
 def _above(ids: list[Any], highest: Any) -> list[bool]:
@@ -255,11 +269,9 @@ def _copy_text(
     cursor: Any, layout: TableLayout, table: str, columns: str,
     rows: Sequence[Mapping[str, Any]], tail: str,
 ) -> None:  # fmt: skip
-    assert layout.line_builder is not None
-    lines, values = layout.line_builder
-    width = len(layout.written_names)
+    """COPY `rows` into `table`, each block built while the server parses the one before."""
     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (NULL '')") as copy:
-        for block in copy_blocks(lines, values, rows, tail, width=width):
+        for block in _text_blocks(layout, rows, tail):
             copy.write(block)
 
 

@@ -83,11 +83,14 @@ def test_text_copy_merges_known_ids_counts_and_replaces_children(
     assert counts == WriteCounts(20, 0, 0)
     # ids 1..10 lie below the stored maximum: new rows that the merge inserts
     second = [deal(i, new if i % 2 else older, TITLE="v2\tt", PHONE=[]) for i in range(1, 41)]
+    synced_at = synced_at_value("postgresql")
     with postgres.transaction() as connection:
-        counts = upsert._text_copy_upsert(connection, layout, second, synced_at=None)
+        counts = upsert._text_copy_upsert(connection, layout, second, synced_at=synced_at)
     assert counts == WriteCounts(20, 10, 10)
     rows = {r.id: r for r in select_all(postgres, layout.table)}
     assert len(rows) == 40 and rows[11].title == "v2\tt" and rows[12].title == "Deal 12"
+    stamps = {i: (r._mapping["_synced_at"], r._mapping["_deleted_at"]) for i, r in rows.items()}
+    assert stamps[5] == stamps[11] == (synced_at, None) and stamps[12] == (None, None)
     phones = {r.parent_id for r in select_all(postgres, layout.children[0].table)}
     assert phones == set(range(12, 31, 2))
 
