@@ -20,7 +20,7 @@ Multi-field child rows of written parents are replaced in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,27 +183,38 @@ def _copy_and_merge(
                 new, old, above = [], list(rows), [False] * len(rows)
         written = [i for i, is_new in zip(ids, above, strict=True) if is_new]
         inserted = updated = 0
+        children: list[tuple[ChildTable, list[Any], list[tuple[Any, ...]]]] = []
+
+        def prepare_children() -> None:  # child values of every row, kept for those written
+            children.extend((child, *child_rows(child, rows, ids)) for child in layout.children)
+
         if old:
             inserted, merged, merged_ids = _merge_in_blocks(
-                cursor, layout, table, quoted, old, synced_at=synced_at
-            )
+                cursor, layout, table, quoted, old, synced_at=synced_at,
+                during_last_merge=prepare_children,
+            )  # fmt: skip
             updated = merged - inserted
             written += merged_ids
     if layout.children:
-        by_id = dict(zip(ids, rows, strict=True))
-        _replace_children(connection, layout, [by_id[i] for i in written], written)
+        if not children:
+            prepare_children()
+        kept = set(written)
+        for child, parents, values in children:
+            _replace_child(connection, child, [p for p in parents if p in kept],
+                           [v for v in values if v[0] in kept])  # fmt: skip
     inserted += len(new)
     return WriteCounts(inserted, updated, len(rows) - inserted - updated)
 
 
 def _merge_in_blocks(
     cursor: Any, layout: TableLayout, table: str, quoted: list[str],
-    rows: Sequence[Mapping[str, Any]], *, synced_at: Any,
+    rows: Sequence[Mapping[str, Any]], *, synced_at: Any, during_last_merge: Callable[[], None],
 ) -> tuple[int, int, list[Any]]:  # fmt: skip
     """COPY `rows` into a temporary table and merge them with the guard, `MERGE_BLOCK` rows
     at a time: each merge is sent in pipeline mode and the next block's COPY text is built
     while the server runs it (Python and the server overlap instead of taking turns). The
-    bookkeeping columns are set by the merge, not parsed from every line.
+    bookkeeping columns are set by the merge, not parsed from every line; Python runs
+    `during_last_merge` while the server runs the last merge.
     Returns (inserted, inserted or updated, their ids when the layout has children)."""
     from psycopg.sql import Literal
 
@@ -231,7 +242,11 @@ def _merge_in_blocks(
         with raw.pipeline():
             cursor.execute(merge)
             raw.execute(f"TRUNCATE {_STAGE}")
-            text = _block_text(layout, following, "") if following else None
+            if following:
+                text = _block_text(layout, following, "")
+            else:
+                text = None
+                during_last_merge()
         block_inserted, block_merged, block_ids = cursor.fetchone()
         inserted += block_inserted
         merged += block_merged
