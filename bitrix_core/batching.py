@@ -89,6 +89,11 @@ class Batcher:
         """Commands queued and not yet packed into a batch."""
         return len(self._queue)
 
+    def room(self) -> int:
+        """Requests that could go now without waiting for the bucket, after those queued."""
+        queued = -(-len(self._queue) // self.max_batch)
+        return max(0, self._requester.throttle.room() - queued)
+
     async def wait_backlog_below(self, limit: int) -> None:
         """Return once fewer than `limit` commands are queued."""
         while len(self._queue) >= limit:

@@ -221,6 +221,13 @@ class Throttle:
         interval = 1.0 / self.limits.drain_per_s
         return max(0.0, self._tat_hint - (self.limits.burst - 1) * interval - self._clock())
 
+    def room(self) -> int:
+        """Requests the bucket would take right now without waiting, as far as this process
+        knows (a hint, like `slot_wait`)."""
+        interval = 1.0 / self.limits.drain_per_s
+        used = max(0.0, self._tat_hint - self._clock()) / interval
+        return max(0, math.floor(self.limits.burst - used))
+
     async def reserve(
         self, method_names: Iterable[str], *, on_slot: Callable[[], None] | None = None
     ) -> float:

@@ -241,7 +241,10 @@ class _Walk:
             return [gap]  # (round 0 lost a chain: it runs again)
         if gap.whole:
             pages = self.density.value * (gap.hi - gap.lo) / PAGE_SIZE
-            count = min(self.max_gaps, math.ceil(pages / self.gap_pages))
+            if pages <= self._room() * MAX_COMMANDS * 0.9:  # the bucket takes it all at once:
+                count = math.ceil(pages / (2 * _SCOUT_PAGES))  # gaps one scout round covers
+            else:
+                count = min(self.max_gaps, math.ceil(pages / self.gap_pages))
         elif gap.remaining is not None and len(self.live) < 2 * self.max_gaps:
             pages = gap.remaining / PAGE_SIZE
             count = math.ceil(pages / self.gap_pages) if pages > 2 * self.gap_pages else 1
@@ -256,6 +259,11 @@ class _Walk:
         parts = [Gap(a, b) for a, b in itertools.pairwise(cuts)]
         self.live.update(parts)
         return parts
+
+    def _room(self) -> int:
+        """Requests the runner could send now without waiting (0 when it cannot tell)."""
+        room = getattr(self.runner, "room", None)
+        return room() if callable(room) else 0
 
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""
