@@ -241,8 +241,8 @@ def _merge_in_blocks(
     for following in [*blocks[1:], None]:
         with raw.pipeline():
             cursor.execute(merge)
-            raw.execute(f"TRUNCATE {_STAGE}")
             if following:
+                raw.execute(f"TRUNCATE {_STAGE}")
                 text = _block_text(layout, following, "")
             else:
                 text = None
@@ -254,8 +254,7 @@ def _merge_in_blocks(
         if text is not None:
             with cursor.copy(f"COPY {_STAGE} ({staged}) FROM STDIN (NULL '')") as copy:
                 copy.write(text)
-    cursor.execute(f"DROP TABLE {_STAGE}")
-    return inserted, merged, ids
+    return inserted, merged, ids  # the table goes at commit (or with the next chunk's DROP)
 
 
 def _block_text(layout: TableLayout, rows: Sequence[Mapping[str, Any]], tail: str) -> str:

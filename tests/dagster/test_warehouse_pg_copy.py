@@ -156,3 +156,21 @@ def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
     if field == "BEGINDATE":
         with pytest.raises(RowConversionError, match=r"BEGINDATE.*row id '26'"):
             postgres.write_chunk(layout, second)
+
+
+def test_two_merged_chunks_in_one_caller_transaction(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary table outlives a chunk until commit; the next chunk replaces it."""
+    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
+    assert postgres.write_chunk(layout, [deal(i, old) for i in range(1, 41)]) == WriteCounts(40)
+    with postgres.transaction() as connection:
+        for start in (1, 21):
+            chunk = [deal(i, new, TITLE="v2") for i in range(start, start + 20)]
+            counts = postgres.write_chunk(layout, chunk, connection=connection)
+            assert counts == WriteCounts(0, 20, 0)
+    assert {r.title for r in select_all(postgres, layout.table)} == {"v2"}
