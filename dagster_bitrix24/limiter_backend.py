@@ -4,11 +4,17 @@ Implements the engine's `LimiterBackend` protocol (`bitrix_core.throttle`). Ever
 `BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock. Times
 are stored on the wall clock (the engine hands in its monotonic clock; the offset between
 the two is taken at each call), so processes started at different times agree.
+
+Several processes may open a fresh file at the same moment. Every connection has a busy
+timeout, and the one step SQLite may refuse at once without waiting (switching the file to
+WAL, which needs the file to itself) is skipped when the file is already in WAL mode and
+otherwise retried with a short backoff until the busy timeout has passed.
 """
 
 import asyncio
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -16,6 +22,9 @@ from bitrix_core.throttle import MethodBudget
 
 _TIME_FIELDS = ("reset_at", "server_now", "blocked_until", "next_at")
 _BUDGET_FIELDS = tuple(f.name for f in fields(MethodBudget))
+#: First and largest pause between two attempts to switch a busy file to WAL.
+_WAL_RETRY_FIRST_S = 0.005
+_WAL_RETRY_MAX_S = 0.1
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS limiter_bucket (portal TEXT PRIMARY KEY, tat REAL NOT NULL)",
@@ -33,30 +42,50 @@ class SqliteLimiterBackend:
         self.portal = portal
         self._busy_timeout_s = busy_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            for statement in _SCHEMA:
-                connection.execute(statement)
+        with closing(self._connect()) as connection:
+            self._use_wal(connection)
+        self._transaction(_create_tables)
 
     def __repr__(self) -> str:
         return f"SqliteLimiterBackend(path={str(self.path)!r}, portal={self.portal!r})"
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        return connection
+        """A connection in autocommit mode whose every statement waits out a busy file."""
+        return sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (it stays so) unless it already is.
+
+        The switch needs the file to itself, and SQLite answers "database is locked" at once,
+        without the busy timeout, when another connection holds it: retry with a short
+        backoff, for at most the busy timeout.
+        """
+        deadline = time.monotonic() + self._busy_timeout_s
+        pause = _WAL_RETRY_FIRST_S
+        while True:
+            try:
+                (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+                if mode.lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, _WAL_RETRY_MAX_S)
 
     def _transaction(self, work):  # noqa: ANN001, ANN202 - a callable run under the lock
-        connection = self._connect()
-        try:
+        """Run `work(connection)` in one `BEGIN IMMEDIATE` transaction: the write lock first."""
+        with closing(self._connect()) as connection:
             connection.execute("BEGIN IMMEDIATE")
-            result = work(connection)
-            connection.execute("COMMIT")
-            return result
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        finally:
-            connection.close()
+            try:
+                result = work(connection)
+                connection.execute("COMMIT")
+                return result
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
 
     async def take_slot(self, *, now: float, interval_s: float, burst: int) -> float:
         """Reserve the next slot (GCRA); return the seconds to wait before sending."""
@@ -124,6 +153,16 @@ class SqliteLimiterBackend:
             "ON CONFLICT(portal) DO UPDATE SET tat = excluded.tat",
             (self.portal, tat),
         )
+
+
+def _create_tables(connection: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        connection.execute(statement)
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the file."""
+    return error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _shift(budget: MethodBudget, offset: float) -> MethodBudget:
