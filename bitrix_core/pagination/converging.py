@@ -195,6 +195,9 @@ class _Walk:
         """Rows a gap's count held that were not there when its pages came (deleted)."""
         self.grouped = callable(getattr(runner, "run_linked", None))
         self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
+        self.longest = MAX_COMMANDS
+        """Pages per chain: halved when a chain breaks on a failed command (the pages after
+        it are lost), grown back by a quarter per round that went through."""
         self.packer: BatchPacker[Chain] = BatchPacker()
         self.rounds: dict[Chain, Round] = {}
         self.sent: dict[asyncio.Future[list[Any]], list[Chain]] = {}
@@ -267,7 +270,7 @@ class _Walk:
 
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""
-        longest = MAX_COMMANDS if self.linked else 1
+        longest = self.longest if self.linked else 1
         if gap.whole or gap.lo is None or gap.hi is None:  # round 0: both ends of the range
             up = down = min(longest, _PROBE_PAGES)
             final = False
@@ -384,6 +387,12 @@ class _Walk:
                 hi = down.edge if hi is None else min(hi, down.edge)
             done = down.reached_end
         gap.stalls = gap.stalls + 1 if error is not None and not kept else 0
+        if error is not None:
+            self.longest = max(1, self.longest // 2)
+            if self.stats is not None:
+                self.stats.add_fallback("shrink")
+        else:
+            self.longest = min(MAX_COMMANDS, self.longest + max(1, self.longest // 4))
         if error is not None and gap.stalls >= _MAX_STALLS:
             raise error
         counted = up.total if up.total is not None else gap.remaining
