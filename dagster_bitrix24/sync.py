@@ -9,6 +9,11 @@ Modes:
 - `incremental`: rows changed at or after `cursor - lookback` (late commits and clock skew).
 - `window`: rows changed in a partition's `[start, end)`; never moves the cursor.
 
+Every mode keeps the filter of the spec's `extra_params` (a user-described entity such as
+"open leads only"); incremental and window runs add their bounds on the change time to it.
+A row that leaves the filter later (a stored lead then closed) is not read again by an
+incremental run; a full refresh marks it deleted.
+
 The cursor (largest change time landed, but never later than the moment the run started
 reading) is committed only after every chunk has landed, so a run killed half-way leaves the
 old cursor and the rerun fetches the same window again; the writer's upsert makes that rerun
@@ -26,6 +31,7 @@ from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination import paginate
+from bitrix_core.pagination.query import find_key
 from bitrix_core.stats import ListStats
 
 Mode = Literal["full", "incremental", "window"]
@@ -107,6 +113,7 @@ class EntitySync:
         self.table_name = warehouse.table_name(spec.name)
         self.options = options or SyncOptions()
         self._write_lock = write_lock or asyncio.Lock()
+        self._filter_key, self._own_filter = _own_filter(spec)
 
     async def run(self) -> SyncResult:
         """Run the sync; the result carries everything the materialisation reports."""
@@ -256,22 +263,36 @@ class EntitySync:
         return result
 
     def _params(self, fields: Mapping[str, Any], result: SyncResult) -> dict[str, Any]:
-        """List parameters: every field (multi-fields named explicitly) and the window filter."""
+        """List parameters: the spec's own, every field (multi-fields named explicitly), and
+        the spec's filter narrowed to the window."""
         params: dict[str, Any] = dict(self.spec.extra_params)
         if self.spec.style == "classic":
             multi = [name for name, meta in fields.items() if _is_multifield(meta)]
             params["select"] = ["*", "UF_*", *multi]
         elif self.spec.style == "task" and fields:
             params["select"] = list(fields)
-        change = self.spec.change_time_field
-        window: dict[str, Any] = {}
-        if change and result.window_start is not None:
-            window[f">={change}"] = result.window_start
-        if change and result.window_end is not None:
-            window[f"<{change}"] = result.window_end
-        if window:
-            params[self.spec.filter_param] = window
+        if result.window_start is not None or result.window_end is not None:
+            params[self._filter_key] = self._window_filter(result)
         return params
+
+    def _window_filter(self, result: SyncResult) -> dict[str, Any]:
+        """The spec's own filter plus the window's bounds on the change time.
+
+        A bound the spec's filter already sets on the change time (`>=DATE_MODIFY`...) is
+        kept where it is narrower than the window's, so a run never reads rows the spec
+        leaves out.
+        """
+        conditions = dict(self._own_filter)
+        change = self.spec.change_time_field
+        bounds = ((f">={change}", result.window_start, max), (f"<{change}", result.window_end, min))
+        for key, moment, narrower in bounds:
+            if moment is None:
+                continue
+            own_key = find_key(conditions, key)
+            if own_key is not None:
+                moment = narrower(moment, conditions.pop(own_key))
+            conditions[key] = moment
+        return conditions
 
     def _marks_deletes(self, result: SyncResult) -> bool:
         """A full refresh (or a full read of an entity with no change time) sees every id."""
@@ -339,6 +360,33 @@ def capped_cursor(
         return before
     cursor = min(newest, started)
     return cursor if before is None or cursor > before else before
+
+
+def _own_filter(spec: EntitySpec) -> tuple[str, dict[str, Any]]:
+    """The key and conditions of the filter in the spec's `extra_params`.
+
+    Its bounds on the change time (`>=` and `<`, the ones a window sets too) are read as
+    times, so a run can keep the narrower of its own and the window's; a bound that is not
+    a timezone-aware time is a named error before any request.
+    """
+    key = find_key(spec.extra_params, spec.filter_param) or spec.filter_param
+    given = spec.extra_params.get(key)
+    name = f"EntitySpec.extra_params[{key}]"
+    if given is not None and not isinstance(given, Mapping):
+        raise BitrixParameterError(name, "must be a mapping of conditions")
+    conditions = dict(given or {})
+    change = spec.change_time_field
+    for operator in (">=", "<"):
+        own_key = find_key(conditions, f"{operator}{change}") if change else None
+        if own_key is None:
+            continue
+        moment = parse_change_time(conditions[own_key])
+        if moment is None:
+            raise BitrixParameterError(
+                f"{name}[{own_key}]", "must be a timezone-aware ISO 8601 time"
+            )
+        conditions[own_key] = moment
+    return key, conditions
 
 
 def _is_multifield(meta: Any) -> bool:
