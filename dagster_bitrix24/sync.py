@@ -32,7 +32,7 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination import paginate
 from bitrix_core.pagination.query import find_key
-from bitrix_core.stats import ListStats
+from bitrix_core.stats import CallStats, ListStats
 
 Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
@@ -117,7 +117,8 @@ class EntitySync:
 
     async def run(self) -> SyncResult:
         """Run the sync; the result carries everything the materialisation reports."""
-        fields = await self._fields()
+        fields_stats = CallStats()
+        fields = await self._fields(fields_stats)
         row_fields = {self.spec.row_key(name): meta for name, meta in fields.items()}
         layout = await self._blocking(
             self.warehouse.prepare_table,
@@ -127,6 +128,7 @@ class EntitySync:
             change_field=self._change_row_key(),
         )
         result = await self._plan()
+        result.stats.merge(fields_stats)  # the field requests are the entity's too
         params = self._params(fields, result)
         started = read_started()
         run = paginate(
@@ -184,17 +186,18 @@ class EntitySync:
                 self.warehouse.commit_cursor, self.partitions_key, started.isoformat()
             )
 
-    async def _fields(self) -> dict[str, Any]:
+    async def _fields(self, stats: CallStats) -> dict[str, Any]:
         """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
 
         When the portal has no fields method for the entity, the metadata is inferred from
-        the keys of the first page (every value a string, the id an integer).
+        the keys of the first page (every value a string, the id an integer). The requests
+        are counted in `stats`.
         """
         answer: Any = None
         if self.spec.fields_method:
             try:
                 answer = await self.client.call(
-                    self.spec.fields_method, dict(self.spec.extra_params)
+                    self.spec.fields_method, dict(self.spec.extra_params), stats=stats
                 )
             except BitrixMethodNotFoundError:
                 answer = None
@@ -202,9 +205,9 @@ class EntitySync:
             answer = answer["fields"]  # crm.item.fields and tasks wrap the map
         if isinstance(answer, Mapping) and answer:
             return dict(answer)
-        return await self._sampled_fields()
+        return await self._sampled_fields(stats)
 
-    async def _sampled_fields(self) -> dict[str, Any]:
+    async def _sampled_fields(self, stats: CallStats) -> dict[str, Any]:
         run = paginate(
             self.client.batcher, self.spec.list_method, dict(self.spec.extra_params),
             spec=self.spec, order=None,
@@ -214,6 +217,7 @@ class EntitySync:
             for row in page.rows:
                 keys.update(dict.fromkeys(row))
             break
+        stats.merge(run.stats)
         return {
             key: {"type": "integer" if key == self.spec.id_field else "string", "title": key}
             for key in keys

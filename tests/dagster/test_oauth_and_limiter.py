@@ -222,3 +222,20 @@ def test_threads_and_processes_opening_a_fresh_file_together_share_one_bucket(tm
     # The half-slot margin covers the moment between reading the clock and taking the slot.
     assert len(peaks) == 30
     assert max(peaks) <= _BURST + 0.5
+
+
+def test_limit_answers_are_counted_on_the_entity_whose_request_met_them(portal, tmp_path):
+    # 503 QUERY_LIMIT_EXCEEDED to the deal's field request and to two of its list commands
+    # (inside linked batches); the contact's requests all go through.
+    portal.faults.add("query_limit", method="crm.deal.fields", times=1)
+    portal.faults.add("query_limit", method="crm.deal.list", times=2)
+    assets = build_bitrix24_assets(entities=["crm.deal", "crm.contact"])
+    warehouse = SQLWarehouseResource(url=f"sqlite:///{tmp_path / 'w.sqlite'}")
+    bitrix24 = Bitrix24Resource(webhook_url=portal.webhook_url, plan="unlimited")
+    reported = materializations(
+        materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
+    )
+    deal, contact = reported["bitrix24/crm_deal"], reported["bitrix24/crm_contact"]
+    assert deal["bitrix24/run_limit_errors"] == 3
+    assert (deal["limit_errors"], contact["limit_errors"]) == (3, 0)
+    assert deal["rows_fetched"] == portal.store.count("crm.deal")
