@@ -22,6 +22,7 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     Config,
+    EnvVar,
     Failure,
     MaterializeResult,
     PartitionsDefinition,
@@ -40,8 +41,10 @@ from dagster_bitrix24.metadata import (
     range_summary,
     result_metadata,
     run_metadata,
+    type_change_warnings,
 )
 from dagster_bitrix24.partitions import partition_key_function
+from dagster_bitrix24.resources import SQLWarehouseResource, warehouse_kind
 from dagster_bitrix24.run_jobs import AssetJob, JobOutcome, run_jobs
 from dagster_bitrix24.smart_processes import SMART_PROCESSES
 from dagster_bitrix24.sync import SyncOptions
@@ -61,6 +64,8 @@ LOOKBACK_KEY = "bitrix24/lookback_minutes"
 TABLE_PREFIX_KEY = "bitrix24/table_prefix"
 #: Asset-spec metadata key of the `crm.item` asset: types synced by their own assets.
 EXCLUDE_KEY = "bitrix24/exclude_entities"
+#: The kinds that name a warehouse dialect.
+_DIALECT_KINDS = frozenset({"sqlite", "postgres", "mysql"})
 _TABLE_PREFIX = re.compile(r"[A-Za-z0-9_]*")
 _DESCRIPTIONS = {
     SMART_PROCESSES: "Every smart process the portal reports (crm.type.list) and smart "
@@ -129,6 +134,17 @@ def spec_from_metadata(data: Any) -> EntitySpec:
     return EntitySpec(**dict(_plain(data)))
 
 
+def dialect_kind(warehouse: SQLWarehouseResource | str | None) -> str | None:
+    """The Dagster kind (sqlite, postgres, mysql) of a warehouse resource or URL.
+
+    An `EnvVar` URL is read from the environment now; None when it is not set here.
+    """
+    url = warehouse.url if isinstance(warehouse, SQLWarehouseResource) else warehouse
+    if isinstance(url, EnvVar):
+        url = url.get_value()
+    return warehouse_kind(url) if url else None
+
+
 def get_bitrix24_asset_specs(
     *,
     entities: Sequence[str | EntitySpec],
@@ -136,15 +152,21 @@ def get_bitrix24_asset_specs(
     translator: DagsterBitrix24Translator | None = None,
     table_prefix: str = "bitrix24_",
     warehouse_kind: str | None = None,
+    warehouse: SQLWarehouseResource | str | None = None,
     partitions_def: PartitionsDefinition | None = None,
     lookback: timedelta = timedelta(minutes=15),
 ) -> list:
-    """The `AssetSpec`s of the entities, built by the translator."""
+    """The `AssetSpec`s of the entities, built by the translator.
+
+    Their kinds are `bitrix24` and the warehouse dialect: `warehouse_kind` when given, else
+    the dialect of `warehouse` (the `SQLWarehouseResource` the assets write to, or its URL).
+    """
     if not isinstance(table_prefix, str) or not _TABLE_PREFIX.fullmatch(table_prefix):
         raise BitrixParameterError(
             "table_prefix", f"use only letters, digits and '_', not {table_prefix!r}"
         )
     translator = translator or DagsterBitrix24Translator()
+    kind = warehouse_kind or dialect_kind(warehouse)
     resolved = resolve_entities(entities)
     own_types = sorted(
         e.name for e in resolved if e.list_method == "crm.item.list" and e.name != SMART_PROCESSES
@@ -154,9 +176,11 @@ def get_bitrix24_asset_specs(
         description = _DESCRIPTIONS.get(entity.name)
         props = Bitrix24EntityProps(
             entity=entity.name,
-            table_name=table_name_for(table_prefix, entity.name),
+            table_name=None
+            if entity.name == SMART_PROCESSES
+            else table_name_for(table_prefix, entity.name),
             portal=portal,
-            warehouse_kind=warehouse_kind,
+            warehouse_kind=kind,
             description=description.format(prefix=table_prefix, portal=portal)
             if description
             else None,
@@ -182,6 +206,7 @@ def bitrix24_assets(
     translator: DagsterBitrix24Translator | None = None,
     table_prefix: str = "bitrix24_",
     warehouse_kind: str | None = None,
+    warehouse: SQLWarehouseResource | str | None = None,
     partitions_def: PartitionsDefinition | None = None,
     backfill_policy: BackfillPolicy | None = None,
     pool: str | None = None,
@@ -214,6 +239,7 @@ def bitrix24_assets(
         translator=translator,
         table_prefix=table_prefix,
         warehouse_kind=warehouse_kind,
+        warehouse=warehouse,
         partitions_def=partitions_def,
         lookback=lookback,
     )
@@ -239,6 +265,7 @@ def build_bitrix24_assets(
     translator: DagsterBitrix24Translator | None = None,
     table_prefix: str = "bitrix24_",
     warehouse_kind: str | None = None,
+    warehouse: SQLWarehouseResource | str | None = None,
     partitions_def: PartitionsDefinition | None = None,
     backfill_policy: BackfillPolicy | None = None,
     pool: str | None = None,
@@ -251,6 +278,8 @@ def build_bitrix24_assets(
 
     Resources come from `bitrix24_resource_key` (a `Bitrix24Resource`) and
     `warehouse_resource_key` (a `SQLWarehouseResource`); run config is `Bitrix24SyncConfig`.
+    Pass the same warehouse resource (or its URL) as `warehouse=` so the assets' kinds name
+    its dialect; `warehouse_kind=` names a kind outright.
     """
 
     @bitrix24_assets(
@@ -260,6 +289,7 @@ def build_bitrix24_assets(
         translator=translator,
         table_prefix=table_prefix,
         warehouse_kind=warehouse_kind,
+        warehouse=warehouse,
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         pool=pool,
@@ -296,11 +326,13 @@ def sync_selected_assets(
     specs = [spec for spec in assets_def.specs if spec.key in context.selected_asset_keys]
     partitions_def = assets_def.partitions_def
     window = key_for = None
+    partition_keys: list[str] = []
     if isinstance(partitions_def, TimeWindowPartitionsDefinition):
         if config.full_refresh or config.reset_cursor:
             raise BitrixParameterError(
                 "config", "full_refresh/reset_cursor apply to unpartitioned assets only"
             )
+        partition_keys = _existing_partitions(context, partitions_def)
         time_window = context.partition_time_window
         window = (time_window.start, time_window.end)
         key_for = partition_key_function(partitions_def)
@@ -323,6 +355,7 @@ def sync_selected_assets(
         jobs[spec.key] = AssetJob(entity, options, exclude)
     prefix = str(_plain(specs[0].metadata.get(TABLE_PREFIX_KEY, "bitrix24_"))) if specs else ""
     writer = warehouse.get_warehouse(table_prefix=prefix)
+    _check_dialect_kind(context, specs, writer)
     run = run_jobs(bitrix24, writer, jobs)
     portal = bitrix24.redacted_portal
     totals = run_metadata(run.totals)
@@ -332,25 +365,77 @@ def sync_selected_assets(
             context.log.error(f"{key.to_user_string()}: {type(outcome).__name__}: {outcome}")
             failures.append(f"{key.to_user_string()} ({type(outcome).__name__}: {outcome})")
             continue
+        for warning in type_change_warnings(outcome.results):
+            context.log.warning(warning)
         metadata = {**_metadata(outcome, writer, portal), **totals}
         if window is not None:
-            _add_partition_metadata(context, key, outcome, metadata)
+            _add_partition_metadata(context, key, outcome, metadata, partition_keys)
             metadata = {}
         yield MaterializeResult(asset_key=key, metadata=metadata)
     if failures:
         raise Failure(description="Bitrix24 sync failed for: " + "; ".join(failures))
 
 
+def _existing_partitions(
+    context: AssetExecutionContext, partitions_def: TimeWindowPartitionsDefinition
+) -> list[str]:
+    """The run's partition keys that exist now.
+
+    A range may end on a partition that does not exist yet (today's, with end_offset=0):
+    Dagster runs it and stretches the time window over it, but records no materialisation
+    for it. The run still syncs up to the present; its metadata goes on the existing keys.
+    """
+    last = partitions_def.get_last_partition_window()
+    keys = [
+        key for key in context.partition_keys
+        if last and partitions_def.time_window_for_partition_key(key).end <= last.end
+    ]  # fmt: skip
+    if not keys:
+        raise BitrixParameterError(
+            "partitions", "the run's partition range holds no partition that exists yet"
+        )
+    return keys
+
+
+def _check_dialect_kind(context: AssetExecutionContext, specs: Sequence[Any], writer: Any) -> None:
+    """Warn when the assets' kinds name another warehouse dialect than the one written to."""
+    actual = warehouse_kind(writer.engine.url.render_as_string(hide_password=True))
+    for spec in specs:
+        named = set(spec.kinds) & _DIALECT_KINDS
+        if named and actual not in named:
+            context.log.warning(
+                f"{spec.key.to_user_string()}: kinds name {sorted(named)} but the warehouse "
+                f"is {actual}; build the assets with warehouse= the resource they write to"
+            )
+
+
 def _add_partition_metadata(
-    context: AssetExecutionContext, key: Any, outcome: JobOutcome, summary: dict[str, Any]
-) -> None:
-    """Each partition of the run gets its own facts; the newest also the run's summary."""
+    context: AssetExecutionContext, key: Any, outcome: JobOutcome, summary: dict[str, Any],
+    keys: Sequence[str],
+) -> None:  # fmt: skip
+    """Each partition of the run gets its own facts and table; the newest also the run's
+    summary, with the rows changed after it (in a partition that does not exist yet)."""
     partitions_def = context.assets_def.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
-    keys = list(context.partition_keys)
+    existing = set(keys)
+    later = sum(
+        count
+        for result in outcome.results
+        for partition, count in result.partition_counts.items()
+        if partition not in existing
+    )
+    if later:
+        context.log.warning(
+            f"{key.to_user_string()}: {later} row(s) changed after the last existing partition "
+            f"{keys[-1]} were stored; their partition's own run counts them once it exists"
+        )
+        summary = {**summary, "bitrix24/rows_after_last_partition": later}
+    table_name = summary.get("dagster/table_name")
     for partition in keys:
         window = partitions_def.time_window_for_partition_key(partition)
-        facts = partition_metadata(outcome.results, partition, window=(window.start, window.end))
+        facts = partition_metadata(
+            outcome.results, partition, window=(window.start, window.end), table_name=table_name
+        )
         if partition == keys[-1]:
             facts = {**range_summary(summary, keys), **facts}
         context.add_asset_metadata(facts, asset_key=key, partition_key=partition)

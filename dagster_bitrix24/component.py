@@ -22,7 +22,7 @@ from bitrix_core.errors import BitrixParameterError
 from dagster_bitrix24.assets import build_bitrix24_assets
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.partitions import change_time_partitions
-from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource, warehouse_kind
+from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
 
 
@@ -38,7 +38,8 @@ class Bitrix24Component(Component, Model, Resolvable):
     """Syncs Bitrix24 entities of one portal into a SQL warehouse (assets, checks, schedule).
 
     Secrets are named by environment variable (`webhook_url_env`, `warehouse_url_env`), so
-    they never appear in YAML, the UI or logs.
+    they never appear in YAML, the UI or logs. The assets' kinds name the warehouse dialect
+    (read from `warehouse_url_env` when the code location loads, if it is set then).
     """
 
     portal: str = "default"
@@ -69,7 +70,7 @@ class Bitrix24Component(Component, Model, Resolvable):
             entities=self.entities,
             portal=self.portal,
             table_prefix=self.table_prefix,
-            warehouse_kind=warehouse_kind(self.warehouse_url) if self.warehouse_url else None,
+            warehouse=warehouse,
             partitions_def=partitions_def,
             lookback=timedelta(minutes=self.lookback_minutes),
         )

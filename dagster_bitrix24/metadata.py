@@ -6,8 +6,12 @@ so a batch shared by two entities counts for both. The run's own totals, each re
 counted once, are on every asset of the run as `bitrix24/run_*`.
 
 A range run (one run over many partitions) writes one materialisation per partition: each
-carries only that partition's facts, and the newest partition's also the run's summary
-(column schema, cursor, request figures), so a 1,000-partition backfill stays light.
+carries only that partition's facts and table, and the newest partition's also the run's
+summary (column schema, cursor, request figures), so a 1,000-partition backfill stays light.
+
+Schema drift is reported on every run until someone acts: `bitrix24/added_columns`,
+`bitrix24/removed_columns` (fields gone from the portal; their columns stay, unwritten) and
+`bitrix24/type_changes` (fields whose type changed; their columns are no longer written).
 """
 
 from collections.abc import Mapping, Sequence
@@ -105,11 +109,63 @@ def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str
         metadata["dagster/column_schema"] = column_schema(writer, result.layout)
         if result.mode != "window":
             metadata["dagster/row_count"] = writer.row_count(result.layout)
-        changes = getattr(result.layout, "changes", None)
-        added = getattr(changes, "added_columns", ())
-        if added:
-            metadata["bitrix24/added_columns"] = MetadataValue.json(list(added))
+        metadata.update(schema_change_metadata([result]))
     return {key: value for key, value in metadata.items() if value is not None}
+
+
+def schema_change_metadata(results: Sequence[SyncResult]) -> dict[str, Any]:
+    """What the tables' schema checks found, under `bitrix24/added_columns`,
+    `bitrix24/removed_columns` and `bitrix24/type_changes` (only the keys with something).
+
+    One table: column lists. Several tables (all smart processes): `{table: columns}`.
+    A removed field's column stays (no longer written) and a retyped field's column is no
+    longer written until migrated, so both are reported on every run until someone acts.
+    """
+    found: dict[str, dict[str, Any]] = {"added_columns": {}, "removed_columns": {},
+                                        "type_changes": {}}  # fmt: skip
+    for result in results:
+        changes = getattr(result.layout, "changes", None)
+        if changes is None:
+            continue
+        retyped = [type_change_entry(result.table_name, change) for change in changes.type_changes]
+        for name, values in (("added_columns", list(changes.added_columns)),
+                             ("removed_columns", list(changes.removed_columns)),
+                             ("type_changes", retyped)):  # fmt: skip
+            if values:
+                found[name][result.table_name] = values
+    single = len(results) == 1
+    return {
+        f"bitrix24/{name}": MetadataValue.json(
+            next(iter(by_table.values())) if single else by_table
+        )
+        for name, by_table in found.items()
+        if by_table
+    }
+
+
+def type_change_entry(table_name: str, change: Any) -> dict[str, str]:
+    """One retyped field, JSON-ready: where it is, what is stored, what the portal says now."""
+    return {
+        "table": table_name,
+        "column": change.column,
+        "field": change.field,
+        "stored_type": change.stored,
+        "portal_type": str(change.wanted),
+    }
+
+
+def type_change_warnings(results: Sequence[SyncResult]) -> list[str]:
+    """One run-log warning per retyped field of the results' tables."""
+    warnings = []
+    for result in results:
+        changes = getattr(result.layout, "changes", None)
+        for change in getattr(changes, "type_changes", ()):
+            warnings.append(
+                f"{result.entity}: field {change.field} changed type on the portal (stored "
+                f"{change.stored}, now {change.wanted}); column {result.table_name}."
+                f"{change.column} is no longer written until it is migrated"
+            )
+    return warnings
 
 
 def run_metadata(totals: CallStats) -> dict[str, Any]:
@@ -139,7 +195,10 @@ def link_metadata(
 def aggregate_metadata(
     results: Sequence[SyncResult], writer: Any, *, portal: str
 ) -> dict[str, Any]:
-    """Metadata of the all-smart-processes asset: one table per type, figures summed."""
+    """Metadata of the all-smart-processes asset: one table per type, figures summed.
+
+    `dagster/table_name` only when it wrote a single table; `bitrix24/tables` lists them all.
+    """
     tables = {r.entity: qualified_table(writer, r.table_name) for r in results}
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.url(portal + "/crm/type/"),
@@ -156,20 +215,27 @@ def aggregate_metadata(
     for name in _SUMMED:
         metadata[names[name]] = sum(getattr(r, name) for r in results)
     metadata["subcommands"] = sum(r.stats.subcommands for r in results)
+    if len(tables) == 1:
+        metadata["dagster/table_name"] = next(iter(tables.values()))
+    metadata.update(schema_change_metadata(results))
     if results and all(r.layout is not None and r.mode != "window" for r in results):
         metadata["dagster/row_count"] = sum(writer.row_count(r.layout) for r in results)
     return metadata
 
 
 def partition_metadata(
-    results: Sequence[SyncResult], partition_key: str, *, window: tuple[datetime, datetime]
-) -> dict[str, Any]:
-    """The facts of one partition of a range run: its rows (summed over tables), its window.
+    results: Sequence[SyncResult], partition_key: str, *, window: tuple[datetime, datetime],
+    table_name: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The facts of one partition of a range run: its table, its rows (summed over tables),
+    its window.
 
     Light on purpose: a backfill writes one event per partition; the run's full metadata
     goes on one of them only (see `range_summary`).
     """
+    table = {"dagster/table_name": table_name} if table_name else {}
     return {
+        **table,
         "dagster/row_count": sum(r.partition_counts.get(partition_key, 0) for r in results),
         "bitrix24/partition_start": window[0].isoformat(),
         "bitrix24/partition_end": window[1].isoformat(),

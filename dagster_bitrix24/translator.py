@@ -20,10 +20,14 @@ def entity_slug(entity: str) -> str:
 
 @dataclass(frozen=True)
 class Bitrix24EntityProps:
-    """What the translator knows about one entity when it builds the asset spec."""
+    """What the translator knows about one entity when it builds the asset spec.
+
+    `table_name` is None for the all-smart-processes asset (`crm.item`): it writes one table
+    per type found at run time, named in each materialisation's metadata.
+    """
 
     entity: str
-    table_name: str
+    table_name: str | None
     portal: str
     warehouse_kind: str | None = None
     description: str | None = None
@@ -40,22 +44,26 @@ class DagsterBitrix24Translator:
             def get_asset_spec(self, props):
                 spec = super().get_asset_spec(props)
                 return spec.replace_attributes(
-                    key=AssetKey(["raw", props.table_name]),
+                    key=AssetKey(["raw", entity_slug(props.entity)]),
                     owners=["team:data"],
                     automation_condition=AutomationCondition.on_cron("0 * * * *"),
                 )
     """
 
     def get_asset_spec(self, props: Bitrix24EntityProps) -> AssetSpec:
-        """The spec for one entity: key `bitrix24/<entity_slug>`, group `bitrix24`, kinds."""
+        """The spec for one entity: key `bitrix24/<entity_slug>`, group `bitrix24`, kinds
+        `bitrix24` and the warehouse dialect, its table as `dagster/table_name`."""
         kinds = {"bitrix24"}
         if props.warehouse_kind:
             kinds.add(props.warehouse_kind)
+        metadata = {ENTITY_KEY: props.entity}
+        if props.table_name is not None:
+            metadata[TABLE_NAME_KEY] = props.table_name
         return AssetSpec(
             key=AssetKey(["bitrix24", entity_slug(props.entity)]),
             group_name="bitrix24",
             description=props.description or f"Bitrix24 `{props.entity}` rows from {props.portal}",
             kinds=kinds,
-            metadata={TABLE_NAME_KEY: props.table_name, ENTITY_KEY: props.entity},
+            metadata=metadata,
             tags={"bitrix24/entity": entity_slug(props.entity)},
         )
