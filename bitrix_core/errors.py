@@ -20,6 +20,7 @@
     ├── BitrixBadRequestError        the portal rejected the parameters
     │   └── BatchError               the batch itself was refused (length, nested batch)
     ├── BitrixProtocolError          the answer could not be understood
+    ├── BitrixCertificateError       the portal's TLS certificate was refused: fix it, no retry
     └── IncompletePaginationError    a list returned fewer rows than the portal holds
 """
 
@@ -144,6 +145,11 @@ class BatchError(BitrixBadRequestError):
 
 class BitrixProtocolError(BitrixError):
     """The answer could not be understood (not JSON, or not the documented shape)."""
+
+
+class BitrixCertificateError(BitrixError):
+    """The portal's TLS certificate was refused; asking again cannot cure it (turn
+    certificate checks off only for a portal you trust: `verify_ssl=False`)."""
 
 
 class IncompletePaginationError(BitrixError):

@@ -24,6 +24,7 @@ import orjson
 from bitrix_core.encoding import encode_params
 from bitrix_core.errors import (
     BitrixAuthError,
+    BitrixCertificateError,
     BitrixError,
     BitrixParameterError,
     BitrixProtocolError,
@@ -125,6 +126,10 @@ class Transport:
         except TimeoutError:
             raise BitrixTimeoutError(
                 f"no answer within {self.timeout:g} s", method=method, url=shown
+            ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise BitrixCertificateError(
+                f"TLS failed: {redact(str(exc))}", method=method, url=shown
             ) from None
         except aiohttp.ClientPayloadError as exc:
             raise BitrixTransportError(

@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from bitrix_core.client import BitrixClient
-from bitrix_core.errors import BitrixError, BitrixTransportError
+from bitrix_core.errors import BitrixCertificateError, BitrixError
 from bitrix_core.requester import RetryPolicy
 from dagster_bitrix24 import (
     Bitrix24Resource,
@@ -390,7 +390,7 @@ def test_tls_certificates_are_verified_by_default(tls_webhook_url, no_backoff):
     default = Bitrix24Resource(webhook_url=tls_webhook_url, plan="unlimited")
     assert default.verify_ssl is True
     refused, _ = _first_deals(default)
-    assert isinstance(refused, BitrixTransportError)
+    assert isinstance(refused, BitrixCertificateError)  # not retryable: a fix is needed
     assert "certificate verify failed" in str(refused)
 
     trusting = Bitrix24Resource(webhook_url=tls_webhook_url, plan="unlimited", verify_ssl=False)
@@ -398,13 +398,6 @@ def test_tls_certificates_are_verified_by_default(tls_webhook_url, no_backoff):
     assert isinstance(page, list) and len(page) == 50 and retries == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transport.py:Transport._exchange turns a TLS certificate failure "
-    "(aiohttp.ClientConnectorCertificateError) into BitrixTransportError, a retryable error, "
-    "so the Requester asks again 4 times (~5.6 s of backoff) although asking again cannot "
-    "cure it; raise a non-retryable error for certificate failures instead",
-)
 def test_a_certificate_failure_is_not_retried(tls_webhook_url, no_backoff):
     refused, retries = _first_deals(Bitrix24Resource(webhook_url=tls_webhook_url, plan="unlimited"))
     assert isinstance(refused, Exception) and "certificate" in str(refused)
