@@ -366,6 +366,14 @@ class _Walk:
 
     # -- reading --------------------------------------------------------------------------
 
+    def _count_retry(self) -> None:
+        """A failed page will be asked for again: a retry in the run's statistics and in the
+        runner's (the client's totals), as the batcher counts its own resends."""
+        sinks = {id(s): s for s in (self.stats, getattr(self.runner, "stats", None)) if s}
+        for sink in sinks.values():
+            sink.retries += 1
+            sink.add_fallback("retry_failed")
+
     def _finish(self, round_: Round) -> list[list[dict[str, Any]]]:
         """The round's rows (each once), and the gap narrowed to what is left."""
         gap = round_.gap
@@ -412,9 +420,7 @@ class _Walk:
                 if not isinstance(outcome, _PASSING):
                     raise outcome  # wrong code, no scope, bad parameter: asking again won't help
                 read.error = outcome
-                if self.stats is not None:
-                    self.stats.retries += 1
-                    self.stats.add_fallback("retry_failed")
+                self._count_retry()
                 break  # the rest of the chain is asked for again next round
             if index == 0 and chain.counted and outcome.total is not None:
                 read.total = int(outcome.total)

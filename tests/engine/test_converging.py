@@ -146,6 +146,7 @@ async def test_failed_commands_inside_batches_are_asked_for_again():
         assert portal.faults.active() == []  # all five fired
         assert _once(got) == portal.store.ids("crm.deal")
         assert "retry_failed" in run.stats.fallbacks and run.stats.retries >= 1
+        assert client.stats.retries == run.stats.retries  # the run's totals agree
 
 
 async def test_rows_deleted_after_they_were_counted_come_at_most_once_and_the_rest_all_come():
