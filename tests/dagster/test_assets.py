@@ -87,35 +87,6 @@ def test_full_refresh_marks_rows_deleted_on_the_portal(portal, tmp_path):
     assert set(_stored_deals(url)) == set(portal.store.ids("crm.deal"))
 
 
-def test_new_user_field_appears_as_a_column(portal, tmp_path):
-    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
-    assets = build_bitrix24_assets(entities=["crm.deal"])
-    _run(assets, portal, url)
-
-    import asyncio
-
-    from bitrix_core.client import BitrixClient
-
-    async def add_field() -> None:
-        async with BitrixClient(portal.webhook_url) as client:
-            await client.call(
-                "crm.deal.userfield.add",
-                {
-                    "fields": {
-                        "FIELD_NAME": "LOYALTY",
-                        "USER_TYPE_ID": "string",
-                        "EDIT_FORM_LABEL": "Loyalty tier",
-                    }
-                },
-            )
-
-    asyncio.run(add_field())
-    reported = materializations(_run(assets, portal, url))["bitrix24/crm_deal"]
-    columns = {c.name: c for c in reported["dagster/column_schema"].columns}
-    assert "uf_crm_loyalty" in columns
-    assert "uf_crm_loyalty" in reported["bitrix24/added_columns"]
-
-
 def test_unknown_entity_is_a_named_error():
     from bitrix_core.errors import BitrixParameterError
 
