@@ -56,10 +56,10 @@ crm = build_bitrix24_assets(
     name="bitrix24_crm",
     entities=CRM_ENTITIES,
     partitions_def=daily,
-    warehouse_kind=warehouse.kind,
+    warehouse=warehouse,  # its dialect becomes an asset kind
 )
 directory = build_bitrix24_assets(
-    name="bitrix24_directory", entities=DIRECTORY_ENTITIES, warehouse_kind=warehouse.kind
+    name="bitrix24_directory", entities=DIRECTORY_ENTITIES, warehouse=warehouse
 )
 
 #: Hourly: one run over the partitions of yesterday and today (a changed row moves to
