@@ -212,7 +212,8 @@ def _merge_in_blocks(
 ) -> tuple[int, int, list[Any]]:  # fmt: skip
     """COPY `rows` into a temporary table and merge them with the guard, `MERGE_BLOCK` rows
     at a time: each merge is sent in pipeline mode and the next block's COPY text is built
-    while the server runs it (Python and the server overlap instead of taking turns). The
+    while the server runs it, the first half of it while the server parses the block before
+    (Python and the server overlap instead of taking turns). The
     bookkeeping columns are set by the merge, not parsed from every line; Python runs
     `during_last_merge` while the server runs the last merge.
     Returns (inserted, inserted or updated, their ids when the layout has children)."""
@@ -238,22 +239,26 @@ def _merge_in_blocks(
     _copy_text(cursor, layout, _STAGE, staged, blocks[0], "")  # built as it is sent
     inserted = merged = 0
     ids: list[Any] = []
-    for following in [*blocks[1:], None]:
+    head, head_text = 0, ""  # rows of the next block built while the server parsed, their text
+    for index in range(len(blocks)):  # block `index` is in the temporary table
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
         with raw.pipeline():
             cursor.execute(merge)
-            if following:
+            if following is not None:
                 raw.execute(f"TRUNCATE {_STAGE}")
-                text = _block_text(layout, following, "")
+                text = head_text + _block_text(layout, following[head:], "")
             else:
-                text = None
                 during_last_merge()
         block_inserted, block_merged, block_ids = cursor.fetchone()
         inserted += block_inserted
         merged += block_merged
         ids.extend(block_ids or [])
-        if text is not None:
+        if following is not None:
+            after = blocks[index + 2] if index + 2 < len(blocks) else []
             with cursor.copy(f"COPY {_STAGE} ({staged}) FROM STDIN (NULL '')") as copy:
-                copy.write(text)
+                copy.write(text)  # queued: the server parses it while the next head is built
+                head = len(after) // 2
+                head_text = _block_text(layout, after[:head], "")
     return inserted, merged, ids  # the table goes at commit (or with the next chunk's DROP)
 
 

@@ -132,12 +132,13 @@ def test_bad_values_and_duplicates_go_to_the_python_path(
 
 
 @pytest.mark.parametrize(
-    ("field", "refused"),
-    [("BEGINDATE", "2024-02-30T03:00:00+03:00"),  # by the converter, while the merge runs
-     ("PROBABILITY", "99999999999999999999")],  # by PostgreSQL, in the block's COPY
+    ("field", "refused", "position"),
+    [("BEGINDATE", "2024-02-30T03:00:00+03:00", 25),  # by the converter, while a merge runs
+     ("BEGINDATE", "2024-02-30T03:00:00+03:00", 22),  # ... while the block before is parsed
+     ("PROBABILITY", "99999999999999999999", 25)],  # by PostgreSQL, in the block's COPY
 )  # fmt: skip
 def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
-    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, field: str, refused: str
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, field: str, refused: str, position: int
 ) -> None:
     monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
@@ -147,14 +148,14 @@ def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
         first = [deal(i, old) for i in range(1, 31)]
         assert upsert._text_copy_upsert(connection, layout, first, synced_at=None)
     second = [deal(i, new, TITLE="v2") for i in range(1, 31)]
-    second[25][field] = refused  # in the fourth block
+    second[position][field] = refused  # in the fourth block (rows 22-28; 22-24 built first)
     with postgres.transaction() as connection:
         assert upsert._text_copy_upsert(connection, layout, second, synced_at=None) is None
         assert {r.title for r in select_all(postgres, layout.table)} == {
             f"Deal {i}" for i in range(1, 31)
         }
     if field == "BEGINDATE":
-        with pytest.raises(RowConversionError, match=r"BEGINDATE.*row id '26'"):
+        with pytest.raises(RowConversionError, match=rf"BEGINDATE.*row id '{position + 1}'"):
             postgres.write_chunk(layout, second)
 
 
