@@ -9,8 +9,9 @@ a guard in SQL as well, so a concurrent writer cannot make an older version win 
   OR excluded.change >= cur.change`. PostgreSQL chunks of `COPY_THRESHOLD` rows or more
   with unique ids first take the text COPY path (`pg_copy`: COPY lines built from the API
   strings, no pre-read: ids above the stored maximum straight into the table, the rest
-  merged from a temporary table with the guard, counted by `xmax = 0`, in blocks whose
-  merge runs on the server while Python builds the next block); a chunk it declines
+  merged from a temporary table with the guard (stored ids UPDATEd, the others INSERTed
+  with the guarded ON CONFLICT, counted by `xmax = 0`), in blocks whose merge runs on the
+  server while Python builds the next block); a chunk it declines
   is converted in Python and sent by binary COPY (psycopg 3) after the pre-read.
 - MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE col = IF(guard, VALUES(col), col)`, the
   change-time column assigned LAST because later assignments see earlier updated values.
@@ -219,17 +220,9 @@ def _merge_in_blocks(
     Returns (inserted, inserted or updated, their ids when the layout has children)."""
     from psycopg.sql import Literal
 
-    columns = ", ".join(quoted)
     staged = ", ".join(quoted[: len(layout.columns)])
     stamp = Literal(synced_at).as_string(cursor)
-    bookkeeping = f"CAST({stamp} AS timestamptz), CAST(NULL AS timestamptz)"
-    returned = f"array_agg({quoted[0]})" if layout.children else "NULL"
-    merge = (
-        f"WITH w AS (INSERT INTO {table} AS cur ({columns}) SELECT {staged}, {bookkeeping} "
-        f"FROM {_STAGE} {_on_conflict(layout, quoted)} "
-        f"RETURNING cur.{quoted[0]}, (cur.xmax = 0) AS fresh) "
-        f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
-    )
+    merge = _merge_sql(layout, table, quoted, stamp)
     raw = cursor.connection
     cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
     cursor.execute(
@@ -260,6 +253,37 @@ def _merge_in_blocks(
                 head = len(after) // 2
                 head_text = _block_text(layout, after[:head], "")
     return inserted, merged, ids  # the table goes at commit (or with the next chunk's DROP)
+
+
+def _merge_sql(layout: TableLayout, table: str, quoted: list[str], stamp: str) -> str:
+    """One statement merging the temporary table, returning (inserted, written, ids).
+
+    Ids stored at the statement's snapshot are UPDATEd where the guard allows (one WAL
+    record per row; ON CONFLICT also locks each row first, ~15% more server time for
+    updates); the remaining rows are INSERTed with the guarded ON CONFLICT, which catches
+    an id a concurrent writer stored after the snapshot and skips stored rows the guard
+    refused in the UPDATE. `xmax = 0` tells that statement's inserts from its updates."""
+    id_column, synced, deleted = quoted[0], *quoted[len(layout.columns) :]
+    names = quoted[: len(layout.columns)]
+    sets = ", ".join(f"{q} = s.{q}" for q in names[1:])
+    guard = ""
+    if layout.change_index is not None:
+        change = quoted[layout.change_index]
+        guard = f" AND (cur.{change} IS NULL OR s.{change} >= cur.{change})"
+    stamped = f"CAST({stamp} AS timestamptz)"
+    returned = f"array_agg({id_column})" if layout.children else "NULL"
+    return (
+        f"WITH u AS (UPDATE {table} AS cur SET {sets}, {synced} = {stamped}, {deleted} = NULL "
+        f"FROM {_STAGE} s WHERE cur.{id_column} = s.{id_column}{guard} "
+        f"RETURNING cur.{id_column}), "
+        f"i AS (INSERT INTO {table} AS cur ({', '.join(quoted)}) "
+        f"SELECT {', '.join(names)}, {stamped}, CAST(NULL AS timestamptz) FROM {_STAGE} "
+        f"WHERE {id_column} NOT IN (SELECT {id_column} FROM u) {_on_conflict(layout, quoted)} "
+        f"RETURNING cur.{id_column}, (cur.xmax = 0) AS fresh), "
+        f"w AS (SELECT {id_column}, false AS fresh FROM u "
+        f"UNION ALL SELECT {id_column}, fresh FROM i) "
+        f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
+    )
 
 
 def _block_text(layout: TableLayout, rows: Sequence[Mapping[str, Any]], tail: str) -> str:

@@ -1,5 +1,7 @@
 """PostgreSQL text COPY (pg_copy) stores exactly what the Python converters store."""
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,6 +114,49 @@ def test_copy_of_ids_another_writer_stored_falls_back_to_the_guarded_merge(
     assert counts == WriteCounts(0, 1, 1)
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {1: "newer", 2: "fresh"}
+
+
+def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fatal(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge UPDATEs ids stored at its snapshot and INSERTs the rest: ids another
+    transaction inserted but had not committed meet the guarded ON CONFLICT once it commits."""
+    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    old, mid, new = ("2024-09-01T10:00:00+03:00", "2024-09-02T10:00:00+03:00",
+                     "2024-09-03T10:00:00+03:00")  # fmt: skip
+    assert postgres.write_chunk(layout, [deal(i, old) for i in range(10, 31)]) == WriteCounts(21)
+    other = postgres.engine.connect()
+    other_pid = other.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    theirs = upsert.convert_rows(layout, [deal(1, new, TITLE="theirs newer"),
+                                          deal(2, old, TITLE="theirs older")], synced_at=None)  # fmt: skip
+    upsert._send(other, layout, theirs)  # inserted, not committed: our INSERT waits on them
+    ours = [deal(i, mid, TITLE="ours") for i in range(1, 31)]
+    outcome: list[Any] = []
+
+    def write() -> None:
+        with postgres.transaction() as connection:
+            outcome.append(upsert._text_copy_upsert(connection, layout, ours, synced_at=None))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with postgres.engine.connect() as watcher:
+        for _ in range(500):  # until our merge waits on the other transaction
+            blocked = watcher.exec_driver_sql(
+                f"SELECT count(*) FROM pg_stat_activity WHERE {other_pid} = "
+                "ANY(pg_blocking_pids(pid))"
+            ).scalar()
+            if blocked:
+                break
+            time.sleep(0.01)
+    assert blocked, "the merge never waited on the uncommitted insert"
+    other.commit()
+    other.close()
+    writer.join(timeout=30)
+    assert outcome == [WriteCounts(inserted=7, updated=22, skipped=1)]
+    titles = {r.id: r.title for r in select_all(postgres, layout.table)}
+    assert titles == {1: "theirs newer", **{i: "ours" for i in range(2, 31)}}
 
 
 def test_bad_values_and_duplicates_go_to_the_python_path(
