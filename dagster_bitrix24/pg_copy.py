@@ -7,7 +7,8 @@ generates, once per table layout, a function that writes such a value into the C
 untouched and hands every other value to its converter, then writes the converted value's
 text. A value passes untouched only in a shape both sides provably read alike:
 
-- integer: ASCII digits only; decimal: ASCII digits with at most one "."; "" is NULL
+- integer: ASCII digits only; decimal: ASCII digits with at most one "." (for a money
+  value, its amount before the "|"); "" is NULL
   everywhere (`COPY ... NULL ''`: no converter ever stores an empty string);
 - boolean: the keys of `columns.BOOLEANS`, written as t / f / NULL;
 - date and datetime: the exact ISO shape, with a date (an hour and offset) that Python
@@ -85,8 +86,10 @@ _UNTOUCHED = '(x if (x := g(k{i})).__class__ is str and ({test}) else "" if x is
 _INLINE: dict[Converter, str] = {
     columns.to_text: '(x if (x := g(k{i})).__class__ is str else "" if x is None else t{i}(x))',
     columns.to_int: _UNTOUCHED.format(i="{i}", test="x.isdigit() and x.isascii() or not x"),
-    columns.to_decimal: _UNTOUCHED.format(
-        i="{i}", test='x.replace(".", "", 1).isdigit() and x.isascii() or not x'
+    columns.to_decimal: (  # the amount of a money value "1500.00|RUB" too
+        '(a if (x := g(k{i})).__class__ is str and ((a := x.partition("|")[0])'
+        '.replace(".", "", 1).isdigit() and a.isascii() or not a) '
+        'else "" if x is None else t{i}(x))'
     ),
     columns.to_bool: "BOOLEANS[g(k{i})]",
     columns.currency: '(x.partition("|")[2] if (x := g(k{i})).__class__ is str else "")',
