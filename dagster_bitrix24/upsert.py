@@ -367,9 +367,13 @@ def _stored_changes(
             cursor.execute(f"{head} = ANY(%s)", (ids,), binary=True)
             return dict(cursor.fetchall())
     marker = _marker(connection)
-    for batch in _batches(ids):
-        sql = f"{head} IN ({', '.join([marker] * len(batch))})"
-        stored.update(connection.exec_driver_sql(sql, tuple(batch)).fetchall())
+    cursor = connection.connection.cursor()  # the driver's tuples: no Row objects to build
+    try:
+        for batch in _batches(ids):
+            cursor.execute(f"{head} IN ({', '.join([marker] * len(batch))})", tuple(batch))
+            stored.update(cursor.fetchall())
+    finally:
+        cursor.close()
     return stored
 
 
