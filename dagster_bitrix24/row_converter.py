@@ -24,28 +24,30 @@ from dagster_bitrix24.columns import Converter
 RowConverter = Callable[[Sequence[Mapping[str, Any]], Any], list[tuple[Any, ...]]]
 
 _STRING = "(x := g(k{i})).__class__ is str and x"
+_AMOUNT = '(x := g(k{i})).__class__ is str and (a := x.partition("|")[0])'  # "1500.00|RUB"
+_OTHERWISE = '(None if x is None or x == "" else c{i}(x))'  # every converter: empty is NULL
 _ISO_WITH_SEEN_OFFSET = (
     "(x := g(k{i})).__class__ is str and len(x) == 25 and (o := OFFSETS.get(x[19:])) is not None"
 )
 _INLINE: dict[Converter, str] = {
-    columns.to_text: f"(x if {_STRING} else None if x is None else c{{i}}(x))",
-    columns.to_int: f"(int(x) if {_STRING} else c{{i}}(x))",
+    columns.to_text: f"(x if {_STRING} else {_OTHERWISE})",
+    columns.to_int: f"(int(x) if {_STRING} else {_OTHERWISE})",
     columns.to_bool: "BOOLEANS[g(k{i})]",
-    columns.to_float: f"(float(x) if {_STRING} else c{{i}}(x))",
-    columns.to_decimal: f'(Decimal(x) if {_STRING} and "|" not in x else c{{i}}(x))',
-    columns.sqlite_decimal: f'(str(Decimal(x)) if {_STRING} and "|" not in x else c{{i}}(x))',
+    columns.to_float: f"(float(x) if {_STRING} else {_OTHERWISE})",
+    columns.to_decimal: f"(Decimal(a) if {_AMOUNT} else {_OTHERWISE})",
+    columns.sqlite_decimal: f"(str(Decimal(a)) if {_AMOUNT} else {_OTHERWISE})",
     columns.currency: '((x.partition("|")[2] or None) if (x := g(k{i})).__class__ is str else None)',
-    columns.to_date: f"(date_iso(x[:10]) if {_STRING} else c{{i}}(x))",
-    columns.sqlite_date: f"(x[:10] if {_STRING} and date_iso(x[:10]) else c{{i}}(x))",
+    columns.to_date: f"(date_iso(x[:10]) if {_STRING} else {_OTHERWISE})",
+    columns.sqlite_date: f"(x[:10] if {_STRING} and date_iso(x[:10]) else {_OTHERWISE})",
     columns.to_aware: (
         '(time_iso(x) if (x := g(k{i})).__class__ is str and len(x) == 25 and x[19] in "+-" '
-        "else c{i}(x))"
+        f"else {_OTHERWISE})"
     ),
-    columns.to_naive_utc: f"(time_iso(x[:19]) - o if {_ISO_WITH_SEEN_OFFSET} else c{{i}}(x))",
+    columns.to_naive_utc: f"(time_iso(x[:19]) - o if {_ISO_WITH_SEEN_OFFSET} else {_OTHERWISE})",
     columns.to_sqlite_datetime: (
         "(h + x[13:19] if (x := g(k{i})).__class__ is str and len(x) == 25 "
         "and x[13:19] in MINUTES_SECONDS and (h := HOURS.get(x[:13] + x[19:])) is not None "
-        "else c{i}(x))"
+        f"else {_OTHERWISE})"
     ),
 }
 _NAMESPACE = {
