@@ -1,12 +1,15 @@
-"""A 200,000-deal sync of crm.deal from the emulator into SQLite: is the writer the limit?
+"""A 200,000-deal sync of crm.deal from the emulator into a warehouse: is the writer the limit?
 
 Starts the emulator as a subprocess (standard plan, real time), runs the real sync path
-(`EntitySync` with a `BitrixClient` and a `Warehouse`) into a fresh SQLite file, and times
+(`EntitySync` with a `BitrixClient` and a `Warehouse`) into a fresh SQLite file (or, with
+`--warehouse-url`, fresh tables under a unique prefix in that database, dropped after), and times
 every `write_chunk` call. Prints the wall time, rows/s of the whole sync, the writer's busy
 fraction (seconds inside write_chunk / wall seconds) and the writer's own rows/s: a busy
 fraction well under 1 means the portal, not the writer, sets the pace.
 
     .venv/bin/python benchmarks/sync_throughput.py --deals 200000
+    .venv/bin/python benchmarks/sync_throughput.py --deals 200000 \
+        --warehouse-url postgresql+psycopg://postgres@127.0.0.1:5432/bitrix24_test
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import sqlalchemy as sa
 
 from bitrix_core import ENTITIES, BitrixClient, Limits
 from dagster_bitrix24.sync import EntitySync, SyncOptions
@@ -69,25 +75,42 @@ async def sync(url: str, warehouse: Warehouse, *, plan: str, chunk_rows: int) ->
         return await job.run()
 
 
+def drop_tables(warehouse: Warehouse, prefix: str) -> None:
+    """Drop the tables this run made (a shared database keeps no benchmark leftovers)."""
+    quote = warehouse.engine.dialect.identifier_preparer.quote
+    names = sa.inspect(warehouse.engine).get_table_names(schema=warehouse.schema)
+    with warehouse.engine.begin() as connection:
+        for name in names:
+            if name.startswith((prefix, f"_{prefix}")):
+                connection.execute(sa.text(f"DROP TABLE {quote(name)}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=200_000)
     parser.add_argument("--plan", default="standard")
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--chunk-rows", type=int, default=SyncOptions().chunk_rows)
+    parser.add_argument("--warehouse-url", help="a SQLAlchemy URL (default: a fresh SQLite file)")
     options = parser.parse_args()
     began = time.perf_counter()
     process, url = start_emulator(options.deals, options.plan, options.time_scale)
     print(f"emulator with {options.deals:,} deals ready in {time.perf_counter() - began:.1f} s")
     try:
         with tempfile.TemporaryDirectory() as directory:
-            warehouse = TimedWarehouse(f"sqlite:///{directory}/sync.sqlite")
-            began = time.perf_counter()
-            result = asyncio.run(
-                sync(url, warehouse, plan=options.plan, chunk_rows=options.chunk_rows)
+            prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+            warehouse = TimedWarehouse(
+                options.warehouse_url or f"sqlite:///{directory}/sync.sqlite", table_prefix=prefix
             )
-            wall = time.perf_counter() - began
-            warehouse.engine.dispose()
+            try:
+                began = time.perf_counter()
+                result = asyncio.run(
+                    sync(url, warehouse, plan=options.plan, chunk_rows=options.chunk_rows)
+                )
+                wall = time.perf_counter() - began
+            finally:
+                drop_tables(warehouse, prefix)
+                warehouse.engine.dispose()
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -90,7 +90,8 @@ class Bitrix24SyncConfig(Config):
         default=None, description="Override the lookback behind the cursor, in minutes."
     )
     chunk_rows: int = Field(
-        default=1000, description="Rows written per warehouse transaction (bounds memory)."
+        default=SyncOptions.chunk_rows,
+        description="Rows written per warehouse transaction (bounds memory).",
     )
 
 

