@@ -360,12 +360,19 @@ def tls_webhook_url(portal, tmp_path) -> Iterator[str]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     port = server.sockets[0].getsockname()[1]
+    async def shut_down() -> None:  # the proxy's pipes end while the loop still runs
+        server.close()
+        pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
     try:
         yield portal.webhook_url.replace(portal.base_url, f"https://127.0.0.1:{port}")
     finally:
+        asyncio.run_coroutine_threadsafe(shut_down(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
-        server.close()
         loop.close()
 
 
