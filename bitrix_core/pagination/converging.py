@@ -71,9 +71,9 @@ _MAX_STALLS = 5
 _PASSING = (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError)
 """Errors of one command that asking again later may cure (the throttle waits for limits)."""
 _SCOUT_PAGES = 10
-"""Pages per end in a gap's first round, sized from a guess: the two probes tell the density
-at the ends of the range only, and ids may cluster, so a long first chain could run past
-the rows it guessed (each wasted page is a command)."""
+"""Pages per end in a gap's first round, sized from a guess: round 0 tells the density at the
+ends of the range only, and ids may cluster, so a long first chain could run past the rows
+it guessed (each wasted page is a command)."""
 
 
 @dataclass(eq=False)
