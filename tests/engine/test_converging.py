@@ -30,6 +30,13 @@ def portal():
     portal.stop()
 
 
+def _client(portal, plan="unlimited", scale=1.0):
+    """A client of `portal` that respects `plan` on the portal's time scale."""
+    return BitrixClient(
+        portal.webhook_url, limits=Limits.for_plan(plan).scaled(scale), verbose=False
+    )
+
+
 async def _ids(run, key="ID"):
     return [int(row[key]) async for page in run for row in page.rows]
 
@@ -92,9 +99,7 @@ async def test_a_dense_table_goes_in_full_batches(plan, scale, cut):
     so the gaps are few and wide; with room for everything at once, they are many."""
     with EmulatedPortal(seed=5, deals=150_000, plan=plan, time_scale=scale) as portal:
         ids = portal.store.ids("crm.deal")
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan(plan).scaled(scale), verbose=False
-        ) as client:
+        async with _client(portal, plan, scale) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             assert _once(await _ids(run)) == ids
         assert portal.counters.total().status_503 == 0
@@ -134,9 +139,7 @@ async def test_unresolved_references_lose_nothing(portal, client):
 
 async def test_failed_commands_inside_batches_are_asked_for_again():
     with EmulatedPortal(seed=6, deals=6_000, plan="unlimited") as portal:
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-        ) as client:
+        async with _client(portal) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             pages = aiter(run)
             got = [int(row["ID"]) for row in (await anext(pages)).rows]  # the probes are back
@@ -153,9 +156,7 @@ async def test_rows_deleted_after_they_were_counted_come_at_most_once_and_the_re
     """Rows deleted once the gaps were counted: the counts are too high, so the two ends of
     a gap overlap; the rows both fetched are kept once."""
     with EmulatedPortal(seed=8, deals=5_000, plan="unlimited") as portal:
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-        ) as client:
+        async with _client(portal) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             pages = aiter(run)
             got = []
@@ -224,9 +225,7 @@ async def test_a_dense_cluster_between_sparse_ends_comes_whole():
             if row_id not in cluster and row_id % 25:
                 portal.store.delete("crm.deal", row_id)
         kept = portal.store.ids("crm.deal")
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-        ) as client:
+        async with _client(portal) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             assert _once(await _ids(run)) == kept
     assert run.stats.subcommands <= math.ceil(len(kept) / 50) * 1.15 + 30
@@ -242,9 +241,7 @@ async def test_verify_uses_the_gaps_counts_and_sends_no_count_of_its_own(portal,
 
 async def test_verify_raises_when_counted_rows_vanish_before_they_are_fetched():
     with EmulatedPortal(seed=8, deals=5_000, plan="unlimited") as portal:
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-        ) as client:
+        async with _client(portal) as client:
             run = paginate(
                 client.batcher, "crm.deal.list", {"select": ["ID"]}, order=None, verify=True
             )
@@ -263,9 +260,7 @@ async def test_verify_raises_when_counted_rows_vanish_before_they_are_fetched():
 async def test_a_fault_that_persists_raises_instead_of_asking_forever():
     with EmulatedPortal(seed=6, deals=3_000, plan="unlimited") as portal:
         portal.faults.add("internal_error", method="crm.deal.list")  # every command, always
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-        ) as client:
+        async with _client(portal) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             with pytest.raises(BitrixServerError):
                 async with asyncio.timeout(30):
@@ -280,9 +275,7 @@ async def test_errors_that_asking_again_cannot_cure_raise_at_once(portal):
             async with asyncio.timeout(30):
                 await _ids(client.list("crm.deal.list", {"select": ["ID"]}, order=None))
         assert client.stats.requests <= 2
-    async with BitrixClient(
-        portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-    ) as client:
+    async with _client(portal) as client:
         with pytest.raises(BitrixBadRequestError):
             async with asyncio.timeout(30):
                 await _ids(client.list("crm.item.list", {"entityTypeId": 999_999}, order=None))
@@ -290,9 +283,7 @@ async def test_errors_that_asking_again_cannot_cure_raise_at_once(portal):
 
 async def test_limit_answers_inside_linked_batches_are_counted():
     with EmulatedPortal(seed=6, deals=6_000, plan="unlimited") as portal:
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("unlimited"), verbose=False
-        ) as client:
+        async with _client(portal) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             pages = aiter(run)
             got = [int(row["ID"]) for row in (await anext(pages)).rows]
@@ -309,9 +300,7 @@ async def test_chains_shrink_while_commands_fail_so_few_pages_are_lost():
     through). Measured: 150k rows with 10% failures took 4,571 commands with this, 11,562
     without."""
     with EmulatedPortal(seed=1, deals=120_000, plan="standard", time_scale=0.01) as portal:
-        async with BitrixClient(
-            portal.webhook_url, limits=Limits.for_plan("standard").scaled(0.01), verbose=False
-        ) as client:
+        async with _client(portal, "standard", 0.01) as client:
             run = client.list("crm.deal.list", {"select": ["ID"]}, order=None)
             pages = aiter(run)
             got = [int(row["ID"]) for row in (await anext(pages)).rows]
