@@ -36,19 +36,20 @@ PREFIX = "dtest_"
 @pytest.fixture
 def clean_url(warehouse_url: str) -> Iterator[str]:
     """The warehouse URL with every `dtest_*` table dropped before and after the test."""
-    _drop_tables(warehouse_url)
+    drop_tables(warehouse_url)
     yield warehouse_url
-    _drop_tables(warehouse_url)
+    drop_tables(warehouse_url)
 
 
-def _drop_tables(url: str) -> None:
+def drop_tables(url: str, prefix: str = PREFIX) -> None:
+    """Drop the tables (and state tables) whose names start with `prefix`."""
     engine = sa.create_engine(url)
     try:
         names = sa.inspect(engine).get_table_names()
         quote = engine.dialect.identifier_preparer.quote
         with engine.begin() as connection:
             for name in names:
-                if name.startswith((PREFIX, f"_{PREFIX}")):
+                if name.startswith((prefix, f"_{prefix}")):
                     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
     finally:
         engine.dispose()

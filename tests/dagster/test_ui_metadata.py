@@ -16,7 +16,7 @@ from dagster_bitrix24 import (
     change_time_partitions,
 )
 from dagster_bitrix24.resources import warehouse_kind
-from tests.dagster.conftest import materializations, resources, stored_rows
+from tests.dagster.conftest import drop_tables, materializations, resources, stored_rows
 
 #: This module's own table prefix: other modules' fixtures drop `dtest_*` tables in the
 #: shared PostgreSQL/MariaDB databases, possibly while these tests run.
@@ -28,21 +28,9 @@ DEAL = AssetKey(["bitrix24", "crm_deal"])
 @pytest.fixture
 def clean_url(warehouse_url: str) -> Iterator[str]:
     """The warehouse URL with this module's tables dropped before and after the test."""
-    _drop_tables(warehouse_url)
+    drop_tables(warehouse_url, PREFIX)
     yield warehouse_url
-    _drop_tables(warehouse_url)
-
-
-def _drop_tables(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        quote = engine.dialect.identifier_preparer.quote
-        with engine.begin() as connection:
-            for name in sa.inspect(connection).get_table_names():
-                if name.startswith((PREFIX, f"_{PREFIX}")):
-                    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
-    finally:
-        engine.dispose()
+    drop_tables(warehouse_url, PREFIX)
 
 
 def _warnings(instance: DagsterInstance, result) -> list[str]:
