@@ -148,9 +148,9 @@ def _text_copy_upsert(
         return None
     if None in ids or len(set(ids)) != len(ids):
         return None
-    raw = connection.connection.driver_connection
-    try:
-        with raw.transaction():  # type: ignore[union-attr]
+    try:  # a savepoint inside the caller's transaction (psycopg's own transaction() would
+        # BEGIN and COMMIT by itself on a connection that has not run a statement yet)
+        with connection.begin_nested():
             return _copy_and_merge(connection, layout, rows, ids, synced_at=synced_at)
     except (errors.DataError, errors.CardinalityViolation, *_CONVERSION_ERRORS):
         return None

@@ -221,3 +221,17 @@ def test_two_merged_chunks_in_one_caller_transaction(
             counts = postgres.write_chunk(layout, chunk, connection=connection)
             assert counts == WriteCounts(0, 20, 0)
     assert {r.title for r in select_all(postgres, layout.table)} == {"v2"}
+
+
+def test_a_chunk_written_in_the_callers_transaction_is_undone_with_it(
+    postgres: Warehouse,
+) -> None:
+    """The COPY path runs in a savepoint of the caller's transaction: when the caller rolls
+    back (say, its cursor write failed), none of the chunk's rows stay."""
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID", change_field=None)
+    rows = [deal(i) for i in range(1, upsert.COPY_THRESHOLD + 501)]
+    with pytest.raises(RuntimeError), postgres.transaction() as connection:
+        counts = postgres.write_chunk(layout, rows, connection=connection)
+        assert counts.inserted == len(rows)  # (the COPY path took it)
+        raise RuntimeError("the caller fails after the chunk")
+    assert select_all(postgres, layout.table) == []
