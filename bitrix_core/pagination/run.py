@@ -113,6 +113,7 @@ class ListRun:
         counting = asyncio.ensure_future(self._count()) if own_count else None
         seen: set[int] | None = None if self.strategy.disjoint else set()
         expected: int | None = None
+        received = 0  # this run's rows (the caller's stats may hold earlier ones)
         try:
             async for page in self._with_fallback():
                 if page.total is not None and (self._verify or not self._counts_rows()):
@@ -121,6 +122,7 @@ class ListRun:
                 rows = self._dedupe(page.rows, seen)
                 if not rows:
                     continue
+                received += len(rows)
                 self.stats.rows += len(rows)
                 self.stats.pages += 1
                 self._progress.update(len(rows))
@@ -131,12 +133,12 @@ class ListRun:
             if counting is not None and not counting.done():
                 counting.cancel()
             self._progress.close()
-        if expected is not None and self.stats.rows < expected:
+        if expected is not None and received < expected:
             raise IncompletePaginationError(
-                f"received {self.stats.rows} of {expected} rows the portal counted",
+                f"received {received} of {expected} rows the portal counted",
                 method=self.spec.list_method,
                 expected=expected,
-                received=self.stats.rows,
+                received=received,
             )
 
     async def _with_fallback(self) -> AsyncIterator[Page]:

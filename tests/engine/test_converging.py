@@ -18,6 +18,7 @@ from bitrix_core.errors import (
 from bitrix_core.pagination import ConvergingPaging, paginate
 from bitrix_core.pagination.converging import Gap, _Walk
 from bitrix_core.pagination.packing import BatchPacker
+from bitrix_core.stats import ListStats
 from bitrix_core.throttle import Limits
 
 SIZES = PortalSizes(deals=12_000, users=120, tasks=400, smart_items=300)
@@ -309,3 +310,24 @@ async def test_chains_shrink_while_commands_fail_so_few_pages_are_lost():
         assert _once(got) == portal.store.ids("crm.deal")
     assert "shrink" in run.stats.fallbacks
     assert run.stats.subcommands <= 1.8 * math.ceil(len(got) / 50)
+
+
+async def test_a_shared_stats_object_does_not_hide_a_shortfall():
+    """A caller may hand in statistics that already count rows (a sync merges its field
+    requests first): the completeness check compares this run's own rows."""
+    shared = ListStats(rows=50)
+    with EmulatedPortal(seed=12, deals=400, plan="unlimited") as portal:
+        async with _client(portal) as client:
+            run = paginate(
+                client.batcher, "crm.deal.list", {"select": ["ID"]}, order=None,
+                verify=True, strategy="offset", stats=shared,
+            )  # fmt: skip
+            pages = aiter(run)
+            await anext(pages)
+            for row_id in portal.store.ids("crm.deal")[-30:]:  # not fetched yet
+                portal.store.delete("crm.deal", row_id)
+            with pytest.raises(IncompletePaginationError) as caught:
+                async for _page in pages:
+                    pass
+    assert (caught.value.expected, caught.value.received) == (400, 370)
+    assert shared.rows == 370 + 50
