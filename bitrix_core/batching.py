@@ -130,7 +130,8 @@ class Batcher:
         or its exception. Keys must be unique and non-numeric (prefix them per caller).
 
         A group normally waits, while earlier batches are out, for more groups to fill its
-        batch; `final=True` says none will come, so it goes on the next bucket slot."""
+        batch; `final=True` says none will come from its caller, so it does not hold the
+        batch back itself (other callers' groups still may)."""
         if not 1 <= len(commands) <= self.max_batch:
             raise ValueError(f"a linked group holds 1 to {self.max_batch} commands")
         group = new_group_id()

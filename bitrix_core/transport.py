@@ -127,7 +127,7 @@ class Transport:
             raise BitrixTimeoutError(
                 f"no answer within {self.timeout:g} s", method=method, url=shown
             ) from None
-        except aiohttp.ClientSSLError as exc:
+        except aiohttp.ClientConnectorCertificateError as exc:  # (other TLS errors may pass)
             raise BitrixCertificateError(
                 f"TLS failed: {redact(str(exc))}", method=method, url=shown
             ) from None

@@ -214,7 +214,7 @@ class _Walk:
                 for future in done:
                     for chain, outcomes in zip(self.sent.pop(future), future.result(), strict=True):
                         chain.outcomes = outcomes
-                for round_ in {r for r in self.rounds.values() if r.returned}:
+                for round_ in dict.fromkeys(r for r in self.rounds.values() if r.returned):
                     for chain in round_.chains:
                         del self.rounds[chain]
                     for rows in self._finish(round_):
@@ -285,7 +285,9 @@ class _Walk:
                 gap.done = True
                 return
             free = self.packer.tightest_free() if self.linked else 0
-            up = min(pages, free or longest, longest)  # fills the fullest open batch
+            # Fill the fullest open batch even when the other end cannot take the rest (a
+            # third, dependent round then takes it): a batch left part-empty costs a slot.
+            up = min(pages, free or longest, longest)
             down = min(longest, pages - up)
             final = up + down >= pages
         counted = gap.remaining is None and not gap.whole  # (counting everything is slow)
