@@ -63,6 +63,39 @@ def resources(portal: EmulatedPortal, url: str, **options: Any) -> dict[str, Any
     }
 
 
+def select_columns(url: str, table: str, *columns: str, schema: str | None = None) -> list[tuple]:
+    """Every row of a warehouse table, only `columns`, in no particular order."""
+    engine = sa.create_engine(url)
+    try:
+        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
+        with engine.connect() as connection:
+            query = sa.select(*(reflected.c[c] for c in columns))
+            return [tuple(row) for row in connection.execute(query)]
+    finally:
+        engine.dispose()
+
+
+def portal_multifields(portal: EmulatedPortal, entity: str, kind: str) -> dict[int, list[tuple]]:
+    """owner id -> [(value id, value type, value)] of one multi-field kind on the portal."""
+    found = portal.store.multifields(entity, portal.store.ids(entity))
+    return {
+        owner: [(int(v["ID"]), v["VALUE_TYPE"], v["VALUE"]) for v in values[kind]]
+        for owner, values in found.items()
+        if values.get(kind)
+    }
+
+
+def stored_multifields(url: str, table: str, kind: str) -> dict[int, list[tuple]]:
+    """The same, read from the kind's child table, in the stored position order."""
+    rows = select_columns(url, table, "parent_id", "position", "value_id", "value_type",
+                          "value", "type_id")  # fmt: skip
+    out: dict[int, list[tuple]] = {}
+    for parent, _, value_id, value_type, value, type_id in sorted(rows):
+        assert type_id == kind
+        out.setdefault(int(parent), []).append((value_id, value_type, value))
+    return out
+
+
 def stored_rows(url: str, table: str, *columns: str) -> dict[int, tuple]:
     """id -> (columns...) of the live (not deleted) rows of a warehouse table."""
     engine = sa.create_engine(url)

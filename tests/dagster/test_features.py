@@ -36,7 +36,15 @@ from dagster_bitrix24 import (
 )
 from dagster_bitrix24.translator import entity_slug
 from dagster_bitrix24.warehouse import Warehouse
-from tests.dagster.conftest import PREFIX, materializations, resources, stored_rows
+from tests.dagster.conftest import (
+    PREFIX,
+    materializations,
+    portal_multifields,
+    resources,
+    select_columns,
+    stored_multifields,
+    stored_rows,
+)
 
 
 def _sqlite(tmp_path) -> str:
@@ -53,17 +61,6 @@ def _call(portal, method: str, params: dict):
             return await client.call(method, params)
 
     return asyncio.run(call())
-
-
-def _select(url: str, table: str, *columns: str, schema: str | None = None) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
-        with engine.connect() as connection:
-            query = sa.select(*(reflected.c[c] for c in columns))
-            return [tuple(row) for row in connection.execute(query)]
-    finally:
-        engine.dispose()
 
 
 def test_decorated_body_runs_and_syncs_the_selected_entities(portal, tmp_path):
@@ -270,7 +267,7 @@ def test_postgres_schema_holds_the_tables_and_the_cursor(portal, warehouse_url):
         tables = set(inspector.get_table_names(schema=schema))
         assert {f"{prefix}crm_deal", f"{prefix}crm_contact", f"_{prefix}sync_state"} <= tables
         assert not [t for t in inspector.get_table_names() if prefix in t]  # none in public
-        ids = _select(warehouse_url, f"{prefix}crm_deal", "id", schema=schema)
+        ids = select_columns(warehouse_url, f"{prefix}crm_deal", "id", schema=schema)
         assert sorted(i for (i,) in ids) == portal.store.ids("crm.deal")
         cursor = Warehouse(warehouse_url, schema=schema, table_prefix=prefix).read_cursor(
             f"{prefix}crm_deal"
@@ -290,21 +287,10 @@ def test_lead_websites_and_messengers_equal_the_portal(portal, clean_url):
     assets = build_bitrix24_assets(entities=["crm.lead"], table_prefix=PREFIX)
 
     def portal_values(kind: str) -> dict[int, list[tuple]]:
-        found = portal.store.multifields("crm.lead", portal.store.ids("crm.lead"))
-        return {
-            owner: [(int(v["ID"]), v["VALUE_TYPE"], v["VALUE"]) for v in values[kind]]
-            for owner, values in found.items()
-            if values.get(kind)
-        }
+        return portal_multifields(portal, "crm.lead", kind)
 
     def stored_values(kind: str) -> dict[int, list[tuple]]:
-        rows = _select(clean_url, f"{PREFIX}crm_lead_{kind.lower()}", "parent_id", "position",
-                       "value_id", "value_type", "value", "type_id")  # fmt: skip
-        out: dict[int, list[tuple]] = {}
-        for parent, _, value_id, value_type, value, type_id in sorted(rows):
-            assert type_id == kind
-            out.setdefault(int(parent), []).append((value_id, value_type, value))
-        return out
+        return stored_multifields(clean_url, f"{PREFIX}crm_lead_{kind.lower()}", kind)
 
     materialize([assets], resources=resources(portal, clean_url))
     for kind in ("WEB", "IM"):

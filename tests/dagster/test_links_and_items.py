@@ -2,13 +2,20 @@
 
 import asyncio
 
-import sqlalchemy as sa
 from dagster import materialize
 
 from bitrix_core.client import BitrixClient
 from dagster_bitrix24 import build_bitrix24_assets
 from dagster_bitrix24.smart_processes import discover_smart_processes
-from tests.dagster.conftest import PREFIX, materializations, resources, stored_rows
+from tests.dagster.conftest import (
+    PREFIX,
+    materializations,
+    portal_multifields,
+    resources,
+    select_columns,
+    stored_multifields,
+    stored_rows,
+)
 
 LINK_METHOD = "crm.deal.contact.items.get"
 
@@ -21,17 +28,6 @@ def _run(assets, portal, url, **config):
     )
 
 
-def _select(url: str, table: str, *columns: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
-        query = sa.select(*(reflected.c[c] for c in columns))
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(query)]
-    finally:
-        engine.dispose()
-
-
 def _portal_links(portal) -> dict[tuple[int, int], tuple]:
     return {
         (deal, link["CONTACT_ID"]): (link["SORT"], link["ROLE_ID"], link["IS_PRIMARY"] == "Y")
@@ -41,7 +37,7 @@ def _portal_links(portal) -> dict[tuple[int, int], tuple]:
 
 
 def _stored_links(url: str) -> dict[tuple[int, int], tuple]:
-    rows = _select(url, f"{PREFIX}crm_deal_contact", "deal_id", "contact_id", "sort", "role_id",
+    rows = select_columns(url, f"{PREFIX}crm_deal_contact", "deal_id", "contact_id", "sort", "role_id",
                    "is_primary")  # fmt: skip
     return {(int(d), int(c)): (s, r, bool(p)) for d, c, s, r, p in rows}
 
@@ -89,22 +85,10 @@ def test_contact_phones_and_emails_equal_the_portal(portal, clean_url):
     assets = build_bitrix24_assets(entities=["crm.contact"], table_prefix=PREFIX)
 
     def portal_values(kind: str) -> dict[int, list[tuple]]:
-        ids = portal.store.ids("crm.contact")
-        found = portal.store.multifields("crm.contact", ids)
-        return {
-            owner: [(int(v["ID"]), v["VALUE_TYPE"], v["VALUE"]) for v in values[kind]]
-            for owner, values in found.items()
-            if values.get(kind)
-        }
+        return portal_multifields(portal, "crm.contact", kind)
 
     def stored_values(kind: str) -> dict[int, list[tuple]]:
-        rows = _select(clean_url, f"{PREFIX}crm_contact_{kind.lower()}", "parent_id", "position",
-                       "value_id", "value_type", "value", "type_id")  # fmt: skip
-        out: dict[int, list[tuple]] = {}
-        for parent, _, value_id, value_type, value, type_id in sorted(rows):
-            assert type_id == kind
-            out.setdefault(int(parent), []).append((value_id, value_type, value))
-        return out
+        return stored_multifields(clean_url, f"{PREFIX}crm_contact_{kind.lower()}", kind)
 
     _run(assets, portal, clean_url)
     for kind in ("PHONE", "EMAIL"):

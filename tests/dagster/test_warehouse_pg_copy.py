@@ -6,14 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from dagster_bitrix24 import upsert
 from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse_errors import RowConversionError
 from tests.dagster.test_warehouse_columns import _TRICKY
-from tests.dagster.test_warehouse_pg_staging import _COMMON, _FIELDS
+from tests.dagster.test_warehouse_pg_staging import _COMMON, _FIELDS, _stored
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
 
 # Shapes that only matter to COPY text: escapes, and text PostgreSQL reads but Python does not.
@@ -32,10 +31,6 @@ def postgres(warehouse_url: str) -> Iterator[Warehouse]:
     if not warehouse_url.startswith("postgresql"):
         pytest.skip("the text COPY path is PostgreSQL's")
     yield from cleaned_warehouse(warehouse_url)
-
-
-def _stored(warehouse: Warehouse, table: sa.Table) -> dict[Any, tuple[Any, ...]]:
-    return {row.id: tuple(row)[1:-2] for row in select_all(warehouse, table)}
 
 
 def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
