@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
+from operator import itemgetter
 from typing import Any
 
 from dagster_bitrix24 import columns
@@ -82,35 +83,36 @@ def _datetime_text(value: Any) -> str:
 _FALLBACKS: dict[Converter, Callable[[Any], str]] = {
     columns.to_date: _date_text, columns.to_aware: _datetime_text,
 }  # fmt: skip
-_UNTOUCHED = '(x if (x := g(k{i})).__class__ is str and ({test}) else "" if x is None else t{i}(x))'
+_UNTOUCHED = '({v} if {v}.__class__ is str and ({test}) else "" if {v} is None else t{i}({v}))'
 _INLINE: dict[Converter, str] = {
-    columns.to_text: '(x if (x := g(k{i})).__class__ is str else "" if x is None else t{i}(x))',
-    columns.to_int: _UNTOUCHED.format(i="{i}", test="x.isdigit() and x.isascii() or not x"),
+    columns.to_text: '({v} if {v}.__class__ is str else "" if {v} is None else t{i}({v}))',
+    columns.to_int: _UNTOUCHED.replace("{test}", "{v}.isdigit() and {v}.isascii() or not {v}"),
     columns.to_decimal: (  # the amount of a money value "1500.00|RUB" too
-        '(a if (x := g(k{i})).__class__ is str and ((a := x.partition("|")[0])'
+        '(a if {v}.__class__ is str and ((a := {v}.partition("|")[0])'
         '.replace(".", "", 1).isdigit() and a.isascii() or not a) '
-        'else "" if x is None else t{i}(x))'
+        'else "" if {v} is None else t{i}({v}))'
     ),
-    columns.to_bool: "BOOLEANS[g(k{i})]",
-    columns.currency: '(x.partition("|")[2] if (x := g(k{i})).__class__ is str else "")',
+    columns.to_bool: "BOOLEANS[{v}]",
+    columns.currency: '({v}.partition("|")[2] if {v}.__class__ is str else "")',
     columns.to_date: (
-        "(d if (x := g(k{i})).__class__ is str and (d := DATES.get(x[:10])) is not None "
-        'else "" if x is None or x == "" else t{i}(x))'
+        "(d if {v}.__class__ is str and (d := DATES.get({v}[:10])) is not None "
+        'else "" if {v} is None or {v} == "" else t{i}({v}))'
     ),
-    columns.to_aware: _UNTOUCHED.format(
-        i="{i}",
-        test="len(x) == 25 and x[13:19] in MINUTES_SECONDS and x[:13] + x[19:] in HOURS or not x",
+    columns.to_aware: _UNTOUCHED.replace(
+        "{test}",
+        "len({v}) == 25 and {v}[13:19] in MINUTES_SECONDS and {v}[:13] + {v}[19:] in HOURS"
+        " or not {v}",
     ),
 }
 
 
 def _value_parts(specs: Sequence[ColumnSpec], converters: Sequence[Converter],
-                 namespace: dict[str, Any]) -> list[str]:  # fmt: skip
+                 fields: list[str], namespace: dict[str, Any]) -> list[str]:  # fmt: skip
     parts = []
     for i, (spec, convert) in enumerate(zip(specs, converters, strict=True)):
-        namespace[f"k{i}"] = spec.field
         namespace[f"t{i}"] = _FALLBACKS.get(convert) or _text_of(convert)
-        parts.append(_INLINE.get(convert, "t{i}(g(k{i}))").format(i=i))
+        value = f"v{fields.index(spec.field)}"
+        parts.append(_INLINE.get(convert, "t{i}({v})").format(i=i, v=value))
     return parts
 
 
@@ -118,20 +120,40 @@ def compile_line_builder(
     specs: Sequence[ColumnSpec], converters: Sequence[Converter]
 ) -> tuple[LineBuilder, ValueBuilder]:
     """(`lines(rows, tail)`: one unescaped COPY line per row, `tail` appended;
-    `values(rows)`: the same values as tuples, for the rows whose line needs escaping)."""
+    `values(rows)`: the same values as tuples, for the rows whose line needs escaping).
+
+    Each row is unpacked by one `itemgetter` call (a row missing a field is read with
+    `dict.get` instead: the block is built again that way)."""
+    fields = list(dict.fromkeys(spec.field for spec in specs))
     namespace: dict[str, Any] = {
         "BOOLEANS": _BOOLEANS, "DATES": _DATES, "HOURS": _HOURS,
         "MINUTES_SECONDS": columns.MINUTES_SECONDS,
     }  # fmt: skip
-    values = ", ".join(_value_parts(specs, converters, namespace))
+    values = ", ".join(_value_parts(specs, converters, fields, namespace))
+    names = "".join(f"v{i}, " for i in range(len(fields)))
     source = (
-        "def lines(rows, tail):\n"
-        f"    return ['\\t'.join(({values},)) + tail for r in rows for g in [r.get]]\n"
-        "def values(rows):\n"
-        f"    return [({values},) for r in rows for g in [r.get]]\n"
+        "def lines(rows, tail, unpack):\n"
+        f"    return ['\\t'.join(({values},)) + tail for ({names}) in map(unpack, rows)]\n"
+        "def values(rows, unpack):\n"
+        f"    return [({values},) for ({names}) in map(unpack, rows)]\n"
     )
     exec(compile(source, "<copy line builder>", "exec"), namespace)
-    return namespace["lines"], namespace["values"]
+    build_lines, build_values = namespace["lines"], namespace["values"]
+    by_key = itemgetter(*fields) if len(fields) > 1 else lambda row: (row[fields[0]],)
+
+    def by_get(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(map(row.get, fields))
+
+    def lines(rows: Sequence[Mapping[str, Any]], tail: str) -> list[str]:
+        try:
+            return build_lines(rows, tail, by_key)
+        except KeyError:  # a row without some field (or a boolean no one knows: raised again)
+            return build_lines(rows, tail, by_get)
+
+    def row_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+        return build_values(rows, by_get)
+
+    return lines, row_values
 
 
 def copy_blocks(
