@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24 import columns
 from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert_rows
 from dagster_bitrix24.pg_copy import copy_blocks, copy_text
 from dagster_bitrix24.pg_staging import Unstageable, staged_write
@@ -141,9 +143,8 @@ def _text_copy_upsert(
     from psycopg import errors  # psycopg is only needed for PostgreSQL
 
     assert layout.line_builder is not None
-    to_id = layout.converters[0]
     try:
-        ids = [to_id(row.get(layout.id_field)) for row in rows]
+        ids = _ids_of(layout, rows)
     except _CONVERSION_ERRORS:
         return None
     if None in ids or len(set(ids)) != len(ids):
@@ -174,8 +175,11 @@ def _copy_and_merge(
         cursor.execute(f"SELECT max({quoted[0]}) FROM {table}")
         highest = cursor.fetchone()[0]
         above = _above(ids, highest)
-        new = [row for row, is_new in zip(rows, above, strict=True) if is_new]
-        old = [row for row, is_new in zip(rows, above, strict=True) if not is_new]
+        if all(above) or not any(above):
+            new, old = (list(rows), []) if above[0] else ([], list(rows))
+        else:
+            new = [row for row, is_new in zip(rows, above, strict=True) if is_new]
+            old = [row for row, is_new in zip(rows, above, strict=True) if not is_new]
         if new:
             try:
                 with raw.transaction():  # type: ignore[union-attr]
@@ -299,11 +303,31 @@ def _text_blocks(
     return copy_blocks(lines, values, rows, tail, width=width)
 
 
+def _ids_of(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The converted id of every row; integer ids sent as ASCII digits (the API's shape) are
+    read by `int` in C, the same value `columns.to_int` gives."""
+    to_id = layout.converters[0]
+    if to_id is columns.to_int:
+        try:
+            texts = list(map(itemgetter(layout.id_field), rows))
+            digits = "".join(texts)  # TypeError unless every id is a string
+        except (KeyError, TypeError):
+            pass
+        else:
+            if digits.isdigit() and digits.isascii() and "" not in texts:
+                return list(map(int, texts))
+    return [to_id(row.get(layout.id_field)) for row in rows]
+
+
 def _above(ids: list[Any], highest: Any) -> list[bool]:
     """Per id: is it an integer above every stored id (certainly not stored)?"""
     if highest is None:
         return [True] * len(ids)
     if not isinstance(highest, int):
+        return [False] * len(ids)
+    if min(ids) > highest:
+        return [True] * len(ids)
+    if max(ids) <= highest:  # a re-sync: every id may be stored
         return [False] * len(ids)
     return [row_id > highest for row_id in ids]
 
