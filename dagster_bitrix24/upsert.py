@@ -226,7 +226,6 @@ def _merge_in_blocks(
 
     staged = ", ".join(quoted[: len(layout.columns)])
     stamp = Literal(synced_at).as_string(cursor)
-    merge = _merge_sql(layout, table, quoted, stamp)
     raw = cursor.connection
     cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
     cursor.execute(
@@ -240,7 +239,7 @@ def _merge_in_blocks(
     for index in range(len(blocks)):  # block `index` is in the temporary table
         following = blocks[index + 1] if index + 1 < len(blocks) else None
         with raw.pipeline():
-            cursor.execute(merge)
+            cursor.execute(_merge_sql(layout, table, quoted, stamp, staged_rows=len(blocks[index])))
             if following is not None:
                 raw.execute(f"TRUNCATE {_STAGE}")
                 text = head_text + _block_text(layout, following[head:], "")
@@ -259,14 +258,19 @@ def _merge_in_blocks(
     return inserted, merged, ids  # the table goes at commit (or with the next chunk's DROP)
 
 
-def _merge_sql(layout: TableLayout, table: str, quoted: list[str], stamp: str) -> str:
-    """One statement merging the temporary table, returning (inserted, written, ids).
+def _merge_sql(
+    layout: TableLayout, table: str, quoted: list[str], stamp: str, *, staged_rows: int
+) -> str:
+    """One statement merging the temporary table (`staged_rows` rows), returning (inserted,
+    written, ids).
 
     Ids stored at the statement's snapshot are UPDATEd where the guard allows (one WAL
     record per row; ON CONFLICT also locks each row first, ~15% more server time for
     updates); the remaining rows are INSERTed with the guarded ON CONFLICT, which catches
     an id a concurrent writer stored after the snapshot and skips stored rows the guard
-    refused in the UPDATE. `xmax = 0` tells that statement's inserts from its updates."""
+    refused in the UPDATE. `xmax = 0` tells that statement's inserts from its updates.
+    When the UPDATE wrote every staged row (a re-sync) the INSERT does not scan the
+    temporary table again (a tenth of the merge's server time)."""
     id_column, synced, deleted = quoted[0], *quoted[len(layout.columns) :]
     names = quoted[: len(layout.columns)]
     sets = ", ".join(f"{q} = s.{q}" for q in names[1:])
@@ -282,7 +286,8 @@ def _merge_sql(layout: TableLayout, table: str, quoted: list[str], stamp: str) -
         f"RETURNING cur.{id_column}), "
         f"i AS (INSERT INTO {table} AS cur ({', '.join(quoted)}) "
         f"SELECT {', '.join(names)}, {stamped}, CAST(NULL AS timestamptz) FROM {_STAGE} "
-        f"WHERE {id_column} NOT IN (SELECT {id_column} FROM u) {_on_conflict(layout, quoted)} "
+        f"WHERE (SELECT count(*) FROM u) < {int(staged_rows)} "
+        f"AND {id_column} NOT IN (SELECT {id_column} FROM u) {_on_conflict(layout, quoted)} "
         f"RETURNING cur.{id_column}, (cur.xmax = 0) AS fresh), "
         f"w AS (SELECT {id_column}, false AS fresh FROM u "
         f"UNION ALL SELECT {id_column}, fresh FROM i) "

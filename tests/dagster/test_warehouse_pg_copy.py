@@ -91,6 +91,18 @@ def test_text_copy_merges_known_ids_counts_and_replaces_children(
     assert stamps[5] == stamps[11] == (synced_at, None) and stamps[12] == (None, None)
     phones = {r.parent_id for r in select_all(postgres, layout.children[0].table)}
     assert phones == set(range(12, 31, 2))
+    # a re-sync writing every staged row: each merge's INSERT is skipped (last block shorter)
+    newest = "2024-09-05T10:00:00+03:00"
+    third = [
+        deal(i, newest, TITLE="v3", PHONE=[{"ID": str(i), "VALUE": "+3"}]) for i in range(11, 31)
+    ]
+    with postgres.transaction() as connection:
+        counts = upsert._text_copy_upsert(connection, layout, third, synced_at=synced_at)
+    assert counts == WriteCounts(0, 20, 0)
+    rows = {r.id: r for r in select_all(postgres, layout.table)}
+    assert len(rows) == 40 and {rows[i].title for i in range(11, 31)} == {"v3"}
+    phones = {r.parent_id for r in select_all(postgres, layout.children[0].table)}
+    assert phones == set(range(11, 31))
 
 
 def test_copy_of_ids_another_writer_stored_falls_back_to_the_guarded_merge(
