@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
+from itertools import pairwise
 from operator import itemgetter
 from typing import Any
 
@@ -158,12 +159,14 @@ def compile_line_builder(
 
 def copy_blocks(
     lines: LineBuilder, values: ValueBuilder, rows: Sequence[Mapping[str, Any]], tail: str,
-    *, width: int, size: int = 1_000,
+    *, width: int, size: int = 1_000, first: int = 200,
 ) -> Iterator[str]:  # fmt: skip
     """COPY text of `rows` in blocks of `size` rows, built as they are sent (the server
-    parses one block while the next is built); `width` is the number of columns."""
-    for start in range(0, len(rows), size):
-        part = rows[start : start + size]
+    parses one block while the next is built; the `first` block is short, as the server
+    waits for it); `width` is the number of columns."""
+    bounds = [0, *range(first, len(rows), size), len(rows)] if rows else []
+    for start, end in pairwise(bounds):
+        part = rows[start:end]
         block = "\n".join(lines(part, tail)) + "\n"
         if (
             "\\" in block or "\r" in block or block.count("\n") != len(part)

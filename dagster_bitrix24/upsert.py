@@ -163,8 +163,7 @@ def _copy_and_merge(
 ) -> WriteCounts:  # fmt: skip
     """Integer ids above the stored maximum are new: COPY straight into the table (a
     concurrent writer storing one first sends them to the merge). Every other row is COPYed
-    into a temporary table and merged with the guard; `RETURNING (xmax = 0)` tells its
-    inserts from its updates."""
+    into a temporary table and merged with the guard (`_merge_in_blocks`)."""
     from psycopg.errors import UniqueViolation
 
     table, quoted = _names(connection, layout)
@@ -194,11 +193,11 @@ def _copy_and_merge(
             children.extend((child, *child_rows(child, rows, ids)) for child in layout.children)
 
         if old:
-            inserted, merged, merged_ids = _merge_in_blocks(
-                cursor, layout, table, quoted, old, synced_at=synced_at,
+            old_ids = [i for i, is_new in zip(ids, above, strict=True) if not is_new]
+            inserted, updated, merged_ids = _merge_in_blocks(
+                cursor, layout, table, quoted, old, old_ids, synced_at=synced_at,
                 during_last_merge=prepare_children,
             )  # fmt: skip
-            updated = merged - inserted
             written += merged_ids
     if layout.children:
         if not children:
@@ -213,86 +212,119 @@ def _copy_and_merge(
 
 def _merge_in_blocks(
     cursor: Any, layout: TableLayout, table: str, quoted: list[str],
-    rows: Sequence[Mapping[str, Any]], *, synced_at: Any, during_last_merge: Callable[[], None],
+    rows: Sequence[Mapping[str, Any]], ids: list[Any], *, synced_at: Any,
+    during_last_merge: Callable[[], None],
 ) -> tuple[int, int, list[Any]]:  # fmt: skip
     """COPY `rows` into a temporary table and merge them with the guard, `MERGE_BLOCK` rows
-    at a time: each merge is sent in pipeline mode and the next block's COPY text is built
-    while the server runs it, the first half of it while the server parses the block before
-    (Python and the server overlap instead of taking turns). The
-    bookkeeping columns are set by the merge, not parsed from every line; Python runs
-    `during_last_merge` while the server runs the last merge.
-    Returns (inserted, inserted or updated, their ids when the layout has children)."""
+    at a time: each block's UPDATE is sent in pipeline mode and the next block's COPY text is
+    built while the server runs it, the first half of it while the server parses the block
+    before (Python and the server overlap instead of taking turns). The bookkeeping columns
+    are set by the merge, not parsed from every line; Python runs `during_last_merge` while
+    the server runs the last UPDATE. `_merge_block` says what follows an UPDATE that did not
+    write every row. Returns (inserted, updated, ids of the rows written)."""
     from psycopg.sql import Literal
 
     staged = ", ".join(quoted[: len(layout.columns)])
-    stamp = Literal(synced_at).as_string(cursor)
+    merge = _MergeSql(layout, table, quoted, Literal(synced_at).as_string(cursor))
     raw = cursor.connection
     cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
     cursor.execute(
         f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {staged} FROM {table} WITH NO DATA"
     )
-    blocks = [rows[start : start + MERGE_BLOCK] for start in range(0, len(rows), MERGE_BLOCK)]
+    starts = range(0, len(rows), MERGE_BLOCK)
+    blocks = [rows[start : start + MERGE_BLOCK] for start in starts]
     _copy_text(cursor, layout, _STAGE, staged, blocks[0], "")  # built as it is sent
-    inserted = merged = 0
-    ids: list[Any] = []
+    inserted = updated = 0
+    written: list[Any] = []
     head, head_text = 0, ""  # rows of the next block built while the server parsed, their text
-    for index in range(len(blocks)):  # block `index` is in the temporary table
+    for index, start in enumerate(starts):  # block `index` is in the temporary table
         following = blocks[index + 1] if index + 1 < len(blocks) else None
         with raw.pipeline():
-            cursor.execute(_merge_sql(layout, table, quoted, stamp, staged_rows=len(blocks[index])))
+            cursor.execute(merge.update or merge.insert)
             if following is not None:
-                raw.execute(f"TRUNCATE {_STAGE}")
                 text = head_text + _block_text(layout, following[head:], "")
             else:
                 during_last_merge()
-        block_inserted, block_merged, block_ids = cursor.fetchone()
+        block_ids = ids[start : start + MERGE_BLOCK]
+        block_inserted, block_updated, block_written = _merge_block(
+            cursor, merge, block_ids, updated=cursor.rowcount
+        )
         inserted += block_inserted
-        merged += block_merged
-        ids.extend(block_ids or [])
+        updated += block_updated
+        written += block_written
         if following is not None:
             after = blocks[index + 2] if index + 2 < len(blocks) else []
+            cursor.execute(f"TRUNCATE {_STAGE}")
             with cursor.copy(f"COPY {_STAGE} ({staged}) FROM STDIN (NULL '')") as copy:
                 copy.write(text)  # queued: the server parses it while the next head is built
                 head = len(after) // 2
                 head_text = _block_text(layout, after[:head], "")
-    return inserted, merged, ids  # the table goes at commit (or with the next chunk's DROP)
+    return inserted, updated, written  # the table goes at commit (or with the next chunk's DROP)
 
 
-def _merge_sql(
-    layout: TableLayout, table: str, quoted: list[str], stamp: str, *, staged_rows: int
-) -> str:
-    """One statement merging the temporary table (`staged_rows` rows), returning (inserted,
-    written, ids).
+def _merge_block(
+    cursor: Any, merge: _MergeSql, ids: list[Any], *, updated: int
+) -> tuple[int, int, list[Any]]:
+    """After a block's first statement: its counts, and the rows that follow an UPDATE that
+    did not write every row (new ids, or a newer version stored). Returns (inserted,
+    updated, ids written)."""
+    if merge.update is None:  # no change column: the first statement upserted every row
+        fresh = [is_new for (is_new,) in cursor.fetchall()]
+        return sum(fresh), len(fresh) - sum(fresh), ids
+    if updated == len(ids):  # a re-sync: every staged row was written
+        return 0, updated, ids
+    cursor.execute(merge.insert_after_update if updated else merge.insert)
+    fresh = [is_new for (is_new,) in cursor.fetchall()]
+    inserted = sum(fresh)
+    updated += len(fresh) - inserted
+    if inserted + updated == len(ids):
+        return inserted, updated, ids
+    refused = {row_id for (row_id,) in cursor.execute(merge.refused).fetchall()}
+    return inserted, updated, [i for i in ids if i not in refused]
 
-    Ids stored at the statement's snapshot are UPDATEd where the guard allows (one WAL
-    record per row; ON CONFLICT also locks each row first, ~15% more server time for
-    updates); the remaining rows are INSERTed with the guarded ON CONFLICT, which catches
-    an id a concurrent writer stored after the snapshot and skips stored rows the guard
-    refused in the UPDATE. `xmax = 0` tells that statement's inserts from its updates.
-    When the UPDATE wrote every staged row (a re-sync) the INSERT does not scan the
-    temporary table again (a tenth of the merge's server time)."""
-    id_column, synced, deleted = quoted[0], *quoted[len(layout.columns) :]
-    names = quoted[: len(layout.columns)]
-    sets = ", ".join(f"{q} = s.{q}" for q in names[1:])
-    guard = ""
-    if layout.change_index is not None:
+
+class _MergeSql:
+    """The statements merging the temporary table into `table` with the guard.
+
+    With a change column, `update` writes the stored ids the guard allows (one WAL record
+    per row; no RETURNING: a re-sync needs nothing but its row count); `insert` adds the
+    other rows with the guarded ON CONFLICT, which also catches an id another writer stored
+    after the UPDATE's snapshot; `insert_after_update` first leaves out the rows whose stored
+    version is the staged one (the UPDATE's own). `refused` lists the staged ids whose stored
+    version is newer than the staged one. Without a change column every row is written:
+    `insert` alone (ON CONFLICT DO UPDATE), and `update` is None. `RETURNING (xmax = 0)`
+    tells an insert from an update."""
+
+    def __init__(self, layout: TableLayout, table: str, quoted: list[str], stamp: str) -> None:
+        id_column, synced, deleted = quoted[0], *quoted[len(layout.columns) :]
+        names = quoted[: len(layout.columns)]
+        stamped = f"CAST({stamp} AS timestamptz)"
+        select = (
+            f"SELECT {', '.join(f's.{q}' for q in names)}, {stamped}, CAST(NULL AS timestamptz) "
+            f"FROM {_STAGE} s"
+        )
+        returning = f"{_on_conflict(layout, quoted)} RETURNING (cur.xmax = 0)"
+        insert = f"INSERT INTO {table} AS cur ({', '.join(quoted)}) "
+        self.insert = f"{insert}{select} {returning}"
+        self.update: str | None = None
+        if layout.change_index is None:
+            return
         change = quoted[layout.change_index]
-        guard = f" AND (cur.{change} IS NULL OR s.{change} >= cur.{change})"
-    stamped = f"CAST({stamp} AS timestamptz)"
-    returned = f"array_agg({id_column})" if layout.children else "NULL"
-    return (
-        f"WITH u AS (UPDATE {table} AS cur SET {sets}, {synced} = {stamped}, {deleted} = NULL "
-        f"FROM {_STAGE} s WHERE cur.{id_column} = s.{id_column}{guard} "
-        f"RETURNING cur.{id_column}), "
-        f"i AS (INSERT INTO {table} AS cur ({', '.join(quoted)}) "
-        f"SELECT {', '.join(names)}, {stamped}, CAST(NULL AS timestamptz) FROM {_STAGE} "
-        f"WHERE (SELECT count(*) FROM u) < {int(staged_rows)} "
-        f"AND {id_column} NOT IN (SELECT {id_column} FROM u) {_on_conflict(layout, quoted)} "
-        f"RETURNING cur.{id_column}, (cur.xmax = 0) AS fresh), "
-        f"w AS (SELECT {id_column}, false AS fresh FROM u "
-        f"UNION ALL SELECT {id_column}, fresh FROM i) "
-        f"SELECT count(*) FILTER (WHERE fresh), count(*), {returned} FROM w"
-    )
+        allowed = f"(cur.{change} IS NULL OR s.{change} >= cur.{change})"
+        sets = ", ".join(f"{q} = s.{q}" for q in names[1:])
+        self.update = (
+            f"UPDATE {table} AS cur SET {sets}, {synced} = {stamped}, {deleted} = NULL "
+            f"FROM {_STAGE} s WHERE cur.{id_column} = s.{id_column} AND {allowed}"
+        )
+        same = (
+            f"SELECT 1 FROM {table} AS cur WHERE cur.{id_column} = s.{id_column} "
+            f"AND cur.{change} IS NOT DISTINCT FROM s.{change}"
+        )
+        self.insert_after_update = f"{insert}{select} WHERE NOT EXISTS ({same}) {returning}"
+        self.refused = (
+            f"SELECT s.{id_column} FROM {_STAGE} s JOIN {table} AS cur "
+            f"ON cur.{id_column} = s.{id_column} WHERE {allowed} IS NOT TRUE"
+        )
 
 
 def _block_text(layout: TableLayout, rows: Sequence[Mapping[str, Any]], tail: str) -> str:

@@ -242,3 +242,50 @@ def test_a_chunk_written_in_the_callers_transaction_is_undone_with_it(
         assert counts.inserted == len(rows)  # (the COPY path took it)
         raise RuntimeError("the caller fails after the chunk")
     assert select_all(postgres, layout.table) == []
+
+
+@pytest.mark.parametrize(("theirs", "title", "counts"), [
+    ("2024-09-01T10:00:00+03:00", "ours", WriteCounts(inserted=3, updated=5, skipped=0)),
+    ("2024-09-09T10:00:00+03:00", "theirs", WriteCounts(inserted=3, updated=4, skipped=1)),
+])  # fmt: skip
+def test_an_id_another_writer_commits_between_the_update_and_the_insert(
+    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, theirs: str, title: str,
+    counts: WriteCounts,
+) -> None:  # fmt: skip
+    """A block whose UPDATE wrote only the stored ids INSERTs the rest; an id another writer
+    committed in between meets the guard: an older version is replaced, a newer one kept."""
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
+    ours = "2024-09-05T10:00:00+03:00"
+    stored = [
+        deal(i, "2024-09-01T10:00:00+03:00", PHONE=[{"VALUE": "+old"}]) for i in (1, 3, 5, 7, 9)
+    ]
+    postgres.write_chunk(layout, [*stored, deal(20, ours)])  # 20: the stored maximum
+    merge_block = upsert._merge_block
+
+    def another_writer_first(*args: Any, **kwargs: Any) -> Any:
+        with postgres.transaction() as other:
+            theirs_row = deal(2, theirs, TITLE="theirs", PHONE=[{"VALUE": "+theirs"}])
+            upsert._send(other, layout, upsert.convert_rows(layout, [theirs_row], synced_at=None))
+        return merge_block(*args, **kwargs)
+
+    monkeypatch.setattr(upsert, "_merge_block", another_writer_first)
+    rows = [deal(i, ours, TITLE="ours", PHONE=[{"VALUE": "+ours"}]) for i in range(1, 9)]
+    with postgres.transaction() as connection:
+        assert upsert._text_copy_upsert(connection, layout, rows, synced_at=None) == counts
+    titles = {r.id: r.title for r in select_all(postgres, layout.table)}
+    assert titles == {**{i: "ours" for i in range(1, 9)}, 2: title, 9: "Deal 9", 20: "Deal 20"}
+    phones = {r.parent_id: r.value for r in select_all(postgres, layout.children[0].table)}
+    ours_phones = {i: "+ours" for i in range(1, 9) if i != 2 or title == "ours"}
+    assert phones == {**ours_phones, 9: "+old"}  # a refused row keeps its children
+
+
+def test_a_table_without_change_column_merges_every_row(postgres: Warehouse) -> None:
+    layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID", change_field=None)
+    postgres.write_chunk(layout, [deal(i) for i in (2, 4, 6, 100)])
+    rows = [deal(i, TITLE="again") for i in range(1, 8)]  # below the stored maximum
+    with postgres.transaction() as connection:
+        counts = upsert._text_copy_upsert(connection, layout, rows, synced_at=None)
+    assert counts == WriteCounts(inserted=4, updated=3, skipped=0)
+    titles = {r.id: r.title for r in select_all(postgres, layout.table)}
+    assert titles == {**{i: "again" for i in range(1, 8)}, 100: "Deal 100"}
