@@ -11,8 +11,8 @@ text. A value passes untouched only in a shape both sides provably read alike:
   value, its amount before the "|"); "" is NULL
   everywhere (`COPY ... NULL ''`: no converter ever stores an empty string);
 - boolean: the keys of `columns.BOOLEANS`, written as t / f / NULL;
-- date and datetime: the exact ISO shape, with a date (an hour and offset) that Python
-  already parsed once (`_DATES`, `_HOURS`) and minutes:seconds in range.
+- date and datetime: the exact ISO shape, with a date (a date and hour, an offset) that
+  Python already parsed once (`_DATES`, `_HOURS`, `_TAILS`) and minutes:seconds in range.
 
 PostgreSQL refusing a line (a DataError) sends the chunk through the Python converters,
 which store it the same way or raise the named `RowConversionError`; so does a converter
@@ -35,7 +35,8 @@ ValueBuilder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[str, ...]]]
 
 _BOOLEANS = {key: "" if b is None else "t" if b else "f" for key, b in columns.BOOLEANS.items()}
 _DATES: dict[str, str] = {}  # "2024-09-02" -> itself, once Python parsed it
-_HOURS: set[str] = set()  # "2024-09-02T18+03:00", once Python parsed a time in that hour
+_HOURS: set[str] = set()  # "2024-09-02T18", once Python parsed a time in that hour
+_TAILS: set[str] = set()  # ":MM:SS+03:00" for every MM:SS, once Python parsed that offset
 _CACHE_LIMIT = 200_000
 _TIME_SHAPES = ("0000-00-00T00:00:00+00:00", "0000-00-00T00:00:00-00:00",
                 "0000-00-00 00:00:00+00:00", "0000-00-00 00:00:00-00:00")  # fmt: skip
@@ -77,7 +78,11 @@ def _datetime_text(value: Any) -> str:
     if value.__class__ is str and value.translate(_AS_ZERO) in _TIME_SHAPES:
         if len(_HOURS) >= _CACHE_LIMIT:
             _HOURS.clear()
-        _HOURS.add(value[:13] + value[19:])
+        _HOURS.add(value[:13])
+        if ":00:00" + value[19:] not in _TAILS:
+            if len(_TAILS) >= _CACHE_LIMIT:
+                _TAILS.clear()
+            _TAILS.update(minute_second + value[19:] for minute_second in columns.MINUTES_SECONDS)
     return text
 
 
@@ -89,8 +94,9 @@ _INLINE: dict[Converter, str] = {
     columns.to_text: '({v} if {v}.__class__ is str else "" if {v} is None else t{i}({v}))',
     columns.to_int: _UNTOUCHED.replace("{test}", "{v}.isdigit() and {v}.isascii() or not {v}"),
     columns.to_decimal: (  # the amount of a money value "1500.00|RUB" too
-        '(a if {v}.__class__ is str and ((a := {v}.partition("|")[0])'
-        '.replace(".", "", 1).isdigit() and a.isascii() or not a) '
+        '({v} if {v}.__class__ is str and "|" not in {v} and ({v}.replace(".", "", 1).isdigit()'
+        " and {v}.isascii() or not {v}) else a if {v}.__class__ is str and ((a := {v}.partition"
+        '("|")[0]).replace(".", "", 1).isdigit() and a.isascii() or not a) '
         'else "" if {v} is None else t{i}({v}))'
     ),
     columns.to_bool: "BOOLEANS[{v}]",
@@ -100,9 +106,7 @@ _INLINE: dict[Converter, str] = {
         'else "" if {v} is None or {v} == "" else t{i}({v}))'
     ),
     columns.to_aware: _UNTOUCHED.replace(
-        "{test}",
-        "len({v}) == 25 and {v}[13:19] in MINUTES_SECONDS and {v}[:13] + {v}[19:] in HOURS"
-        " or not {v}",
+        "{test}", "{v}[:13] in HOURS and {v}[13:] in TAILS or not {v}"
     ),
 }
 
@@ -127,8 +131,7 @@ def compile_line_builder(
     `dict.get` instead: the block is built again that way)."""
     fields = list(dict.fromkeys(spec.field for spec in specs))
     namespace: dict[str, Any] = {
-        "BOOLEANS": _BOOLEANS, "DATES": _DATES, "HOURS": _HOURS,
-        "MINUTES_SECONDS": columns.MINUTES_SECONDS,
+        "BOOLEANS": _BOOLEANS, "DATES": _DATES, "HOURS": _HOURS, "TAILS": _TAILS,
     }  # fmt: skip
     values = ", ".join(_value_parts(specs, converters, fields, namespace))
     names = "".join(f"v{i}, " for i in range(len(fields)))
