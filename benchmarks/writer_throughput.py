@@ -124,8 +124,9 @@ def deal_rows(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
 
 def _run(
     url: str, rows: list[dict[str, Any]], chunk: int, *, convert_in_database: bool = False
-) -> dict[str, tuple[float, float]]:
-    """rows/s of wall time and rows per CPU second of this process, per phase."""
+) -> dict[str, tuple[float, float, float | None]]:
+    """rows/s of wall time, rows per CPU second of this process and the table's size in MB
+    (PostgreSQL: table, indexes and child tables), per phase."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
     warehouse = Warehouse(url, table_prefix=prefix, convert_in_database=convert_in_database)
     try:
@@ -140,6 +141,7 @@ def _run(
             figures[phase] = (
                 len(rows) / (time.perf_counter() - began),
                 len(rows) / (time.process_time() - cpu),
+                _size_mb(warehouse, prefix),
             )
         assert warehouse.row_count(layout) == len(rows)
         return figures
@@ -152,14 +154,29 @@ def _run(
         warehouse.engine.dispose()
 
 
+def _size_mb(warehouse: Warehouse, prefix: str) -> float | None:
+    if warehouse.engine.dialect.name != "postgresql":
+        return None
+    with warehouse.engine.connect() as connection:
+        size = connection.exec_driver_sql(
+            "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
+            "WHERE relkind = 'r' AND relname LIKE %s",
+            (prefix + "%",),
+        ).scalar()
+    return float(size or 0) / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--chunk", type=int, default=20_000)
     parser.add_argument("--postgres-url", default=os.environ.get("BITRIX24_TEST_POSTGRES_URL"))
     parser.add_argument("--mysql-url", default=os.environ.get("BITRIX24_TEST_MYSQL_URL"))
-    parser.add_argument("--pg-convert-in-sql", action="store_true",
-                        help="PostgreSQL: stage raw text and convert in SQL (pg_staging)")
+    parser.add_argument(
+        "--pg-convert-in-sql",
+        action="store_true",
+        help="PostgreSQL: stage raw text and convert in SQL (pg_staging)",
+    )
     options = parser.parse_args()
     began = time.perf_counter()
     rows = deal_rows(options.rows)
@@ -175,13 +192,14 @@ def main() -> None:
             in_database = options.pg_convert_in_sql and dialect == "postgresql"
             figures = _run(url, rows, options.chunk, convert_in_database=in_database)
             target = TARGETS[dialect]
-            for phase, (rate, cpu_rate) in figures.items():
+            for phase, (rate, cpu_rate, size) in figures.items():
                 ratio = (
                     f"{rate / target:.2f}x the {target:,} rows/s target" if target else "no target"
                 )
+                on_disk = "" if size is None else f"; tables {size:.0f} MB after it"
                 print(
                     f"{dialect:>10} {phase}: {rate:>9,.0f} rows/s ({ratio}); "
-                    f"{cpu_rate:,.0f} rows per CPU second of the writer process"
+                    f"{cpu_rate:,.0f} rows per CPU second of the writer process{on_disk}"
                 )
 
 
