@@ -11,8 +11,12 @@ text. A value passes untouched only in a shape both sides provably read alike:
   value, its amount before the "|"); "" is NULL
   everywhere (`COPY ... NULL ''`: no converter ever stores an empty string);
 - boolean: the keys of `columns.BOOLEANS`, written as t / f / NULL;
-- date and datetime: the exact ISO shape, with a date (a date and hour, an offset) that
-  Python already parsed once (`_DATES`, `_HOURS`, `_TAILS`) and minutes:seconds in range.
+- date: its first ten characters (all `columns.to_date` reads), a date Python already
+  parsed once (`_DATES`);
+- datetime: the exact ISO shape, its date and hour seen in a value Python parsed
+  (`_HOURS`), its offset seen in another (`_TAILS`, with every minutes:seconds in range).
+  Mixing the two is safe because `columns.to_aware` keeps the portal's offset: Python
+  parses date, hour and offset independently (it would not if it converted to UTC).
 
 PostgreSQL refusing a line (a DataError) sends the chunk through the Python converters,
 which store it the same way or raise the named `RowConversionError`; so does a converter

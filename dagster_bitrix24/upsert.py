@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_bitrix24 import columns
+from dagster_bitrix24.columns import to_int
 from dagster_bitrix24.layout import ChildTable, TableLayout, child_rows, convert_rows
 from dagster_bitrix24.pg_copy import copy_blocks, copy_text
 from dagster_bitrix24.pg_staging import Unstageable, staged_write
@@ -246,9 +246,7 @@ def _merge_in_blocks(
             else:
                 during_last_merge()
         block_ids = ids[start : start + MERGE_BLOCK]
-        block_inserted, block_updated, block_written = _merge_block(
-            cursor, merge, block_ids, updated=cursor.rowcount
-        )
+        block_inserted, block_updated, block_written = _merge_block(cursor, merge, block_ids)
         inserted += block_inserted
         updated += block_updated
         written += block_written
@@ -262,25 +260,24 @@ def _merge_in_blocks(
     return inserted, updated, written  # the table goes at commit (or with the next chunk's DROP)
 
 
-def _merge_block(
-    cursor: Any, merge: _MergeSql, ids: list[Any], *, updated: int
-) -> tuple[int, int, list[Any]]:
+def _merge_block(cursor: Any, merge: _MergeSql, ids: list[Any]) -> tuple[int, int, list[Any]]:
     """After a block's first statement: its counts, and the rows that follow an UPDATE that
     did not write every row (new ids, or a newer version stored). Returns (inserted,
     updated, ids written)."""
     if merge.update is None:  # no change column: the first statement upserted every row
         fresh = [is_new for (is_new,) in cursor.fetchall()]
         return sum(fresh), len(fresh) - sum(fresh), ids
+    updated = cursor.rowcount
     if updated == len(ids):  # a re-sync: every staged row was written
         return 0, updated, ids
     cursor.execute(merge.insert_after_update if updated else merge.insert)
     fresh = [is_new for (is_new,) in cursor.fetchall()]
     inserted = sum(fresh)
-    updated += len(fresh) - inserted
-    if inserted + updated == len(ids):
-        return inserted, updated, ids
+    if updated + len(fresh) == len(ids):  # every staged row was written
+        return inserted, len(ids) - inserted, ids
     refused = {row_id for (row_id,) in cursor.execute(merge.refused).fetchall()}
-    return inserted, updated, [i for i in ids if i not in refused]
+    # the rest hold the staged version: ours, or another writer's of the same change time
+    return inserted, len(ids) - inserted - len(refused), [i for i in ids if i not in refused]
 
 
 class _MergeSql:
@@ -290,8 +287,9 @@ class _MergeSql:
     per row; no RETURNING: a re-sync needs nothing but its row count); `insert` adds the
     other rows with the guarded ON CONFLICT, which also catches an id another writer stored
     after the UPDATE's snapshot; `insert_after_update` first leaves out the rows whose stored
-    version is the staged one (the UPDATE's own). `refused` lists the staged ids whose stored
-    version is newer than the staged one. Without a change column every row is written:
+    version is the staged one (the UPDATE's own, or another writer's of that change time:
+    counted as updated). `refused` lists the staged ids whose stored version is newer than
+    the staged one. Without a change column every row is written:
     `insert` alone (ON CONFLICT DO UPDATE), and `update` is None. `RETURNING (xmax = 0)`
     tells an insert from an update."""
 
@@ -342,9 +340,9 @@ def _text_blocks(
 
 def _ids_of(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """The converted id of every row; integer ids sent as ASCII digits (the API's shape) are
-    read by `int` in C, the same value `columns.to_int` gives."""
+    read by `int` in C, the same value `to_int` gives."""
     to_id = layout.converters[0]
-    if to_id is columns.to_int:
+    if to_id is to_int:
         try:
             texts = list(map(itemgetter(layout.id_field), rows))
             digits = "".join(texts)  # TypeError unless every id is a string

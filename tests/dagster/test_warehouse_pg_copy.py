@@ -33,8 +33,9 @@ def postgres(warehouse_url: str) -> Iterator[Warehouse]:
     yield from cleaned_warehouse(warehouse_url)
 
 
+@pytest.mark.parametrize("full_rows", [False, True])  # a row missing fields; every field set
 def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
-    postgres: Warehouse,
+    postgres: Warehouse, full_rows: bool
 ) -> None:
     by_copy = postgres.prepare_table("by.copy", _FIELDS, id_field="ID", change_field=None)
     by_python = postgres.prepare_table("by.python", _FIELDS, id_field="ID", change_field=None)
@@ -45,7 +46,7 @@ def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
         for field in [f for f in _FIELDS if f != "ID"]:
             for value in [*_TRICKY, *_COPY_TRICKY, _COMMON[field], _COMMON[field]]:
                 row_id += 1
-                row = {"ID": str(row_id), field: value}
+                row = {**(_COMMON if full_rows else {}), "ID": str(row_id), field: value}
                 try:
                     converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
                 except RowConversionError:
@@ -244,16 +245,18 @@ def test_a_chunk_written_in_the_callers_transaction_is_undone_with_it(
     assert select_all(postgres, layout.table) == []
 
 
-@pytest.mark.parametrize(("theirs", "title", "counts"), [
-    ("2024-09-01T10:00:00+03:00", "ours", WriteCounts(inserted=3, updated=5, skipped=0)),
-    ("2024-09-09T10:00:00+03:00", "theirs", WriteCounts(inserted=3, updated=4, skipped=1)),
+@pytest.mark.parametrize(("theirs", "title", "phone", "counts"), [
+    ("2024-09-01T10:00:00+03:00", "ours", "+ours", WriteCounts(3, 5, 0)),
+    ("2024-09-09T10:00:00+03:00", "theirs", None, WriteCounts(3, 4, 1)),
+    ("2024-09-05T10:00:00+03:00", "theirs", "+ours", WriteCounts(3, 5, 0)),  # the same version
 ])  # fmt: skip
 def test_an_id_another_writer_commits_between_the_update_and_the_insert(
     postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, theirs: str, title: str,
-    counts: WriteCounts,
+    phone: str | None, counts: WriteCounts,
 ) -> None:  # fmt: skip
     """A block whose UPDATE wrote only the stored ids INSERTs the rest; an id another writer
-    committed in between meets the guard: an older version is replaced, a newer one kept."""
+    committed in between meets the guard: an older version is replaced, a newer one kept, the
+    same version kept and counted as written (our children then replace theirs)."""
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     ours = "2024-09-05T10:00:00+03:00"
@@ -276,8 +279,8 @@ def test_an_id_another_writer_commits_between_the_update_and_the_insert(
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {**{i: "ours" for i in range(1, 9)}, 2: title, 9: "Deal 9", 20: "Deal 20"}
     phones = {r.parent_id: r.value for r in select_all(postgres, layout.children[0].table)}
-    ours_phones = {i: "+ours" for i in range(1, 9) if i != 2 or title == "ours"}
-    assert phones == {**ours_phones, 9: "+old"}  # a refused row keeps its children
+    ours_phones = {i: "+ours" for i in range(1, 9) if i != 2}
+    assert phones == {**ours_phones, **({2: phone} if phone else {}), 9: "+old"}
 
 
 def test_a_table_without_change_column_merges_every_row(postgres: Warehouse) -> None:
