@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from dagster_bitrix24.columns import to_int
@@ -202,10 +203,14 @@ def _copy_and_merge(
     if layout.children:
         if not children:
             prepare_children()
-        kept = set(written)
+        kept = set(written) if len(written) < len(ids) else None  # None: every row written
         for child, parents, values in children:
-            _replace_child(connection, child, [p for p in parents if p in kept],
-                           [v for v in values if v[0] in kept])  # fmt: skip
+            if kept is not None:
+                parents, values = (
+                    [p for p in parents if p in kept],
+                    [v for v in values if v[0] in kept],
+                )
+            _replace_child(connection, child, parents, values)
     inserted += len(new)
     return WriteCounts(inserted, updated, len(rows) - inserted - updated)
 
@@ -340,7 +345,7 @@ def _text_blocks(
 
 def _ids_of(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """The converted id of every row; integer ids sent as ASCII digits (the API's shape) are
-    read by `int` in C, the same value `to_int` gives."""
+    read in C (`_digit_ids`), the same values `to_int` gives."""
     to_id = layout.converters[0]
     if to_id is to_int:
         try:
@@ -350,8 +355,19 @@ def _ids_of(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]
             pass
         else:
             if digits.isdigit() and digits.isascii() and "" not in texts:
-                return list(map(int, texts))
+                return _digit_ids(texts)
     return [to_id(row.get(layout.id_field)) for row in rows]
+
+
+def _digit_ids(texts: list[str]) -> list[int]:
+    """ASCII digit strings as ints, read in C as one JSON array; `int` one by one when JSON
+    would not read them alike (orjson reads over 18 digits as a float; "007" is not JSON)."""
+    if len(max(texts, key=len)) <= 18:
+        try:
+            return orjson.loads("[" + ",".join(texts) + "]")
+        except orjson.JSONDecodeError:
+            pass
+    return list(map(int, texts))
 
 
 def _above(ids: list[Any], highest: Any) -> list[bool]:

@@ -3,11 +3,12 @@
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from dagster_bitrix24 import upsert
+from dagster_bitrix24 import columns, upsert
 from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse_errors import RowConversionError
@@ -292,3 +293,22 @@ def test_a_table_without_change_column_merges_every_row(postgres: Warehouse) -> 
     assert counts == WriteCounts(inserted=4, updated=3, skipped=0)
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {**{i: "again" for i in range(1, 8)}, 100: "Deal 100"}
+
+
+@pytest.mark.parametrize("ids", [
+    ["1", "2", "30"], ["007", "8"], ["0", "00"], ["1", ""], ["٣"], ["5", 6], ["+5"], [" 5"],
+    ["99999999999999999999999"], ["999999999999999999", "1"], ["1.5"], [None], [True],
+])  # fmt: skip
+def test_chunk_ids_are_read_as_the_id_converter_reads_them(ids: list[Any]) -> None:
+    layout = SimpleNamespace(converters=(columns.to_int,), id_field="ID")
+    rows = [{"ID": i} for i in ids]
+
+    def outcome(read: Any) -> Any:
+        try:
+            values = read()
+        except (ValueError, TypeError) as error:
+            return type(error)
+        return [(type(v), v) for v in values]
+
+    expected = outcome(lambda: [columns.to_int(row["ID"]) for row in rows])
+    assert outcome(lambda: upsert._ids_of(layout, rows)) == expected
