@@ -12,6 +12,7 @@ the CPU figure).
 
 PostgreSQL and MariaDB run when their URL is given or BITRIX24_TEST_POSTGRES_URL /
 BITRIX24_TEST_MYSQL_URL is set; SQLite always runs (a file in a temporary directory).
+On a shared host, `--repeat 5` runs each dialect five times and prints the median and range.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import tempfile
 import time
 import uuid
@@ -172,6 +174,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20_000)
     parser.add_argument("--postgres-url", default=os.environ.get("BITRIX24_TEST_POSTGRES_URL"))
     parser.add_argument("--mysql-url", default=os.environ.get("BITRIX24_TEST_MYSQL_URL"))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per dialect, each on fresh tables; prints the median and range")  # fmt: skip
     parser.add_argument(
         "--pg-convert-in-sql",
         action="store_true",
@@ -190,17 +194,28 @@ def main() -> None:
                 print(f"{dialect:>10}: skipped (no URL)")
                 continue
             in_database = options.pg_convert_in_sql and dialect == "postgresql"
-            figures = _run(url, rows, options.chunk, convert_in_database=in_database)
-            target = TARGETS[dialect]
-            for phase, (rate, cpu_rate, size) in figures.items():
-                ratio = (
-                    f"{rate / target:.2f}x the {target:,} rows/s target" if target else "no target"
-                )
-                on_disk = "" if size is None else f"; tables {size:.0f} MB after it"
-                print(
-                    f"{dialect:>10} {phase}: {rate:>9,.0f} rows/s ({ratio}); "
-                    f"{cpu_rate:,.0f} rows per CPU second of the writer process{on_disk}"
-                )
+            rates: dict[str, list[float]] = {}
+            for _ in range(options.repeat):
+                figures = _run(url, rows, options.chunk, convert_in_database=in_database)
+                for phase, (rate, cpu_rate, size) in figures.items():
+                    rates.setdefault(phase, []).append(rate)
+                    on_disk = "" if size is None else f"; tables {size:.0f} MB after it"
+                    print(
+                        f"{dialect:>10} {phase}: {rate:>9,.0f} rows/s ({_ratio(rate, dialect)}); "
+                        f"{cpu_rate:,.0f} rows per CPU second of the writer process{on_disk}"
+                    )
+            if options.repeat > 1:
+                for phase, values in rates.items():
+                    median = statistics.median(values)
+                    print(
+                        f"{dialect:>10} {phase} median of {len(values)}: {median:>9,.0f} rows/s "
+                        f"({_ratio(median, dialect)}); range {min(values):,.0f}-{max(values):,.0f}"
+                    )
+
+
+def _ratio(rate: float, dialect: str) -> str:
+    target = TARGETS[dialect]
+    return f"{rate / target:.2f}x the {target:,} rows/s target" if target else "no target"
 
 
 if __name__ == "__main__":
