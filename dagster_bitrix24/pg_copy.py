@@ -28,11 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from itertools import pairwise
-from operator import itemgetter
 from typing import Any
 
 from dagster_bitrix24 import columns
 from dagster_bitrix24.columns import ColumnSpec, Converter
+from dagster_bitrix24.row_converter import unpacking
 
 LineBuilder = Callable[[Sequence[Mapping[str, Any]], str], list[str]]
 ValueBuilder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[str, ...]]]
@@ -129,10 +129,8 @@ def compile_line_builder(
     specs: Sequence[ColumnSpec], converters: Sequence[Converter]
 ) -> tuple[LineBuilder, ValueBuilder]:
     """(`lines(rows, tail)`: one unescaped COPY line per row, `tail` appended;
-    `values(rows)`: the same values as tuples, for the rows whose line needs escaping).
-
-    Each row is unpacked by one `itemgetter` call (a row missing a field is read with
-    `dict.get` instead: the block is built again that way)."""
+    `values(rows)`: the same values as tuples, for the rows whose line needs escaping; rows
+    unpacked as `row_converter.unpacking` says)."""
     fields = list(dict.fromkeys(spec.field for spec in specs))
     namespace: dict[str, Any] = {
         "BOOLEANS": _BOOLEANS, "DATES": _DATES, "HOURS": _HOURS, "TAILS": _TAILS,
@@ -146,22 +144,7 @@ def compile_line_builder(
         f"    return [({values},) for ({names}) in map(unpack, rows)]\n"
     )
     exec(compile(source, "<copy line builder>", "exec"), namespace)
-    build_lines, build_values = namespace["lines"], namespace["values"]
-    by_key = itemgetter(*fields) if len(fields) > 1 else lambda row: (row[fields[0]],)
-
-    def by_get(row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(map(row.get, fields))
-
-    def lines(rows: Sequence[Mapping[str, Any]], tail: str) -> list[str]:
-        try:
-            return build_lines(rows, tail, by_key)
-        except KeyError:  # a row without some field (or a boolean no one knows: raised again)
-            return build_lines(rows, tail, by_get)
-
-    def row_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
-        return build_values(rows, by_get)
-
-    return lines, row_values
+    return unpacking(namespace["lines"], fields), unpacking(namespace["values"], fields)
 
 
 def copy_blocks(

@@ -7,7 +7,7 @@ converter (in `columns.py`, the one source of truth for the rules) may have an i
 path here for the shape the portal sends almost always (a non-empty string, an ISO time
 with an offset already seen): the fast path computes exactly what the converter would, and
 every other value is handed to the converter itself. The generated source only holds the
-names `k0, c0, ...`: field names and converters are bound as data, so a portal's field name
+names `v0, c0, ...`: field names and converters are bound as data, so a portal's field name
 can never become code.
 """
 
@@ -16,37 +16,39 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeVar
 
 from dagster_bitrix24 import columns
 from dagster_bitrix24.columns import Converter
 
 RowConverter = Callable[[Sequence[Mapping[str, Any]], Any], list[tuple[Any, ...]]]
+T = TypeVar("T")
 
-_STRING = "(x := g(k{i})).__class__ is str and x"
-_AMOUNT = '(x := g(k{i})).__class__ is str and (a := x.partition("|")[0])'  # "1500.00|RUB"
-_OTHERWISE = '(None if x is None or x == "" else c{i}(x))'  # every converter: empty is NULL
+_STRING = "{v}.__class__ is str and {v}"
+_AMOUNT = '{v}.__class__ is str and (a := {v}.partition("|")[0])'  # "1500.00|RUB"
+_OTHERWISE = '(None if {v} is None or {v} == "" else c{i}({v}))'  # every converter: empty is NULL
 _ISO_WITH_SEEN_OFFSET = (
-    "(x := g(k{i})).__class__ is str and len(x) == 25 and (o := OFFSETS.get(x[19:])) is not None"
+    "{v}.__class__ is str and len({v}) == 25 and (o := OFFSETS.get({v}[19:])) is not None"
 )
 _INLINE: dict[Converter, str] = {
-    columns.to_text: f"(x if {_STRING} else {_OTHERWISE})",
-    columns.to_int: f"(int(x) if {_STRING} else {_OTHERWISE})",
-    columns.to_bool: "BOOLEANS[g(k{i})]",
-    columns.to_float: f"(float(x) if {_STRING} else {_OTHERWISE})",
+    columns.to_text: f"({{v}} if {_STRING} else {_OTHERWISE})",
+    columns.to_int: f"(int({{v}}) if {_STRING} else {_OTHERWISE})",
+    columns.to_bool: "BOOLEANS[{v}]",
+    columns.to_float: f"(float({{v}}) if {_STRING} else {_OTHERWISE})",
     columns.to_decimal: f"(Decimal(a) if {_AMOUNT} else {_OTHERWISE})",
     columns.sqlite_decimal: f"(str(Decimal(a)) if {_AMOUNT} else {_OTHERWISE})",
-    columns.currency: '((x.partition("|")[2] or None) if (x := g(k{i})).__class__ is str else None)',
-    columns.to_date: f"(date_iso(x[:10]) if {_STRING} else {_OTHERWISE})",
-    columns.sqlite_date: f"(x[:10] if {_STRING} and date_iso(x[:10]) else {_OTHERWISE})",
+    columns.currency: '(({v}.partition("|")[2] or None) if {v}.__class__ is str else None)',
+    columns.to_date: f"(date_iso({{v}}[:10]) if {_STRING} else {_OTHERWISE})",
+    columns.sqlite_date: f"({{v}}[:10] if {_STRING} and date_iso({{v}}[:10]) else {_OTHERWISE})",
     columns.to_aware: (
-        '(time_iso(x) if (x := g(k{i})).__class__ is str and len(x) == 25 and x[19] in "+-" '
+        '(time_iso({v}) if {v}.__class__ is str and len({v}) == 25 and {v}[19] in "+-" '
         f"else {_OTHERWISE})"
     ),
-    columns.to_naive_utc: f"(time_iso(x[:19]) - o if {_ISO_WITH_SEEN_OFFSET} else {_OTHERWISE})",
+    columns.to_naive_utc: f"(time_iso({{v}}[:19]) - o if {_ISO_WITH_SEEN_OFFSET} else {_OTHERWISE})",
     columns.to_sqlite_datetime: (
-        "(h + x[13:19] if (x := g(k{i})).__class__ is str and len(x) == 25 "
-        "and x[13:19] in MINUTES_SECONDS and (h := HOURS.get(x[:13] + x[19:])) is not None "
+        "(h + {v}[13:19] if {v}.__class__ is str and len({v}) == 25 "
+        "and {v}[13:19] in MINUTES_SECONDS and (h := HOURS.get({v}[:13] + {v}[19:])) is not None "
         f"else {_OTHERWISE})"
     ),
 }
@@ -58,16 +60,38 @@ _NAMESPACE = {
 
 
 def compile_row_converter(fields: Sequence[str], converters: Sequence[Converter]) -> RowConverter:
-    """`convert(rows, synced_at)`: tuples of converted values, then synced_at and None."""
+    """`convert(rows, synced_at)`: tuples of converted values, then synced_at and None
+    (rows unpacked as `unpacking` says)."""
+    distinct = list(dict.fromkeys(fields))
     namespace: dict[str, Any] = dict(_NAMESPACE)
     parts = []
     for i, (field, convert) in enumerate(zip(fields, converters, strict=True)):
-        namespace[f"k{i}"] = field
         namespace[f"c{i}"] = convert
-        parts.append(_INLINE.get(convert, "c{i}(g(k{i}))").format(i=i))
+        value = f"v{distinct.index(field)}"
+        parts.append(_INLINE.get(convert, "c{i}({v})").format(i=i, v=value))
+    names = "".join(f"v{i}, " for i in range(len(distinct)))
     source = (
-        "def convert(rows, synced_at):\n"
-        f"    return [({', '.join(parts)}, synced_at, None) for r in rows for g in [r.get]]\n"
+        "def convert(rows, synced_at, unpack):\n"
+        f"    return [({', '.join(parts)}, synced_at, None) for ({names}) in map(unpack, rows)]\n"
     )
     exec(compile(source, "<row converter>", "exec"), namespace)
-    return namespace["convert"]
+    return unpacking(namespace["convert"], distinct)
+
+
+def unpacking(build: Callable[..., T], fields: list[str]) -> Callable[..., T]:
+    """`build(rows, *args, unpack)` as `built(rows, *args)`: each row unpacked into the
+    values of `fields` by one `itemgetter` call; rows missing a field are built again with
+    `dict.get` (a KeyError raised for another reason, such as an unknown boolean, comes
+    back)."""
+    by_key = itemgetter(*fields) if len(fields) > 1 else lambda row: (row[fields[0]],)
+
+    def by_get(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(map(row.get, fields))
+
+    def built(rows: Sequence[Mapping[str, Any]], *args: Any) -> T:
+        try:
+            return build(rows, *args, by_key)
+        except KeyError:
+            return build(rows, *args, by_get)
+
+    return built
