@@ -13,7 +13,7 @@ from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse_errors import RowConversionError
 from tests.dagster.test_warehouse_columns import _TRICKY
-from tests.dagster.test_warehouse_pg_staging import _COMMON, _FIELDS, _stored
+from tests.dagster.test_warehouse_pg_staging import _COMMON, compare_with_python_path
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
 
 # Shapes that only matter to COPY text: escapes, and text PostgreSQL reads but Python does not.
@@ -38,33 +38,10 @@ def postgres(warehouse_url: str) -> Iterator[Warehouse]:
 def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
     postgres: Warehouse, full_rows: bool
 ) -> None:
-    by_copy = postgres.prepare_table("by.copy", _FIELDS, id_field="ID", change_field=None)
-    by_python = postgres.prepare_table("by.python", _FIELDS, id_field="ID", change_field=None)
-    synced_at = synced_at_value("postgresql")
-    taken = declined = 0
-    row_id = 0
-    with postgres.transaction() as connection:
-        for field in [f for f in _FIELDS if f != "ID"]:
-            for value in [*_TRICKY, *_COPY_TRICKY, _COMMON[field], _COMMON[field]]:
-                row_id += 1
-                row = {**(_COMMON if full_rows else {}), "ID": str(row_id), field: value}
-                try:
-                    converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
-                except RowConversionError:
-                    converted = None
-                else:
-                    upsert._send(connection, by_python, converted)
-                counts = upsert._text_copy_upsert(connection, by_copy, [row], synced_at=synced_at)
-                if counts is None:  # declined: the chunk goes through the Python path
-                    declined += 1
-                    assert value is not _COMMON[field], (field, value)
-                    continue
-                taken += 1
-                assert converted is not None, f"COPY took {value!r} for {field}, Python refused"
-                assert counts == WriteCounts(1, 0, 0)
-    by_copy_rows = _stored(postgres, by_copy.table)
-    expected = {k: v for k, v in _stored(postgres, by_python.table).items() if k in by_copy_rows}
-    assert by_copy_rows == expected
+    values = lambda field: [*_TRICKY, *_COPY_TRICKY, _COMMON[field], _COMMON[field]]  # noqa: E731
+    taken, declined = compare_with_python_path(
+        postgres, "copy", upsert._text_copy_upsert, values, base_row=_COMMON if full_rows else None
+    )
     assert taken > 250 and declined > 50
 
 

@@ -1,6 +1,6 @@
 """PostgreSQL conversion in SQL (pg_staging) stores exactly what the Python converters store."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -38,37 +38,49 @@ def _stored(warehouse: Warehouse, table: sa.Table) -> dict[Any, tuple[Any, ...]]
     return {row.id: tuple(row)[1:-2] for row in select_all(warehouse, table)}
 
 
-def test_sql_path_stores_what_the_python_path_stores_for_awkward_values(
-    postgres: Warehouse,
-) -> None:
-    by_sql = postgres.prepare_table("by.sql", _FIELDS, id_field="ID", change_field=None)
+def compare_with_python_path(
+    postgres: Warehouse, path: str, write: Callable[..., WriteCounts | None],
+    values: Callable[[str], list[Any]], *, base_row: Mapping[str, Any] | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    """Write one row per field and value of `values(field)` through `write(connection,
+    layout, rows, synced_at=...)` (a fast path, None when it declines) and through the Python
+    converters: a value the fast path takes is one Python takes, a common value is never
+    declined, and both tables end up alike. Returns (taken, declined)."""
+    by_path = postgres.prepare_table(f"by.{path}", _FIELDS, id_field="ID", change_field=None)
     by_python = postgres.prepare_table("by.python", _FIELDS, id_field="ID", change_field=None)
     synced_at = synced_at_value("postgresql")
     taken = declined = 0
     row_id = 0
     with postgres.transaction() as connection:
         for field in [f for f in _FIELDS if f != "ID"]:
-            for value in [*_TRICKY, _COMMON[field]]:
+            for value in values(field):
                 row_id += 1
-                row = {"ID": str(row_id), field: value}
+                row = {**(base_row or {}), "ID": str(row_id), field: value}
                 try:
                     converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
                 except RowConversionError:
                     converted = None
                 else:
                     upsert._send(connection, by_python, converted)
-                counts = upsert._staged_upsert(connection, by_sql, [row], synced_at=synced_at)
+                counts = write(connection, by_path, [row], synced_at=synced_at)
                 if counts is None:  # declined: the chunk goes through the Python path
                     declined += 1
                     assert value is not _COMMON[field], (field, value)
                     continue
                 taken += 1
-                assert converted is not None, f"SQL took {value!r} for {field}, Python refused"
+                assert converted is not None, f"{path} took {value!r} for {field}, Python refused"
                 assert counts == WriteCounts(1, 0, 0)
-    assert _stored(postgres, by_sql.table) == {
-        k: v for k, v in _stored(postgres, by_python.table).items()
-        if k in _stored(postgres, by_sql.table)
-    }  # fmt: skip
+    by_path_rows = _stored(postgres, by_path.table)
+    expected = {k: v for k, v in _stored(postgres, by_python.table).items() if k in by_path_rows}
+    assert by_path_rows == expected
+    return taken, declined
+
+
+def test_sql_path_stores_what_the_python_path_stores_for_awkward_values(
+    postgres: Warehouse,
+) -> None:
+    values = lambda field: [*_TRICKY, _COMMON[field]]  # noqa: E731
+    taken, declined = compare_with_python_path(postgres, "sql", upsert._staged_upsert, values)
     assert taken > 150 and declined > 50
 
 
