@@ -225,15 +225,14 @@ def _raise_for_culprit(
 def child_rows(
     child: ChildTable, rows: Sequence[Mapping[str, Any]], ids: Sequence[Any]
 ) -> tuple[list[Any], list[tuple[Any, ...]]]:
-    """(parents whose values are replaced, child tuples) for the rows that carry the field."""
-    parents: list[Any] = []
+    """(parents whose values are replaced: every row's, child tuples). A row without the
+    field has no values: the portal leaves an empty multi-field out of the row, and the
+    sync always asks for every multi-field."""
+    parents = list(ids)
     values: list[tuple[Any, ...]] = []
     field_name = child.spec.field
     for row, parent in zip(rows, ids, strict=True):
-        if field_name not in row:
-            continue
-        parents.append(parent)
-        items = row[field_name] or []
+        items = row.get(field_name) or []
         for position, item in enumerate(items if isinstance(items, list) else []):
             if not isinstance(item, Mapping):
                 continue

@@ -97,14 +97,31 @@ def upsert_chunk(
         elif change is not None and not _is_newer(row[change], stored[row_id]):
             continue
         to_write.append(row)
+    sent: int | None
     if layout.dialect == "postgresql" and len(to_write) >= COPY_THRESHOLD:
-        _copy_send(connection, layout, to_write, fresh=[r[0] not in stored for r in to_write])
+        sent = _copy_send(connection, layout, to_write, fresh=[r[0] not in stored for r in to_write])
     else:
-        _send(connection, layout, to_write)
+        sent = _send(connection, layout, to_write)
+    if sent != len(to_write):  # the guard refused some: another writer stored a newer version
+        to_write = _stored_as_sent(connection, layout, to_write)
+        inserted = sum(row[0] not in stored for row in to_write)
     written_positions = [newest[row[0]] for row in to_write]
     _replace_children(connection, layout, [rows[p] for p in written_positions],
                       [row[0] for row in to_write])  # fmt: skip
     return WriteCounts(inserted, len(to_write) - inserted, len(rows) - len(to_write))
+
+
+def _stored_as_sent(
+    connection: sa.Connection, layout: TableLayout, sent: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """The rows of `sent` the guarded write stored, read back after it: the stored change
+    times were read before the write, and another writer may have committed a newer version
+    in between (rows this transaction wrote stay locked until it commits)."""
+    change = layout.change_index
+    if change is None:
+        return sent
+    stored = _stored_changes(connection, layout, [row[0] for row in sent], latest=True)
+    return [row for row in sent if _is_newer(row[change], stored.get(row[0]))]
 
 
 def _staged_upsert(
@@ -427,9 +444,12 @@ def _marker(connection: sa.Connection) -> str:
 
 
 def _stored_changes(
-    connection: sa.Connection, layout: TableLayout, ids: list[Any]
+    connection: sa.Connection, layout: TableLayout, ids: list[Any], *, latest: bool = False
 ) -> dict[Any, Any]:
-    """id -> stored change value (None without a change column) for the ids already stored."""
+    """id -> stored change value (None without a change column) for the ids already stored.
+
+    `latest`: MySQL reads the newest committed versions (a locking read), not the snapshot
+    its REPEATABLE READ transaction took at its first read."""
     table, quoted = _names(connection, layout)
     id_col = quoted[0]
     change = layout.change_index
@@ -442,27 +462,32 @@ def _stored_changes(
             cursor.execute(f"{head} = ANY(%s)", (ids,), binary=True)
             return dict(cursor.fetchall())
     marker = _marker(connection)
+    locking = " LOCK IN SHARE MODE" if latest and layout.dialect == "mysql" else ""
     cursor = connection.connection.cursor()  # the driver's tuples: no Row objects to build
     try:
         for batch in _batches(ids):
-            cursor.execute(f"{head} IN ({', '.join([marker] * len(batch))})", tuple(batch))
+            sql = f"{head} IN ({', '.join([marker] * len(batch))}){locking}"
+            cursor.execute(sql, tuple(batch))
             stored.update(cursor.fetchall())
     finally:
         cursor.close()
     return stored
 
 
-def _send(connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]) -> None:
+def _send(
+    connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]
+) -> int | None:
+    """Upsert `rows` with the guard; the number of rows stored (None: MySQL does not say)."""
     if not rows:
-        return
+        return 0
     table, quoted = _names(connection, layout)
     values = ", ".join([_marker(connection)] * len(quoted))
     insert = f"INSERT INTO {table} AS cur ({', '.join(quoted)}) VALUES ({values})"
-    if layout.dialect == "mysql":
+    if layout.dialect == "mysql":  # its row count says 2 for an update, 0 for an unchanged row
         insert = f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({values})"
         connection.exec_driver_sql(f"{insert} {_mysql_update(layout, quoted)}", rows)
-        return
-    connection.exec_driver_sql(f"{insert} {_on_conflict(layout, quoted)}", rows)
+        return None
+    return connection.exec_driver_sql(f"{insert} {_on_conflict(layout, quoted)}", rows).rowcount
 
 
 def _on_conflict(layout: TableLayout, quoted: list[str]) -> str:
@@ -491,10 +516,11 @@ def _mysql_update(layout: TableLayout, quoted: list[str]) -> str:
 def _copy_send(
     connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
     *, fresh: list[bool],
-) -> None:  # fmt: skip
+) -> int:  # fmt: skip
     """PostgreSQL bulk path: binary COPY of new ids straight into the table (a savepoint
     falls back to merging if a concurrent writer got there first), and COPY of the rest
-    into a temporary table merged with one guarded INSERT ... SELECT."""
+    into a temporary table merged with one guarded INSERT ... SELECT. Returns the number of
+    rows stored."""
     from psycopg.errors import UniqueViolation  # psycopg is only needed for PostgreSQL
 
     table, quoted = _names(connection, layout)
@@ -505,14 +531,16 @@ def _copy_send(
     with raw.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(f"SELECT {columns} FROM {table} LIMIT 0")
         types = [column.type_code for column in cursor.description]
+        copied = 0
         if new:
             try:
                 with raw.transaction():  # type: ignore[union-attr]
                     _copy(cursor, table, columns, types, new)
+                copied = len(new)
             except UniqueViolation:
                 old.extend(new)
         if not old:
-            return
+            return copied
         cursor.execute(f"DROP TABLE IF EXISTS {_STAGE}")
         cursor.execute(
             f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {table} "
@@ -523,7 +551,9 @@ def _copy_send(
             f"INSERT INTO {table} AS cur ({columns}) SELECT {columns} FROM {_STAGE} "
             f"{_on_conflict(layout, quoted)}"
         )
+        merged = cursor.rowcount
         cursor.execute(f"DROP TABLE {_STAGE}")
+    return copied + merged
 
 
 def _copy(
@@ -548,15 +578,18 @@ def _replace_child(
     connection: sa.Connection, child: ChildTable, parents: list[Any],
     values: list[tuple[Any, ...]],
 ) -> None:  # fmt: skip
+    """Replace the child rows of `parents` with `values`."""
     if not parents:
         return
     quote = connection.dialect.identifier_preparer
     table = quote.format_table(child.table)
     names = ", ".join(quote.quote(c.name) for c in child.table.columns)
+    parents = _may_have_children(connection, table, parents)
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute(f"DELETE FROM {table} WHERE parent_id = ANY(%s)", (parents,))
+            if parents:
+                cursor.execute(f"DELETE FROM {table} WHERE parent_id = ANY(%s)", (parents,))
             if values:
                 cursor.execute(f"SELECT {names} FROM {table} LIMIT 0")
                 types = [column.type_code for column in cursor.description]
@@ -569,3 +602,14 @@ def _replace_child(
     if values:
         placeholders = ", ".join([marker] * len(child.table.columns))
         connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", values)
+
+
+def _may_have_children(connection: sa.Connection, table: str, parents: list[Any]) -> list[Any]:
+    """`parents` less the integer ids above every stored parent id (new rows: nothing to
+    delete). PostgreSQL and SQLite read the newest committed maximum here, after the parent
+    rows were written; MySQL's snapshot may be older, so it keeps every parent."""
+    if connection.dialect.name == "mysql":
+        return parents
+    highest = connection.exec_driver_sql(f"SELECT max(parent_id) FROM {table}").scalar()
+    above = _above(parents, highest)
+    return [parent for parent, is_new in zip(parents, above, strict=True) if not is_new]

@@ -159,11 +159,53 @@ def test_multifields_go_to_child_tables_replaced_per_parent(warehouse: Warehouse
         deal(1, NEW, PHONE=[mobile]),        # replaced
         deal(2, OLD, PHONE=[]),              # older: children untouched too
     ])  # fmt: skip
-    warehouse.write_chunk(layout, [deal(3, NEW)])  # no PHONE key: nothing to replace
+    warehouse.write_chunk(layout, [deal(3, NEW)])  # no PHONE key: no phones
     stored = [(r.parent_id, r.value_id) for r in select_all(warehouse, phones.table)]
     assert stored == [(1, 12), (2, 11)]
     warehouse.write_chunk(layout, [deal(2, NEW, PHONE=None)])
     assert [r.parent_id for r in select_all(warehouse, phones.table)] == [1]
+
+
+def test_a_multifield_left_out_of_a_newer_row_has_no_values_left(warehouse: Warehouse) -> None:
+    """The portal leaves an empty multi-field out of the row: the last phone removed on the
+    portal is removed here too (an older row leaves the phones alone)."""
+    layout = _deals(warehouse)
+    phone = {"ID": "11", "VALUE_TYPE": "WORK", "VALUE": "+7 900 000", "TYPE_ID": "PHONE"}
+    warehouse.write_chunk(layout, [deal(1, MID, PHONE=[phone]), deal(2, MID, PHONE=[phone])])
+    assert warehouse.write_chunk(layout, [deal(1, OLD), deal(2, NEW)]) == WriteCounts(0, 1, 1)
+    assert [r.parent_id for r in select_all(warehouse, layout.children[0].table)] == [1]
+
+
+def test_a_row_refused_after_the_pre_read_keeps_the_newer_rows_children(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer stores a newer version between our read of the stored change times
+    and our write: its row and its phones stay, ours count as skipped."""
+    layout = _deals(warehouse)
+    url = warehouse.engine.url.render_as_string(hide_password=False)
+    other = Warehouse(url, table_prefix=warehouse.table_prefix)
+    other_layout = _deals(other)
+
+    def with_phone(modified: str, title: str, number: str) -> dict:
+        return deal(1, modified, TITLE=title, PHONE=[{"ID": "9", "VALUE": number}])
+
+    warehouse.write_chunk(layout, [with_phone(OLD, "v1", "+111")])
+    read_stored = upsert._stored_changes
+
+    def other_writer_commits_after_the_read(*args, **kwargs):
+        stored = read_stored(*args, **kwargs)
+        monkeypatch.setattr(upsert, "_stored_changes", read_stored)
+        other.write_chunk(other_layout, [with_phone(NEW, "v3", "+333")])
+        return stored
+
+    monkeypatch.setattr(upsert, "_stored_changes", other_writer_commits_after_the_read)
+    try:
+        counts = warehouse.write_chunk(layout, [with_phone(MID, "v2", "+222")])
+    finally:
+        other.engine.dispose()
+    assert counts == WriteCounts(0, 0, 1)
+    assert [r.title for r in select_all(warehouse, layout.table)] == ["v3"]
+    assert [r.value for r in select_all(warehouse, layout.children[0].table)] == ["+333"]
 
 
 def test_a_failing_chunk_rolls_back_parent_and_children(warehouse: Warehouse) -> None:
@@ -196,7 +238,7 @@ def test_large_chunks_take_the_bulk_path(
         children = connection.execute(
             sa.select(sa.func.count()).select_from(layout.children[0].table)
         ).scalar_one()
-    assert children == 300
+    assert children == 225  # the 75 newer rows 151-299 came without their phones
 
 
 def test_copy_of_an_id_another_writer_inserted_falls_back_to_the_guarded_merge(
