@@ -23,11 +23,15 @@ _DEFINITIONS: dict[str, Callable[..., TimeWindowPartitionsDefinition]] = {
 
 
 def change_time_partitions(
-    granularity: Granularity, *, start: str | datetime, timezone: str = "UTC"
-) -> TimeWindowPartitionsDefinition:
+    granularity: Granularity, *, start: str | datetime, timezone: str = "UTC",
+    end_offset: int = 1,
+) -> TimeWindowPartitionsDefinition:  # fmt: skip
     """A Dagster partitions definition over the change time (`DATE_MODIFY`, `updatedTime`...).
 
     `start` is the first partition, e.g. "2024-01-01" (hourly: "2024-01-01-00:00").
+    `end_offset=1` (the default) includes the partition in progress (today's, for daily),
+    so that a schedule over the newest partitions syncs today's changes; 0 stops at the
+    last complete one.
     """
     try:
         definition = _DEFINITIONS[granularity]
@@ -35,7 +39,7 @@ def change_time_partitions(
         raise BitrixParameterError(
             "granularity", f"must be one of {sorted(_DEFINITIONS)}, not {granularity!r}"
         ) from None
-    return definition(start_date=start, timezone=timezone)
+    return definition(start_date=start, timezone=timezone, end_offset=end_offset)
 
 
 def partition_key_function(

@@ -12,7 +12,8 @@ from dagster import (
 )
 
 from bitrix_core.errors import BitrixParameterError
-from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_schedule
+from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_schedule, change_time_partitions
+from dagster_bitrix24.schedules import recent_partition_range
 from tests.dagster.conftest import materializations, resources
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -91,3 +92,12 @@ def test_bad_schedule_arguments_are_named(arguments, parameter):
     with pytest.raises(BitrixParameterError) as raised:
         build_bitrix24_schedule(options.pop("assets"), **options)
     assert raised.value.parameter == parameter
+
+
+def test_change_time_partitions_let_the_schedule_sync_today():
+    """Today's partition exists (end_offset=1 by default), so an hourly tick reads today."""
+    daily = change_time_partitions("daily", start="2025-01-01")
+    now = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
+    assert recent_partition_range(daily, now=now, count=2) == ("2025-03-09", "2025-03-10")
+    complete_only = change_time_partitions("daily", start="2025-01-01", end_offset=0)
+    assert recent_partition_range(complete_only, now=now, count=2) == ("2025-03-08", "2025-03-09")
