@@ -38,6 +38,22 @@ Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
 
 
+def lookback_minutes(minutes: float) -> timedelta:
+    """A lookback given in minutes (run config, component YAML) as a timedelta; a value that
+    is not a finite, non-negative number of minutes raises the named error."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+        raise BitrixParameterError("lookback_minutes", f"must be a number, not {minutes!r}")
+    try:
+        lookback = timedelta(minutes=minutes)
+    except (ValueError, OverflowError):
+        raise BitrixParameterError(
+            "lookback_minutes", f"must be a finite number of minutes, not {minutes!r}"
+        ) from None
+    if lookback < timedelta(0):
+        raise BitrixParameterError("lookback_minutes", f"must not be negative: {minutes!r}")
+    return lookback
+
+
 @dataclass(frozen=True)
 class SyncOptions:
     """How to run one entity's sync.
@@ -59,8 +75,8 @@ class SyncOptions:
     of the time at 1,000 rows a chunk and 23% at 5,000."""
 
     def __post_init__(self) -> None:
-        if self.lookback < timedelta(0):
-            raise BitrixParameterError("lookback", "must not be negative")
+        if not isinstance(self.lookback, timedelta) or self.lookback < timedelta(0):
+            raise BitrixParameterError("lookback", "must be a non-negative timedelta")
         if self.chunk_rows < 1:
             raise BitrixParameterError("chunk_rows", "must be at least 1")
         if self.window is not None:
@@ -193,7 +209,8 @@ class EntitySync:
         """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
 
         When the portal has no fields method for the entity, the metadata is inferred from
-        the keys of the first page (every value a string, the id an integer). The requests
+        the keys of the first page (every value a string, the id an integer, the change time a
+        datetime). The requests
         are counted in `stats`.
         """
         answer: Any = None
@@ -221,10 +238,11 @@ class EntitySync:
                 keys.update(dict.fromkeys(row))
             break
         stats.merge(run.stats)
-        return {
-            key: {"type": "integer" if key == self.spec.id_field else "string", "title": key}
-            for key in keys
-        }
+        change = self.spec.change_time_field
+        kinds = {self.spec.id_field: "integer"}
+        if change:
+            kinds.update(dict.fromkeys((change, self.spec.row_key(change)), "datetime"))
+        return {key: {"type": kinds.get(key, "string"), "title": key} for key in keys}
 
     def _change_row_key(self) -> str | None:
         """The change-time key as it appears in rows (`DATE_MODIFY`, `changedDate`...)."""

@@ -112,6 +112,17 @@ def test_bad_factory_arguments_are_named_at_definition_time(options, parameter):
     assert raised.value.parameter == parameter
 
 
+@pytest.mark.parametrize("minutes", [float("nan"), float("inf"), 1e12, -5])
+def test_bad_lookback_in_run_config_is_a_named_error(portal, tmp_path, minutes):
+    from bitrix_core.errors import BitrixParameterError
+
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    with pytest.raises(BitrixParameterError) as raised:
+        _run(build_bitrix24_assets(entities=["crm.deal"]), portal, url,
+             config={"lookback_minutes": minutes})  # fmt: skip
+    assert raised.value.parameter == "lookback_minutes"
+
+
 def test_every_built_in_entity_lands_in_one_run(portal, tmp_path):
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
     entities = [

@@ -175,3 +175,23 @@ def test_own_change_time_bound_must_be_a_time(tmp_path):
             client=None, warehouse=Warehouse(f"sqlite:///{tmp_path / 'w.sqlite'}"), spec=spec
         )
     assert raised.value.parameter == "EntitySpec.extra_params[filter][>=DATE_MODIFY]"
+
+
+def test_entity_without_fields_method_syncs_incrementally_on_sampled_fields(portal, tmp_path):
+    """No fields method: the columns come from the first page, the change time typed as a
+    datetime so that it can be the cursor."""
+    sampled = EntitySpec(
+        name="my.sampled_leads",
+        list_method="crm.lead.list",
+        fields_method=None,
+        change_time_field="DATE_MODIFY",
+    )
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    assets = build_bitrix24_assets(entities=[sampled])
+    first = materializations(materialize([assets], resources=resources(portal, url)))
+    second = materializations(materialize([assets], resources=resources(portal, url)))
+    asset = "bitrix24/my_sampled_leads"
+    assert first[asset]["dagster/row_count"] == len(portal.store.raw_rows("crm.lead"))
+    assert second[asset]["bitrix24/mode"] == "incremental"
+    newest = max(row["DATE_MODIFY"] for row in portal.store.raw_rows("crm.lead"))
+    assert datetime.fromisoformat(first[asset]["bitrix24/cursor"]).timestamp() == newest
