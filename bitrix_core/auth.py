@@ -62,11 +62,24 @@ def _check_base_url(url: str, *, parameter: str, shown: str) -> tuple[str, str, 
     return parts.scheme, parts.netloc, parts.path
 
 
+def _shown_webhook(url: str) -> str:
+    """A webhook URL fit for an error message, even a malformed one: every path segment but
+    "rest" and digits masked (the code may sit anywhere in a mistyped URL), query and
+    fragment masked."""
+    parts = urlsplit(url.strip())
+    path = "/".join(
+        segment if segment in ("", "rest") or segment.isdigit() else MASK
+        for segment in parts.path.split("/")
+    )
+    query, fragment = (MASK if parts.query else ""), (MASK if parts.fragment else "")
+    return redact(urlunsplit((parts.scheme, parts.netloc, path, query, fragment)))
+
+
 class WebhookAuth:
     """An incoming webhook ``https://{portal}/rest/{user_id}/{code}/``; the code is a secret."""
 
     def __init__(self, url: str) -> None:
-        shown = redact(url) if isinstance(url, str) else repr(url)
+        shown = _shown_webhook(url) if isinstance(url, str) else repr(url)
         scheme, netloc, path = _check_base_url(url, parameter="webhook_url", shown=shown)
         match = _WEBHOOK_PATH.match(path)
         if match is None:

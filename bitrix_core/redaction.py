@@ -28,8 +28,8 @@ MASK = "***"
 _MIN_SECRET_LENGTH = 4
 _SECRET_NAMES = r"auth|access_token|refresh_token|client_secret|code|token|password"
 _PATTERNS = (
-    # webhook path: /rest/<user id>/<code>/
-    (re.compile(r"(/rest/\d+/)[^/?#\s\"']+"), r"\1" + MASK),
+    # webhook path: /rest/<user id>/<code>/ (any first segment: a mistyped user id too)
+    (re.compile(r"(/rest/[^/?#\s\"']+/)[^/?#\s\"']+"), r"\1" + MASK),
     # query / form fields: auth=..., refresh_token=...
     (re.compile(rf"(?i)\b((?:{_SECRET_NAMES})=)[^&\s\"'#]+"), r"\1" + MASK),
     # JSON fields: "access_token": "..."
