@@ -283,7 +283,9 @@ class Warehouse:
         temporary = {"postgresql": "TEMP", "sqlite": "TEMP", "mysql": "TEMPORARY"}[
             self.dialect_name
         ]
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_PRESENT}")
+        # MySQL commits the open transaction on a DROP TABLE, but not on DROP TEMPORARY TABLE
+        drop = "DROP TEMPORARY TABLE" if self.dialect_name == "mysql" else "DROP TABLE"
+        connection.exec_driver_sql(f"{drop} IF EXISTS {_PRESENT}")
         connection.exec_driver_sql(
             f"CREATE {temporary} TABLE {_PRESENT} (id {id_type} PRIMARY KEY)"
         )
@@ -305,7 +307,7 @@ class Warehouse:
         restored = connection.exec_driver_sql(
             f"UPDATE {table} SET {deleted} = NULL WHERE {deleted} IS NOT NULL AND {present}"
         ).rowcount
-        connection.exec_driver_sql(f"DROP TABLE {_PRESENT}")
+        connection.exec_driver_sql(f"{drop} {_PRESENT}")
         return DeleteCounts(marked, restored)
 
     # -- cursors --------------------------------------------------------------------------

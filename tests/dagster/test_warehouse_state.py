@@ -75,6 +75,23 @@ def test_mark_deleted_stamps_missing_ids_and_clears_returning_ones(warehouse: Wa
     assert warehouse.mark_deleted(layout, []) == DeleteCounts(marked=5, restored=0)
 
 
+def test_mark_deleted_inside_the_callers_transaction_rolls_back_with_it(
+    warehouse: Warehouse,
+) -> None:
+    """Nothing in mark_deleted commits the caller's transaction (MySQL commits on a DROP
+    TABLE that is not TEMPORARY)."""
+    layout = warehouse.prepare_table(
+        "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
+    )
+    warehouse.write_chunk(layout, [deal(i) for i in range(1, 4)])
+    with pytest.raises(RuntimeError), warehouse.transaction() as connection:
+        warehouse.write_chunk(layout, [deal(9)], connection=connection)
+        assert warehouse.mark_deleted(layout, [1, 9], connection=connection).marked == 2
+        raise RuntimeError("the run failed")
+    assert warehouse.row_count(layout) == 3
+    assert all(r._deleted_at is None for r in select_all(warehouse, layout.table))
+
+
 @pytest.mark.slow
 def test_mark_deleted_handles_a_large_id_set(warehouse: Warehouse) -> None:
     fields = {"ID": {"type": "integer"}, "NAME": {"type": "string"}}
