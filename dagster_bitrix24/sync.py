@@ -38,9 +38,12 @@ Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
 
 
+_LONGEST_LOOKBACK = timedelta(days=36_500)  # a cursor minus more leaves the datetime range
+
+
 def lookback_minutes(minutes: float) -> timedelta:
     """A lookback given in minutes (run config, component YAML) as a timedelta; a value that
-    is not a finite, non-negative number of minutes raises the named error."""
+    is not a number of minutes from 0 to `_LONGEST_LOOKBACK` raises the named error."""
     if isinstance(minutes, bool) or not isinstance(minutes, int | float):
         raise BitrixParameterError("lookback_minutes", f"must be a number, not {minutes!r}")
     try:
@@ -49,8 +52,10 @@ def lookback_minutes(minutes: float) -> timedelta:
         raise BitrixParameterError(
             "lookback_minutes", f"must be a finite number of minutes, not {minutes!r}"
         ) from None
-    if lookback < timedelta(0):
-        raise BitrixParameterError("lookback_minutes", f"must not be negative: {minutes!r}")
+    if not timedelta(0) <= lookback <= _LONGEST_LOOKBACK:
+        raise BitrixParameterError(
+            "lookback_minutes", f"must be 0 to {_LONGEST_LOOKBACK.days} days, not {minutes!r}"
+        )
     return lookback
 
 
