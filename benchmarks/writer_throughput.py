@@ -7,6 +7,12 @@ writes them again as updates, and prints rows/s with the ratio to the target, pl
 CPU second of this process (the machine may be shared; the database server's time is not in
 the CPU figure).
 
+It also prints two bounds measured on the same host in the same run, so that a figure can be
+read against what the host allows: the writer's Python work alone (rows made ready for the
+driver: PostgreSQL's COPY text, other dialects' converted tuples; no database) and the
+database alone (those ready rows loaded into an empty table in the same chunks: COPY, or an
+executemany INSERT). A writer can reach neither bound; the lower one is its ceiling here.
+
     .venv/bin/python benchmarks/writer_throughput.py --rows 200000 \\
         --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/bitrix24_test
 
@@ -29,6 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24.layout import TableLayout, convert_rows, synced_at_value
+from dagster_bitrix24.pg_copy import copy_blocks, copy_text
 from dagster_bitrix24.warehouse import Warehouse
 
 TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": None}
@@ -148,12 +156,61 @@ def _run(
         assert warehouse.row_count(layout) == len(rows)
         return figures
     finally:
-        metadata = sa.MetaData()
-        metadata.reflect(
-            warehouse.engine, only=lambda name, _: name.startswith((prefix, "_" + prefix))
+        _drop(warehouse, prefix)
+
+
+def _bounds(url: str, rows: list[dict[str, Any]], chunk: int) -> tuple[float, float]:
+    """(rows/s of the writer's Python work alone, rows/s of the database alone loading the
+    ready rows into an empty table): see the module docstring."""
+    prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+    warehouse = Warehouse(url, table_prefix=prefix)
+    try:
+        layout = warehouse.prepare_table(
+            "crm.deal", FIELDS, id_field="ID", change_field="DATE_MODIFY"
         )
-        metadata.drop_all(warehouse.engine)
-        warehouse.engine.dispose()
+        synced_at = synced_at_value(layout.dialect)
+        began = time.perf_counter()
+        ready = [_ready(layout, rows[start : start + chunk], synced_at)
+                 for start in range(0, len(rows), chunk)]  # fmt: skip
+        python_alone = len(rows) / (time.perf_counter() - began)
+        began = time.perf_counter()
+        for part in ready:
+            with warehouse.transaction() as connection:
+                _load(connection, layout, part)
+        return python_alone, len(rows) / (time.perf_counter() - began)
+    finally:
+        _drop(warehouse, prefix)
+
+
+def _ready(layout: TableLayout, rows: list[dict[str, Any]], synced_at: Any) -> Any:
+    if layout.line_builder is None:
+        return convert_rows(layout, rows, synced_at=synced_at)
+    lines, values = layout.line_builder
+    tail = f"\t{copy_text(synced_at)}\t"
+    width = len(layout.columns) + 2
+    return "".join(copy_blocks(lines, values, rows, tail, width=width))
+
+
+def _load(connection: sa.Connection, layout: TableLayout, ready: Any) -> None:
+    quote = connection.dialect.identifier_preparer
+    table = quote.format_table(layout.table)
+    names = ", ".join(quote.quote(name) for name in layout.written_names)
+    if isinstance(ready, str):
+        raw = connection.connection.driver_connection
+        copy_sql = f"COPY {table} ({names}) FROM STDIN (NULL '')"
+        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
+            copy.write(ready)
+        return
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    markers = ", ".join([marker] * len(layout.written_names))
+    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({markers})", ready)
+
+
+def _drop(warehouse: Warehouse, prefix: str) -> None:
+    metadata = sa.MetaData()
+    metadata.reflect(warehouse.engine, only=lambda name, _: name.startswith((prefix, "_" + prefix)))
+    metadata.drop_all(warehouse.engine)
+    warehouse.engine.dispose()
 
 
 def _size_mb(warehouse: Warehouse, prefix: str) -> float | None:
@@ -211,6 +268,16 @@ def main() -> None:
                         f"{dialect:>10} {phase} median of {len(values)}: {median:>9,.0f} rows/s "
                         f"({_ratio(median, dialect)}); range {min(values):,.0f}-{max(values):,.0f}"
                     )
+            if in_database:
+                continue
+            python_alone, database_alone = _bounds(url, rows, options.chunk)
+            insert = statistics.median(rates["insert"])
+            print(
+                f"{dialect:>10} bounds on this host: the writer's Python work alone "
+                f"{python_alone:,.0f} rows/s, the database alone loading ready rows "
+                f"{database_alone:,.0f} rows/s; the insert reaches "
+                f"{insert / min(python_alone, database_alone):.2f} of the lower bound"
+            )
 
 
 def _ratio(rate: float, dialect: str) -> str:
