@@ -7,10 +7,10 @@ above page j-1's last id without a round trip::
     p2: filter[>=ID]=1000  filter[<ID]=9000  filter[>ID]=$result[p1][49][ID]  -> ids 1050..
     ...
 
-A window's first page is counted (`start=0`): its `total` tells the rows the window
-holds, so later groups are sized exactly and a window of full pages ends without an empty
-page (new rows get higher ids, so the count never falls short). A page that comes back
-short also ends the window; the pages after it (their reference left
+A window's first page is counted (`start=0`): its `total` sizes later groups, each with
+one page more than the count leaves, so that the short page ending the window comes along.
+Only a short page ends a window: the count falls short when rows start to match the filter
+mid-run (a change time moving into a `>=DATE_MODIFY` filter). The pages after a short one (their reference left
 unresolved) are ignored. Every page is checked against the ids it may hold, so a portal that
 does not resolve references is detected and the walk goes on one page per request.
 """
@@ -155,5 +155,7 @@ class LinkedWalker:
             window.remaining = max(0, window.remaining - len(rows))
         if full:
             window.lo = ids[-1] + 1
-        window.done = not full or window.lo >= window.hi or window.remaining == 0
+        # Only a short page ends the window: its count may fall short when rows start to
+        # match the filter mid-run (a change time moved into a `>=DATE_MODIFY` window).
+        window.done = not full or window.lo >= window.hi
         return not window.done

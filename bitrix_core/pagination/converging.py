@@ -51,7 +51,7 @@ from bitrix_core.pagination.query import (
     PAGE_SIZE,
     checked_ids,
     find_key,
-    has_foreign_order,
+    pages_by_id,
     row_id,
     rows_of,
     split_id_bounds,
@@ -149,8 +149,8 @@ class ConvergingPaging:
         self.max_gaps = max_gaps
 
     def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
-        """Entities filterable by id, when the caller did not ask for another order."""
-        return spec.keyset and not has_foreign_order(spec, params)
+        """Lists the id order can serve (`query.pages_by_id`)."""
+        return pages_by_id(spec, params)
 
     async def pages(
         self,

@@ -10,7 +10,7 @@ from bitrix_core.pagination.base import Page, Runner
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
     checked_ids,
-    has_foreign_order,
+    pages_by_id,
     rows_of,
     split_id_bounds,
     window_params,
@@ -34,8 +34,8 @@ class KeysetPaging:
     disjoint = True
 
     def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
-        """Entities filterable by id, when the caller did not ask for another order."""
-        return spec.keyset and not has_foreign_order(spec, params)
+        """Lists the id order can serve (`query.pages_by_id`)."""
+        return pages_by_id(spec, params)
 
     async def pages(
         self,

@@ -179,6 +179,21 @@ def row_id(spec: EntitySpec, row: Mapping[str, Any]) -> int | None:
         return None
 
 
+def pages_by_id(spec: EntitySpec, params: Mapping[str, Any]) -> bool:
+    """Can the id strategies serve this list: an entity filterable by id, no other order
+    asked for, and no OR filter (their id bounds would be read as ANDed with the rest)?"""
+    return spec.keyset and not has_foreign_order(spec, params) and not _has_or_filter(spec, params)
+
+
+def _has_or_filter(spec: EntitySpec, params: Mapping[str, Any]) -> bool:
+    filter_key = find_key(params, spec.filter_param)
+    conditions = params.get(filter_key) if filter_key else None
+    if not isinstance(conditions, Mapping):
+        return False
+    logic = find_key(conditions, "logic")
+    return logic is not None and str(conditions[logic]).strip().upper() == "OR"
+
+
 def has_foreign_order(spec: EntitySpec, params: Mapping[str, Any]) -> bool:
     """True when the user asked for an order other than ascending id."""
     if spec.style == "user":

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from bitrix_core.entities import EntitySpec, spec_for_method
 from bitrix_core.errors import (
     BitrixBadRequestError,
+    BitrixParameterError,
     BitrixProtocolError,
     IncompletePaginationError,
 )
@@ -47,12 +48,18 @@ def choose_strategy(
         by_id = candidates["idwindow" if ordered else "converging"]
         return by_id if by_id.applies_to(spec, params) else candidates["offset"]
     if strategy not in candidates:
-        raise ValueError(f"strategy must be one of auto, {', '.join(candidates)}; not {strategy!r}")
+        raise BitrixParameterError(
+            "strategy", f"must be one of auto, {', '.join(candidates)}; not {strategy!r}"
+        )
     if strategy == "converging" and ordered:
-        raise ValueError("converging paging returns pages as they complete: use order=None")
+        raise BitrixParameterError(
+            "strategy", "converging paging returns pages as they complete: use order=None"
+        )
     chosen = candidates[strategy]
     if not chosen.applies_to(spec, params):
-        raise ValueError(f"{strategy} paging cannot serve {spec.list_method} with these parameters")
+        raise BitrixParameterError(
+            "strategy", f"{strategy} paging cannot serve {spec.list_method} with these parameters"
+        )
     return chosen
 
 
@@ -198,7 +205,7 @@ def paginate(
     params = dict(params or {})
     validate_call(method, params)
     if order not in ("id", None):
-        raise ValueError(f"order must be 'id' or None, not {order!r}")
+        raise BitrixParameterError("order", f"must be 'id' or None, not {order!r}")
     spec = spec or spec_for_method(method, params) or _unknown_spec(method)
     if spec.list_method.lower() != method.strip().lower():
         spec = replace(spec, list_method=method.strip())

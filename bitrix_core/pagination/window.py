@@ -14,7 +14,7 @@ from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
     checked_ids,
-    has_foreign_order,
+    pages_by_id,
     rows_of,
     split_id_bounds,
     window_params,
@@ -85,8 +85,8 @@ class IdWindowPaging:
         self.ordered = ordered
 
     def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
-        """Entities filterable by id, when the caller did not ask for another order."""
-        return spec.keyset and not has_foreign_order(spec, params)
+        """Lists the id order can serve (`query.pages_by_id`)."""
+        return pages_by_id(spec, params)
 
     async def pages(
         self,
@@ -128,8 +128,8 @@ class IdWindowPaging:
     def _group_size(self, window: IdWindow, density: Density) -> int:
         """Linked pages for the window's next request: the pages it is expected to hold."""
         expected = _expected_pages(window, density)
-        if window.remaining is not None:  # counted: exact
-            return max(1, min(_MAX_LINKED, math.ceil(expected)))
+        if window.remaining is not None:  # counted: its pages and the short one that ends it
+            return max(1, min(_MAX_LINKED, math.floor(expected) + 1))
         cap = _MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
         return max(1, min(cap, math.ceil(expected)))
 
@@ -156,7 +156,11 @@ class IdWindowPaging:
                     and next_lo < stop
                     and open_count < self.max_windows
                     and len(windows) < 2 * self.max_windows
-                    and (not self.ordered or ahead + self.window_rows <= self.max_buffered_rows)
+                    and (
+                        not self.ordered
+                        or not windows  # nothing held: one window goes on whatever the cap
+                        or ahead + self.window_rows <= self.max_buffered_rows
+                    )
                 ):
                     width = walker.density.width_for(self.window_rows)
                     merge = width * 3 // 2  # the last window takes a small remainder along

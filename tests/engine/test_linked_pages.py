@@ -112,16 +112,22 @@ async def test_chain_crossing_a_short_page_keeps_only_the_windows_rows(portal, c
     assert window.done and walker.linked
 
 
-async def test_counted_first_page_ends_a_window_of_full_pages_without_an_empty_one(portal, client):
-    """A window of exactly 100 rows: its first page is counted, so after two full pages the
-    window is known to be done: no third (empty) page, and the next group is sized exactly."""
+async def test_counted_first_page_sizes_groups_and_only_a_short_page_ends_a_window(
+    portal, client
+):
+    """A window of exactly 100 rows: its first page is counted, but two full pages do not end
+    it (rows may start to match the filter mid-run): a group sized by the count takes the
+    short page that ends it along, and the next group is sized exactly."""
     spec = ENTITIES["crm.deal"]
     ids = portal.store.ids("crm.deal")
     walker = LinkedWalker(client.batcher, spec, {"select": ["ID"]}, None, Density())
     window = IdWindow(ids[300], ids[400])
     await walker.step(window, count=2)
     assert [int(row["ID"]) for page in window.pages for row in page] == ids[300:400]
-    assert window.done and window.remaining == 0
+    assert not window.done and window.remaining == 0
+    assert IdWindowPaging()._group_size(window, walker.density) == 1
+    await walker.step(window, count=1)
+    assert window.done and len(window.pages) == 2
     wide = IdWindow(ids[1_000], ids[1_230])
     await walker.step(wide, count=1)
     assert (wide.remaining, wide.done) == (180, False)

@@ -204,4 +204,32 @@ async def test_bad_parameters_send_nothing(portal, client):
         await _collect(
             client.list("crm.deal.list", {"filter": {">ID": "abc"}}), ENTITIES["crm.deal"]
         )
+    bad_options = (
+        {"order": "desc"}, {"strategy": "fastest"}, {"strategy": "converging"},
+        {"strategy": "keyset", "filter": {"logic": "OR", "<ID": 5, ">ID": 9}},
+    )  # fmt: skip
+    for options in bad_options:
+        params = {"filter": options.pop("filter")} if "filter" in options else {}
+        with pytest.raises(BitrixParameterError) as raised:
+            paginate(client.batcher, "crm.deal.list", params, **options)
+        assert raised.value.parameter in ("order", "strategy")
     assert portal.counters.total().requests == before
+
+
+@pytest.mark.parametrize(("method", "params", "key"), [
+    ("crm.deal.list", {}, "ID"), ("crm.item.list", {"entityTypeId": 2}, "id"),
+])  # fmt: skip
+async def test_an_or_filter_with_id_bounds_pages_by_offset(portal, client, method, params, key):
+    """The id strategies would AND the bounds of `logic: OR`; the run pages by offset."""
+    ids = portal.store.ids("crm.deal")
+    low, high = ids[20], ids[-30]
+    either = {"logic": "OR", f"<{key}": low, f">{key}": high}
+    run = paginate(client.batcher, method, {**params, "filter": either, "select": [key]})
+    got = sorted(await _collect(run))
+    assert got == [i for i in ids if i < low or i > high] and run.stats.strategy == "offset"
+
+
+async def test_a_buffer_cap_below_one_window_still_returns_every_row(portal, client):
+    strategy = IdWindowPaging(max_buffered_rows=100)
+    run = paginate(client.batcher, "crm.deal.list", {"select": ["ID"]}, strategy=strategy)
+    assert sorted(await _collect(run)) == portal.store.ids("crm.deal")
