@@ -17,7 +17,8 @@ in every gap are known exactly::
     round 2: 50 + 50; round 3, the last: the 53 pages left, split between the two ends
              so that they fill the batches being packed (20 up fills an open batch, ...)
 
-The two ends of a gap meet in its last round, and only there is a page short: the run
+The two ends of a gap meet in its last round, and only there is a page short (a gap counted
+out before its ends meet is counted again: rows may have started to match the filter): the run
 needs about ceil(rows / 50) commands plus half a command per gap. Rounds are packed into
 batches by `BatchPacker`; a batch that is not full waits while rounds that may still fill
 it are out, and goes as soon as none is.
@@ -409,7 +410,13 @@ class _Walk:
         if counted is not None:
             gap.remaining = max(0, counted - kept)
         gap.lo, gap.hi = lo, hi
-        gap.done = done or gap.remaining == 0 or (lo is not None and hi is not None and lo >= hi)
+        met = lo is not None and hi is not None and lo >= hi
+        if gap.remaining == 0 and not (done or met):
+            # Counted out, yet the ends did not meet: rows may have started to match the
+            # filter since the count (or an empty page going down was an unresolved
+            # reference). A scout round counts what lies between again.
+            gap.remaining = None
+        gap.done = done or met
         if gap.done and gap.remaining:
             self.shortfall += gap.remaining
         return pages
