@@ -118,7 +118,7 @@ class ListRun:
     async def _pages(self) -> AsyncIterator[Page]:
         own_count = self._verify and not self._counts_rows()
         counting = asyncio.ensure_future(self._count()) if own_count else None
-        seen: set[int] | None = None if self.strategy.disjoint else set()
+        seen: set[int] = set()  # ids delivered, kept while the strategy may repeat a row
         expected: int | None = None
         received = 0  # this run's rows (the caller's stats may hold earlier ones)
         try:
@@ -126,7 +126,8 @@ class ListRun:
                 if page.total is not None and (self._verify or not self._counts_rows()):
                     expected = max(expected or 0, int(page.total))
                     self._progress.set_total(expected)
-                rows = self._dedupe(page.rows, seen)
+                # (a fallback to offset paging is not disjoint: the strategy is read per page)
+                rows = page.rows if self.strategy.disjoint else self._dedupe(page.rows, seen)
                 if not rows:
                     continue
                 received += len(rows)
@@ -168,11 +169,7 @@ class ListRun:
             async for page in fallback.pages(self._runner, plain, self.params, self.stats):
                 yield page
 
-    def _dedupe(self, rows: list[dict[str, Any]], seen: set[int] | None) -> list[dict[str, Any]]:
-        if seen is None and self.strategy.disjoint:
-            return rows
-        if seen is None:
-            seen = set()
+    def _dedupe(self, rows: list[dict[str, Any]], seen: set[int]) -> list[dict[str, Any]]:
         fresh = []
         for row in rows:
             key = row_id(self.spec, row)
