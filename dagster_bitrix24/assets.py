@@ -47,7 +47,7 @@ from dagster_bitrix24.partitions import partition_key_function
 from dagster_bitrix24.resources import SQLWarehouseResource, warehouse_kind
 from dagster_bitrix24.run_jobs import AssetJob, JobOutcome, run_jobs
 from dagster_bitrix24.smart_processes import SMART_PROCESSES
-from dagster_bitrix24.sync import SyncOptions, lookback_minutes
+from dagster_bitrix24.sync import SyncOptions, lookback_from_minutes
 from dagster_bitrix24.translator import (
     ENTITY_KEY,
     Bitrix24EntityProps,
@@ -346,7 +346,7 @@ def sync_selected_assets(
             full_refresh=config.full_refresh,
             reset_cursor=config.reset_cursor,
             check_deletes=config.check_deletes,
-            lookback=lookback_minutes(lookback),
+            lookback=lookback_from_minutes(lookback),
             window=window,
             partition_key=key_for,
             chunk_rows=config.chunk_rows,

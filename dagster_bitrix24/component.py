@@ -23,7 +23,7 @@ from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.partitions import change_time_partitions
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
-from dagster_bitrix24.sync import lookback_minutes
+from dagster_bitrix24.sync import lookback_from_minutes
 
 
 class PartitionsModel(Model):
@@ -72,7 +72,7 @@ class Bitrix24Component(Component, Model, Resolvable):
             table_prefix=self.table_prefix,
             warehouse=warehouse,
             partitions_def=partitions_def,
-            lookback=lookback_minutes(self.lookback_minutes),
+            lookback=lookback_from_minutes(self.lookback_minutes),
         )
         schedules = []
         if self.schedule:

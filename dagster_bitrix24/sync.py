@@ -41,7 +41,7 @@ _MULTIFIELD = "crm_multifield"
 _LONGEST_LOOKBACK = timedelta(days=36_500)  # a cursor minus more leaves the datetime range
 
 
-def lookback_minutes(minutes: float) -> timedelta:
+def lookback_from_minutes(minutes: float) -> timedelta:
     """A lookback given in minutes (run config, component YAML) as a timedelta; a value that
     is not a number of minutes from 0 to `_LONGEST_LOOKBACK` raises the named error."""
     if isinstance(minutes, bool) or not isinstance(minutes, int | float):
