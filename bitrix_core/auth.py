@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bitrix_core.errors import (
     BitrixAuthError,
+    BitrixError,
     BitrixParameterError,
     BitrixRetryableError,
     QueryLimitExceededError,
@@ -143,7 +144,11 @@ class OAuthAuth:
         self.refresh_count = 0
 
     def __repr__(self) -> str:
-        return f"OAuthAuth(client_id={self.client_id!r}, endpoint={self.redacted_base!r})"
+        try:
+            endpoint = self.redacted_base
+        except BitrixError:  # an empty or unreadable store: a repr must not raise
+            endpoint = "<not authorised>"
+        return f"OAuthAuth(client_id={self.client_id!r}, endpoint={endpoint!r})"
 
     @property
     def tokens(self) -> OAuthTokens:

@@ -60,7 +60,7 @@ class BitrixClient:
         self.stats = CallStats()
         self.throttle = Throttle(self.limits, backend=backend)
         self._transport = Transport(timeout=timeout, verify_ssl=verify_ssl)
-        self._requester = Requester(self._post, self.throttle, retry=retry)
+        self._requester = Requester(self._post, self.throttle, retry=retry, renew=self._renew)
         self._linger_s = linger_s
         self._batcher: Batcher | None = None
 
@@ -176,17 +176,15 @@ class BitrixClient:
         return rows
 
     async def _post(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Send one request with the credentials; renew them once if the portal asks."""
-        try:
-            return await self._transport.post(
-                self.auth.method_url(method), {**params, **self.auth.auth_params()}, method=method
-            )
-        except BitrixAuthError as error:
-            if not await self.auth.handle_auth_error(error, self._transport):
-                raise
+        """Send one request with the current credentials."""
         return await self._transport.post(
             self.auth.method_url(method), {**params, **self.auth.auth_params()}, method=method
         )
+
+    async def _renew(self, error: BitrixAuthError) -> bool:
+        """True when the credentials were renewed (the requester resends through the
+        throttle, so the resend takes its own bucket slot)."""
+        return await self.auth.handle_auth_error(error, self._transport)
 
 
 def _checked(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """One HTTP request to the portal: throttled, classified, and retried within its own budget.
 
+An auth error the credentials can cure (an expired OAuth token) is renewed once and the
+request resent through the throttle like any other send.
+
 Limit answers (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT) mean the call did not run,
 so any method is resent after the throttle's wait. Timeouts and 5xx leave a write's outcome
 unknown: reads are retried with backoff, writes are never resent.
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitrix_core.errors import (
+    BitrixAuthError,
     BitrixRetryableError,
     OperationTimeLimitError,
     QueryLimitExceededError,
@@ -26,6 +30,8 @@ logger = logging.getLogger("bitrix_core")
 
 PostFn = Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one REST method with its parameters; returns the decoded envelope or raises."""
+RenewFn = Callable[[BitrixAuthError], Awaitable[bool]]
+"""Renews the credentials after an auth error; True when the request may be resent."""
 
 _READ_VERBS = frozenset(
     {"list", "get", "fields", "search", "count", "current", "info", "types", "version"}
@@ -58,11 +64,17 @@ class Requester:
     """Sends requests through the throttle, counting each into the given statistics."""
 
     def __init__(
-        self, post: PostFn, throttle: Throttle, *, retry: RetryPolicy | None = None
+        self,
+        post: PostFn,
+        throttle: Throttle,
+        *,
+        retry: RetryPolicy | None = None,
+        renew: RenewFn | None = None,
     ) -> None:
         self._post = post
         self.throttle = throttle
         self.retry = retry or RetryPolicy()
+        self._renew = renew
 
     async def send(
         self,
@@ -81,6 +93,7 @@ class Requester:
         methods = list(budget_methods) if budget_methods is not None else [method]
         allowed = self.retry.max_retries if max_retries is None else max_retries
         retries = limit_resends = 0
+        renewed = False
         while True:
             try:
                 # The bucket slot is taken inside the concurrency slot, right before sending:
@@ -89,6 +102,11 @@ class Requester:
                     waited = await self.throttle.reserve(methods, on_slot=on_slot)
                     _count_request(sinks, method, waited)
                     envelope = await self._post(method, params)
+            except BitrixAuthError as error:
+                if renewed or self._renew is None or not await self._renew(error):
+                    raise
+                renewed = True  # a renewal is not a retry: resend through the throttle
+                continue
             except (QueryLimitExceededError, OperationTimeLimitError) as error:
                 limit_resends += 1
                 for sink in sinks:
