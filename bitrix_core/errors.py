@@ -92,10 +92,18 @@ class QueryLimitExceededError(BitrixLimitError):
 
 
 class OperationTimeLimitError(BitrixLimitError):
-    """429 OPERATION_TIME_LIMIT: this method's operating budget is spent until `reset_at`."""
+    """429 OPERATION_TIME_LIMIT: this method's operating budget is spent until `reset_at`
+    (unix time on the SERVER's clock) or for `retry_after_s` seconds (a `Retry-After`)."""
 
-    def __init__(self, *args: Any, reset_at: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        reset_at: float | None = None,
+        retry_after_s: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.reset_at = reset_at
+        self.retry_after_s = retry_after_s
         super().__init__(*args, **kwargs)
 
 

@@ -114,7 +114,9 @@ class Requester:
                 if isinstance(error, QueryLimitExceededError):
                     await self.throttle.on_query_limit()
                 else:
-                    await self.throttle.on_operation_limit(method, error.reset_at)
+                    await self.throttle.on_operation_limit(
+                        method, error.reset_at, retry_after_s=error.retry_after_s
+                    )
                 if limit_resends > self.retry.max_limit_resends:
                     raise
             except BitrixRetryableError as error:

@@ -322,12 +322,17 @@ class Throttle:
         await self.backend.fill_bucket(now=now, interval_s=interval, burst=self.limits.burst)
         self._tat_hint = max(self._tat_hint, now + self.limits.burst * interval)
 
-    async def on_operation_limit(self, method: str, reset_at: float | None = None) -> float:
-        """The portal answered 429 for `method`: block it until reset; return the wait in s."""
+    async def on_operation_limit(
+        self, method: str, reset_at: float | None = None, *, retry_after_s: float | None = None
+    ) -> float:
+        """The portal answered 429 for `method`: block it until `reset_at` (server clock) or
+        for `retry_after_s` (relative: no clock skew applies); return the wait in s."""
         now = self._clock()
         name = method.lower()
         budget = await self.backend.get_budget(name)
-        if reset_at is not None:
+        if retry_after_s is not None and reset_at is None:
+            until = now + retry_after_s
+        elif reset_at is not None:
             skew = self._skew if self._skew is not None else now - time.time()
             until = reset_at + skew
         elif budget is not None and budget.reset_at > now:

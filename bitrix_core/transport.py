@@ -11,7 +11,6 @@ decision to resend to the batcher and the client::
 
 import asyncio
 import ipaddress
-import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -210,7 +209,7 @@ def _error_or_none(
     if isinstance(body, dict) and "error" in body:
         error = error_from_response(body, method=method, status=status, url=url)
         if isinstance(error, OperationTimeLimitError) and error.reset_at is None:
-            error.reset_at = _reset_at(body, headers)
+            _set_reset(error, body, headers)
         return error
     if status < 400:
         return None
@@ -220,7 +219,7 @@ def _error_or_none(
     kind = "error page" if body is None or body is _UNPARSED else "error without a code"
     error = cls(f"{kind} ({_snippet(raw)})", method=method, status=status, url=url)
     if isinstance(error, OperationTimeLimitError):
-        error.reset_at = _reset_at({}, headers)
+        _set_reset(error, {}, headers)
     return error
 
 
@@ -248,21 +247,26 @@ def _as_object(status: int, raw: bytes, body: Any, *, method: str, url: str) -> 
     return body
 
 
-def _reset_at(body: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
-    """When an exhausted operating budget frees up: body time block, else Retry-After."""
+def _set_reset(
+    error: OperationTimeLimitError, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> None:
+    """When an exhausted operating budget frees up: the body's `operating_reset_at` or an
+    HTTP-date `Retry-After` (both on the server's clock, as `reset_at`), else a
+    `Retry-After` in seconds (`retry_after_s`: relative, so no clock is involved)."""
     block = body.get("time")
     if isinstance(block, dict) and isinstance(block.get("operating_reset_at"), int | float):
-        return float(block["operating_reset_at"])
+        error.reset_at = float(block["operating_reset_at"])
+        return
     retry_after = headers.get("Retry-After")
     if not retry_after:
-        return None
+        return
     try:
-        return time.time() + float(retry_after)
+        error.retry_after_s = max(0.0, float(retry_after))
     except ValueError:
         try:
-            return parsedate_to_datetime(retry_after).timestamp()
+            error.reset_at = parsedate_to_datetime(retry_after).timestamp()
         except (TypeError, ValueError):
-            return None
+            return
 
 
 def _snippet(raw: bytes, limit: int = 120) -> str:
