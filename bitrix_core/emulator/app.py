@@ -26,12 +26,18 @@ from bitrix_core.emulator.envelope import (
     time_block,
 )
 from bitrix_core.emulator.faults import (
+    BAD_200_FAULTS,
     ERROR_FAULTS,
-    HTTP_FAULTS,
-    KINDS,
+    OFF_HOST,
+    REDIRECT_OFF_HOST,
+    REQUEST_KINDS,
+    TOKEN_FAULTS,
+    WHOLE_REQUEST_FAULTS,
     Fault,
     FaultInjector,
     html_page,
+    php_warning,
+    take_free_slots,
 )
 from bitrix_core.emulator.limits import PortalLimits
 from bitrix_core.emulator.methods import MethodError, PortalMethods
@@ -63,6 +69,15 @@ def _error_outcome(code: str, description: str) -> CommandOutcome:
     return CommandOutcome(error=(code, description))
 
 
+def _bad_200(kind: str, response: web.Response) -> web.Response:
+    """The 200 answer a `BAD_200_FAULTS` kind replaces the real one with (see faults.py)."""
+    if kind == "php_warning_200":  # printed before PHP sent its headers: text/html
+        body = response.body if isinstance(response.body, bytes) else b""
+        return web.Response(body=php_warning(body), content_type="text/html")
+    body = b"" if kind == "empty_200" else b"null"
+    return web.Response(body=body, content_type="application/json")
+
+
 class PortalServer:
     """Request handlers over one `PortalState`."""
 
@@ -82,12 +97,20 @@ class PortalServer:
         """The OAuth token endpoint (GET or POST)."""
         params = await decode_request(request)
         try:
-            return json_response(self.state.oauth.grant(params))
+            answer = self.state.oauth.grant(params)
         except OAuthError as error:
             return json_response(
                 {"error": error.code, "error_description": error.description},
                 status=error.status,
             )
+        lost = self.state.faults.take("oauth.token", kinds=TOKEN_FAULTS, wildcard=True)
+        if lost is not None and lost.kind == "token_lost_502":  # rotated, answer lost
+            return web.Response(text=html_page(502), status=502, content_type="text/html")
+        if lost is not None:
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
+        return json_response(answer)
 
     def _identity(
         self, parts: list[str], params: dict[str, Any]
@@ -120,7 +143,10 @@ class PortalServer:
         params = await decode_request(request)
         counters = self.state.counters
         counters[method].requests += 1
-        if not self.state.limits.admit(time.monotonic()):
+        now = time.monotonic()
+        if self.state.faults.foreign_client(now) and self.state.limits.bucket is not None:
+            take_free_slots(self.state.limits.bucket, now)
+        if not self.state.limits.admit(now):
             counters[method].status_503 += 1
             return error_response("QUERY_LIMIT_EXCEEDED", "Too many requests")
         identity, refusal = self._identity(parts, params)
@@ -131,10 +157,10 @@ class PortalServer:
         halt = False
         if method == "batch":
             commands, halt = batch_method.parse_commands(params)
-        fault = self.state.faults.take(method, kinds=KINDS, wildcard=True)
+        fault = self.state.faults.take(method, kinds=REQUEST_KINDS, wildcard=True)
         for command in commands:
             fault = fault or self.state.faults.take(
-                command.method, kinds=HTTP_FAULTS, wildcard=False
+                command.method, kinds=WHOLE_REQUEST_FAULTS, wildcard=False
             )
         if fault is not None and fault.kind != "slow":
             early = await self._fault_response(request, method, fault)
@@ -148,6 +174,8 @@ class PortalServer:
             response = await self._single(identity, method, params)
         if fault is not None and fault.kind == "truncated":
             return await self._truncated(request, response)
+        if fault is not None and fault.kind in BAD_200_FAULTS:
+            return _bad_200(fault.kind, response)
         return response
 
     async def _fault_response(
@@ -162,6 +190,9 @@ class PortalServer:
             status = int(fault.kind[-3:])
             self.state.counters.count_status(method, status)
             return web.Response(text=html_page(status), status=status, content_type="text/html")
+        if fault.kind == REDIRECT_OFF_HOST:
+            target = request.url.with_host(OFF_HOST)
+            return web.Response(status=301, headers={"Location": str(target)})
         if fault.kind == "reset":
             if request.transport is not None:
                 request.transport.abort()

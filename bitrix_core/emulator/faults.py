@@ -3,12 +3,16 @@
 A fault targets one method (or every request when `method` is None) for the next `times`
 matching requests, or with a `probability` drawn from a seeded RNG. Inside a batch the
 error-body kinds hit just that sub-command (in `result_error`); the HTTP-level kinds
-(`html_502`, `html_503`, `reset`, `truncated`, `slow`) hit the whole batch request.
+(`html_502`, `html_503`, `reset`, `truncated`, `slow`, and the integrity kinds below but
+the token and foreign-client ones) hit the whole batch request.
 """
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
+
+from bitrix_core.emulator.limits import LeakyBucket
 
 #: kind -> (HTTP status, code, description) for the faults that answer with a JSON error.
 ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
@@ -35,7 +39,50 @@ ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
 refusals and the operating-time 429 come from the emulator's real checks instead)."""
 #: The faults that act on the HTTP exchange itself.
 HTTP_FAULTS = frozenset({"html_502", "html_503", "reset", "truncated", "slow"})
-KINDS = frozenset(ERROR_FAULTS) | HTTP_FAULTS
+
+# --- Integrity faults (issue 11): answers a client must neither trust nor die of. -----------
+BAD_200_FAULTS = frozenset({"php_warning_200", "empty_200", "null_200"})
+"""The request RUNS, then its 200 answer is replaced: `php_warning_200` puts a PHP warning
+page in front of the JSON (PHP with display_errors on), `empty_200` sends no body, `null_200`
+sends `null` (a PHP handler that returned nothing). Assumption: not in the documentation;
+the kinds of answer issue 11 saw through a proxy. A write under these did happen."""
+REDIRECT_OFF_HOST = "redirect_off_host"
+"""Answers 301 to the same path and query on host OFF_HOST (same port) without running the
+request. A renamed portal answers a redirect (digest section 1, documented for 302); one
+pointing off the portal's host is the assumption a client must be safe against."""
+OFF_HOST = "127.0.0.2"
+TOKEN_FAULTS = frozenset({"token_lost_502", "token_lost_reset"})
+"""On `/oauth/token/` (any `method`): the grant IS processed (the refresh token rotated, the
+old one dead: digest section 8, documented), then the answer is lost: an nginx 502 page
+(`token_lost_502`) or a dropped connection (`token_lost_reset`). The loss is an assumption."""
+FOREIGN_CLIENT = "foreign_client"
+"""Another application on the portal takes every free slot of the request bucket for
+`delay_s` real seconds from when the fault is added (pass seconds times the time scale), so
+each of our requests gets 503 QUERY_LIMIT_EXCEEDED; then the full bucket drains at the
+plan's rate. Applications share the bucket (digest section 3, documented); a foreign client
+this greedy is an assumption. No effect on a plan without a bucket."""
+WHOLE_REQUEST_FAULTS = HTTP_FAULTS | BAD_200_FAULTS | {REDIRECT_OFF_HOST}
+"""The kinds that replace a whole request's answer (a batch's too)."""
+
+
+def take_free_slots(bucket: LeakyBucket, now: float) -> None:
+    """The foreign client's requests: fill `bucket` to the top at `now`."""
+    while bucket.try_acquire(now):
+        pass
+
+
+def php_warning(body: bytes) -> bytes:
+    """A real answer behind the warning PHP prints when display_errors is on."""
+    warning = (
+        b'<br />\n<b>Warning</b>:  Undefined array key "ID" in '
+        b"<b>/home/bitrix/www/bitrix/modules/crm/lib/entity.php</b> on line <b>412</b><br />\n"
+    )
+    return warning + body
+
+
+KINDS = frozenset(ERROR_FAULTS) | WHOLE_REQUEST_FAULTS | TOKEN_FAULTS | {FOREIGN_CLIENT}
+REQUEST_KINDS = KINDS - TOKEN_FAULTS - {FOREIGN_CLIENT}
+"""The kinds a REST request draws from (the others act at the token endpoint and bucket)."""
 
 _HTML = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -60,6 +107,7 @@ class Fault:
     probability: float | None = None
     delay_s: float = 0.0  # real seconds, for `slow`; not multiplied by the time scale
     fired: int = 0
+    until: float | None = None  # monotonic end of a `foreign_client` window
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -102,6 +150,8 @@ class FaultInjector:
         fault = Fault(
             kind, method.lower() if method else None, times, probability, float(delay_s)
         )
+        if kind == FOREIGN_CLIENT:
+            fault.until = time.monotonic() + fault.delay_s
         self._faults.append(fault)
         return fault
 
@@ -112,7 +162,21 @@ class FaultInjector:
 
     def active(self) -> list[Fault]:
         """Faults still able to fire."""
-        return [fault for fault in self._faults if fault.times is None or fault.times > 0]
+        now = time.monotonic()
+        return [
+            fault
+            for fault in self._faults
+            if (fault.times is None or fault.times > 0)
+            and (fault.until is None or fault.until > now)
+        ]
+
+    def foreign_client(self, now: float) -> bool:
+        """True while a `foreign_client` fault holds the request bucket (counts it fired)."""
+        for fault in self.active():
+            if fault.kind == FOREIGN_CLIENT and fault.until is not None and fault.until > now:
+                fault.fired += 1
+                return True
+        return False
 
     def take(self, method: str, *, kinds: frozenset[str], wildcard: bool) -> Fault | None:
         """The fault that fires for this request of `method`, consuming one of its `times`.
