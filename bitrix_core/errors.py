@@ -3,7 +3,7 @@
     BitrixError
     ├── BitrixParameterError         bad input, caught before anything is sent
     ├── BitrixRetryableError         transient; a read may be sent again
-    │   ├── BitrixServerError        5xx, INTERNAL_SERVER_ERROR, HTML error pages
+    │   ├── BitrixServerError        5xx, INTERNAL_SERVER_ERROR, HTML pages, a 200 without JSON
     │   └── BitrixTransportError     connection reset, truncated body
     │       └── BitrixTimeoutError   no answer within the client's timeout
     ├── BitrixLimitError             a portal limit was hit
@@ -72,7 +72,8 @@ class BitrixRetryableError(BitrixError):
 
 
 class BitrixServerError(BitrixRetryableError):
-    """The portal failed (5xx, INTERNAL_SERVER_ERROR, ERROR_UNEXPECTED_ANSWER, HTML page)."""
+    """The portal failed (5xx, INTERNAL_SERVER_ERROR, ERROR_UNEXPECTED_ANSWER, an HTML page,
+    or a 200 with no JSON: empty, `null`, a PHP warning page)."""
 
 
 class BitrixTransportError(BitrixRetryableError):
@@ -152,7 +153,7 @@ class BatchError(BitrixBadRequestError):
 
 
 class BitrixProtocolError(BitrixError):
-    """The answer could not be understood (not JSON, or not the documented shape)."""
+    """The answer could not be understood: JSON, but not in the documented shape."""
 
 
 class BitrixCertificateError(BitrixError):

@@ -224,16 +224,22 @@ def _error_or_none(
 
 
 def _as_object(status: int, raw: bytes, body: Any, *, method: str, url: str) -> dict[str, Any]:
-    """A success body as a dict; PHP's `[]` for an empty map becomes `{}`."""
+    """A success body as a dict; PHP's `[]` for an empty map becomes `{}`.
+
+    A 200 carrying no JSON at all (empty, `null`, a PHP warning page) is the portal failing,
+    as a 5xx is: `BitrixServerError`, so a read is sent again and a write is not."""
     if body is None:
-        raise BitrixProtocolError("empty answer", method=method, status=status, url=url)
+        kind = "an empty body" if not raw.strip() else "null"
+        raise BitrixServerError(
+            f"HTTP 200 with {kind} instead of JSON", method=method, status=status, url=url
+        )
     if body is _UNPARSED:
         if raw.strip()[:1] in (b"{", b"["):
             raise BitrixTransportError(
                 "body cut short (JSON ends early)", method=method, status=status, url=url
             )
-        raise BitrixProtocolError(
-            f"answer is not JSON ({_snippet(raw)})", method=method, status=status, url=url
+        raise BitrixServerError(
+            f"HTTP 200 that is not JSON ({_snippet(raw)})", method=method, status=status, url=url
         )
     if body == []:
         return {}

@@ -158,8 +158,8 @@ async def test_redirect_to_plain_http_elsewhere_is_refused(server: str):
     assert isinstance(error, BitrixProtocolError)
 
 
-async def test_html_under_200_is_a_protocol_error(server: str):
-    assert type(await _fail(server, "html_200")) is BitrixProtocolError
+async def test_html_under_200_is_a_server_error_so_reads_are_retried(server: str):
+    assert type(await _fail(server, "html_200")) is BitrixServerError
 
 
 async def test_error_body_under_http_200_raises(server: str):
