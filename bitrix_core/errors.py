@@ -20,6 +20,7 @@
     ├── BitrixBadRequestError        the portal rejected the parameters
     │   └── BatchError               the batch itself was refused (length, nested batch)
     ├── BitrixProtocolError          the answer could not be understood
+    │   └── BitrixRedirectError      a redirect off the portal's host: credentials never follow
     ├── BitrixCertificateError       the portal's TLS certificate was refused: fix it, no retry
     └── IncompletePaginationError    a list returned fewer rows than the portal holds
 """
@@ -154,6 +155,16 @@ class BatchError(BitrixBadRequestError):
 
 class BitrixProtocolError(BitrixError):
     """The answer could not be understood: JSON, but not in the documented shape."""
+
+
+class BitrixRedirectError(BitrixProtocolError):
+    """The portal redirected to another host (`.location_host`); nothing was sent there, as
+    a token or webhook code never leaves the configured host: if the portal moved, use its
+    new address."""
+
+    def __init__(self, *args: Any, location_host: str, **kwargs: Any) -> None:
+        self.location_host = location_host
+        super().__init__(*args, **kwargs)
 
 
 class BitrixCertificateError(BitrixError):

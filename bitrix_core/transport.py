@@ -2,7 +2,11 @@
 
 The transport never retries; it turns every way an exchange can fail into the right
 ``bitrix_core.errors`` class, carrying the REST method and the redacted URL, and leaves the
-decision to resend to the batcher and the client::
+decision to resend to the batcher and the client. Redirects (301/302/307/308, re-sent as
+the same verb) are followed only on the host the request was made to: the same scheme,
+host and port, or http -> https on the same host name; anything else is
+`BitrixRedirectError` naming the new host, and nothing is sent there, so a token or webhook
+code never leaves the configured portal::
 
     async with Transport(timeout=30) as transport:
         envelope = await transport.post(url, {"id": 5}, method="crm.deal.get")
@@ -27,6 +31,7 @@ from bitrix_core.errors import (
     BitrixError,
     BitrixParameterError,
     BitrixProtocolError,
+    BitrixRedirectError,
     BitrixServerError,
     BitrixTimeoutError,
     BitrixTransportError,
@@ -152,6 +157,7 @@ class Transport:
     ) -> tuple[int, Mapping[str, str], bytes, str]:
         assert self._session is not None
         headers = {"Content-Type": FORM_CONTENT_TYPE} if body is not None else {}
+        origin = url
         for _ in range(_MAX_REDIRECTS + 1):
             async with self._session.request(
                 verb, url, data=body, headers=headers, allow_redirects=False
@@ -159,7 +165,7 @@ class Transport:
                 location = response.headers.get("Location")
                 if response.status in _REDIRECTS and location:
                     target = urljoin(url, location)
-                    _check_redirect(url, target, method=method)
+                    _check_redirect(origin, target, method=method)
                     url = target
                     continue
                 raw = await response.read()
@@ -179,12 +185,29 @@ def _check_url(url: str, *, method: str) -> None:
         )
 
 
-def _check_redirect(source: str, target: str, *, method: str) -> None:
-    parts = urlsplit(target)
-    insecure = parts.scheme == "http" and not is_loopback_host(parts.hostname)
-    if parts.scheme not in ("http", "https") or insecure:
+def _check_redirect(origin: str, target: str, *, method: str) -> None:
+    """Refuse a redirect off the origin's host (see the module docstring)."""
+    source, parts = urlsplit(origin), urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BitrixProtocolError(
-            f"refusing redirect to {redact(target)}", method=method, url=redact(source)
+            f"refusing redirect to {redact(target)}", method=method, url=redact(origin)
+        )
+    same_host = parts.hostname.lower() == (source.hostname or "").lower()
+    same_origin = same_host and (parts.scheme, parts.port) == (source.scheme, source.port)
+    upgrade = (
+        same_host
+        and (source.scheme, parts.scheme) == ("http", "https")
+        and source.port in (None, 80)
+        and parts.port in (None, 443)
+    )
+    if not (same_origin or upgrade):
+        where = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+        raise BitrixRedirectError(
+            f"the portal redirected to another host, {where}; credentials are never sent off "
+            "the configured host: if the portal moved, configure its new address",
+            method=method,
+            url=redact(origin),
+            location_host=parts.hostname,
         )
 
 
