@@ -8,7 +8,9 @@ Both satisfy the ``Auth`` protocol the client uses to build each request::
 
 ``OAuthAuth`` answers a 401 ``expired_token`` by refreshing once (one refresh in flight per
 process, one per token store across processes) and persists the rotated refresh token before
-the new access token is used.
+the new access token is used. Under the store's refresh lock it re-reads the store before
+refreshing and after a refused refresh, so tokens another process wrote are used. A refresh
+whose answer was lost and whose resend was refused is ``OAuthRefreshLostError``.
 """
 
 import asyncio
@@ -22,6 +24,8 @@ from bitrix_core.errors import (
     BitrixError,
     BitrixParameterError,
     BitrixRetryableError,
+    OAuthGrantError,
+    OAuthRefreshLostError,
     QueryLimitExceededError,
     TokenExpiredError,
 )
@@ -32,6 +36,10 @@ from bitrix_core.transport import Transport, is_loopback_host
 __all__ = ["Auth", "OAuthAuth", "WebhookAuth", "DEFAULT_OAUTH_SERVER"]
 
 DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
+REAUTHORIZE = (
+    "re-authorize the application: get a new authorization code and run "
+    "Bitrix24Resource(...).authorize(code=...) (engine: OAuthAuth.exchange_code(code, transport))"
+)
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[A-Za-z0-9_-]+)/?$")
 
 
@@ -221,7 +229,15 @@ class OAuthAuth:
             if stored is not None and stored.access_token != stale.access_token:
                 self._tokens = stored  # another process refreshed while we waited
                 return
-            tokens = await self._request_tokens(transport, stored or stale)
+            current = stored or stale
+            try:
+                tokens = await self._request_tokens(transport, current)
+            except OAuthGrantError:
+                newer = self._store.load()
+                if newer is not None and newer.refresh_token != current.refresh_token:
+                    self._tokens = newer  # written meanwhile by another process: use it
+                    return
+                raise
             self._store.save(tokens)  # the rotated refresh token is safe before use
             self._tokens = tokens
             self.refresh_count += 1
@@ -233,14 +249,18 @@ class OAuthAuth:
             "client_secret": self._client_secret,
             "refresh_token": current.refresh_token,
         }
+        lost: BitrixError | None = None  # an attempt whose answer may have been lost
         for attempt in range(1, self._max_attempts + 1):
             try:
                 body = await transport.get(self._token_url, params, method="oauth.token")
-            except (BitrixRetryableError, QueryLimitExceededError):
+            except (BitrixRetryableError, QueryLimitExceededError) as error:
                 if attempt == self._max_attempts:
                     raise
+                lost = error
                 await asyncio.sleep(self._retry_delay_s * 2 ** (attempt - 1))
                 continue
+            except OAuthGrantError as error:
+                raise _grant_refused(error, lost) from None
             return OAuthTokens.from_token_response(body, now=time.time(), previous=current)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -254,6 +274,31 @@ class OAuthAuth:
             )
         self._client_endpoint = _endpoint(endpoint, parameter="client_endpoint")
         return self._client_endpoint
+
+
+def _grant_refused(error: OAuthGrantError, lost: BitrixError | None) -> OAuthGrantError:
+    """The refused refresh, saying why and what to do (never showing a token)."""
+    if error.code.lower() != "invalid_grant":
+        return error
+    cls: type[OAuthGrantError] = OAuthGrantError
+    text = (
+        f"{error.description or 'invalid_grant'}: the refresh token is dead (unused for 180 "
+        "days, or used by another process that did not store the new one)"
+    )
+    if lost is not None:
+        cls = OAuthRefreshLostError
+        text = (
+            f"the token server's answer to a refresh was lost ({type(lost).__name__}: "
+            f"{lost.description}) and the resend was refused ({error.description!r}): the "
+            "server rotated the refresh token in the lost answer"
+        )
+    return cls(
+        f"{text}; {REAUTHORIZE}",
+        code=error.code,
+        method=error.method,
+        status=error.status,
+        url=error.url,
+    )
 
 
 def _endpoint(url: Any, *, parameter: str) -> str:

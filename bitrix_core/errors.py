@@ -15,6 +15,7 @@
     │   ├── InvalidTokenError        wrong token or webhook code: fail, no loop
     │   ├── InvalidCredentialsError  webhook deleted, changed or blocked
     │   └── OAuthGrantError          the OAuth server refused a grant (invalid_grant, ...)
+    │       └── OAuthRefreshLostError  a refresh's answer was lost after the token rotated
     ├── BitrixPermissionError        known, but not allowed (scope, plan, rights, portal gone)
     ├── BitrixMethodNotFoundError    no such method (or a malformed webhook URL)
     ├── BitrixBadRequestError        the portal rejected the parameters
@@ -135,6 +136,12 @@ class InvalidCredentialsError(BitrixAuthError):
 
 class OAuthGrantError(BitrixAuthError):
     """The OAuth server refused a grant; invalid_grant means the app must be re-authorised."""
+
+
+class OAuthRefreshLostError(OAuthGrantError):
+    """The token server's answer to a refresh was lost (5xx, dropped connection) and the
+    resend was refused: the server had rotated the refresh token in the lost answer, so the
+    stored one is dead. Re-authorize the application (a new authorization code)."""
 
 
 class BitrixPermissionError(BitrixError):

@@ -81,6 +81,11 @@ class Transport:
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             headers={"Accept": "application/json"},
         )
+        # aiohttp silently resends a GET once when the connection drops; for the OAuth token
+        # GET that resend spends a refresh token the server may already have rotated. Every
+        # resend is this project's decision (a private flag; aiohttp's test client clears it).
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(
