@@ -48,7 +48,7 @@ from bitrix_core.errors import (
     OperationTimeLimitError,
     QueryLimitExceededError,
 )
-from bitrix_core.requester import Requester
+from bitrix_core.requester import Requester, out_of_patience
 from bitrix_core.stats import CallStats
 
 logger = logging.getLogger("bitrix_core")
@@ -283,7 +283,11 @@ class Batcher:
                 self._note_fallback(command, "single")
                 outcome.single.append(command)
             return
-        except (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError) as error:
+        except QueryLimitExceededError as error:  # the requester's patience ran out
+            for command in commands:
+                fail(command, error)
+            return
+        except (BitrixRetryableError, OperationTimeLimitError) as error:
             self._whole_batch_failed(commands, error, outcome)
             return
         except BitrixError as error:
@@ -371,13 +375,15 @@ class Batcher:
             for sink in self._sinks([command]):
                 sink.limit_errors += 1
             if isinstance(error, QueryLimitExceededError):
-                await throttle.on_query_limit()
+                if await throttle.on_query_limit() is None:
+                    fail(command, out_of_patience(error, throttle))
+                    return
             else:
                 await throttle.on_operation_limit(command.method, error.reset_at)
-            command.limit_resends += 1
-            if command.limit_resends > self._requester.retry.max_limit_resends:
-                fail(command, error)
-                return
+                command.limit_resends += 1
+                if command.limit_resends > self._requester.retry.max_limit_resends:
+                    fail(command, error)
+                    return
             self._note_fallback(command, "retry_failed")
             self._count_retry(command)
             outcome.requeue.append(command)

@@ -4,8 +4,9 @@ An auth error the credentials can cure (an expired OAuth token) is renewed once 
 request resent through the throttle like any other send.
 
 Limit answers (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT) mean the call did not run,
-so any method is resent after the throttle's wait. Timeouts and 5xx leave a write's outcome
-unknown: reads are retried with backoff, writes are never resent.
+so any method is resent after the throttle's wait: 503s for as long as the limits'
+`query_limit_patience_s` (backoff.py), 429s up to `max_limit_resends` times. Timeouts and
+5xx leave a write's outcome unknown: reads are retried with backoff, writes are never resent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +49,8 @@ def is_read_method(method: str) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Per-request retry budget: transient failures and limit answers are counted apart."""
+    """Per-request retry budget: transient failures and 429 resends are counted apart (503s
+    are waited out for `Limits.query_limit_patience_s` instead)."""
 
     max_retries: int = 4
     max_limit_resends: int = 12
@@ -94,6 +97,7 @@ class Requester:
         allowed = self.retry.max_retries if max_retries is None else max_retries
         retries = limit_resends = 0
         renewed = False
+        refused_at: float | None = None  # when this request first got a 503
         while True:
             try:
                 # The bucket slot is taken inside the concurrency slot, right before sending:
@@ -107,16 +111,19 @@ class Requester:
                     raise
                 renewed = True  # a renewal is not a retry: resend through the throttle
                 continue
-            except (QueryLimitExceededError, OperationTimeLimitError) as error:
+            except QueryLimitExceededError as error:
+                for sink in sinks:
+                    sink.limit_errors += 1
+                refused_at = time.monotonic() if refused_at is None else refused_at
+                if await self.throttle.on_query_limit() is None:
+                    raise out_of_patience(error, self.throttle) from None
+            except OperationTimeLimitError as error:
                 limit_resends += 1
                 for sink in sinks:
                     sink.limit_errors += 1
-                if isinstance(error, QueryLimitExceededError):
-                    await self.throttle.on_query_limit()
-                else:
-                    await self.throttle.on_operation_limit(
-                        method, error.reset_at, retry_after_s=error.retry_after_s
-                    )
+                await self.throttle.on_operation_limit(
+                    method, error.reset_at, retry_after_s=error.retry_after_s
+                )
                 if limit_resends > self.retry.max_limit_resends:
                     raise
             except BitrixRetryableError as error:
@@ -135,6 +142,9 @@ class Requester:
                 await asyncio.sleep(delay)
             else:
                 self.throttle.on_success()
+                if refused_at is not None:
+                    for sink in sinks:
+                        sink.query_limit_wait_s += time.monotonic() - refused_at
                 await self._record(method, envelope)
                 return envelope
             for sink in sinks:
@@ -150,6 +160,20 @@ class Requester:
                 timing.get("finish"),
                 processing=timing.get("processing"),
             )
+
+
+def out_of_patience(error: QueryLimitExceededError, throttle: Throttle) -> QueryLimitExceededError:
+    """The 503 that ended a streak longer than the patience, saying so."""
+    patience = throttle.limits.query_limit_patience_s
+    return QueryLimitExceededError(
+        f"{error.description or 'Too many requests'}; the request bucket stayed full for "
+        f"{throttle.limit_streak_s:.1f} s of backoff (Limits.query_limit_patience_s="
+        f"{patience:g}): other applications may be using the portal's request limit",
+        code=error.code,
+        method=error.method,
+        status=error.status,
+        url=error.url,
+    )
 
 
 def _count_request(sinks: list[CallStats], method: str, waited: float) -> None:

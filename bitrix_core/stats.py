@@ -25,6 +25,8 @@ class CallStats:
     subcommands: commands carried inside batches; retries: resends after a failure;
     throttle_waits / throttle_wait_s: how often and how long the client waited for a slot;
     limit_errors: 503 QUERY_LIMIT_EXCEEDED and 429 OPERATION_TIME_LIMIT answers received;
+    query_limit_wait_s: seconds from a request's first 503 to its answered resend (summed
+    over requests, like throttle_wait_s);
     rows: rows returned; strategy: how a list was paged; fallbacks: fallback steps that ran.
     """
 
@@ -36,6 +38,7 @@ class CallStats:
     throttle_waits: int = 0
     throttle_wait_s: float = 0.0
     limit_errors: int = 0
+    query_limit_wait_s: float = 0.0
     rows: int = 0
     strategy: str = ""
     fallbacks: list[str] = field(default_factory=list)
@@ -56,6 +59,7 @@ class CallStats:
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.throttle_wait_s += other.throttle_wait_s
+        self.query_limit_wait_s += other.query_limit_wait_s
         if other.strategy and not self.strategy:
             self.strategy = other.strategy
         for name in other.fallbacks:
@@ -65,6 +69,7 @@ class CallStats:
         """A plain dict (JSON-ready) of every figure."""
         data = asdict(self)
         data["throttle_wait_s"] = round(self.throttle_wait_s, 3)
+        data["query_limit_wait_s"] = round(self.query_limit_wait_s, 3)
         return data
 
 

@@ -18,6 +18,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from bitrix_core.backoff import QueryLimitBackoff
+
 logger = logging.getLogger("bitrix_core")
 
 Clock = Callable[[], float]
@@ -35,7 +37,10 @@ class Limits:
         up on the way by that much; on an emulator's fast time scale this is the larger one;
         not scaled), a `bucket_headroom` fraction of the bucket;
     operating_soft / operating_hard: budget fractions where pacing starts / sending stops;
-    max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx).
+    max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx);
+    query_limit_patience_s: how long a streak of 503 QUERY_LIMIT_EXCEEDED answers (a bucket
+        kept full, e.g. by other applications on the portal) is waited out with exponential
+        backoff before the request fails.
     """
 
     bucket_size: int
@@ -49,6 +54,7 @@ class Limits:
     bucket_headroom: float = 0.0
     operating_soft: float = 0.7
     operating_hard: float = 0.95
+    query_limit_patience_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.bucket_size < 1:
@@ -61,6 +67,8 @@ class Limits:
             raise ValueError("bucket_headroom must be in [0, 1)")
         if self.margin_slots < 0 or self.jitter_s < 0:
             raise ValueError("margin_slots and jitter_s must not be negative")
+        if self.query_limit_patience_s < 0:
+            raise ValueError("query_limit_patience_s must not be negative")
 
     @classmethod
     def for_plan(cls, plan: str) -> Limits:
@@ -91,6 +99,7 @@ class Limits:
             operating_budget_s=self.operating_budget_s * factor,
             operating_window_s=self.operating_window_s * factor,
             basket_s=self.basket_s * factor,
+            query_limit_patience_s=self.query_limit_patience_s * factor,
         )
 
     @property
@@ -124,7 +133,8 @@ class LimiterBackend(Protocol):
         ...
 
     async def fill_bucket(self, *, now: float, interval_s: float, burst: int) -> None:
-        """Mark the bucket full (the portal answered 503 QUERY_LIMIT_EXCEEDED)."""
+        """Mark the bucket as holding `burst` requests at `now` (the portal answered 503
+        QUERY_LIMIT_EXCEEDED; a level over the burst holds the next slot back longer)."""
         ...
 
     async def get_budget(self, method: str) -> MethodBudget | None:
@@ -205,6 +215,17 @@ class Throttle:
         self._skew: float | None = None  # local clock minus server clock
         self._concurrency = AdaptiveConcurrency(limits.max_concurrency)
         self._tat_hint = 0.0  # this process's view of the bucket (GCRA), for slot_wait()
+        self._backoff = QueryLimitBackoff(limits)
+
+    @property
+    def burst(self) -> int:
+        """Requests this client lets into the bucket at once, right now (see backoff.py)."""
+        return self._backoff.burst
+
+    @property
+    def limit_streak_s(self) -> float:
+        """Seconds since the first 503 QUERY_LIMIT_EXCEEDED of the current streak (0: none)."""
+        return self._backoff.streak_s(self._clock())
 
     @property
     def concurrency_limit(self) -> int:
@@ -219,14 +240,14 @@ class Throttle:
         """Seconds until the next bucket slot is free, as far as this process knows (a hint:
         `reserve` is what enforces the bucket)."""
         interval = 1.0 / self.limits.drain_per_s
-        return max(0.0, self._tat_hint - (self.limits.burst - 1) * interval - self._clock())
+        return max(0.0, self._tat_hint - (self.burst - 1) * interval - self._clock())
 
     def room(self) -> int:
         """Requests the bucket would take right now without waiting, as far as this process
         knows (a hint, like `slot_wait`)."""
         interval = 1.0 / self.limits.drain_per_s
         used = max(0.0, self._tat_hint - self._clock()) / interval
-        return max(0, math.floor(self.limits.burst - used))
+        return max(0, math.floor(self.burst - used))
 
     async def reserve(
         self, method_names: Iterable[str], *, on_slot: Callable[[], None] | None = None
@@ -240,12 +261,10 @@ class Throttle:
             await self._sleep(delay)
             waited += delay
         now, interval = self._clock(), 1.0 / self.limits.drain_per_s
-        slot_delay = await self.backend.take_slot(
-            now=now, interval_s=interval, burst=self.limits.burst
-        )
+        slot_delay = await self.backend.take_slot(now=now, interval_s=interval, burst=self.burst)
         self._tat_hint = max(self._tat_hint, now) + interval
         if slot_delay > 0:  # the backend knows better (another process may share it)
-            self._tat_hint = max(self._tat_hint, now + slot_delay + self.limits.burst * interval)
+            self._tat_hint = max(self._tat_hint, now + slot_delay + self.burst * interval)
         if on_slot is not None:
             on_slot()
         if slot_delay > 0:
@@ -316,11 +335,19 @@ class Throttle:
         )
         await self.backend.put_budget(name, fresh)
 
-    async def on_query_limit(self) -> None:
-        """The portal answered 503 QUERY_LIMIT_EXCEEDED: treat the bucket as full."""
+    async def on_query_limit(self) -> float | None:
+        """The portal answered 503 QUERY_LIMIT_EXCEEDED: back off (see backoff.py) by holding
+        the bucket full; the seconds until sending resumes, or None once out of patience."""
         now, interval = self._clock(), 1.0 / self.limits.drain_per_s
-        await self.backend.fill_bucket(now=now, interval_s=interval, burst=self.limits.burst)
-        self._tat_hint = max(self._tat_hint, now + self.limits.burst * interval)
+        backoff = self._backoff.refused(now)
+        if backoff is None:
+            return None
+        delay, slots = backoff
+        if slots:
+            level = self.burst - 1 + slots  # the next slot opens `slots` intervals from now
+            await self.backend.fill_bucket(now=now, interval_s=interval, burst=level)
+            self._tat_hint = max(self._tat_hint, now + level * interval)
+        return delay
 
     async def on_operation_limit(
         self, method: str, reset_at: float | None = None, *, retry_after_s: float | None = None
@@ -356,8 +383,9 @@ class Throttle:
         return until - now
 
     def on_success(self) -> None:
-        """A request completed: let concurrency grow back."""
+        """A request completed: let concurrency and the burst grow back."""
         self._concurrency.on_success()
+        self._backoff.succeeded(self._clock())
 
     def on_overload(self) -> None:
         """A timeout or 5xx: halve concurrency."""

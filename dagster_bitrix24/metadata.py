@@ -102,6 +102,7 @@ def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str
         "limit_errors": stats.limit_errors,
         "throttle_waits": stats.throttle_waits,
         "throttle_wait_s": round(stats.throttle_wait_s, 3),
+        "query_limit_wait_s": round(stats.query_limit_wait_s, 3),
         "strategy": stats.strategy or "none",
         "fallbacks": MetadataValue.json(list(stats.fallbacks)),
     }

@@ -66,6 +66,11 @@ class Bitrix24Resource(ConfigurableResource):
     )
     bucket_size: int | None = Field(default=None, description="Override the request bucket size.")
     drain_per_s: float | None = Field(default=None, description="Override the bucket drain rate.")
+    query_limit_patience_s: float | None = Field(
+        default=None,
+        description="Seconds to wait out 503 QUERY_LIMIT_EXCEEDED (other apps filling the "
+        "portal's request bucket) before failing; default 300, times time_scale.",
+    )
     timeout: float = Field(default=30.0, description="Seconds to wait for one HTTP answer.")
     verify_ssl: bool = Field(default=True, description="Verify the portal's TLS certificate.")
     limiter_path: str | None = Field(
@@ -109,6 +114,10 @@ class Bitrix24Resource(ConfigurableResource):
                 raise BitrixParameterError(key, "must be positive")
             if value is not None:
                 overrides[key] = value
+        if self.query_limit_patience_s is not None:
+            if self.query_limit_patience_s < 0:
+                raise BitrixParameterError("query_limit_patience_s", "must not be negative")
+            overrides["query_limit_patience_s"] = self.query_limit_patience_s
         return replace(limits, **overrides) if overrides else limits
 
     def get_client(self, *, verbose: bool = False) -> BitrixClient:

@@ -59,11 +59,20 @@ def test_plan_limits_are_scaled_and_overridden():
     limits = resource.limits()
     assert limits.bucket_size == 20
     assert limits.drain_per_s == pytest.approx(200.0)
+    assert limits.query_limit_patience_s == pytest.approx(3.0)  # 300 s, scaled
+    patient = Bitrix24Resource(webhook_url="http://127.0.0.1:1/rest/1/x/", query_limit_patience_s=900)
+    assert patient.limits().query_limit_patience_s == 900
 
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("plan", "platinum"), ("time_scale", 0.0), ("bucket_size", 0), ("drain_per_s", -1.0)],
+    [
+        ("plan", "platinum"),
+        ("time_scale", 0.0),
+        ("bucket_size", 0),
+        ("drain_per_s", -1.0),
+        ("query_limit_patience_s", -1.0),
+    ],
 )
 def test_bad_limit_options_are_named_before_any_request(option, value):
     resource = Bitrix24Resource(webhook_url="http://127.0.0.1:1/rest/1/x/", **{option: value})

@@ -2,14 +2,19 @@
 and 503 QUERY_LIMIT_EXCEEDED caused by another application draining the portal's bucket."""
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
 
 from bitrix_core.client import BitrixClient
-from bitrix_core.throttle import Limits
+from bitrix_core.emulator.portal import EmulatedPortal
+from bitrix_core.errors import QueryLimitExceededError
+from bitrix_core.throttle import Limits, Throttle
+from tests.engine.conftest import FAST_RETRY
 
 
 class SkewedPortal:
@@ -63,3 +68,79 @@ async def test_retry_after_is_waited_on_our_clock_whatever_the_server_clock(skew
         waited = time.monotonic() - started
     assert portal.answers == [200, 429, 200]  # one refusal, then the wait, then success
     assert 0.45 <= waited < 2
+
+
+SCALE = 0.01
+STANDARD = Limits.for_plan("standard").scaled(SCALE)  # patience: 300 s scaled, 3 real s
+
+
+async def test_a_run_outlasts_a_foreign_client_draining_the_bucket(caplog):
+    """Another application holds the bucket full for 100 portal seconds (1 real s): the
+    list waits it out, logs one warning and one all-clear, and reports the time waited."""
+    async with EmulatedPortal(deals=3000, plan="standard", time_scale=SCALE) as portal:
+        code = portal.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+        async with BitrixClient(portal.webhook_url, limits=STANDARD, retry=FAST_RETRY) as client:
+            portal.faults.add("foreign_client", delay_s=1.0)
+            with caplog.at_level(logging.INFO, logger="bitrix_core"):
+                started = time.monotonic()
+                rows = await client.get_all("crm.deal.list", {"select": ["ID"]}, verify=True)
+                elapsed = time.monotonic() - started
+        assert len({row["ID"] for row in rows}) == len(rows) == 3000
+        refused = portal.counters.total().status_503
+        assert 0 < refused == client.stats.limit_errors < 60  # backed off, not hammering
+        assert client.stats.query_limit_wait_s >= 0.9 and elapsed >= 0.9
+    messages = [r.getMessage() for r in caplog.records]
+    starts = [m for m in messages if m.startswith("QUERY_LIMIT_EXCEEDED")]
+    assert len(starts) == 1 and any(m.startswith("request bucket free again") for m in messages)
+    assert not any(code in m for m in messages)
+
+
+async def test_a_bucket_held_longer_than_the_patience_fails_naming_the_option():
+    limits = replace(STANDARD, query_limit_patience_s=0.3)
+    async with (
+        EmulatedPortal(deals=500, plan="standard", time_scale=SCALE) as portal,
+        BitrixClient(portal.webhook_url, limits=limits, retry=FAST_RETRY) as client,
+    ):
+        portal.faults.add("foreign_client", delay_s=5.0)
+        started = time.monotonic()
+        with pytest.raises(QueryLimitExceededError) as single:
+            await client.call("crm.deal.get", {"id": 1})
+        with pytest.raises(QueryLimitExceededError) as listed:
+            await client.get_all("crm.deal.list", {"select": ["ID"]})
+        elapsed = time.monotonic() - started
+    assert "query_limit_patience_s=0.3" in str(single.value)
+    assert "query_limit_patience_s=0.3" in str(listed.value)
+    assert 0.3 <= elapsed < 2.5  # the second call's streak had already run out
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_backoff_doubles_per_round_caps_at_a_drained_bucket_and_has_a_patience():
+    fake = FakeTime()
+    limits = Limits(bucket_size=50, drain_per_s=2.0, query_limit_patience_s=120.0)
+    throttle = Throttle(limits, clock=fake.clock, sleep=fake.sleep)
+    delays = []
+    for _ in range(9):
+        delay = await throttle.on_query_limit()
+        assert delay is not None
+        assert await throttle.on_query_limit() == pytest.approx(delay)  # same round
+        waited = await throttle.reserve(["crm.deal.list"])
+        assert waited == pytest.approx(delay)  # the bucket is held for the delay
+        delays.append(delay)
+    for round_, delay in enumerate(delays):  # 0.5 s doubling, capped at the bucket's 25 s
+        step = min(0.5 * 2**round_, 25.0)
+        assert step / 2 <= delay <= step  # jittered down by up to half
+    assert throttle.burst < limits.burst  # the others' share is left to them
+    fake.now += 120
+    assert await throttle.on_query_limit() is None  # out of patience
+    throttle.on_success()
+    assert throttle.limit_streak_s == 0.0
