@@ -197,6 +197,16 @@ class AdaptiveConcurrency:
         self.limit = max(1.0, self.limit / 2)
 
 
+def _roll_forward(budget: MethodBudget, now: float, limits: Limits) -> None:
+    """Past `reset_at` only the OLDEST basket has left the window, holding an unknown share:
+    assume the time was spread evenly, so each basket passed frees one basket's share and
+    the next one leaves a basket later (the next answer replaces the guess)."""
+    baskets = max(1, round(limits.operating_window_s / limits.basket_s))
+    passed = 1 + int((now - budget.reset_at) // limits.basket_s)
+    budget.operating *= max(0.0, 1 - passed / baskets)
+    budget.reset_at += passed * limits.basket_s
+
+
 class Throttle:
     """Waits before each request so the portal's limits are never the ones that say no."""
 
@@ -285,7 +295,7 @@ class Throttle:
         if budget.blocked_until > now:
             return budget.blocked_until - now
         if now >= budget.reset_at:
-            return 0.0
+            _roll_forward(budget, now, self.limits)
         limits = self.limits
         soft = limits.operating_budget_s * limits.operating_soft
         hard = limits.operating_budget_s * limits.operating_hard

@@ -1,6 +1,7 @@
 """Limit answers over real HTTP: a Retry-After on a portal whose clock differs from ours,
 and 503 QUERY_LIMIT_EXCEEDED caused by another application draining the portal's bucket."""
 
+import asyncio
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bitrix_core.client import BitrixClient
+from bitrix_core.emulator.limits import CostModel, Plan
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.errors import QueryLimitExceededError
 from bitrix_core.throttle import Limits, Throttle
@@ -144,3 +146,33 @@ async def test_backoff_doubles_per_round_caps_at_a_drained_bucket_and_has_a_pati
     assert await throttle.on_query_limit() is None  # out of patience
     throttle.on_success()
     assert throttle.limit_streak_s == 0.0
+
+
+TIGHT_PLAN = Plan("tight", bucket_size=None, drain_per_s=0.0, operating_limit_s=30.0)
+TWO_SECOND_CALLS = CostModel(base_s=2.0, per_row_s=0.0, count_s=0.0, offset_s=0.0)
+
+
+@pytest.mark.slow  # two seconds of paced use first
+async def test_pacing_goes_on_after_the_reset_time_passes_with_no_fresh_answer():
+    """Past `operating_reset_at` only the OLDEST basket has dropped out: a burst sent then
+    must still be paced (it went out at once, with no wait, and overspent the budget)."""
+    scale = 0.002  # one 60 s basket = 0.12 s, the window 1.2 s; a call costs 4 ms of 60 ms
+    limits = Limits(bucket_size=10_000, drain_per_s=10_000.0, operating_budget_s=30.0)
+    async with (
+        EmulatedPortal(deals=5, plan=TIGHT_PLAN, time_scale=scale, cost=TWO_SECOND_CALLS) as portal,
+        BitrixClient(portal.webhook_url, limits=limits.scaled(scale), retry=FAST_RETRY) as client,
+    ):
+        params = {"select": ["ID"], "start": -1}
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:  # paced use spread over every basket
+            await client.call("crm.deal.list", params)
+        record = await client.throttle.backend.get_budget("crm.deal.list")
+        assert record.operating >= 0.7 * 30 * scale  # the run is past the soft mark
+        await asyncio.sleep(max(0.0, record.reset_at - time.monotonic()) + 0.005)
+        waited_before, burst_started = client.stats.throttle_wait_s, time.monotonic()
+        await asyncio.gather(*(client.call("crm.deal.list", params) for _ in range(10)))
+        burst_s = time.monotonic() - burst_started
+        used = portal.limits.operating.used(("webhook", "crm.deal.list"), time.time())
+    assert client.stats.throttle_wait_s > waited_before and burst_s >= 0.12  # paced: a basket
+    assert used <= 30 * scale * 1.1  # without pacing: up to 1.4 times the budget
+    assert portal.counters["crm.deal.list"].status_429 == 0
