@@ -52,7 +52,7 @@ async def test_resend_after_a_refresh_takes_its_own_throttle_slot():
     plan = Plan("small", bucket_size=20, drain_per_s=2.0, operating_limit_s=None)
     async with EmulatedPortal(deals=5, plan=plan, time_scale=scale) as portal:
         auth = await _authorised(portal)
-        limits = Limits(bucket_size=20, drain_per_s=2.0 / scale, margin_slots=2, jitter_s=0)
+        limits = Limits(bucket_size=20, drain_per_s=2.0 / scale, jitter_s=0.02)  # burst 16
         async with BitrixClient(auth=auth, limits=limits) as client:
             portal.oauth.expire_access_tokens()
             deals = await asyncio.gather(
