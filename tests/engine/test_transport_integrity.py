@@ -60,6 +60,18 @@ async def test_batched_reads_under_a_non_json_200_are_retried_and_all_rows_arriv
         assert client.stats.retries >= 2
 
 
+async def test_batched_writes_under_a_non_json_200_fail_once_and_are_not_resent():
+    async with EmulatedPortal(deals=5, plan="unlimited") as portal:
+        portal.faults.add("php_warning_200", method="batch", times=1)
+        async with BitrixClient(
+            portal.webhook_url, limits=Limits.for_plan("unlimited"), retry=FAST_RETRY
+        ) as client:
+            adds = [("crm.deal.add", {"fields": {"TITLE": f"w{i}"}}) for i in range(3)]
+            answers = await client.call_many(adds)
+        assert all(isinstance(answer, BitrixServerError) for answer in answers)
+        assert portal.counters["batch"].requests == 1
+        assert portal.store.count("crm.deal") == 8  # they ran once, and only once
+
 class Recorder:
     """A server on another loopback host that records every request it receives."""
 
