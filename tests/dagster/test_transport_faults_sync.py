@@ -2,10 +2,11 @@
 the portal, or the run fails naming the fault (SQLite warehouse; the engine tests cover the
 faults themselves over real HTTP)."""
 
+import json
 from typing import Any
 
 import pytest
-from dagster import materialize
+from dagster import EnvVar, materialize
 
 from bitrix_core.emulator.faults import OFF_HOST
 from bitrix_core.emulator.portal import EmulatedPortal
@@ -55,3 +56,34 @@ def test_full_sync_redirected_off_host_fails_naming_the_host(tmp_path):
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert OFF_HOST in failure.event_specific_data.error.to_string()
     assert Warehouse(url, table_prefix=PREFIX).read_cursor(f"{PREFIX}crm_deal") is None
+
+
+def test_sync_whose_refresh_answer_was_lost_fails_saying_so_and_how_to_recover(
+    tmp_path, monkeypatch
+):
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    with EmulatedPortal(seed=3, deals=50, plan="unlimited") as portal:
+        app = portal.oauth_client()
+        monkeypatch.setenv("TEST_B24_CLIENT_SECRET", app.client_secret)
+        bitrix24 = Bitrix24Resource(
+            portal_url=f"{app.portal_url}/rest/",
+            oauth_server=app.portal_url,
+            client_id=app.client_id,
+            client_secret=EnvVar("TEST_B24_CLIENT_SECRET"),
+            token_file=str(tmp_path / "tokens.json"),
+            plan="unlimited",
+        )
+        bitrix24.authorize(code=portal.issue_auth_code())
+        tokens = (tmp_path / "tokens.json").read_text()
+        portal.oauth.expire_access_tokens()
+        portal.faults.add("token_lost_reset", times=1)
+        assets = build_bitrix24_assets(entities=["crm.deal"], table_prefix=PREFIX)
+        resources = {"bitrix24": bitrix24, "warehouse": SQLWarehouseResource(url=url)}
+        result = materialize([assets], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    text = failure.event_specific_data.error.to_string()
+    assert "OAuthRefreshLostError" in text and "authorize(code=...)" in text
+    assert app.client_secret not in text
+    stored = json.loads(tokens)
+    assert stored["access_token"] not in text and stored["refresh_token"] not in text
