@@ -193,17 +193,21 @@ def _check_url(url: str, *, method: str) -> None:
 def _check_redirect(origin: str, target: str, *, method: str) -> None:
     """Refuse a redirect off the origin's host (see the module docstring)."""
     source, parts = urlsplit(origin), urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        ports = (source.port, parts.port)
+    except ValueError:  # a port that is not a number
+        ports = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or ports is None:
         raise BitrixProtocolError(
             f"refusing redirect to {redact(target)}", method=method, url=redact(origin)
         )
     same_host = parts.hostname.lower() == (source.hostname or "").lower()
-    same_origin = same_host and (parts.scheme, parts.port) == (source.scheme, source.port)
+    same_origin = same_host and (parts.scheme, ports[1]) == (source.scheme, ports[0])
     upgrade = (
         same_host
         and (source.scheme, parts.scheme) == ("http", "https")
-        and source.port in (None, 80)
-        and parts.port in (None, 443)
+        and ports[0] in (None, 80)
+        and ports[1] in (None, 443)
     )
     if not (same_origin or upgrade):
         where = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"

@@ -11,7 +11,7 @@ from bitrix_core.auth import OAuthAuth
 from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.faults import OFF_HOST
 from bitrix_core.emulator.portal import EmulatedPortal
-from bitrix_core.errors import BitrixRedirectError, BitrixServerError
+from bitrix_core.errors import BitrixProtocolError, BitrixRedirectError, BitrixServerError
 from bitrix_core.throttle import Limits
 from bitrix_core.token_stores import InMemoryTokenStore, OAuthTokens
 from bitrix_core.transport import Transport, _check_redirect
@@ -211,6 +211,11 @@ def test_redirect_policy_from_an_https_portal(target: str, followed: bool):
     else:
         with pytest.raises(BitrixRedirectError):
             _check_redirect("https://portal.example.com/rest/m", target, method="m")
+
+
+def test_a_redirect_with_a_broken_port_is_refused():
+    with pytest.raises(BitrixProtocolError):
+        _check_redirect("https://portal.example.com/rest/m", "https://portal.example.com:x/", method="m")
 
 
 def test_http_to_https_on_the_same_host_is_followed():
