@@ -9,7 +9,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timezone
 from typing import Any
 
@@ -29,8 +29,10 @@ from bitrix_core.emulator.faults import (
     ERROR_FAULTS,
     HTTP_FAULTS,
     KINDS,
+    ROW_FAULTS,
     Fault,
     FaultInjector,
+    drop_row,
     html_page,
 )
 from bitrix_core.emulator.limits import PortalLimits
@@ -131,7 +133,7 @@ class PortalServer:
         halt = False
         if method == "batch":
             commands, halt = batch_method.parse_commands(params)
-        fault = self.state.faults.take(method, kinds=KINDS, wildcard=True)
+        fault = self.state.faults.take(method, kinds=KINDS - ROW_FAULTS, wildcard=True)
         for command in commands:
             fault = fault or self.state.faults.take(
                 command.method, kinds=HTTP_FAULTS, wildcard=False
@@ -181,6 +183,12 @@ class PortalServer:
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError
+
+    def _ids(self, list_method: str) -> tuple[int, int]:
+        """The lowest and highest id of a classic list method's entity (for row faults)."""
+        table = self.state.store.entity(list_method.rsplit(".", 1)[0]).table
+        low, high = self.state.store.tuples(f'SELECT MIN(ID), MAX(ID) FROM "{table}"')[0]
+        return int(low), int(high)
 
     async def _single(self, identity: str, method: str, params: dict[str, Any]) -> web.Response:
         outcome, status = await self.run_command(identity, method, params, in_batch=False)
@@ -264,6 +272,9 @@ class PortalServer:
             result = methods.call(method, params)
         except MethodError as error:
             return _error_outcome(error.code, error.description), error.status
+        dropped = drop_row(self.state.faults, method, result.result, lambda: self._ids(method))
+        if dropped is not None:
+            result = replace(result, result=dropped)
         processing = self.state.limits.processing(
             rows=result.rows, counted=result.counted, offset=result.offset
         )

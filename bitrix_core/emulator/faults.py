@@ -7,6 +7,7 @@ error-body kinds hit just that sub-command (in `result_error`); the HTTP-level k
 """
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,9 @@ ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
 refusals and the operating-time 429 come from the emulator's real checks instead)."""
 #: The faults that act on the HTTP exchange itself.
 HTTP_FAULTS = frozenset({"html_502", "html_503", "reset", "truncated", "slow"})
-KINDS = frozenset(ERROR_FAULTS) | HTTP_FAULTS
+#: The faults that drop a row from a list page (see `drop_row` below).
+ROW_FAULTS = frozenset({"drop_row_low", "drop_row_high", "drop_row_middle"})
+KINDS = frozenset(ERROR_FAULTS) | HTTP_FAULTS | ROW_FAULTS
 
 _HTML = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -132,3 +135,38 @@ class FaultInjector:
             fault.fired += 1
             return fault
         return None
+
+
+# -- row faults: a list page that comes back one row short ---------------------------------
+
+
+def drop_row(
+    faults: FaultInjector, method: str, rows: Any, id_range: Callable[[], tuple[int, int]]
+) -> list[Any] | None:
+    """`rows` less the row a row fault drops, or None when none fires.
+
+    `drop_row_low` / `_high` / `_middle` fire on the next classic list page (rows with `ID`)
+    of their method that holds the entity's lowest id / its highest id / neither
+    (`id_range()` gives them; it is asked only while a row fault is active). The row in the
+    middle of that page goes; the page keeps its `total` and `next`.
+
+    An ASSUMPTION, no captured response: it models a page missing a row its count holds: a
+    proxy or cache between client and portal, a permission change, or a row deleted between
+    the count and the page.
+    """
+    active = [f for f in faults.active() if f.kind in ROW_FAULTS and f.method == method.lower()]
+    if not active or not isinstance(rows, list) or len(rows) < 2:
+        return None
+    ids = [int(row["ID"]) for row in rows if isinstance(row, dict) and "ID" in row]
+    if len(ids) != len(rows):
+        return None
+    lowest, highest = id_range()
+    place = "low" if lowest in ids else "high" if highest in ids else "middle"
+    fault = next((f for f in active if f.kind == f"drop_row_{place}"), None)
+    if fault is None:
+        return None
+    if fault.times is not None:
+        fault.times -= 1
+    fault.fired += 1
+    middle = len(rows) // 2
+    return rows[:middle] + rows[middle + 1 :]
