@@ -345,11 +345,13 @@ class Batcher:
                 )
                 self._retry_or_fail(command, missing, outcome)
             else:
+                what = (  # a linked read's successors refer to it: its caller resumes
+                    "read; its caller resumes" if command.idempotent else "write; not resent"
+                )
                 fail(
                     command,
                     BitrixProtocolError(
-                        "the batch returned nothing for this write; not resent",
-                        method=command.method,
+                        f"the batch returned nothing for this {what}", method=command.method
                     ),
                 )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bitrix_core.entities import EntitySpec
+from bitrix_core.errors import BitrixBadRequestError
 
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
@@ -31,6 +32,19 @@ class Runner(Protocol):
         stats: ListStats | None = None,
         idempotent: bool = True,
     ) -> CommandOutcome: ...
+
+
+async def run_read(
+    runner: Runner, method: str, params: dict[str, Any], *, stats: ListStats | None
+) -> CommandOutcome:
+    """One page alone, asked again once after a 400: a refused filter is refused twice, but a
+    one-off 400 (a proxy, a portal hiccup) should not send a whole run to offset paging."""
+    try:
+        return await runner.run(method, params, stats=stats)
+    except BitrixBadRequestError:
+        if stats is not None:
+            stats.retries += 1
+        return await runner.run(method, params, stats=stats)
 
 
 @dataclass

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import (
+    BitrixBadRequestError,
     BitrixError,
     BitrixProtocolError,
     BitrixRetryableError,
@@ -430,8 +431,12 @@ class _Walk:
         gap, read = chain.gap, _Read()
         for index, outcome in enumerate(chain.outcomes or []):
             if isinstance(outcome, BaseException):
-                if not isinstance(outcome, _PASSING):
+                once = isinstance(outcome, BitrixBadRequestError) and gap.stalls == 0
+                if not isinstance(outcome, _PASSING) and not once:
                     raise outcome  # wrong code, no scope, bad parameter: asking again won't help
+                assert isinstance(outcome, BitrixError)
+                # (a 400 is asked again once: a refused filter is refused again, but a few
+                # one-off 400s should cost their gap a round, not the run a fallback)
                 read.error = outcome
                 self._count_retry()
                 break  # the rest of the chain is asked for again next round

@@ -14,7 +14,7 @@ from bitrix_core.errors import (
     BitrixProtocolError,
     IncompletePaginationError,
 )
-from bitrix_core.pagination.base import Page, PageStrategy, Runner
+from bitrix_core.pagination.base import Page, PageStrategy, Runner, run_read
 from bitrix_core.pagination.converging import ConvergingPaging
 from bitrix_core.pagination.keyset import KeysetPaging
 from bitrix_core.pagination.offset import OffsetPaging
@@ -128,7 +128,7 @@ class ListRun:
         query = window_params(
             self.spec, base, lo=bounds.lo, hi=bounds.hi, descending=by_id, ids_only=True, start=0
         )
-        outcome = await self._runner.run(self.spec.list_method, query, stats=self.stats)
+        outcome = await run_read(self._runner, self.spec.list_method, query, stats=self.stats)
         rows = rows_of(self.spec, outcome.result, method=self.spec.list_method)
         highest = row_id(self.spec, rows[0]) if by_id and rows else None
         return (None if outcome.total is None else int(outcome.total)), highest
@@ -168,6 +168,8 @@ class ListRun:
         finally:
             if counting is not None and not counting.done():
                 counting.cancel()
+            elif counting is not None and not counting.cancelled():
+                counting.exception()  # seen: when the walk failed too, its error is raised
             self._progress.close()
         if expected is not None and received < expected:
             raise IncompletePaginationError(
@@ -178,13 +180,27 @@ class ListRun:
             )
 
     async def _with_fallback(self) -> AsyncIterator[Page]:
-        """The strategy's pages; offset paging instead if the id paging is refused up front."""
+        """The strategy's pages; offset paging instead if the id paging is refused up front
+        (a 400 twice: once may be a one-off answer that should not slow the whole run)."""
         self.stats.strategy = self.strategy.name
         yielded = False
         try:
-            async for page in self.strategy.pages(self._runner, self.spec, self.params, self.stats):
-                yielded = True
-                yield page
+            try:
+                async for page in self.strategy.pages(
+                    self._runner, self.spec, self.params, self.stats
+                ):
+                    yielded = True
+                    yield page
+            except BitrixBadRequestError as error:
+                if yielded or isinstance(self.strategy, OffsetPaging):
+                    raise
+                self.stats.retries += 1
+                self.stats.add_fallback(f"retry {self.strategy.name}: {error.code}")
+                async for page in self.strategy.pages(
+                    self._runner, self.spec, self.params, self.stats
+                ):
+                    yielded = True
+                    yield page
         except (BitrixBadRequestError, BitrixProtocolError) as error:
             if yielded or isinstance(self.strategy, OffsetPaging):
                 raise

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
-from bitrix_core.pagination.base import Page, Runner
+from bitrix_core.pagination.base import Page, Runner, run_read
 from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
@@ -105,7 +105,8 @@ class IdWindowPaging:
             spec, base, lo=bounds.lo, hi=bounds.hi, descending=True, ids_only=True
         )
         low, high = await asyncio.gather(
-            runner.run(method, low_query, stats=stats), runner.run(method, high_query, stats=stats)
+            run_read(runner, method, low_query, stats=stats),
+            run_read(runner, method, high_query, stats=stats),
         )
         rows = rows_of(spec, low.result, method=method)
         ids = checked_ids(spec, rows, bounds.lo, bounds.hi)

@@ -16,6 +16,7 @@ from bitrix_core.emulator.faults import ERROR_FAULTS
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.entities import ENTITIES
 from bitrix_core.errors import (
+    BitrixBadRequestError,
     BitrixError,
     BitrixPermissionError,
     BitrixRetryableError,
@@ -58,6 +59,7 @@ FAULTS: list[Chaos] = [
     Chaos("overload", (OverloadLimitError,)),
     Chaos("invalid_credentials", (InvalidCredentialsError,)),
     Chaos("access_denied", (BitrixPermissionError,)),
+    Chaos("invalid_arg_value", (BitrixBadRequestError,)),
 ]
 """Every fault kind tried; `names` empty: the run must succeed."""
 

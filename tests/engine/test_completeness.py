@@ -99,3 +99,31 @@ async def test_drop_row_fault_drops_the_middle_row_of_the_first_page_once():
     assert [row["ID"] for row in first] == [row["ID"] for row in again[:25] + again[26:]]
 
 
+
+
+@pytest.mark.parametrize("order", [None, "id"])
+async def test_three_one_off_400s_cost_their_pages_a_retry_not_the_run_a_fallback(order):
+    """Before, three INVALID_ARG_VALUE answers at the start sent 20,000 deals (standard
+    plan, real time) to offset paging: 194.9 s instead of 2.3 s (order=None), or failed the
+    read (order="id"). Now the pages are asked again and the id strategy goes on."""
+    with EmulatedPortal(seed=3, deals=DEALS, plan="standard", time_scale=0.02) as portal:
+        portal.faults.add("invalid_arg_value", method="crm.deal.list", times=3)
+        limits = Limits.for_plan("standard").scaled(0.02)
+        async with BitrixClient(portal.webhook_url, limits=limits, verbose=False) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order=order, verify=True)
+            got = sorted(int(row["ID"]) for row in await run.all())
+    assert got == portal.store.ids("crm.deal")
+    assert run.stats.strategy == ("converging" if order is None else "idwindow")
+    assert not any("->offset" in fallback for fallback in run.stats.fallbacks)
+    assert run.stats.subcommands <= DEALS / 50 + 20
+
+
+async def test_a_filter_refused_twice_still_falls_back_to_offset():
+    """Both probes refused, alone again, and the strategy's second try too (8 answers)."""
+    with EmulatedPortal(seed=3, deals=300, plan="unlimited") as portal:
+        portal.faults.add("invalid_arg_value", method="crm.deal.list", times=8)
+        async with BitrixClient(portal.webhook_url, verbose=False) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, order="id")
+            got = [int(row["ID"]) for row in await run.all()]
+    assert got == portal.store.ids("crm.deal")
+    assert run.stats.strategy == "offset"
