@@ -35,16 +35,23 @@ class Runner(Protocol):
 
 
 async def run_read(
-    runner: Runner, method: str, params: dict[str, Any], *, stats: ListStats | None
+    runner: Runner,
+    method: str,
+    params: dict[str, Any],
+    *,
+    stats: ListStats | None,
+    alone: bool = False,
 ) -> CommandOutcome:
-    """One page alone, asked again once after a 400: a refused filter is refused twice, but a
-    one-off 400 (a proxy, a portal hiccup) should not send a whole run to offset paging."""
+    """One page, asked again once after a 400: a refused filter is refused twice, but a
+    one-off 400 (a proxy, a portal hiccup) should not send a whole run to offset paging.
+    `alone` sends it as a request of its own where the runner can (`run_alone`)."""
+    send = (getattr(runner, "run_alone", None) if alone else None) or runner.run
     try:
-        return await runner.run(method, params, stats=stats)
+        return await send(method, params, stats=stats)
     except BitrixBadRequestError:
         if stats is not None:
             stats.retries += 1
-        return await runner.run(method, params, stats=stats)
+        return await send(method, params, stats=stats)
 
 
 @dataclass
