@@ -184,11 +184,14 @@ class PortalServer:
             request.transport.abort()
         raise asyncio.CancelledError
 
-    def _ids(self, list_method: str) -> tuple[int, int]:
-        """The lowest and highest id of a classic list method's entity (for row faults)."""
-        table = self.state.store.entity(list_method.rsplit(".", 1)[0]).table
+    def _ids(self, list_method: str) -> tuple[int, int] | None:
+        """The lowest and highest id of a list method's entity (for row faults), or None."""
+        name, _, verb = list_method.rpartition(".")
+        if verb not in ("list", "get") or name not in self.state.store.entities:
+            return None
+        table = self.state.store.entity(name).table
         low, high = self.state.store.tuples(f'SELECT MIN(ID), MAX(ID) FROM "{table}"')[0]
-        return int(low), int(high)
+        return None if low is None else (int(low), int(high))
 
     async def _single(self, identity: str, method: str, params: dict[str, Any]) -> web.Response:
         outcome, status = await self.run_command(identity, method, params, in_batch=False)

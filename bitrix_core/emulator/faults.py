@@ -141,26 +141,31 @@ class FaultInjector:
 
 
 def drop_row(
-    faults: FaultInjector, method: str, rows: Any, id_range: Callable[[], tuple[int, int]]
+    faults: FaultInjector, method: str, rows: Any, id_range: Callable[[], tuple[int, int] | None]
 ) -> list[Any] | None:
     """`rows` less the row a row fault drops, or None when none fires.
 
     `drop_row_low` / `_high` / `_middle` fire on the next classic list page (rows with `ID`)
-    of their method that holds the entity's lowest id / its highest id / neither
-    (`id_range()` gives them; it is asked only while a row fault is active). The row in the
-    middle of that page goes; the page keeps its `total` and `next`.
+    of their method (any list method when `method` is None) that holds the entity's lowest
+    id / its highest id / neither (`id_range()` gives them, or None for a method with no
+    entity table; it is asked only while a row fault is active). The row in the middle of
+    that page goes; the page keeps its `total` and `next`.
 
     An ASSUMPTION, no captured response: it models a page missing a row its count holds: a
     proxy or cache between client and portal, a permission change, or a row deleted between
     the count and the page.
     """
-    active = [f for f in faults.active() if f.kind in ROW_FAULTS and f.method == method.lower()]
+    method = method.lower()
+    active = [f for f in faults.active() if f.kind in ROW_FAULTS and f.method in (None, method)]
     if not active or not isinstance(rows, list) or len(rows) < 2:
         return None
     ids = [int(row["ID"]) for row in rows if isinstance(row, dict) and "ID" in row]
     if len(ids) != len(rows):
         return None
-    lowest, highest = id_range()
+    bounds = id_range()
+    if bounds is None:
+        return None
+    lowest, highest = bounds
     place = "low" if lowest in ids else "high" if highest in ids else "middle"
     fault = next((f for f in active if f.kind == f"drop_row_{place}"), None)
     if fault is None:

@@ -127,3 +127,13 @@ async def test_a_filter_refused_twice_still_falls_back_to_offset():
             got = [int(row["ID"]) for row in await run.all()]
     assert got == portal.store.ids("crm.deal")
     assert run.stats.strategy == "offset"
+
+
+async def test_a_drop_row_fault_without_a_method_hits_the_next_entity_list_page():
+    with EmulatedPortal(seed=1, deals=200, plan="unlimited") as portal:
+        fault = portal.faults.add("drop_row_low", times=1)
+        async with BitrixClient(portal.webhook_url, verbose=False) as client:
+            stages = await client.call("crm.status.list", {"filter": {"ENTITY_ID": "SOURCE"}})
+            assert stages and fault.fired == 0  # a dictionary, not an entity table
+            leads = await client.call("crm.lead.list", {"select": ["ID"], "order": {"ID": "ASC"}})
+    assert len(leads) == 49 and fault.fired == 1
