@@ -11,10 +11,10 @@ A window's first page is counted (`start=0`): its `total` sizes later groups, ea
 one page more than the count leaves, so that the short page ending the window comes along.
 Only a short page ends a window (the count falls short when rows start to match the filter
 mid-run: a change time moving into a `>=DATE_MODIFY` filter), and only one the count agrees
-with (a short page while the count says more rows are left is counted again). The pages after a short one
-(their reference left unresolved) are ignored. Every page is checked against the ids it may
-hold, so a portal that does not resolve references is detected and the walk goes on one page
-per request.
+with (a short page while the count says more rows are left is counted again). The pages
+after a short one (their reference left unresolved) are ignored. Every page is checked
+against the ids it may hold, so a portal that does not resolve references is detected and
+the walk goes on one page per request.
 """
 
 from __future__ import annotations

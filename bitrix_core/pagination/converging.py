@@ -22,9 +22,9 @@ out before its ends meet is counted again: rows may have started to match the fi
 needs about ceil(rows / 50) commands plus half a command per gap. A short page alone never
 ends a gap: it does where the two ends met, or where the gap's count agrees that nothing is
 left; otherwise (a row deleted between the count and the page, a proxy dropping one, a
-permission change) what lies between the ends is counted again by a scout round. Rounds are packed into
-batches by `BatchPacker`; a batch that is not full waits while rounds that may still fill
-it are out, and goes as soon as none is.
+permission change) what lies between the ends is counted again by a scout round. Rounds
+are packed into batches by `BatchPacker`; a batch that is not full waits while rounds that
+may still fill it are out, and goes as soon as none is.
 
 The ends overlap only where the count was wrong (rows deleted meanwhile) or guessed (rounds
 0 and 1): rows of the descending chain that the ascending one also fetched are dropped, so
@@ -72,10 +72,10 @@ _PROBE_PAGES = 12
 """Pages per end in round 0: 24 commands come back within the first second's drain of the
 request bucket, so the next requests are planned before the bucket has room for them."""
 _MAX_STALLS = 5
+"""Rounds of one gap in a row that may fail without progress before the error is raised."""
 _MAX_RECOUNTS = 2
 """Rounds of one gap in a row that may end short of its count without a row (a row that is
 always lost) before the gap ends there: the list run's counts then decide."""
-"""Rounds of one gap in a row that may fail without progress before the error is raised."""
 _PASSING = (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError)
 """Errors of one command that asking again later may cure (the throttle waits for limits)."""
 _SCOUT_PAGES = 10
@@ -431,12 +431,12 @@ class _Walk:
         gap, read = chain.gap, _Read()
         for index, outcome in enumerate(chain.outcomes or []):
             if isinstance(outcome, BaseException):
+                # A 400 is asked again once: a refused filter is refused again, but a few
+                # one-off 400s should cost their gap a round, not the run a fallback.
                 once = isinstance(outcome, BitrixBadRequestError) and gap.stalls == 0
                 if not isinstance(outcome, _PASSING) and not once:
                     raise outcome  # wrong code, no scope, bad parameter: asking again won't help
                 assert isinstance(outcome, BitrixError)
-                # (a 400 is asked again once: a refused filter is refused again, but a few
-                # one-off 400s should cost their gap a round, not the run a fallback)
                 read.error = outcome
                 self._count_retry()
                 break  # the rest of the chain is asked for again next round

@@ -100,7 +100,9 @@ async def test_a_full_refresh_does_not_stamp_rows_an_overlapping_run_wrote(
         for deal_id in gone:
             portal.store.delete("crm.deal", deal_id)
         await asyncio.sleep(1.0)  # MySQL keeps whole seconds: the refresh starts in a later one
-        refresh = _OverlappingRun(_url(warehouse), table_prefix=warehouse.table_prefix, portal=portal)
+        refresh = _OverlappingRun(
+            _url(warehouse), table_prefix=warehouse.table_prefix, portal=portal
+        )
         try:
             result = await sync(portal, refresh, full_refresh=True, chunk_rows=200)
         finally:
