@@ -52,6 +52,16 @@ async def test_a_row_dropped_from_a_page_fails_the_read_with_the_numbers(place, 
             assert DEALS - fault.fired <= len(got) < DEALS
 
 
+async def test_a_short_first_page_does_not_end_a_keyset_walk():
+    """Before, the documented export loop stopped at the first short page: 49 of 3,000."""
+    with EmulatedPortal(seed=3, deals=DEALS, plan="unlimited") as portal:
+        portal.faults.add("drop_row_low", method="crm.deal.list", times=1)
+        async with BitrixClient(portal.webhook_url, verbose=False) as client:
+            run = client.list("crm.deal.list", {"select": ["ID"]}, strategy="keyset")
+            got = [int(row["ID"]) for row in await run.all()]
+    assert len(got) == DEALS - 1 and set(got) < set(portal.store.ids("crm.deal"))
+
+
 @pytest.mark.parametrize("order", [None, "id"])
 async def test_rows_deleted_and_added_during_a_read_are_no_loss(order):
     """Rows deleted before their page came and rows added meanwhile (ids above the walk):
