@@ -119,6 +119,21 @@ class Batcher:
             self._flusher = asyncio.create_task(self._flush_loop())
         return await future
 
+    async def run_alone(
+        self, method: str, params: Mapping[str, Any], *, stats: CallStats | None = None
+    ) -> CommandResult:
+        """One read sent as a request of its own, beside the batches (a slow COUNT that
+        would hold up the 49 pages of a batch while the portal runs them one by one)."""
+        encoded = encode_command(method, params)
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(
+            QueuedCommand(method, dict(params), True, stats, future, single=True, encoded=encoded)
+        )
+        self._wakeup.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return await future
+
     async def run_linked(
         self,
         commands: Sequence[tuple[str, str, Mapping[str, Any]]],
@@ -349,11 +364,13 @@ class Batcher:
                 )
                 self._retry_or_fail(command, missing, outcome)
             else:
+                what = (  # a linked read's successors refer to it: its caller resumes
+                    "read; its caller resumes" if command.idempotent else "write; not resent"
+                )
                 fail(
                     command,
                     BitrixProtocolError(
-                        "the batch returned nothing for this write; not resent",
-                        method=command.method,
+                        f"the batch returned nothing for this {what}", method=command.method
                     ),
                 )
 

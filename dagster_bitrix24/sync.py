@@ -5,9 +5,15 @@
 
 Modes:
 - `full`: every row (first run, `full_refresh`, `reset_cursor`, or an entity with no change
-  time); with `full_refresh` rows missing from the portal are marked deleted.
+  time); with `full_refresh` rows missing from the portal are marked deleted, but only rows
+  last written before the read started (another run may have written newer ones since).
 - `incremental`: rows changed at or after `cursor - lookback` (late commits and clock skew).
-- `window`: rows changed in a partition's `[start, end)`; never moves the cursor.
+- `window`: rows changed in a partition's `[start, end)`; never moves the cursor, never
+  marks deletes.
+
+Full and window reads are verified against the portal's counts before and after the read
+(`paginate(verify=True)`); a read short of them raises IncompletePaginationError before the
+cursor moves or a delete is marked.
 
 Every mode keeps the filter of the spec's `extra_params` (a user-described entity such as
 "open leads only"); incremental and window runs add their bounds on the change time to it.
@@ -155,6 +161,7 @@ class EntitySync:
         result.stats.merge(fields_stats)  # the field requests are the entity's too
         params = self._params(fields, result)
         started = read_started()
+        scan_started = datetime.now(UTC)  # the writer's clock: rows stamped later are not stale
         run = paginate(
             self.client.batcher,
             self.spec.list_method,
@@ -162,7 +169,7 @@ class EntitySync:
             spec=self.spec,
             order=None,
             stats=result.stats,
-            verify=result.mode == "full",
+            verify=result.mode in ("full", "window"),  # reads that claim to be complete
         )
         seen_ids: set[Any] | None = set() if self._marks_deletes(result) else None
         newest = result.cursor_before
@@ -180,9 +187,12 @@ class EntitySync:
         if chunk:
             await self._write(layout, chunk, result)
         if seen_ids is None and self.options.check_deletes and result.mode != "window":
+            scan_started = datetime.now(UTC)
             seen_ids = await self._portal_ids(result.stats)
         if seen_ids is not None:
-            counts = await self._blocking(self.warehouse.mark_deleted, layout, seen_ids)
+            counts = await self._blocking(
+                self.warehouse.mark_deleted, layout, seen_ids, written_before=scan_started
+            )
             result.deleted, result.restored = counts.marked, counts.restored
         result.layout = layout
         if self._change_row_key():

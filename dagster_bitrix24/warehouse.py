@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,7 @@ from dagster_bitrix24.columns import (
 )
 from dagster_bitrix24.layout import (
     DELETED_AT,
+    SYNCED_AT,
     ChildTable,
     SchemaChanges,
     TableLayout,
@@ -263,18 +265,30 @@ class Warehouse:
         layout: TableLayout,
         present_ids: Iterable[Any],
         *,
+        written_before: datetime | None = None,
         connection: sa.Connection | None = None,
     ) -> DeleteCounts:
-        """Stamp `_deleted_at` on rows whose id is not in `present_ids`; clear it on the rest."""
+        """Stamp `_deleted_at` on rows whose id is not in `present_ids`; clear it on the rest.
+
+        `present_ids` must be a complete id set read from the portal; `written_before` is
+        when that read started (aware, the clock `write_chunk` stamps `_synced_at` with): a
+        row written since (by an overlapping run) is never stamped. MySQL keeps whole seconds,
+        so there a row written in that second is not stamped either.
+        """
         to_id = converter(layout.columns[0].kind, layout.dialect)
         ids = [(value,) for value in {to_id(i) for i in present_ids} if value is not None]
+        before = None
+        if written_before is not None:
+            if layout.dialect == "mysql":
+                written_before = written_before.replace(microsecond=0)
+            before = converter("datetime", layout.dialect)(written_before)
         if connection is not None:
-            return self._mark_deleted(connection, layout, ids)
+            return self._mark_deleted(connection, layout, ids, before)
         with self.engine.begin() as own:
-            return self._mark_deleted(own, layout, ids)
+            return self._mark_deleted(own, layout, ids, before)
 
     def _mark_deleted(
-        self, connection: sa.Connection, layout: TableLayout, ids: list[tuple[Any]]
+        self, connection: sa.Connection, layout: TableLayout, ids: list[tuple[Any]], before: Any
     ) -> DeleteCounts:
         quote = connection.dialect.identifier_preparer
         table = quote.format_table(layout.table)
@@ -300,9 +314,13 @@ class Warehouse:
         now = synced_at_value(layout.dialect)
         marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         present = f"EXISTS (SELECT 1 FROM {_PRESENT} p WHERE p.id = {table}.{id_col})"
+        stale, stamps = "", [now]
+        if before is not None:  # (compared in the same statement: no row slips in between)
+            stale, stamps = f" AND {quote.quote(SYNCED_AT)} < {marker}", [now, before]
         marked = connection.exec_driver_sql(
-            f"UPDATE {table} SET {deleted} = {marker} WHERE {deleted} IS NULL AND NOT {present}",
-            (now,),
+            f"UPDATE {table} SET {deleted} = {marker} "
+            f"WHERE {deleted} IS NULL AND NOT {present}{stale}",
+            tuple(stamps),
         ).rowcount
         restored = connection.exec_driver_sql(
             f"UPDATE {table} SET {deleted} = NULL WHERE {deleted} IS NOT NULL AND {present}"

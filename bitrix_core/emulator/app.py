@@ -9,7 +9,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timezone
 from typing import Any
 
@@ -35,6 +35,7 @@ from bitrix_core.emulator.faults import (
     WHOLE_REQUEST_FAULTS,
     Fault,
     FaultInjector,
+    drop_row,
     html_page,
     php_warning,
     take_free_slots,
@@ -213,6 +214,15 @@ class PortalServer:
             request.transport.abort()
         raise asyncio.CancelledError
 
+    def _ids(self, list_method: str) -> tuple[int, int] | None:
+        """The lowest and highest id of a list method's entity (for row faults), or None."""
+        name, _, verb = list_method.rpartition(".")
+        if verb not in ("list", "get") or name not in self.state.store.entities:
+            return None
+        table = self.state.store.entity(name).table
+        low, high = self.state.store.tuples(f'SELECT MIN(ID), MAX(ID) FROM "{table}"')[0]
+        return None if low is None else (int(low), int(high))
+
     async def _single(self, identity: str, method: str, params: dict[str, Any]) -> web.Response:
         outcome, status = await self.run_command(identity, method, params, in_batch=False)
         if outcome.error is not None:
@@ -295,6 +305,9 @@ class PortalServer:
             result = methods.call(method, params)
         except MethodError as error:
             return _error_outcome(error.code, error.description), error.status
+        dropped = drop_row(self.state.faults, method, result.result, lambda: self._ids(method))
+        if dropped is not None:
+            result = replace(result, result=dropped)
         processing = self.state.limits.processing(
             rows=result.rows, counted=result.counted, offset=result.offset
         )

@@ -9,6 +9,7 @@ the token and foreign-client ones) hit the whole batch request.
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +81,14 @@ def php_warning(body: bytes) -> bytes:
     return warning + body
 
 
-KINDS = frozenset(ERROR_FAULTS) | WHOLE_REQUEST_FAULTS | TOKEN_FAULTS | {FOREIGN_CLIENT}
-REQUEST_KINDS = KINDS - TOKEN_FAULTS - {FOREIGN_CLIENT}
-"""The kinds a REST request draws from (the others act at the token endpoint and bucket)."""
+#: The faults that drop a row from a list page (see `drop_row` below).
+ROW_FAULTS = frozenset({"drop_row_low", "drop_row_high", "drop_row_middle"})
+KINDS = (
+    frozenset(ERROR_FAULTS) | WHOLE_REQUEST_FAULTS | TOKEN_FAULTS | {FOREIGN_CLIENT} | ROW_FAULTS
+)
+REQUEST_KINDS = KINDS - TOKEN_FAULTS - {FOREIGN_CLIENT} - ROW_FAULTS
+"""The kinds a REST request draws from (the others act at the token endpoint, the bucket
+and inside one list command)."""
 
 _HTML = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -196,3 +202,43 @@ class FaultInjector:
             fault.fired += 1
             return fault
         return None
+
+
+# -- row faults: a list page that comes back one row short ---------------------------------
+
+
+def drop_row(
+    faults: FaultInjector, method: str, rows: Any, id_range: Callable[[], tuple[int, int] | None]
+) -> list[Any] | None:
+    """`rows` less the row a row fault drops, or None when none fires.
+
+    `drop_row_low` / `_high` / `_middle` fire on the next classic list page (rows with `ID`)
+    of their method (any list method when `method` is None) that holds the entity's lowest
+    id / its highest id / neither (`id_range()` gives them, or None for a method with no
+    entity table; it is asked only while a row fault is active). The row in the middle of
+    that page goes; the page keeps its `total` and `next`.
+
+    An ASSUMPTION, no captured response: it models a page missing a row its count holds: a
+    proxy or cache between client and portal, a permission change, or a row deleted between
+    the count and the page.
+    """
+    method = method.lower()
+    active = [f for f in faults.active() if f.kind in ROW_FAULTS and f.method in (None, method)]
+    if not active or not isinstance(rows, list) or len(rows) < 2:
+        return None
+    ids = [int(row["ID"]) for row in rows if isinstance(row, dict) and "ID" in row]
+    if len(ids) != len(rows):
+        return None
+    bounds = id_range()
+    if bounds is None:
+        return None
+    lowest, highest = bounds
+    place = "low" if lowest in ids else "high" if highest in ids else "middle"
+    fault = next((f for f in active if f.kind == f"drop_row_{place}"), None)
+    if fault is None:
+        return None
+    if fault.times is not None:
+        fault.times -= 1
+    fault.fired += 1
+    middle = len(rows) // 2
+    return rows[:middle] + rows[middle + 1 :]

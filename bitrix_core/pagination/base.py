@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bitrix_core.entities import EntitySpec
+from bitrix_core.errors import BitrixBadRequestError
 
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
@@ -31,6 +32,26 @@ class Runner(Protocol):
         stats: ListStats | None = None,
         idempotent: bool = True,
     ) -> CommandOutcome: ...
+
+
+async def run_read(
+    runner: Runner,
+    method: str,
+    params: dict[str, Any],
+    *,
+    stats: ListStats | None,
+    alone: bool = False,
+) -> CommandOutcome:
+    """One page, asked again once after a 400: a refused filter is refused twice, but a
+    one-off 400 (a proxy, a portal hiccup) should not send a whole run to offset paging.
+    `alone` sends it as a request of its own where the runner can (`run_alone`)."""
+    send = (getattr(runner, "run_alone", None) if alone else None) or runner.run
+    try:
+        return await send(method, params, stats=stats)
+    except BitrixBadRequestError:
+        if stats is not None:
+            stats.retries += 1
+        return await send(method, params, stats=stats)
 
 
 @dataclass

@@ -9,11 +9,12 @@ above page j-1's last id without a round trip::
 
 A window's first page is counted (`start=0`): its `total` sizes later groups, each with
 one page more than the count leaves, so that the short page ending the window comes along.
-Only a short page ends a window: the count falls short when rows start to match the filter
-mid-run (a change time moving into a `>=DATE_MODIFY` filter). The pages after a short one
-(their reference left unresolved) are ignored. Every page is checked against the ids it may
-hold, so a portal that does not resolve references is detected and the walk goes on one page
-per request.
+Only a short page ends a window (the count falls short when rows start to match the filter
+mid-run: a change time moving into a `>=DATE_MODIFY` filter), and only one the count agrees
+with (a short page while the count says more rows are left is counted again). The pages
+after a short one (their reference left unresolved) are ignored. Every page is checked
+against the ids it may hold, so a portal that does not resolve references is detected and
+the walk goes on one page per request.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 
 _keys = itertools.count()
 """Command keys unique in this process, so groups of several runs can share a batch."""
+_MAX_RECOUNTS = 2
+"""Empty short pages in a row counted again before the count is taken as wrong (the list
+run's own counts then decide)."""
 
 
 class Density:
@@ -73,6 +77,8 @@ class IdWindow:
     done: bool = False
     remaining: int | None = None
     """Rows left in the window, once its first (counted) page told its total."""
+    recounts: int = 0
+    """Empty pages in a row the count did not confirm (a row always lost stops at 2)."""
 
 
 def reference(spec: EntitySpec, key: str) -> str:
@@ -152,11 +158,18 @@ class LinkedWalker:
         self.density.add(len(rows), (ids[-1] + 1 if full else window.hi) - window.lo)
         if rows:
             window.pages.append(rows)
+            window.lo = ids[-1] + 1
+        left = window.remaining
         if window.remaining is not None:
             window.remaining = max(0, window.remaining - len(rows))
-        if full:
-            window.lo = ids[-1] + 1
         # Only a short page ends the window: its count may fall short when rows start to
-        # match the filter mid-run (a change time moved into a `>=DATE_MODIFY` window).
-        window.done = not full or window.lo >= window.hi
-        return not window.done
+        # match the filter mid-run (a change time moved into a `>=DATE_MODIFY` window). And
+        # a short page the count does not confirm (it had more rows left: one deleted since
+        # the count, or lost from the page) is not the end either: the rest is counted again.
+        unconfirmed = not full and left is not None and len(rows) < left
+        unconfirmed = unconfirmed and (bool(rows) or window.recounts < _MAX_RECOUNTS)
+        window.recounts = 0 if rows else window.recounts + unconfirmed
+        if unconfirmed:
+            window.remaining = None
+        window.done = (not full and not unconfirmed) or window.lo >= window.hi
+        return full and not window.done

@@ -19,9 +19,12 @@ in every gap are known exactly::
 
 The two ends of a gap meet in its last round, and only there is a page short (a gap counted
 out before its ends meet is counted again: rows may have started to match the filter): the run
-needs about ceil(rows / 50) commands plus half a command per gap. Rounds are packed into
-batches by `BatchPacker`; a batch that is not full waits while rounds that may still fill
-it are out, and goes as soon as none is.
+needs about ceil(rows / 50) commands plus half a command per gap. A short page alone never
+ends a gap: it does where the two ends met, or where the gap's count agrees that nothing is
+left; otherwise (a row deleted between the count and the page, a proxy dropping one, a
+permission change) what lies between the ends is counted again by a scout round. Rounds
+are packed into batches by `BatchPacker`; a batch that is not full waits while rounds that
+may still fill it are out, and goes as soon as none is.
 
 The ends overlap only where the count was wrong (rows deleted meanwhile) or guessed (rounds
 0 and 1): rows of the descending chain that the ascending one also fetched are dropped, so
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import (
+    BitrixBadRequestError,
     BitrixError,
     BitrixProtocolError,
     BitrixRetryableError,
@@ -69,6 +73,9 @@ _PROBE_PAGES = 12
 request bucket, so the next requests are planned before the bucket has room for them."""
 _MAX_STALLS = 5
 """Rounds of one gap in a row that may fail without progress before the error is raised."""
+_MAX_RECOUNTS = 2
+"""Rounds of one gap in a row that may end short of its count without a row (a row that is
+always lost) before the gap ends there: the list run's counts then decide."""
 _PASSING = (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError)
 """Errors of one command that asking again later may cure (the throttle waits for limits)."""
 _SCOUT_PAGES = 10
@@ -89,6 +96,8 @@ class Gap:
     whole: bool = False
     stalls: int = 0
     """Rounds in a row that failed without bringing a row."""
+    recounts: int = 0
+    """Rounds in a row that brought no row and ended short of the count."""
 
 
 @dataclass(eq=False)
@@ -138,10 +147,6 @@ class ConvergingPaging:
 
     name = "converging"
     disjoint = True
-    counts_rows = True
-    """Every gap is counted as it is walked: the last page's `total` is what the portal
-    counted (rows received plus rows counted but gone when fetched), so a verifying run
-    needs no COUNT of its own."""
 
     def __init__(self, *, gap_pages: int = 180, max_gaps: int = 23) -> None:
         if gap_pages < 1 or max_gaps < 1:
@@ -191,9 +196,6 @@ class _Walk:
         self.density = Density()
         self.live: set[Gap] = set()
         """Gaps not yet done (round 0's whole range is not one)."""
-        self.yielded = 0
-        self.shortfall = 0
-        """Rows a gap's count held that were not there when its pages came (deleted)."""
         self.grouped = callable(getattr(runner, "run_linked", None))
         self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
         self.longest = MAX_COMMANDS
@@ -219,11 +221,9 @@ class _Walk:
                     for chain in round_.chains:
                         del self.rounds[chain]
                     for rows in self._finish(round_):
-                        self.yielded += len(rows)
                         yield Page(rows, self.stats)
                     for gap in self._cut(round_.gap):
                         self._plan(gap)
-            yield Page([], self.stats, total=self.yielded + self.shortfall)
         finally:
             for future in self.sent:
                 future.cancel()
@@ -384,9 +384,10 @@ class _Walk:
         pages = list(up.pages)
         kept = sum(map(len, up.pages))
         lo, hi = (gap.lo if up.edge is None else up.edge + 1), gap.hi
-        done = up.reached_end
+        short = up.reached_end
+        empty = up.edge is None  # both ends brought nothing (an empty range)
         error = up.error
-        if round_.down is not None and not done:
+        if round_.down is not None:  # read even after a short page up: it may be a lost row
             down = self._read(round_.down)
             error = error or down.error
             for page in down.pages:
@@ -396,7 +397,10 @@ class _Walk:
                     kept += len(fresh)
             if down.edge is not None:
                 hi = down.edge if hi is None else min(hi, down.edge)
-            done = down.reached_end
+            short = short or down.reached_end
+            empty = empty and down.edge is None and up.reached_end and down.reached_end
+        else:
+            empty = False
         gap.stalls = gap.stalls + 1 if error is not None and not kept else 0
         if error is not None:
             self.longest = max(1, self.longest // 2)
@@ -411,14 +415,15 @@ class _Walk:
             gap.remaining = max(0, counted - kept)
         gap.lo, gap.hi = lo, hi
         met = lo is not None and hi is not None and lo >= hi
-        if gap.remaining == 0 and not (done or met):
-            # Counted out, yet the ends did not meet: rows may have started to match the
-            # filter since the count (or an empty page going down was an unresolved
-            # reference). A scout round counts what lies between again.
+        gap.recounts = 0 if kept else gap.recounts + short
+        gap.done = met or empty or (short and gap.remaining == 0)
+        gap.done = gap.done or (short and gap.recounts > _MAX_RECOUNTS)  # the run's counts decide
+        if not gap.done and (short or gap.remaining == 0):
+            # A short page the count does not confirm (rows gone since the count, or a page
+            # that lost a row), or counted out yet the ends did not meet (rows started to
+            # match the filter since the count, or an empty page going down was an
+            # unresolved reference): a scout round counts what lies between again.
             gap.remaining = None
-        gap.done = done or met
-        if gap.done and gap.remaining:
-            self.shortfall += gap.remaining
         return pages
 
     def _read(self, chain: Chain) -> _Read:
@@ -426,8 +431,12 @@ class _Walk:
         gap, read = chain.gap, _Read()
         for index, outcome in enumerate(chain.outcomes or []):
             if isinstance(outcome, BaseException):
-                if not isinstance(outcome, _PASSING):
+                # A 400 is asked again once: a refused filter is refused again, but a few
+                # one-off 400s should cost their gap a round, not the run a fallback.
+                once = isinstance(outcome, BitrixBadRequestError) and gap.stalls == 0
+                if not isinstance(outcome, _PASSING) and not once:
                     raise outcome  # wrong code, no scope, bad parameter: asking again won't help
+                assert isinstance(outcome, BitrixError)
                 read.error = outcome
                 self._count_retry()
                 break  # the rest of the chain is asked for again next round

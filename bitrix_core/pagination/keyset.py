@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.base import Page, Runner
 from bitrix_core.pagination.query import (
-    PAGE_SIZE,
     checked_ids,
     pages_by_id,
     rows_of,
@@ -24,10 +23,13 @@ class KeysetPaging:
     """The documented export loop: `order[ID]=ASC`, `filter[>=ID]=last+1`, `start=-1`.
 
     Sequential (each page needs the previous page's last id) but never pays the COUNT and
-    never skips or repeats rows when the table changes. Example::
+    never skips or repeats rows when the table changes. Only an empty page ends the walk: a
+    short one may have lost a row (a proxy, a row deleted meanwhile) with more above it, so
+    one more page is asked for. Example::
 
         filter[>=ID]=1    -> ids 1..73 (50 rows, full: go on)
-        filter[>=ID]=74   -> ids 74..90 (17 rows, short: done)
+        filter[>=ID]=74   -> ids 74..90 (17 rows, short: ask once more)
+        filter[>=ID]=91   -> no rows: done
     """
 
     name = "keyset"
@@ -44,7 +46,7 @@ class KeysetPaging:
         params: Mapping[str, Any],
         stats: ListStats | None,
     ) -> AsyncIterator[Page]:
-        """Yield pages in ascending id order until a page comes back short."""
+        """Yield pages in ascending id order until a page comes back empty."""
         base, bounds = split_id_bounds(spec, params)
         lo = bounds.lo
         while not bounds.intersect(lo=lo).empty:
@@ -52,8 +54,7 @@ class KeysetPaging:
             outcome = await runner.run(spec.list_method, query, stats=stats)
             rows = rows_of(spec, outcome.result, method=spec.list_method)
             ids = checked_ids(spec, rows, lo, bounds.hi)
-            if rows:
-                yield Page(rows, stats)
-            if len(rows) < PAGE_SIZE:
+            if not rows:
                 return
+            yield Page(rows, stats)
             lo = max(ids) + 1

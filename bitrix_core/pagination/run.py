@@ -14,11 +14,17 @@ from bitrix_core.errors import (
     BitrixProtocolError,
     IncompletePaginationError,
 )
-from bitrix_core.pagination.base import Page, PageStrategy, Runner
+from bitrix_core.pagination.base import Page, PageStrategy, Runner, run_read
 from bitrix_core.pagination.converging import ConvergingPaging
 from bitrix_core.pagination.keyset import KeysetPaging
 from bitrix_core.pagination.offset import OffsetPaging
-from bitrix_core.pagination.query import row_id, split_id_bounds, window_params
+from bitrix_core.pagination.query import (
+    pages_by_id,
+    row_id,
+    rows_of,
+    split_id_bounds,
+    window_params,
+)
 from bitrix_core.pagination.window import IdWindowPaging
 from bitrix_core.progress import Progress, ProgressCallback, make_progress
 from bitrix_core.stats import ListStats
@@ -70,8 +76,18 @@ class ListRun:
     the strategy pages by id). A page whose id filter or order is refused before any row was
     yielded falls back to offset paging, recorded in `stats.fallbacks`. With `verify=True`
     (or when offset paging reports `total`), ending with fewer rows than the portal counted
-    raises IncompletePaginationError. The portal's count is one COUNTing page sent beside the
-    walk, or, for a strategy that counts as it walks (`counts_rows`), that strategy's total.
+    raises IncompletePaginationError.
+
+    `verify=True` proves the read against the portal, never against the walk's own totals:
+    one COUNTing page (`start=0`, ids only, the caller's filter) goes out as a request of
+    its own beside the walk's first batches (a COUNT over a big table is slow: inside a
+    batch it would hold up the other pages), and, only when the walk received fewer rows,
+    one more after its last page. Cost: 1 request (2 when rows went missing) and the
+    COUNTs' operating time. Every row that matched the filter from the first count to the
+    last was read by a complete walk, so it must have received at least the smaller of the
+    two counts. Where ids order the list, the first count also tells the highest id
+    (it pages down from the top), and the second counts only ids up to it: rows added during
+    the walk (above it) then count in neither.
     """
 
     def __init__(
@@ -104,26 +120,41 @@ class ListRun:
         """Every row in one list (holds the whole result: prefer iterating pages)."""
         return [row async for page in self for row in page.rows]
 
-    async def _count(self) -> int | None:
-        """One COUNTing page (start=0, ids only) for the caller's filter."""
+    async def _count(self, *, top: int | None = None) -> tuple[int | None, int | None]:
+        """One COUNTing page (start=0, ids only, the highest first where ids order the list)
+        for the caller's filter and ids up to `top`: the count and the highest id."""
         base, bounds = split_id_bounds(self.spec, self.params)
-        query = window_params(self.spec, base, lo=bounds.lo, hi=bounds.hi, ids_only=True, start=0)
-        outcome = await self._runner.run(self.spec.list_method, query, stats=self.stats)
-        return None if outcome.total is None else int(outcome.total)
+        by_id = pages_by_id(self.spec, self.params)
+        if top is not None and by_id:
+            bounds = bounds.intersect(hi=top + 1)
+        query = window_params(
+            self.spec, base, lo=bounds.lo, hi=bounds.hi, descending=by_id, ids_only=True, start=0
+        )
+        outcome = await run_read(
+            self._runner, self.spec.list_method, query, stats=self.stats, alone=True
+        )
+        rows = rows_of(self.spec, outcome.result, method=self.spec.list_method)
+        highest = row_id(self.spec, rows[0]) if by_id and rows else None
+        return (None if outcome.total is None else int(outcome.total)), highest
 
-    def _counts_rows(self) -> bool:
-        """True when the strategy counts what it walks (its totals serve `verify` alone)."""
-        return bool(getattr(self.strategy, "counts_rows", False))
+    async def _portal_expects(self, before: tuple[int | None, int | None]) -> int | None:
+        """The rows a complete walk received at least: the smaller of the portal's counts
+        before and after it (deleted rows leave the second, added ones the first)."""
+        first, top = before
+        if first == 0:
+            return 0
+        after, _ = await self._count(top=top)
+        counts = [count for count in (first, after) if count is not None]
+        return min(counts) if counts else None
 
     async def _pages(self) -> AsyncIterator[Page]:
-        own_count = self._verify and not self._counts_rows()
-        counting = asyncio.ensure_future(self._count()) if own_count else None
+        counting = asyncio.ensure_future(self._count()) if self._verify else None
         seen: set[int] = set()  # ids delivered, kept while the strategy may repeat a row
         expected: int | None = None
         received = 0  # this run's rows (the caller's stats may hold earlier ones)
         try:
             async for page in self._with_fallback():
-                if page.total is not None and (self._verify or not self._counts_rows()):
+                if page.total is not None:  # offset paging: the portal's count on each page
                     expected = max(expected or 0, int(page.total))
                     self._progress.set_total(expected)
                 # (a fallback to offset paging is not disjoint: the strategy is read per page)
@@ -136,10 +167,15 @@ class ListRun:
                 self._progress.update(len(rows))
                 yield Page(rows, self.stats)
             if counting is not None:
-                expected = await counting
+                before = await counting
+                if before[0] is not None and received < before[0]:  # deletes may explain it
+                    portal = await self._portal_expects(before)
+                    expected = max(expected or 0, portal) if portal is not None else expected
         finally:
             if counting is not None and not counting.done():
                 counting.cancel()
+            elif counting is not None and not counting.cancelled():
+                counting.exception()  # seen: when the walk failed too, its error is raised
             self._progress.close()
         if expected is not None and received < expected:
             raise IncompletePaginationError(
@@ -150,13 +186,27 @@ class ListRun:
             )
 
     async def _with_fallback(self) -> AsyncIterator[Page]:
-        """The strategy's pages; offset paging instead if the id paging is refused up front."""
+        """The strategy's pages; offset paging instead if the id paging is refused up front
+        (a 400 twice: once may be a one-off answer that should not slow the whole run)."""
         self.stats.strategy = self.strategy.name
         yielded = False
         try:
-            async for page in self.strategy.pages(self._runner, self.spec, self.params, self.stats):
-                yielded = True
-                yield page
+            try:
+                async for page in self.strategy.pages(
+                    self._runner, self.spec, self.params, self.stats
+                ):
+                    yielded = True
+                    yield page
+            except BitrixBadRequestError as error:
+                if yielded or isinstance(self.strategy, OffsetPaging):
+                    raise
+                self.stats.retries += 1
+                self.stats.add_fallback(f"retry {self.strategy.name}: {error.code}")
+                async for page in self.strategy.pages(
+                    self._runner, self.spec, self.params, self.stats
+                ):
+                    yielded = True
+                    yield page
         except (BitrixBadRequestError, BitrixProtocolError) as error:
             if yielded or isinstance(self.strategy, OffsetPaging):
                 raise

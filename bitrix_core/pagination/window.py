@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
-from bitrix_core.pagination.base import Page, Runner
+from bitrix_core.pagination.base import Page, Runner, run_read
 from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
@@ -105,7 +105,8 @@ class IdWindowPaging:
             spec, base, lo=bounds.lo, hi=bounds.hi, descending=True, ids_only=True
         )
         low, high = await asyncio.gather(
-            runner.run(method, low_query, stats=stats), runner.run(method, high_query, stats=stats)
+            run_read(runner, method, low_query, stats=stats),
+            run_read(runner, method, high_query, stats=stats),
         )
         rows = rows_of(spec, low.result, method=method)
         ids = checked_ids(spec, rows, bounds.lo, bounds.hi)
@@ -114,13 +115,17 @@ class IdWindowPaging:
         )
         if rows:
             yield Page(rows, stats)
-        if len(rows) < PAGE_SIZE:
-            return
+        if len(rows) < PAGE_SIZE and (not top_ids or (ids and top_ids[0] <= ids[-1])):
+            return  # the two probes agree: nothing lies above the first page
+        # (a short first page below ids the top probe saw lost a row, or one was deleted
+        # between the probes: the windows go on above it)
         density = Density()
-        density.add(len(ids), ids[-1] + 1 - (ids[0] if bounds.lo is None else bounds.lo))
-        if top_ids and top_ids[-1] > ids[-1]:
+        if ids:
+            density.add(len(ids), ids[-1] + 1 - (ids[0] if bounds.lo is None else bounds.lo))
+        if top_ids and (not ids or top_ids[-1] > ids[-1]):
             density.add(len(top_ids), top_ids[0] - top_ids[-1] + 1)
-        start, stop = ids[-1] + 1, max(ids[-1], *top_ids) + 1
+        start = ids[-1] + 1 if ids else (bounds.lo if bounds.lo is not None else 0)
+        stop = max(start - 1, *top_ids) + 1
         walker = LinkedWalker(runner, spec, base, stats, density)
         async for page in self._walk(walker, start, stop):
             yield page

@@ -75,6 +75,8 @@ def test_full_then_incremental_run_store_only_open_leads(portal, clean_url):
     materialize([assets], resources=resources(portal, clean_url))
     assert reopened in _stored_titles(clean_url)
     refresh = {"ops": {assets.node_def.name: {"config": {"full_refresh": True}}}}
+    if clean_url.startswith("mysql"):
+        time.sleep(1)  # MySQL keeps whole seconds: a row written in the refresh's second stays
     third = materialize([assets], resources=resources(portal, clean_url), run_config=refresh)
     assert materializations(third)[ASSET]["rows_marked_deleted"] == 1
     assert _stored_titles(clean_url) == {
