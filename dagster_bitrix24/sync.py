@@ -11,9 +11,11 @@ Modes:
 - `window`: rows changed in a partition's `[start, end)`; never moves the cursor, never
   marks deletes.
 
-Full and window reads are verified against the portal's counts before and after the read
-(`paginate(verify=True)`); a read short of them raises IncompletePaginationError before the
-cursor moves or a delete is marked.
+Every read (full, incremental, window) is verified against the portal's counts before and
+after it (`paginate(verify=True)`: one request more, two when rows went missing); a read
+short of them raises IncompletePaginationError before the cursor moves or a delete is
+marked. An incremental read is verified too: the cursor moves past what it read, so a row
+lost there would stay lost until a full refresh.
 
 Every mode keeps the filter of the spec's `extra_params` (a user-described entity such as
 "open leads only"); incremental and window runs add their bounds on the change time to it.
@@ -169,7 +171,7 @@ class EntitySync:
             spec=self.spec,
             order=None,
             stats=result.stats,
-            verify=result.mode in ("full", "window"),  # reads that claim to be complete
+            verify=True,  # every read claims to be complete: the cursor moves past it
         )
         seen_ids: set[Any] | None = set() if self._marks_deletes(result) else None
         newest = result.cursor_before
