@@ -21,6 +21,7 @@ free of duplicates. No Dagster import here.
 """
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class SyncOptions:
     """5,000: large enough for PostgreSQL's COPY path (2,000 rows and up), small enough that
     a killed run re-reads little; a 200k-deal sync into PostgreSQL kept its writer busy 54%
     of the time at 1,000 rows a chunk and 23% at 5,000."""
+    run_id: str | None = None
+    """The run the rejects (values not stored as sent) are recorded under; a new id when
+    None. Assets pass the Dagster run id."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.lookback, timedelta) or self.lookback < timedelta(0):
@@ -113,6 +117,7 @@ class SyncResult:
     skipped: int = 0
     deleted: int = 0
     restored: int = 0
+    rejected: int = 0
     chunks: int = 0
     partition_counts: Counter[str] = field(default_factory=Counter)
     stats: ListStats = field(default_factory=ListStats)
@@ -138,6 +143,7 @@ class EntitySync:
         self.options = options or SyncOptions()
         self._write_lock = write_lock or asyncio.Lock()
         self._filter_key, self._own_filter = _own_filter(spec)
+        self._run_id = self.options.run_id or uuid.uuid4().hex
 
     async def run(self) -> SyncResult:
         """Run the sync; the result carries everything the materialisation reports."""
@@ -153,6 +159,7 @@ class EntitySync:
         )
         result = await self._plan()
         result.stats.merge(fields_stats)  # the field requests are the entity's too
+        await self._blocking(self.warehouse.start_run, self.spec.name, self._run_id)
         params = self._params(fields, result)
         started = read_started()
         run = paginate(
@@ -185,6 +192,9 @@ class EntitySync:
             counts = await self._blocking(self.warehouse.mark_deleted, layout, seen_ids)
             result.deleted, result.restored = counts.marked, counts.restored
         result.layout = layout
+        result.rejected, _ = await self._blocking(
+            self.warehouse.rejects, self.spec.name, self._run_id
+        )
         if self._change_row_key():
             await self._commit_cursor(result, newest, started=started)
         else:
@@ -344,7 +354,9 @@ class EntitySync:
         return moment if newest is None or moment > newest else newest
 
     async def _write(self, layout: Any, rows: list[dict[str, Any]], result: SyncResult) -> None:
-        counts = await self._blocking(self.warehouse.write_chunk, layout, rows)
+        counts = await self._blocking(
+            self.warehouse.write_chunk, layout, rows, run_id=self._run_id
+        )
         result.inserted += counts.inserted
         result.updated += counts.updated
         result.skipped += counts.skipped

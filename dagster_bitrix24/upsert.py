@@ -384,7 +384,7 @@ def _digit_ids(texts: list[str]) -> list[int]:
             return orjson.loads("[" + ",".join(texts) + "]")
         except orjson.JSONDecodeError:
             pass
-    return list(map(int, texts))
+    return list(map(to_int, texts))
 
 
 def _above(ids: list[Any], highest: Any) -> list[bool]:
