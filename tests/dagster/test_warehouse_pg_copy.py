@@ -11,7 +11,6 @@ import pytest
 from dagster_bitrix24 import columns, upsert
 from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
-from dagster_bitrix24.warehouse_errors import RowConversionError
 from tests.dagster.test_warehouse_columns import _TRICKY
 from tests.dagster.test_warehouse_pg_staging import _COMMON, compare_with_python_path
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
