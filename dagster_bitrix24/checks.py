@@ -67,7 +67,8 @@ def build_bitrix24_checks(
     specs: list[AssetCheckSpec] = []
     for spec in assets_def.specs:
         entity = spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY])
-        prefix = str(getattr(spec.metadata.get(TABLE_PREFIX_KEY), "value", "bitrix24_"))
+        stored = spec.metadata.get(TABLE_PREFIX_KEY)  # a plain str, or a MetadataValue
+        prefix = str(getattr(stored, "value", stored) or "bitrix24_")
         names = _check_names(entity)
         for check_name in names:
             check_spec = AssetCheckSpec(check_name, asset=spec.key)

@@ -29,11 +29,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from bitrix_core.client import BitrixClient
-from bitrix_core.entities import EntitySpec
+from bitrix_core.entities import BUILT_IN_FIELD_TYPES, EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination import paginate
 from bitrix_core.pagination.query import find_key
 from bitrix_core.stats import CallStats, ListStats
+from dagster_bitrix24.field_types import sampled_type, typed_metadata
 
 Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
@@ -224,9 +225,7 @@ class EntitySync:
         """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
 
         When the portal has no fields method for the entity, the metadata is inferred from
-        the keys of the first page (every value a string, the id an integer, the change time a
-        datetime). The requests
-        are counted in `stats`.
+        the first page (`_sampled_fields`). The requests are counted in `stats`.
         """
         answer: Any = None
         if self.spec.fields_method:
@@ -239,7 +238,7 @@ class EntitySync:
         if isinstance(answer, Mapping) and isinstance(answer.get("fields"), Mapping):
             answer = answer["fields"]  # crm.item.fields and tasks wrap the map
         if isinstance(answer, Mapping) and answer:
-            return dict(answer)
+            return typed_metadata(self.spec.list_method, answer)
         return await self._sampled_fields(stats)
 
     async def _sampled_fields(self, stats: CallStats) -> dict[str, Any]:
@@ -248,16 +247,23 @@ class EntitySync:
             spec=self.spec, order=None,
         )  # fmt: skip
         keys: dict[str, None] = {self.spec.id_field: None}
+        rows: list[dict[str, Any]] = []
         async for page in run:
             for row in page.rows:
                 keys.update(dict.fromkeys(row))
+            rows = page.rows
             break
         stats.merge(run.stats)
         change = self.spec.change_time_field
-        kinds = {self.spec.id_field: "integer"}
+        kinds: dict[str, Any] = {self.spec.id_field: {"type": "integer"}}
         if change:
-            kinds.update(dict.fromkeys((change, self.spec.row_key(change)), "datetime"))
-        return {key: {"type": kinds.get(key, "string"), "title": key} for key in keys}
+            kinds.update(dict.fromkeys((change, self.spec.row_key(change)), {"type": "datetime"}))
+        built_in = BUILT_IN_FIELD_TYPES.get(self.spec.list_method, {})
+        return {
+            key: {"title": key, **(kinds.get(key) or built_in.get(key) or sampled_type(
+                [row.get(key) for row in rows]))}
+            for key in keys
+        }
 
     def _change_row_key(self) -> str | None:
         """The change-time key as it appears in rows (`DATE_MODIFY`, `changedDate`...)."""
