@@ -17,7 +17,8 @@ The converters are the one statement of what a column can hold, for every dialec
 write path (the inline fast paths in `row_converter`, `pg_copy` and `pg_staging` take only
 shapes they provably convert alike): empty (`None`, `""`, `[]`, `{}`) and the Bitrix24
 empty date `0000-00-00...` are NULL; integers must fit 64 bits, floats be finite, decimals
-fit NUMERIC(18,2), keys 255 characters; text never holds a NUL byte. A value that breaks a
+fit NUMERIC(18,2), keys 255 characters, dates and times be in year 1000 or later (MySQL's
+range); text never holds a NUL byte. A value that breaks a
 rule raises (`Unstorable` says why and what may be stored instead); `screening.py` turns
 that into a NULL (or the cleaned value) and a reject, never into a failed chunk.
 """
@@ -57,6 +58,7 @@ _ZERO_DATE = "0000-00-00"  # what Bitrix24 sends for an empty date (MySQL's zero
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _DECIMAL_BOUND = Decimal("9999999999999999.995")  # NUMERIC(18,2) after rounding to cents
 KEY_LENGTH = 255
+_FIRST_YEAR = 1000  # MySQL's DATE/DATETIME range starts here (PostgreSQL's much earlier)
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -334,18 +336,24 @@ def to_float(value: Any) -> float | None:
     return number
 
 
+def _in_range(moment: Any) -> Any:
+    if moment.year < _FIRST_YEAR:
+        raise Unstorable(f"year before {_FIRST_YEAR}")
+    return moment
+
+
 def to_date(value: Any) -> date | None:
     if _empty(value) or _zero_date(value):
         return None
     if isinstance(value, date):
-        return value.date() if isinstance(value, datetime) else value
-    return date.fromisoformat(value[:10])
+        return _in_range(value.date() if isinstance(value, datetime) else value)
+    return _in_range(date.fromisoformat(value[:10]))
 
 
 def _to_utc(value: Any) -> datetime | None:
     if _empty(value) or _zero_date(value):
         return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = _in_range(value if isinstance(value, datetime) else datetime.fromisoformat(value))
     if moment.tzinfo is None:  # the portal always sends an offset; a bare time is UTC
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -401,7 +409,7 @@ def _remember_hour(value: Any, text: str) -> None:
 
 
 def sqlite_date(value: Any) -> str | None:
-    if value.__class__ is str and value and not _zero_date(value):
+    if value.__class__ is str and value and value[0] != "0":
         date.fromisoformat(value[:10])
         return value[:10]
     result = to_date(value)

@@ -64,12 +64,12 @@ SQL_RULES: dict[str, SqlRule] = {
     ),
     "date": SqlRule(
         "date",
-        _digits_as_zero("left({v}, 10)") + " = '0000-00-00' AND left({v}, 4) <> '0000'",
+        _digits_as_zero("left({v}, 10)") + " = '0000-00-00' AND left({v}, 1) <> '0'",
         "left({v}, 10)::date",
     ),
     "datetime": SqlRule(
         "timestamptz",
-        _digits_as_zero("{v}") + f" IN {_TIME_SHAPES} AND left({{v}}, 4) <> '0000' "
+        _digits_as_zero("{v}") + f" IN {_TIME_SHAPES} AND left({{v}}, 1) <> '0' "
         "AND substr({v}, 12, 2) < '24' AND substr({v}, 15, 1) < '6' "
         "AND substr({v}, 18, 1) < '6' AND substr({v}, 24, 1) < '6'",
         "{v}::timestamptz",
