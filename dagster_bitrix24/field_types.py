@@ -26,6 +26,20 @@ def typed_metadata(list_method: str, fields: Mapping[str, Any]) -> dict[str, Any
     return typed
 
 
+def sampled_metadata(
+    list_method: str, keys: list[str], rows: list[dict[str, Any]],
+    *, known: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """Metadata of `keys` seen in sampled `rows`: `known` types first (id, change time),
+    then the built-in map, then the values' own JSON types (`sampled_type`)."""
+    built_in = BUILT_IN_FIELD_TYPES.get(list_method, {})
+    return {
+        key: {"title": key,
+              **(known.get(key) or built_in.get(key) or sampled_type([r.get(key) for r in rows]))}
+        for key in keys
+    }  # fmt: skip
+
+
 def sampled_type(values: list[Any]) -> dict[str, Any]:
     """`*.fields`-style metadata of a field known only from sampled values: JSON booleans,
     integers, numbers, lists and objects, and ISO times with an offset keep their type;

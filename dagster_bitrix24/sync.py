@@ -29,12 +29,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from bitrix_core.client import BitrixClient
-from bitrix_core.entities import BUILT_IN_FIELD_TYPES, EntitySpec
+from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination import paginate
 from bitrix_core.pagination.query import find_key
 from bitrix_core.stats import CallStats, ListStats
-from dagster_bitrix24.field_types import sampled_type, typed_metadata
+from dagster_bitrix24.field_types import sampled_metadata, typed_metadata
 
 Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
@@ -258,12 +258,7 @@ class EntitySync:
         kinds: dict[str, Any] = {self.spec.id_field: {"type": "integer"}}
         if change:
             kinds.update(dict.fromkeys((change, self.spec.row_key(change)), {"type": "datetime"}))
-        built_in = BUILT_IN_FIELD_TYPES.get(self.spec.list_method, {})
-        return {
-            key: {"title": key, **(kinds.get(key) or built_in.get(key) or sampled_type(
-                [row.get(key) for row in rows]))}
-            for key in keys
-        }
+        return sampled_metadata(self.spec.list_method, list(keys), rows, known=kinds)
 
     def _change_row_key(self) -> str | None:
         """The change-time key as it appears in rows (`DATE_MODIFY`, `changedDate`...)."""
