@@ -4,6 +4,8 @@ blocked, and the `no_rejected_values` check fails until the portal's value is fi
 
 from decimal import Decimal
 
+import pytest
+import sqlalchemy as sa
 from dagster import AssetSelection, materialize
 
 from dagster_bitrix24 import build_bitrix24_assets, build_bitrix24_checks
@@ -95,3 +97,23 @@ def _rejects(writer: Warehouse, run_id: str) -> list[tuple]:
     with writer.engine.connect() as connection:
         query = table.select().where(table.c.run_id == run_id)
         return [(r.row_id, r.field, r.raw_value, r.reason) for r in connection.execute(query)]
+
+
+def test_a_mysql_text_column_made_before_longtext_is_widened(warehouse: Warehouse) -> None:
+    if warehouse.dialect_name != "mysql":
+        pytest.skip("MySQL/MariaDB only: other dialects' text has no 64 KB limit")
+    fields = {"ID": {"type": "integer"}, "TITLE": {"type": "string"}}
+    table = warehouse.table_name("crm.deal")
+    with warehouse.engine.begin() as connection:  # as an earlier version made it
+        connection.exec_driver_sql(
+            f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, title TEXT COMMENT 'Name (TITLE)', "
+            "_synced_at DATETIME, _deleted_at DATETIME)"
+        )
+    layout = warehouse.prepare_table("crm.deal", fields, id_field="ID", change_field=None)
+    assert not layout.changes.type_changes
+    stored = {c["name"]: c for c in sa.inspect(warehouse.engine).get_columns(table)}
+    assert type(stored["title"]["type"]).__name__ == "LONGTEXT"
+    assert stored["title"]["comment"] == "TITLE"  # the description comes with it
+    warehouse.write_chunk(layout, [{"ID": "1", "TITLE": LONG}])
+    assert stored_rows(str(warehouse.engine.url.render_as_string(hide_password=False)),
+                       table, "title") == {1: (LONG,)}  # fmt: skip
