@@ -56,7 +56,7 @@ _MONEY_FIELDS = {
 _MULTIFIELD = "crm_multifield"
 _ZERO_DATE = "0000-00-00"  # what Bitrix24 sends for an empty date (MySQL's zero date)
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-_DECIMAL_BOUND = Decimal("9999999999999999.995")  # NUMERIC(18,2) after rounding to cents
+DECIMAL_BOUND = Decimal("9999999999999999.995")  # NUMERIC(18,2) after rounding to cents
 KEY_LENGTH = 255
 _FIRST_YEAR = 1000  # MySQL's DATE/DATETIME range starts here (PostgreSQL's much earlier)
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -314,7 +314,7 @@ def to_decimal(value: Any) -> Decimal | None:
         raise ValueError("not a decimal")
     else:
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not number.is_finite() or not -_DECIMAL_BOUND < number < _DECIMAL_BOUND:
+    if not number.is_finite() or not -DECIMAL_BOUND < number < DECIMAL_BOUND:
         raise Unstorable("not a finite decimal below 10^16")
     return number
 

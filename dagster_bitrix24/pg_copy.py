@@ -7,9 +7,8 @@ generates, once per table layout, a function that writes such a value into the C
 untouched and hands every other value to its converter, then writes the converted value's
 text. A value passes untouched only in a shape both sides provably read alike:
 
-- integer: ASCII digits only, at most 18 (64 bits); decimal: ASCII digits with at most one
-  "." and at most 16 characters (NUMERIC(18,2); for a money value, its amount before the
-  "|"); key: text of at most 255 characters; "" is NULL
+- integer: ASCII digits only; decimal: ASCII digits with at most one "." (for a money
+  value, its amount before the "|"); "" is NULL
   everywhere (`COPY ... NULL ''`: no converter ever stores an empty string);
 - boolean: the keys of `columns.BOOLEANS`, written as t / f / NULL;
 - date: its first ten characters (all `columns.to_date` reads), a date Python already
@@ -19,9 +18,11 @@ text. A value passes untouched only in a shape both sides provably read alike:
   Mixing the two is safe because `columns.to_aware` keeps the portal's offset: Python
   parses date, hour and offset independently (it would not if it converted to UTC).
 
-PostgreSQL refusing a line (a DataError) sends the chunk through the Python converters,
-which store it the same way or name the value a reject (`screening.py`); so does a
-converter raising here, or a NUL byte in a block. Values holding a tab, newline, carriage return or backslash are escaped.
+The range rules of `columns.py` (64-bit integers, NUMERIC(18,2), 255-character keys) are not
+tested here: PostgreSQL enforces the same ranges, and its refusing a line (a DataError) sends
+the chunk through the Python converters, which store it the same way or name the value a
+reject (`screening.py`); so does a converter raising here, or a NUL byte in a block. Values
+holding a tab, newline, carriage return or backslash are escaped.
 """
 
 from __future__ import annotations
@@ -97,18 +98,13 @@ _FALLBACKS: dict[Converter, Callable[[Any], str]] = {
 _UNTOUCHED = '({v} if {v}.__class__ is str and ({test}) else "" if {v} is None else t{i}({v}))'
 _INLINE: dict[Converter, str] = {
     columns.to_text: '({v} if {v}.__class__ is str else "" if {v} is None else t{i}({v}))',
-    columns.to_key: (
-        f'({{v}} if {{v}}.__class__ is str and len({{v}}) <= {columns.KEY_LENGTH} '
-        'else "" if {v} is None else t{i}({v}))'
-    ),
-    columns.to_int: _UNTOUCHED.replace(
-        "{test}", "{v}.isdigit() and {v}.isascii() and len({v}) < 19 or not {v}"
-    ),
+    columns.to_key: '({v} if {v}.__class__ is str else "" if {v} is None else t{i}({v}))',
+    columns.to_int: _UNTOUCHED.replace("{test}", "{v}.isdigit() and {v}.isascii() or not {v}"),
     columns.to_decimal: (  # the amount of a money value "1500.00|RUB" too
         '({v} if {v}.__class__ is str and "|" not in {v} and ({v}.replace(".", "", 1).isdigit()'
-        " and {v}.isascii() and len({v}) < 17 or not {v}) else a if {v}.__class__ is str and "
-        '((a := {v}.partition("|")[0]).replace(".", "", 1).isdigit() and a.isascii() '
-        'and len(a) < 17 or not a) else "" if {v} is None else t{i}({v}))'
+        " and {v}.isascii() or not {v}) else a if {v}.__class__ is str and ((a := {v}.partition"
+        '("|")[0]).replace(".", "", 1).isdigit() and a.isascii() or not a) '
+        'else "" if {v} is None else t{i}({v}))'
     ),
     columns.to_bool: "BOOLEANS[{v}]",
     columns.currency: '({v}.partition("|")[2] if {v}.__class__ is str else "")',

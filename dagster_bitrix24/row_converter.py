@@ -29,9 +29,8 @@ T = TypeVar("T")
 
 _STRING = "{v}.__class__ is str and {v}"
 _TEXT = _STRING + ' and "\\x00" not in {v}'  # a NUL byte goes to the converter (a reject)
-_AMOUNT = (  # "1500.00|RUB": plain digits with at most one "." and no more than 16 characters
-    '{v}.__class__ is str and (a := {v}.partition("|")[0]) and len(a) < 17 '
-    'and a.replace(".", "", 1).isdigit()'
+_AMOUNT = (  # "1500.00|RUB": its amount, when it is a decimal NUMERIC(18,2) holds (NaN raises)
+    '{v}.__class__ is str and (a := {v}.partition("|")[0]) and -BOUND < (d := Decimal(a)) < BOUND'
 )
 _OTHERWISE = '(None if {v} is None or {v} == "" else c{i}({v}))'  # every converter: empty is NULL
 _DATED = _STRING + ' and {v}[0] != "0"'  # "0000-00-00..." (empty) goes to the converter
@@ -45,11 +44,11 @@ _INLINE: dict[Converter, str] = {
     columns.to_int: f"(int({{v}}) if {_STRING} and len({{v}}) < 19 else {_OTHERWISE})",
     columns.to_bool: "BOOLEANS[{v}]",
     columns.to_float: f"(f if {_STRING} and (f := float({{v}})) - f == 0 else {_OTHERWISE})",
-    columns.to_decimal: f"(Decimal(a) if {_AMOUNT} else {_OTHERWISE})",
-    columns.sqlite_decimal: f"(str(Decimal(a)) if {_AMOUNT} else {_OTHERWISE})",
-    columns.currency: (
+    columns.to_decimal: f"(d if {_AMOUNT} else {_OTHERWISE})",
+    columns.sqlite_decimal: f"(str(d) if {_AMOUNT} else {_OTHERWISE})",
+    columns.currency: (  # most amounts have no "|": no currency, nothing more to read
         '(((c if len(c := {v}.partition("|")[2]) <= 255 and "\\x00" not in c else c{i}({v})) '
-        "or None) if {v}.__class__ is str else None)"
+        'or None) if {v}.__class__ is str and "|" in {v} else None)'
     ),
     columns.to_date: f"(date_iso({{v}}[:10]) if {_DATED} else {_OTHERWISE})",
     columns.sqlite_date: f"({{v}}[:10] if {_DATED} and date_iso({{v}}[:10]) else {_OTHERWISE})",
@@ -66,7 +65,7 @@ _INLINE: dict[Converter, str] = {
 }
 _NAMESPACE = {
     "BOOLEANS": columns.BOOLEANS, "OFFSETS": columns.OFFSETS, "HOURS": columns.HOURS,
-    "MINUTES_SECONDS": columns.MINUTES_SECONDS, "Decimal": Decimal,
+    "MINUTES_SECONDS": columns.MINUTES_SECONDS, "Decimal": Decimal, "BOUND": columns.DECIMAL_BOUND,
     "date_iso": date.fromisoformat, "time_iso": datetime.fromisoformat,
 }  # fmt: skip
 
