@@ -157,6 +157,27 @@ ENTITIES: dict[str, EntitySpec] = {
     "crm.smart_invoice": crm_item(31, name="crm.smart_invoice"),
 }
 
+# The types of fields whose `*.fields` method gives titles only (user.fields, department.fields
+# answer {"NAME": "First name", ...}), keyed by list method; values are `*.fields`-style
+# metadata. Source: api-reference/user/user-get.md (b24restdocs): ACTIVE a JSON boolean,
+# IS_ONLINE "Y"/"N", times ISO 8601 with an offset (TIMESTAMP_X and LAST_ACTIVITY_DATE may be
+# an empty object), PERSONAL_BIRTHDAY a time at midnight, UF_DEPARTMENT a list of ids;
+# api-reference/departments/department-get.md: ids and SORT as strings.
+BUILT_IN_FIELD_TYPES: dict[str, dict[str, dict[str, Any]]] = {
+    "user.get": {
+        "ID": {"type": "integer"}, "ACTIVE": {"type": "boolean"}, "IS_ONLINE": {"type": "char"},
+        "LAST_LOGIN": {"type": "datetime"}, "DATE_REGISTER": {"type": "datetime"},
+        "TIMESTAMP_X": {"type": "datetime"}, "LAST_ACTIVITY_DATE": {"type": "datetime"},
+        "PERSONAL_BIRTHDAY": {"type": "date"}, "UF_EMPLOYMENT_DATE": {"type": "date"},
+        "TIME_ZONE_OFFSET": {"type": "integer"},
+        "UF_DEPARTMENT": {"type": "integer", "isMultiple": True},
+    },
+    "department.get": {
+        "ID": {"type": "integer"}, "SORT": {"type": "integer"}, "PARENT": {"type": "integer"},
+        "UF_HEAD": {"type": "user"},
+    },
+}  # fmt: skip
+
 _SMART_INVOICE = 31
 _ENTITY_TYPE_KEY = re.compile(r"^entitytypeid$", re.IGNORECASE)
 

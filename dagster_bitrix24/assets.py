@@ -350,6 +350,7 @@ def sync_selected_assets(
             window=window,
             partition_key=key_for,
             chunk_rows=config.chunk_rows,
+            run_id=context.run_id,
         )
         exclude = tuple(_plain(spec.metadata.get(EXCLUDE_KEY, [])) or ())
         entity = spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY])

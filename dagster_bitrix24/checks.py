@@ -1,4 +1,5 @@
-"""Asset checks for synced entities: row count vs the portal, duplicate ids, freshness.
+"""Asset checks for synced entities: row count vs the portal, duplicate ids, freshness,
+rejected values.
 
     checks = build_bitrix24_checks(assets, max_lag=timedelta(hours=2))
     Definitions(assets=[assets], asset_checks=[checks], resources=...)
@@ -34,6 +35,7 @@ from dagster_bitrix24.sync import partitions_state_key
 COUNT_CHECK = "row_count_matches_portal"
 DUPLICATE_CHECK = "unique_ids"
 FRESHNESS_CHECK = "freshness"
+REJECTS_CHECK = "no_rejected_values"
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,21 @@ def build_bitrix24_checks(
     bitrix24_resource_key: str = "bitrix24",
     warehouse_resource_key: str = "warehouse",
 ) -> Any:
-    """Three checks per entity of a Bitrix24 multi-asset.
+    """Four checks per entity of a Bitrix24 multi-asset.
 
     `row_count_matches_portal`: live rows in the table vs the portal's count (a relative
     `count_tolerance` allows for changes since the sync); `unique_ids`: no id twice;
     `freshness`: the cursor was committed within `max_lag` (entities with a change time), or,
-    for partitioned assets, a partition run reaching the present ended within `max_lag`.
+    for partitioned assets, a partition run reaching the present ended within `max_lag`;
+    `no_rejected_values`: the entity's latest run stored every value as sent (its rejects,
+    NULL or cleaned in the table, are listed in the warehouse's rejects table).
     """
     targets: dict[AssetCheckKey, _Target] = {}
     specs: list[AssetCheckSpec] = []
     for spec in assets_def.specs:
         entity = spec_from_metadata(spec.metadata[ENTITY_SPEC_KEY])
-        prefix = str(getattr(spec.metadata.get(TABLE_PREFIX_KEY), "value", "bitrix24_"))
+        stored = spec.metadata.get(TABLE_PREFIX_KEY)  # a plain str, or a MetadataValue
+        prefix = str(getattr(stored, "value", stored) or "bitrix24_")
         names = _check_names(entity)
         for check_name in names:
             check_spec = AssetCheckSpec(check_name, asset=spec.key)
@@ -91,6 +96,8 @@ def build_bitrix24_checks(
                 yield _count_result(target, writer, table, portal, count_tolerance)
             elif target.check_key.name == DUPLICATE_CHECK:
                 yield _duplicate_result(target, writer, table)
+            elif target.check_key.name == REJECTS_CHECK:
+                yield _rejects_result(target, writer)
             else:
                 yield _freshness_result(target, writer, max_lag)
 
@@ -104,7 +111,7 @@ def _check_names(entity: EntitySpec) -> list[str]:
         return []
     if entity.name == DEAL_CONTACT:
         return [FRESHNESS_CHECK]
-    names = [COUNT_CHECK, DUPLICATE_CHECK]
+    names = [COUNT_CHECK, DUPLICATE_CHECK, REJECTS_CHECK]
     if entity.change_time_field:
         names.append(FRESHNESS_CHECK)
     return names
@@ -204,6 +211,22 @@ def _duplicate_result(target: _Target, writer: Any, table: sa.Table | None) -> A
         passed=total == 0,
         description=f"{total} ids stored more than once" if total else "every id is unique",
         metadata={"duplicated_ids": int(total), "examples": [str(row[0]) for row in rows]},
+    )
+
+
+def _rejects_result(target: _Target, writer: Any) -> AssetCheckResult:
+    """Fails while the entity's latest run has rejects (values stored as NULL or cleaned)."""
+    count, examples = writer.rejects(target.entity.name)
+    return AssetCheckResult(
+        check_name=REJECTS_CHECK,
+        asset_key=target.check_key.asset_key,
+        passed=count == 0,
+        description=(
+            f"{count} values of the latest run not stored as sent (originals in "
+            f"{writer.rejects_table_name})"
+            if count else "the latest run stored every value as sent"
+        ),
+        metadata={"rejected_values": count, "examples": examples},
     )
 
 

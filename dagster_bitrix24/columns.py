@@ -9,7 +9,18 @@ it is looked up once per column, never per value.
 
 Column names are the portal's names in snake case (`UF_CRM_123` -> `uf_crm_123`,
 `updatedTime` -> `updated_time`); a name with anything but letters, digits and `_` is
-reduced to those and suffixed with a hash of the original, so it can never become SQL.
+reduced to those and suffixed with a hash of the original, so it can never become SQL. Two
+fields that meet in one column name (`UF_CRM_SCORE` and `ufCrmScore`) keep it for the first
+in sorted order; the others get a suffix hashed from their own name (stable across runs).
+
+The converters are the one statement of what a column can hold, for every dialect and
+write path (the inline fast paths in `row_converter`, `pg_copy` and `pg_staging` take only
+shapes they provably convert alike): empty (`None`, `""`, `[]`, `{}`) and the Bitrix24
+empty date `0000-00-00...` are NULL; integers must fit 64 bits, floats be finite, decimals
+fit NUMERIC(18,2), keys 255 characters, dates and times be in year 1000 or later (MySQL's
+range); text never holds a NUL byte. A value that breaks a
+rule raises (`Unstorable` says why and what may be stored instead); `screening.py` turns
+that into a NULL (or the cleaned value) and a reject, never into a failed chunk.
 """
 
 from __future__ import annotations
@@ -18,12 +29,13 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from dagster_bitrix24.warehouse_errors import FieldMetadataError
 
@@ -42,6 +54,11 @@ _MONEY_FIELDS = {
     "opportunity", "taxValue", "opportunityAccount", "taxValueAccount",
 }  # fmt: skip
 _MULTIFIELD = "crm_multifield"
+_ZERO_DATE = "0000-00-00"  # what Bitrix24 sends for an empty date (MySQL's zero date)
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+DECIMAL_BOUND = Decimal("9999999999999999.995")  # NUMERIC(18,2) after rounding to cents
+KEY_LENGTH = 255
+_FIRST_YEAR = 1000  # MySQL's DATE/DATETIME range starts here (PostgreSQL's much earlier)
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -174,25 +191,37 @@ def plan_columns(
             continue
         kind = field_kind(name, meta, is_id=name == id_field)
         columns.append(ColumnSpec(identifier(name), name, kind, text))
-        if str(meta.get("type", "")).lower() == "money" and not meta.get("isMultiple"):
+        if kind == "decimal" and name != id_field:  # money: "1500.00|RUB" keeps its currency
             currency = fit_identifier(identifier(name) + "_currency")
             columns.append(ColumnSpec(currency, name, "key", f"{text}: currency", "currency"))
-    _reject_collisions([c.name for c in columns] + [m.name for m in multifields])
-    return columns, multifields
+    return _disambiguate(columns, multifields)
 
 
-def _reject_collisions(names: list[str]) -> None:
+def _disambiguate(
+    columns: list[ColumnSpec], multifields: list[MultiFieldSpec]
+) -> tuple[list[ColumnSpec], list[MultiFieldSpec]]:
+    """Column names made unique: a name met again gets a suffix hashed from its field (and
+    part), so it does not depend on which other fields the portal has."""
     seen: set[str] = set()
-    for name in names:
-        if name in seen or name.startswith("_"):
-            raise FieldMetadataError(f"two fields map to the same column {name!r}")
+
+    def unique(name: str, source: str) -> str:
+        while name in seen:
+            name = f"{name[: MAX_IDENTIFIER - 9]}_{_short_hash(source)}"
+            source += "'"
         seen.add(name)
+        return name
+
+    columns = [replace(c, name=unique(c.name, f"{c.field}|{c.part}")) for c in columns]
+    multifields = [replace(m, name=unique(m.name, m.field)) for m in multifields]
+    return columns, multifields
 
 
 def sql_type(kind: Kind, dialect: Dialect) -> sa.types.TypeEngine[Any]:
     """The SQLAlchemy type a column of `kind` gets on `dialect`."""
     if kind == "datetime":
         return sa.DateTime(timezone=dialect == "postgresql")
+    if kind in ("text", "json") and dialect == "mysql":  # TEXT holds 64 KB only
+        return mysql.LONGTEXT()
     types: dict[Kind, sa.types.TypeEngine[Any]] = {
         "integer": sa.BigInteger(),
         "float": sa.Double(),
@@ -200,7 +229,7 @@ def sql_type(kind: Kind, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         "boolean": sa.Boolean(),
         "date": sa.Date(),
         "text": sa.Text(),
-        "key": sa.String(255),
+        "key": sa.String(KEY_LENGTH),
         "json": sa.Text(),
     }
     return types[kind]
@@ -228,18 +257,38 @@ def same_family(stored: Kind | None, wanted: Kind) -> bool:
 # -- converters: API value -> driver value; each rejects what does not fit ----------------
 
 
+class Unstorable(ValueError):
+    """A value its column cannot hold: `reason` (never the value itself) and the raw value
+    to store instead (`replacement`, None for NULL)."""
+
+    def __init__(self, reason: str, replacement: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.replacement = replacement
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+def _zero_date(value: Any) -> bool:
+    return value.__class__ is str and value.startswith(_ZERO_DATE)
+
+
 def to_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
     if value.__class__ is str or value.__class__ is int:
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(value)
+        if value == "":
+            return None
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif _empty(value):
+        return None
+    else:
+        raise ValueError("not an integer")
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise Unstorable("integer out of the 64-bit range")
+    return number
 
 
 BOOLEANS: dict[Any, bool | None] = {
@@ -250,46 +299,61 @@ BOOLEANS: dict[Any, bool | None] = {
 
 
 def to_bool(value: Any) -> bool | None:
-    return BOOLEANS[value]
+    return BOOLEANS[value]  # KeyError or TypeError: not a boolean
 
 
 def to_decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
     if value.__class__ is str:
         amount = value.partition("|")[0]
-        return Decimal(amount) if amount else None
-    if isinstance(value, bool):
-        raise ValueError(value)
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if not amount:
+            return None
+        number = Decimal(amount)
+    elif _empty(value):
+        return None
+    elif isinstance(value, bool):
+        raise ValueError("not a decimal")
+    else:
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite() or not -DECIMAL_BOUND < number < DECIMAL_BOUND:
+        raise Unstorable("not a finite decimal below 10^16")
+    return number
 
 
 def currency(value: Any) -> str | None:
     if value.__class__ is str and "|" in value:
-        return value.partition("|")[2] or None
+        return to_key(value.partition("|")[2])
     return None
 
 
 def to_float(value: Any) -> float | None:
-    if value is None or value == "":
+    if _empty(value):
         return None
     if isinstance(value, bool):
-        raise ValueError(value)
-    return float(value)
+        raise ValueError("not a number")
+    number = float(value)
+    if number - number != 0:  # NaN or infinite: MySQL cannot store them, so no one does
+        raise Unstorable("not a finite number")
+    return number
+
+
+def _in_range(moment: Any) -> Any:
+    if moment.year < _FIRST_YEAR:
+        raise Unstorable(f"year before {_FIRST_YEAR}")
+    return moment
 
 
 def to_date(value: Any) -> date | None:
-    if value is None or value == "":
+    if _empty(value) or _zero_date(value):
         return None
     if isinstance(value, date):
-        return value.date() if isinstance(value, datetime) else value
-    return date.fromisoformat(value[:10])
+        return _in_range(value.date() if isinstance(value, datetime) else value)
+    return _in_range(date.fromisoformat(value[:10]))
 
 
 def _to_utc(value: Any) -> datetime | None:
-    if value is None or value == "":
+    if _empty(value) or _zero_date(value):
         return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = _in_range(value if isinstance(value, datetime) else datetime.fromisoformat(value))
     if moment.tzinfo is None:  # the portal always sends an offset; a bare time is UTC
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -297,8 +361,8 @@ def _to_utc(value: Any) -> datetime | None:
 
 def to_aware(value: Any) -> datetime | None:
     """PostgreSQL stores the instant: the portal's offset can stay, no conversion needed."""
-    if value.__class__ is str and len(value) == 25 and value[19] in "+-":  # ...18+03:00
-        return datetime.fromisoformat(value)
+    if value.__class__ is str and len(value) == 25 and value[19] in "+-" and value[0] != "0":
+        return datetime.fromisoformat(value)  # ...18+03:00
     return _to_utc(value)
 
 
@@ -310,8 +374,8 @@ def _offset(value: str) -> timedelta:
 
 
 def to_naive_utc(value: Any) -> datetime | None:
-    if value.__class__ is str and len(value) == 25 and value[19] in "+-":  # ...18+03:00
-        offset = OFFSETS.get(value[19:])
+    if value.__class__ is str and len(value) == 25 and value[19] in "+-" and value[0] != "0":
+        offset = OFFSETS.get(value[19:])  # ...18+03:00
         if offset is None:
             offset = OFFSETS.setdefault(value[19:], _offset(value))
         return datetime.fromisoformat(value[:19]) - offset
@@ -345,7 +409,7 @@ def _remember_hour(value: Any, text: str) -> None:
 
 
 def sqlite_date(value: Any) -> str | None:
-    if value.__class__ is str and value:
+    if value.__class__ is str and value and value[0] != "0":
         date.fromisoformat(value[:10])
         return value[:10]
     result = to_date(value)
@@ -354,12 +418,22 @@ def sqlite_date(value: Any) -> str | None:
 
 def to_text(value: Any) -> str | None:
     if value.__class__ is str:
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL, so no column does
+            raise Unstorable("NUL bytes removed", value.replace("\x00", ""))
         return value or None
     if _empty(value) or value is False:
         return None
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def to_key(value: Any) -> str | None:
+    """Text of at most `KEY_LENGTH` characters (a VARCHAR(255) column)."""
+    text = to_text(value)
+    if text is not None and len(text) > KEY_LENGTH:
+        raise Unstorable(f"longer than {KEY_LENGTH} characters")
+    return text
 
 
 def _to_json(value: Any) -> str | None:
@@ -383,7 +457,7 @@ def converter(kind: Kind, dialect: Dialect, *, part: str = "value") -> Converter
         ]
     plain: dict[Kind, Converter] = {
         "integer": to_int, "float": to_float, "decimal": to_decimal, "boolean": to_bool,
-        "date": to_date, "text": to_text, "key": to_text, "json": _to_json,
+        "date": to_date, "text": to_text, "key": to_key, "json": _to_json,
     }  # fmt: skip
     if dialect == "sqlite" and kind in ("decimal", "date"):
         return sqlite_decimal if kind == "decimal" else sqlite_date

@@ -191,35 +191,39 @@ def synced_at_value(dialect: Dialect) -> Any:
 def convert_rows(
     layout: TableLayout, rows: Sequence[Mapping[str, Any]], *, synced_at: Any
 ) -> list[tuple[Any, ...]]:
-    """API rows as driver-ready tuples in `layout.written_names` order."""
+    """API rows as driver-ready tuples in `layout.written_names` order; a chunk the fast
+    path cannot read is converted row by row (`convert_row`)."""
     assert layout.row_converter is not None, "build layouts with with_converters()"
     try:
         converted = layout.row_converter(rows, synced_at)
     except _CONVERSION_ERRORS:
-        for spec, convert in zip(layout.columns, layout.converters, strict=True):
-            _raise_for_culprit(layout, rows, spec, convert)
-        raise
+        converted = [convert_row(layout, row, synced_at) for row in rows]
     for row, values in zip(rows, converted, strict=True):
         if values[0] is None:
             raise RowConversionError(
-                entity=layout.entity, field=layout.id_field, row_id=None,
-                value=row.get(layout.id_field),
-            )  # fmt: skip
+                entity=layout.entity, field=layout.id_field, row_id=row.get(layout.id_field)
+            )
     return converted
 
 
-def _raise_for_culprit(
-    layout: TableLayout, rows: Sequence[Mapping[str, Any]], spec: ColumnSpec, convert: Converter
-) -> None:
-    for row in rows:
-        value = row.get(spec.field)
+def convert_row(layout: TableLayout, row: Mapping[str, Any], synced_at: Any) -> tuple[Any, ...]:
+    """One row through the fast path, else value by value through the converters (a zero
+    date, say, which only the converter reads); `RowConversionError` names the first value
+    no converter takes."""
+    assert layout.row_converter is not None
+    try:
+        return layout.row_converter([row], synced_at)[0]
+    except _CONVERSION_ERRORS:
+        pass
+    values = []
+    for spec, convert in zip(layout.columns, layout.converters, strict=True):
         try:
-            convert(value)
-        except _CONVERSION_ERRORS as error:
+            values.append(convert(row.get(spec.field)))
+        except _CONVERSION_ERRORS:
             raise RowConversionError(
-                entity=layout.entity, field=spec.field, row_id=row.get(layout.id_field),
-                value=value,
-            ) from error  # fmt: skip
+                entity=layout.entity, field=spec.field, row_id=row.get(layout.id_field)
+            ) from None
+    return (*values, synced_at, None)
 
 
 def child_rows(

@@ -12,6 +12,10 @@ summary (column schema, cursor, request figures), so a 1,000-partition backfill 
 Schema drift is reported on every run until someone acts: `bitrix24/added_columns`,
 `bitrix24/removed_columns` (fields gone from the portal; their columns stay, unwritten) and
 `bitrix24/type_changes` (fields whose type changed; their columns are no longer written).
+
+`values_rejected` counts the values of this run stored as NULL or cleaned instead of as sent
+(the originals are in the warehouse's rejects table; the `no_rejected_values` check fails
+while the latest run has any).
 """
 
 from collections.abc import Mapping, Sequence
@@ -34,7 +38,7 @@ _RUN_TOTALS = (
     "throttle_waits",
 )
 #: Figures summed over the tables of an all-smart-processes asset.
-_SUMMED = ("rows", "inserted", "updated", "skipped", "deleted", "restored", "chunks")
+_SUMMED = ("rows", "inserted", "updated", "skipped", "deleted", "restored", "rejected", "chunks")
 
 #: The portal's list page of each entity, for `dagster/uri`.
 _LIST_PAGES = {
@@ -93,6 +97,7 @@ def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str
         "rows_skipped_older": result.skipped,
         "rows_marked_deleted": result.deleted,
         "rows_restored": result.restored,
+        "values_rejected": result.rejected,
         "chunks": result.chunks,
         "requests": stats.requests,
         "batches": stats.batches,
@@ -212,7 +217,8 @@ def aggregate_metadata(
     }  # fmt: skip
     names = {"rows": "rows_fetched", "inserted": "rows_inserted", "updated": "rows_updated",
              "skipped": "rows_skipped_older", "deleted": "rows_marked_deleted",
-             "restored": "rows_restored", "chunks": "chunks"}  # fmt: skip
+             "restored": "rows_restored", "rejected": "values_rejected",
+             "chunks": "chunks"}  # fmt: skip
     for name in _SUMMED:
         metadata[names[name]] = sum(getattr(r, name) for r in results)
     metadata["subcommands"] = sum(r.stats.subcommands for r in results)

@@ -18,9 +18,11 @@ text. A value passes untouched only in a shape both sides provably read alike:
   Mixing the two is safe because `columns.to_aware` keeps the portal's offset: Python
   parses date, hour and offset independently (it would not if it converted to UTC).
 
-PostgreSQL refusing a line (a DataError) sends the chunk through the Python converters,
-which store it the same way or raise the named `RowConversionError`; so does a converter
-raising here. Values holding a tab, newline, carriage return or backslash are escaped.
+The range rules of `columns.py` (64-bit integers, NUMERIC(18,2), 255-character keys) are not
+tested here: PostgreSQL enforces the same ranges, and its refusing a line (a DataError) sends
+the chunk through the Python converters, which store it the same way or name the value a
+reject (`screening.py`); so does a converter raising here, or a NUL byte in a block. Values
+holding a tab, newline, carriage return or backslash are escaped.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _date_text(value: Any) -> str:
 
 def _datetime_text(value: Any) -> str:
     text = copy_text(columns.to_aware(value))
-    if value.__class__ is str and value.translate(_AS_ZERO) in _TIME_SHAPES:
+    if text and value.__class__ is str and value.translate(_AS_ZERO) in _TIME_SHAPES:
         if len(_HOURS) >= _CACHE_LIMIT:
             _HOURS.clear()
         _HOURS.add(value[:13])
@@ -96,6 +98,7 @@ _FALLBACKS: dict[Converter, Callable[[Any], str]] = {
 _UNTOUCHED = '({v} if {v}.__class__ is str and ({test}) else "" if {v} is None else t{i}({v}))'
 _INLINE: dict[Converter, str] = {
     columns.to_text: '({v} if {v}.__class__ is str else "" if {v} is None else t{i}({v}))',
+    columns.to_key: '({v} if {v}.__class__ is str else "" if {v} is None else t{i}({v}))',
     columns.to_int: _UNTOUCHED.replace("{test}", "{v}.isdigit() and {v}.isascii() or not {v}"),
     columns.to_decimal: (  # the amount of a money value "1500.00|RUB" too
         '({v} if {v}.__class__ is str and "|" not in {v} and ({v}.replace(".", "", 1).isdigit()'
@@ -158,6 +161,8 @@ def copy_blocks(
     for start, end in pairwise(bounds):
         part = rows[start:end]
         block = "\n".join(lines(part, tail)) + "\n"
+        if "\x00" in block:  # text with a NUL byte: the converters make it a reject
+            raise columns.Unstorable("NUL byte")
         if (
             "\\" in block or "\r" in block or block.count("\n") != len(part)
             or block.count("\t") != len(part) * (width - 1)

@@ -9,7 +9,7 @@ The SQL of every column is generated from `SQL_RULES`, one rule per column kind.
 converts in SQL only the shape it is sure of (`check`: cheap character and position tests
 on which both sides agree, and for booleans the string keys of `columns.BOOLEANS` itself); any other non-empty value
 fails on purpose (a division by zero), and the caller then rewrites the chunk through the Python converters
-in `columns.py`, which either store it the same way or raise the named `RowConversionError`.
+in `columns.py`, which either store it the same way or name it a reject (`screening.py`).
 A test writes an awkward-value corpus both ways and compares what is stored.
 """
 
@@ -51,7 +51,9 @@ def _digits_as_zero(v: str) -> str:
 
 _TIME_SHAPES = "('0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00-00:00')"
 SQL_RULES: dict[str, SqlRule] = {
-    "integer": SqlRule("bigint", "translate({v}, '-0123456789', '') = ''", "{v}::bigint"),
+    "integer": SqlRule(
+        "bigint", "translate({v}, '-0123456789', '') = '' AND length({v}) < 19", "{v}::bigint"
+    ),
     "float": SqlRule(
         "double precision", "translate({v}, '-+.eE0123456789', '') = ''", "{v}::double precision"
     ),  # fmt: skip
@@ -62,12 +64,12 @@ SQL_RULES: dict[str, SqlRule] = {
     ),
     "date": SqlRule(
         "date",
-        _digits_as_zero("left({v}, 10)") + " = '0000-00-00' AND left({v}, 4) <> '0000'",
+        _digits_as_zero("left({v}, 10)") + " = '0000-00-00' AND left({v}, 1) <> '0'",
         "left({v}, 10)::date",
     ),
     "datetime": SqlRule(
         "timestamptz",
-        _digits_as_zero("{v}") + f" IN {_TIME_SHAPES} AND left({{v}}, 4) <> '0000' "
+        _digits_as_zero("{v}") + f" IN {_TIME_SHAPES} AND left({{v}}, 1) <> '0' "
         "AND substr({v}, 12, 2) < '24' AND substr({v}, 15, 1) < '6' "
         "AND substr({v}, 18, 1) < '6' AND substr({v}, 24, 1) < '6'",
         "{v}::timestamptz",
@@ -110,8 +112,11 @@ def column_sql(spec: ColumnSpec, v: str) -> str:
     rule = SQL_RULES[spec.kind]
     if rule.check is None:
         return rule.cast.format(v=v)
+    empty = f"{v} IS NULL OR {v} = ''"
+    if spec.kind in ("date", "datetime"):  # the Bitrix24 empty date, as `columns._zero_date`
+        empty += f" OR left({v}, 10) = '0000-00-00'"
     return (
-        f"CASE WHEN {v} IS NULL OR {v} = '' THEN NULL "
+        f"CASE WHEN {empty} THEN NULL "
         f"WHEN {rule.check.format(v=v)} THEN {rule.cast.format(v=v)} "
         f"ELSE {_refuse(v, rule.sql_type)} END"
     )

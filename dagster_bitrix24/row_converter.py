@@ -6,7 +6,9 @@ comprehension that reads every field and converts it in a single pass. Each colu
 converter (in `columns.py`, the one source of truth for the rules) may have an inline fast
 path here for the shape the portal sends almost always (a non-empty string, an ISO time
 with an offset already seen): the fast path computes exactly what the converter would, and
-every other value is handed to the converter itself. The generated source only holds the
+every other value is handed to the converter itself. A value the fast path cannot read (a
+zero date `0000-00-00`, `'12abc'`) raises: `layout.convert_rows` then converts that chunk
+value by value with the converters, which store it or name it as a reject. The generated source only holds the
 names `v0, c0, ...`: field names and converters are bound as data, so a portal's field name
 can never become code.
 """
@@ -26,24 +28,33 @@ RowConverter = Callable[[Sequence[Mapping[str, Any]], Any], list[tuple[Any, ...]
 T = TypeVar("T")
 
 _STRING = "{v}.__class__ is str and {v}"
-_AMOUNT = '{v}.__class__ is str and (a := {v}.partition("|")[0])'  # "1500.00|RUB"
+_TEXT = _STRING + ' and "\\x00" not in {v}'  # a NUL byte goes to the converter (a reject)
+_AMOUNT = (  # "1500.00|RUB": its amount, when it is a decimal NUMERIC(18,2) holds (NaN raises)
+    '{v}.__class__ is str and (a := {v}.partition("|")[0]) and -BOUND < (d := Decimal(a)) < BOUND'
+)
 _OTHERWISE = '(None if {v} is None or {v} == "" else c{i}({v}))'  # every converter: empty is NULL
+_DATED = _STRING + ' and {v}[0] != "0"'  # "0000-00-00..." (empty) goes to the converter
 _ISO_WITH_SEEN_OFFSET = (
-    "{v}.__class__ is str and len({v}) == 25 and (o := OFFSETS.get({v}[19:])) is not None"
+    '{v}.__class__ is str and len({v}) == 25 and {v}[0] != "0" '
+    "and (o := OFFSETS.get({v}[19:])) is not None"
 )
 _INLINE: dict[Converter, str] = {
-    columns.to_text: f"({{v}} if {_STRING} else {_OTHERWISE})",
-    columns.to_int: f"(int({{v}}) if {_STRING} else {_OTHERWISE})",
+    columns.to_text: f"({{v}} if {_TEXT} else {_OTHERWISE})",
+    columns.to_key: f"({{v}} if {_TEXT} and len({{v}}) <= {columns.KEY_LENGTH} else {_OTHERWISE})",
+    columns.to_int: f"(int({{v}}) if {_STRING} and len({{v}}) < 19 else {_OTHERWISE})",
     columns.to_bool: "BOOLEANS[{v}]",
-    columns.to_float: f"(float({{v}}) if {_STRING} else {_OTHERWISE})",
-    columns.to_decimal: f"(Decimal(a) if {_AMOUNT} else {_OTHERWISE})",
-    columns.sqlite_decimal: f"(str(Decimal(a)) if {_AMOUNT} else {_OTHERWISE})",
-    columns.currency: '(({v}.partition("|")[2] or None) if {v}.__class__ is str else None)',
-    columns.to_date: f"(date_iso({{v}}[:10]) if {_STRING} else {_OTHERWISE})",
-    columns.sqlite_date: f"({{v}}[:10] if {_STRING} and date_iso({{v}}[:10]) else {_OTHERWISE})",
+    columns.to_float: f"(f if {_STRING} and (f := float({{v}})) - f == 0 else {_OTHERWISE})",
+    columns.to_decimal: f"(d if {_AMOUNT} else {_OTHERWISE})",
+    columns.sqlite_decimal: f"(str(d) if {_AMOUNT} else {_OTHERWISE})",
+    columns.currency: (  # most amounts have no "|": no currency, nothing more to read
+        '(((c if len(c := {v}.partition("|")[2]) <= 255 and "\\x00" not in c else c{i}({v})) '
+        'or None) if {v}.__class__ is str and "|" in {v} else None)'
+    ),
+    columns.to_date: f"(date_iso({{v}}[:10]) if {_DATED} else {_OTHERWISE})",
+    columns.sqlite_date: f"({{v}}[:10] if {_DATED} and date_iso({{v}}[:10]) else {_OTHERWISE})",
     columns.to_aware: (
         '(time_iso({v}) if {v}.__class__ is str and len({v}) == 25 and {v}[19] in "+-" '
-        f"else {_OTHERWISE})"
+        f'and {{v}}[0] != "0" else {_OTHERWISE})'
     ),
     columns.to_naive_utc: f"(time_iso({{v}}[:19]) - o if {_ISO_WITH_SEEN_OFFSET} else {_OTHERWISE})",
     columns.to_sqlite_datetime: (
@@ -54,7 +65,7 @@ _INLINE: dict[Converter, str] = {
 }
 _NAMESPACE = {
     "BOOLEANS": columns.BOOLEANS, "OFFSETS": columns.OFFSETS, "HOURS": columns.HOURS,
-    "MINUTES_SECONDS": columns.MINUTES_SECONDS, "Decimal": Decimal,
+    "MINUTES_SECONDS": columns.MINUTES_SECONDS, "Decimal": Decimal, "BOUND": columns.DECIMAL_BOUND,
     "date_iso": date.fromisoformat, "time_iso": datetime.fromisoformat,
 }  # fmt: skip
 

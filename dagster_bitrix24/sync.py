@@ -29,6 +29,7 @@ free of duplicates. No Dagster import here.
 """
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination import paginate
 from bitrix_core.pagination.query import find_key
 from bitrix_core.stats import CallStats, ListStats
+from dagster_bitrix24.field_types import sampled_metadata, typed_metadata
 
 Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
@@ -86,6 +88,9 @@ class SyncOptions:
     """5,000: large enough for PostgreSQL's COPY path (2,000 rows and up), small enough that
     a killed run re-reads little; a 200k-deal sync into PostgreSQL kept its writer busy 54%
     of the time at 1,000 rows a chunk and 23% at 5,000."""
+    run_id: str | None = None
+    """The run the rejects (values not stored as sent) are recorded under; a new id when
+    None. Assets pass the Dagster run id."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.lookback, timedelta) or self.lookback < timedelta(0):
@@ -121,6 +126,7 @@ class SyncResult:
     skipped: int = 0
     deleted: int = 0
     restored: int = 0
+    rejected: int = 0
     chunks: int = 0
     partition_counts: Counter[str] = field(default_factory=Counter)
     stats: ListStats = field(default_factory=ListStats)
@@ -146,6 +152,7 @@ class EntitySync:
         self.options = options or SyncOptions()
         self._write_lock = write_lock or asyncio.Lock()
         self._filter_key, self._own_filter = _own_filter(spec)
+        self._run_id = self.options.run_id or uuid.uuid4().hex
 
     async def run(self) -> SyncResult:
         """Run the sync; the result carries everything the materialisation reports."""
@@ -161,6 +168,7 @@ class EntitySync:
         )
         result = await self._plan()
         result.stats.merge(fields_stats)  # the field requests are the entity's too
+        await self._blocking(self.warehouse.start_run, self.spec.name, self._run_id)
         params = self._params(fields, result)
         started = read_started()
         scan_started = datetime.now(UTC)  # the writer's clock: rows stamped later are not stale
@@ -197,6 +205,9 @@ class EntitySync:
             )
             result.deleted, result.restored = counts.marked, counts.restored
         result.layout = layout
+        result.rejected, _ = await self._blocking(
+            self.warehouse.rejects, self.spec.name, self._run_id
+        )
         if self._change_row_key():
             await self._commit_cursor(result, newest, started=started)
         else:
@@ -226,9 +237,7 @@ class EntitySync:
         """The entity's field metadata (`*.fields`), keyed as in filters and `select`.
 
         When the portal has no fields method for the entity, the metadata is inferred from
-        the keys of the first page (every value a string, the id an integer, the change time a
-        datetime). The requests
-        are counted in `stats`.
+        the first page (`_sampled_fields`). The requests are counted in `stats`.
         """
         answer: Any = None
         if self.spec.fields_method:
@@ -241,7 +250,7 @@ class EntitySync:
         if isinstance(answer, Mapping) and isinstance(answer.get("fields"), Mapping):
             answer = answer["fields"]  # crm.item.fields and tasks wrap the map
         if isinstance(answer, Mapping) and answer:
-            return dict(answer)
+            return typed_metadata(self.spec.list_method, answer)
         return await self._sampled_fields(stats)
 
     async def _sampled_fields(self, stats: CallStats) -> dict[str, Any]:
@@ -250,16 +259,18 @@ class EntitySync:
             spec=self.spec, order=None,
         )  # fmt: skip
         keys: dict[str, None] = {self.spec.id_field: None}
+        rows: list[dict[str, Any]] = []
         async for page in run:
             for row in page.rows:
                 keys.update(dict.fromkeys(row))
+            rows = page.rows
             break
         stats.merge(run.stats)
         change = self.spec.change_time_field
-        kinds = {self.spec.id_field: "integer"}
+        kinds: dict[str, Any] = {self.spec.id_field: {"type": "integer"}}
         if change:
-            kinds.update(dict.fromkeys((change, self.spec.row_key(change)), "datetime"))
-        return {key: {"type": kinds.get(key, "string"), "title": key} for key in keys}
+            kinds.update(dict.fromkeys((change, self.spec.row_key(change)), {"type": "datetime"}))
+        return sampled_metadata(self.spec.list_method, list(keys), rows, known=kinds)
 
     def _change_row_key(self) -> str | None:
         """The change-time key as it appears in rows (`DATE_MODIFY`, `changedDate`...)."""
@@ -356,7 +367,9 @@ class EntitySync:
         return moment if newest is None or moment > newest else newest
 
     async def _write(self, layout: Any, rows: list[dict[str, Any]], result: SyncResult) -> None:
-        counts = await self._blocking(self.warehouse.write_chunk, layout, rows)
+        counts = await self._blocking(
+            self.warehouse.write_chunk, layout, rows, run_id=self._run_id
+        )
         result.inserted += counts.inserted
         result.updated += counts.updated
         result.skipped += counts.skipped

@@ -376,7 +376,7 @@ def _ids_of(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]
     return [to_id(row.get(layout.id_field)) for row in rows]
 
 
-def _digit_ids(texts: list[str]) -> list[int]:
+def _digit_ids(texts: list[str]) -> list[int | None]:
     """ASCII digit strings as ints, read in C as one JSON array; `int` one by one when JSON
     would not read them alike (orjson reads over 18 digits as a float; "007" is not JSON)."""
     if len(max(texts, key=len)) <= 18:
@@ -384,7 +384,7 @@ def _digit_ids(texts: list[str]) -> list[int]:
             return orjson.loads("[" + ",".join(texts) + "]")
         except orjson.JSONDecodeError:
             pass
-    return list(map(int, texts))
+    return list(map(to_int, texts))
 
 
 def _above(ids: list[Any], highest: Any) -> list[bool]:

@@ -9,6 +9,9 @@ SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy 2; no Dagster in here.
     >>> layout.changes            # SchemaChanges: created, added_columns, type_changes, ...
     >>> for page in pages:        # one transaction per chunk
     ...     counts = warehouse.write_chunk(layout, page)     # WriteCounts(inserted, updated, skipped)
+    >>> warehouse.start_run("crm.deal", run_id)   # rejects are counted per entity and run
+    >>> counts = warehouse.write_chunk(layout, page, run_id=run_id)
+    >>> warehouse.rejects("crm.deal", run_id)      # (count, examples) of values not stored
     >>> warehouse.commit_cursor("crm.deal", "2024-09-02T18:37:18+03:00")  # after every chunk
     >>> warehouse.read_cursor("crm.deal").value
     >>> warehouse.mark_deleted(layout, all_portal_ids)      # DeleteCounts(marked, restored)
@@ -21,6 +24,10 @@ columns in place, and reports (and logs) a field whose type changed: that column
 written until someone migrates it. To write a chunk and the cursor atomically, or to make a
 failure roll the cursor back, pass the connection of `with warehouse.transaction() as tx:` to
 `write_chunk(..., connection=tx)` and `commit_cursor(..., connection=tx)`.
+
+A chunk holding a value no column can hold (`'12abc'` in an integer field, a NUL byte) is
+written anyway: `screening.screen` makes the value NULL (or cleans it) and the original goes
+to the rejects table (`rejects.py`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ from dagster_bitrix24.layout import (
     synced_at_value,
     with_converters,
 )
+from dagster_bitrix24.rejects import count_rejects, latest_run_key, rejects_table, write_rejects
+from dagster_bitrix24.screening import screen
 from dagster_bitrix24.sync_state import (
     CursorState,
     delete_state,
@@ -63,7 +72,7 @@ from dagster_bitrix24.sync_state import (
     write_state,
 )
 from dagster_bitrix24.upsert import WriteCounts, upsert_chunk
-from dagster_bitrix24.warehouse_errors import FieldMetadataError
+from dagster_bitrix24.warehouse_errors import FieldMetadataError, RowConversionError
 
 __all__ = [
     "CursorState", "DeleteCounts", "SchemaChanges", "TableLayout", "TypeChange", "Warehouse",
@@ -139,6 +148,10 @@ class Warehouse:
             sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema
         )
         self._state_ready = False
+        self._rejects = rejects_table(
+            sa.MetaData(), fit_identifier(f"_{table_prefix}rejects"), schema=schema
+        )
+        self._rejects_ready = False
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -210,6 +223,8 @@ class Warehouse:
                 type_changes.append(TypeChange(
                     column.name, spec.field, str(stored[column.name]), spec.kind
                 ))  # fmt: skip
+            elif self.dialect_name == "mysql" and type(stored[column.name]).__name__ == "TEXT":
+                self._widen(connection, column)
         removed = tuple(sorted(set(stored) - set(table.columns.keys())))
         for name in removed:  # kept in place, and described, but no longer written
             table.append_column(sa.Column(name, stored[name], comment="no longer on the portal"))
@@ -222,6 +237,14 @@ class Warehouse:
         connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {spec}")
         if self.dialect_name == "postgresql" and column.comment:
             connection.execute(sa.schema.SetColumnComment(column))
+
+    def _widen(self, connection: sa.Connection, column: sa.Column[Any]) -> None:
+        """MySQL: a TEXT column made before text became LONGTEXT (TEXT holds 64 KB)."""
+        dialect = connection.dialect
+        spec = sa.schema.CreateColumn(column).compile(dialect=dialect)
+        table = dialect.identifier_preparer.format_table(column.table)
+        connection.exec_driver_sql(f"ALTER TABLE {table} MODIFY COLUMN {spec}")
+        log.info("%s: column %s widened from TEXT to %s", table, column.name, column.type)
 
     def _log(self, entity: str, table: str, changes: SchemaChanges) -> None:
         if changes.created:
@@ -249,16 +272,58 @@ class Warehouse:
         rows: Sequence[Mapping[str, Any]],
         *,
         connection: sa.Connection | None = None,
+        run_id: str | None = None,
     ) -> WriteCounts:
-        """Upsert `rows` by id, never older over newer; one transaction unless one is given."""
+        """Upsert `rows` by id, never older over newer; one transaction unless one is given.
+        Values no column can hold are stored as NULL (or cleaned) and recorded as rejects of
+        `run_id`; a row whose id cannot be stored is counted as skipped."""
+        if connection is not None:
+            return self._write(connection, layout, rows, run_id)
+        with self.engine.begin() as own:
+            return self._write(own, layout, rows, run_id)
+
+    def _write(
+        self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
+        run_id: str | None,
+    ) -> WriteCounts:  # fmt: skip
         options = {
             "synced_at": synced_at_value(layout.dialect),
             "convert_in_database": self.convert_in_database,
         }
-        if connection is not None:
+        try:  # every path converts before it writes: a refused chunk has written nothing
             return upsert_chunk(connection, layout, rows, **options)
-        with self.engine.begin() as own:
-            return upsert_chunk(own, layout, rows, **options)
+        except RowConversionError:
+            screened = screen(layout, rows)
+        if not self._rejects_ready:
+            self._rejects.create(connection, checkfirst=True)
+            self._rejects_ready = True
+        write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id)
+        counts = upsert_chunk(connection, layout, screened.rows, **options)
+        return replace(counts, skipped=counts.skipped + screened.dropped)
+
+    @property
+    def rejects_table_name(self) -> str:
+        """The table holding rejected values (`_<prefix>rejects`)."""
+        return self._rejects.name
+
+    def start_run(self, entity_name: str, run_id: str) -> None:
+        """Record `run_id` as the entity's latest run (its rejects are what checks read)."""
+        self.commit_cursor(latest_run_key(self.table_name(entity_name)), run_id)
+
+    def rejects(
+        self, entity_name: str, run_id: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(count, up to five examples without raw values) of the entity's rejects in
+        `run_id`, by default its latest run; (0, []) before any."""
+        if run_id is None:
+            state = self.read_cursor(latest_run_key(self.table_name(entity_name)))
+            if state is None:
+                return 0, []
+            run_id = state.value
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table(self._rejects.name, schema=self.schema):
+                return 0, []
+            return count_rejects(connection, self._rejects, entity_name, run_id)
 
     def mark_deleted(
         self,

@@ -10,14 +10,13 @@ class FieldMetadataError(WarehouseError, ValueError):
 
 
 class RowConversionError(WarehouseError, ValueError):
-    """A row value does not fit its field's type; names the entity, field and row id."""
+    """A row value does not fit its field's type; names the entity, field and row id, never
+    the value (raw values go to the rejects table only)."""
 
-    def __init__(self, *, entity: str, field: str, row_id: object, value: object) -> None:
+    def __init__(self, *, entity: str, field: str, row_id: object) -> None:
         self.entity = entity
         self.field = field
         self.row_id = row_id
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        super().__init__(
-            f"{entity}: field {field!r} of row id {row_id!r} cannot hold the value {shown}"
-        )
+        shown = repr(row_id)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        super().__init__(f"{entity}: field {field!r} of row id {shown} cannot hold its value")

@@ -8,6 +8,8 @@ the webhook code is not accepted there.
     POST   /_emulator/faults          {"kind", "method"?, "times"?, "probability"?, "delay_s"?}
     DELETE /_emulator/faults          remove every fault
     POST   /_emulator/mutate          {"seed", "adds"?, "updates"?, "deletes"?, "entities"?}
+    POST   /_emulator/plant           {"entity", "id", "key", "value"} or {"entity", "id",
+                                      "clear": true}: a raw value sent as is (test facility)
     POST   /_emulator/oauth/code      a fresh authorization code
     POST   /_emulator/oauth/expire    expire every access token now
     POST   /_emulator/reset           counters, bucket, budgets, faults; {"data": true} regenerates
@@ -87,6 +89,15 @@ def admin_routes(state: PortalState, header: str) -> list[web.RouteDef]:
         changes = state.store.mutate(int(body.get("seed", 1)), **options)
         return json_response({name: asdict(change) for name, change in changes.items()})
 
+    async def plant(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        entity, row_id = str(body.get("entity", "")), int(body.get("id", 0))
+        if body.get("clear"):
+            state.store.planted.clear(entity, row_id)
+        else:
+            state.store.planted.plant(entity, row_id, str(body["key"]), body.get("value"))
+        return json_response({"planted": not body.get("clear")})
+
     async def oauth_code(request: web.Request) -> web.StreamResponse:
         return json_response({"code": state.oauth.issue_auth_code()})
 
@@ -109,6 +120,7 @@ def admin_routes(state: PortalState, header: str) -> list[web.RouteDef]:
         web.post("/_emulator/faults", guarded(add_fault)),
         web.delete("/_emulator/faults", guarded(clear_faults)),
         web.post("/_emulator/mutate", guarded(mutate)),
+        web.post("/_emulator/plant", guarded(plant)),
         web.post("/_emulator/oauth/code", guarded(oauth_code)),
         web.post("/_emulator/oauth/expire", guarded(oauth_expire)),
         web.post("/_emulator/reset", guarded(reset)),

@@ -26,6 +26,7 @@ from bitrix_core.emulator.org_entities import (
     category_rows,
     status_rows,
 )
+from bitrix_core.emulator.planted import PlantedValues
 from bitrix_core.emulator.schema import Entity, Field
 from bitrix_core.emulator.sizes import PortalSizes, parse_tz
 
@@ -58,6 +59,7 @@ class PortalStore(LivingPortal):
             e.name: e for e in (*CLASSIC_ENTITIES, *SMART_ENTITIES, USER, DEPARTMENT, TASK, STATUS)
         }
         self.user_field_ids: dict[tuple[str, str], int] = {}
+        self.planted = PlantedValues(self)  # a test facility: raw values sent as they are
         self._generate()
 
     # ------------------------------------------------------------------ generation

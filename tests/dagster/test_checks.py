@@ -26,9 +26,11 @@ def test_checks_pass_after_a_sync_then_catch_drift_and_staleness(portal, tmp_pat
     assert after_sync == {
         ("bitrix24/crm_deal", "row_count_matches_portal"): True,
         ("bitrix24/crm_deal", "unique_ids"): True,
+        ("bitrix24/crm_deal", "no_rejected_values"): True,
         ("bitrix24/crm_deal", "freshness"): True,
         ("bitrix24/crm_status", "row_count_matches_portal"): True,
         ("bitrix24/crm_status", "unique_ids"): True,  # no change time: no freshness check
+        ("bitrix24/crm_status", "no_rejected_values"): True,
     }
 
     portal.store.mutate(2, adds=6, entities=("crm.deal",))
@@ -82,5 +84,6 @@ def test_partitioned_assets_are_fresh_once_a_partition_run_reaches_the_present(p
     assert everything == {
         ("bitrix24/crm_deal", "row_count_matches_portal"): True,
         ("bitrix24/crm_deal", "unique_ids"): True,
+        ("bitrix24/crm_deal", "no_rejected_values"): True,
         ("bitrix24/crm_deal", "freshness"): True,
     }

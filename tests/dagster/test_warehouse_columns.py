@@ -65,8 +65,21 @@ def test_crm_item_metadata_is_unwrapped_and_camel_case_columns_are_snake_case() 
     }}  # fmt: skip
     columns, _ = plan_columns(fields, id_field="id", change_field="updatedTime")
     assert [(c.name, c.kind) for c in columns] == [
-        ("id", "integer"), ("opportunity", "decimal"), ("updated_time", "datetime"),
+        ("id", "integer"), ("opportunity", "decimal"), ("opportunity_currency", "key"),
+        ("updated_time", "datetime"),
     ]  # fmt: skip
+
+
+def test_fields_meeting_in_one_column_name_keep_apart_with_a_stable_suffix() -> None:
+    fields = {"ID": {"type": "integer"}, "UF_CRM_SCORE": {"type": "integer"},
+              "ufCrmScore": {"type": "string"}, "title": {}, "TITLE": {}}  # fmt: skip
+    names = {c.field: c.name for c in plan_columns(fields, id_field="ID", change_field=None)[0]}
+    assert names["UF_CRM_SCORE"] == "uf_crm_score" and names["TITLE"] == "title"
+    assert names["ufCrmScore"].startswith("uf_crm_score_") and names["title"].startswith("title_")
+    assert len(set(names.values())) == len(names)
+    fewer = {k: v for k, v in fields.items() if k != "TITLE"}  # the suffix is the field's own
+    again = {c.field: c.name for c in plan_columns(fewer, id_field="ID", change_field=None)[0]}
+    assert again["ufCrmScore"] == names["ufCrmScore"]
 
 
 @pytest.mark.parametrize(
@@ -76,7 +89,6 @@ def test_crm_item_metadata_is_unwrapped_and_camel_case_columns_are_snake_case() 
         ({"ID": {"type": "integer"}}, "id", None, "id_field"),
         ({"ID": {"type": "integer"}}, "ID", "DATE_MODIFY", "change_field"),
         ({"ID": {"type": "integer"}, "T": {"type": "string"}}, "ID", "T", "datetime or integer"),
-        ({"ID": {"type": "integer"}, "TITLE": {}, "title": {}}, "ID", None, "same column"),
         ({"ID": {"type": "integer"}, "X": 5}, "ID", None, "must be a mapping"),
     ],
 )

@@ -11,7 +11,6 @@ import pytest
 from dagster_bitrix24 import columns, upsert
 from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
-from dagster_bitrix24.warehouse_errors import RowConversionError
 from tests.dagster.test_warehouse_columns import _TRICKY
 from tests.dagster.test_warehouse_pg_staging import _COMMON, compare_with_python_path
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
@@ -154,8 +153,11 @@ def test_bad_values_and_duplicates_go_to_the_python_path(
                                     change_field="DATE_MODIFY")  # fmt: skip
     rows = [deal(i) for i in range(1, 21)]
     rows[7]["BEGINDATE"] = "2024-02-30T03:00:00+03:00"
-    with pytest.raises(RowConversionError, match=r"BEGINDATE.*row id '8'"):
-        postgres.write_chunk(layout, rows)
+    assert postgres.write_chunk(layout, rows, run_id="r") == WriteCounts(20, 0, 0)
+    assert select_all(postgres, layout.table)[7].begindate is None
+    assert postgres.rejects("crm.deal", "r")[0] == 1
+    layout = postgres.prepare_table("crm.lead", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
     rows[7]["BEGINDATE"] = "2024-09-02 "
     rows.append(deal(3, "2024-09-03T10:00:00+03:00", TITLE="newest"))
     assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)
@@ -186,9 +188,10 @@ def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
         assert {r.title for r in select_all(postgres, layout.table)} == {
             f"Deal {i}" for i in range(1, 31)
         }
-    if field == "BEGINDATE":
-        with pytest.raises(RowConversionError, match=rf"BEGINDATE.*row id '{position + 1}'"):
-            postgres.write_chunk(layout, second)
+    assert postgres.write_chunk(layout, second, run_id="r") == WriteCounts(0, 30, 0)
+    stored = select_all(postgres, layout.table)
+    assert getattr(stored[position], field.lower()) is None
+    assert {r.title for r in stored} == {"v2"} and postgres.rejects("crm.deal", "r")[0] == 1
 
 
 def test_two_merged_chunks_in_one_caller_transaction(

@@ -115,8 +115,11 @@ def test_sql_path_hands_bad_values_and_duplicates_to_the_python_path(postgres: W
                                     change_field="DATE_MODIFY")  # fmt: skip
     rows = [deal(i) for i in range(1, 21)]
     rows[7]["PROBABILITY"] = "fifty"
-    with pytest.raises(RowConversionError, match=r"PROBABILITY.*row id '8'"):
-        postgres.write_chunk(layout, rows)
+    assert postgres.write_chunk(layout, rows, run_id="r") == WriteCounts(20, 0, 0)
+    assert select_all(postgres, layout.table)[7].probability is None
+    assert postgres.rejects("crm.deal", "r")[0] == 1
+    layout = postgres.prepare_table("crm.lead", DEAL_FIELDS, id_field="ID",
+                                    change_field="DATE_MODIFY")  # fmt: skip
     rows[7]["PROBABILITY"] = " 7 "  # SQL declines this shape; Python takes it
     rows.append(deal(3, "2024-09-03T10:00:00+03:00", TITLE="newest"))
     assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)

@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from dagster_bitrix24 import upsert
+from dagster_bitrix24.screening import ID_REASON
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse_errors import RowConversionError
 from tests.dagster.test_warehouse_support import (
@@ -132,13 +133,22 @@ def test_crm_item_rows_with_json_numbers_and_camel_case(warehouse: Warehouse) ->
     assert layout.table.name.endswith("crm_item_128")
 
 
-def test_bad_value_is_a_named_error_and_nothing_is_written(warehouse: Warehouse) -> None:
+def test_a_bad_value_lands_as_null_and_is_recorded_as_a_reject(warehouse: Warehouse) -> None:
     layout = _deals(warehouse)
-    with pytest.raises(RowConversionError, match=r"PROBABILITY.*row id '2'"):
-        warehouse.write_chunk(layout, [deal(1), deal(2, PROBABILITY="fifty")])
-    with pytest.raises(RowConversionError, match="ID"):
-        warehouse.write_chunk(layout, [deal(1), {**deal(3), "ID": ""}])
-    assert warehouse.row_count(layout) == 0
+    rows = [deal(1), deal(2, PROBABILITY="fifty")]
+    assert warehouse.write_chunk(layout, rows, run_id="r1") == WriteCounts(2, 0, 0)
+    assert {r.id: r.probability for r in select_all(warehouse, layout.table)} == {1: None, 2: None}
+    rows = [deal(4, PROBABILITY="40"), {**deal(3), "ID": "x"}]  # an id no row can be stored by
+    assert warehouse.write_chunk(layout, rows, run_id="r1") == WriteCounts(1, 0, 1)
+    assert warehouse.row_count(layout) == 3
+    assert warehouse.rejects("crm.deal", "r1") == (2, [
+        {"field": "PROBABILITY", "row_id": "2", "reason": "not a valid integer"},
+        {"field": "ID", "row_id": "x", "reason": ID_REASON},
+    ])  # fmt: skip
+    assert warehouse.rejects("crm.deal", "r2") == (0, [])
+    with pytest.raises(RowConversionError, match=r"PROBABILITY.*row id '2'") as raised:
+        upsert.convert_rows(layout, [deal(2, PROBABILITY="fifty")], synced_at=None)
+    assert "fifty" not in str(raised.value)  # row values go to the rejects table only
 
 
 def test_multifields_go_to_child_tables_replaced_per_parent(warehouse: Warehouse) -> None:

@@ -96,3 +96,25 @@ async def test_auth_code_and_token_expiry_over_admin(portal):
     status, body = await _admin(portal, "POST", "oauth/code")
     assert status == 200 and len(body["code"]) == 32
     assert (await _admin(portal, "POST", "oauth/expire"))[0] == 200
+
+
+async def test_a_planted_raw_value_is_sent_as_is_in_lists_gets_and_batches_until_cleared(portal):
+    """The test facility behind the hostile-value sync tests (see emulator/planted.py)."""
+    before = portal.store.raw_rows("crm.deal", [3])[0]["DATE_MODIFY"]
+    body = {"entity": "crm.deal", "id": 3, "key": "BEGINDATE", "value": "0000-00-00"}
+    assert await _admin(portal, "POST", "plant", body) == (200, {"planted": True})
+    assert portal.store.raw_rows("crm.deal", [3])[0]["DATE_MODIFY"] >= before  # an edit
+    async with aiohttp.ClientSession() as s:
+        async with s.post(portal.webhook_url + "crm.deal.list", json={"start": 0}) as r:
+            rows = {row["ID"]: row for row in (await r.json())["result"]}
+        async with s.post(portal.webhook_url + "batch", json={"cmd": {"a": "crm.deal.get?id=3"}}) as r:
+            got = (await r.json())["result"]["result"]["a"]
+    assert rows["3"]["BEGINDATE"] == "0000-00-00" and rows["4"]["BEGINDATE"] != "0000-00-00"
+    assert got["BEGINDATE"] == "0000-00-00"
+    assert (await _admin(portal, "POST", "plant", {"entity": "crm.deal", "id": 3, "clear": True}))[0] == 200
+    async with aiohttp.ClientSession() as s, s.post(
+        portal.webhook_url + "crm.deal.get", json={"id": 3}
+    ) as r:
+        assert (await r.json())["result"]["BEGINDATE"] != "0000-00-00"
+    status, answer = await _admin(portal, "POST", "plant", {"entity": "crm.deal", "id": 999, "key": "X"})
+    assert status == 400 and answer["error"] == "INVALID_REQUEST"

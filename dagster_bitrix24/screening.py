@@ -1,0 +1,138 @@
+"""Rows made storable: a value no column can hold becomes NULL (or its cleaned form) and a
+`Reject`, so one bad value never blocks its row, its chunk or the run.
+
+`screen(layout, rows)` runs only when a chunk failed to convert (hostile values are rare):
+each row goes through the compiled row converter first and only a failing row is read value
+by value with the converters of `columns.py`, the one statement of the rules. What it returns
+is raw API rows again, every value of which every write path (the converters, PostgreSQL's
+COPY text and SQL staging) stores alike, so all paths store the same values and name the
+same rejects. A row whose id cannot be stored cannot land at all: it is dropped, and is a
+reject too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dagster_bitrix24.columns import ColumnSpec, Converter, Unstorable
+
+if TYPE_CHECKING:
+    from dagster_bitrix24.layout import TableLayout
+
+_CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
+ID_REASON = "id cannot be stored: row not written"
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One value that could not be stored as sent: where it was, what it was, and why."""
+
+    field: str
+    row_id: Any
+    raw: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Rows every write path stores alike, the rejects found, and the rows dropped."""
+
+    rows: list[Mapping[str, Any]]
+    rejects: list[Reject]
+    dropped: int
+
+
+def screen(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> Screened:
+    """`rows` with every value made storable; see the module docstring."""
+    assert layout.row_converter is not None
+    parts = _parts_by_field(layout)
+    kept: list[Mapping[str, Any]] = []
+    rejects: list[Reject] = []
+    dropped = 0
+    for row in rows:
+        try:
+            if layout.row_converter([row], None)[0][0] is not None:
+                kept.append(row)
+                continue
+        except _CONVERSION_ERRORS:
+            pass
+        fixed, found = _screen_row(layout, row, parts)
+        rejects.extend(found)
+        if fixed is None:
+            dropped += 1
+        else:
+            kept.append(fixed)
+    return Screened(kept, rejects, dropped)
+
+
+def _parts_by_field(layout: TableLayout) -> dict[str, list[tuple[ColumnSpec, Converter]]]:
+    parts: dict[str, list[tuple[ColumnSpec, Converter]]] = {}
+    for spec, convert in zip(layout.columns, layout.converters, strict=True):
+        parts.setdefault(spec.field, []).append((spec, convert))
+    return parts
+
+
+def _screen_row(
+    layout: TableLayout, row: Mapping[str, Any],
+    parts: Mapping[str, list[tuple[ColumnSpec, Converter]]],
+) -> tuple[dict[str, Any] | None, list[Reject]]:  # fmt: skip
+    """The row made storable (None: its id cannot be stored) and its rejects."""
+    row_id = row.get(layout.id_field)
+    fixed = dict(row)
+    rejects = []
+    for field, specs in parts.items():
+        raw = row.get(field)
+        results, failures = _convert_all(raw, specs)
+        if field == layout.id_field and (failures or results.get("value") is None):
+            return None, [Reject(field, row_id, raw, ID_REASON)]
+        if not failures:
+            if raw is not None and all(value is None for value in results.values()):
+                fixed[field] = None  # empty in a shape only the converter reads: "0000-00-00"
+            continue
+        fixed[field] = _replacement(raw, specs, results, failures)
+        first = next(iter(failures.values()))
+        rejects.append(Reject(field, row_id, raw, first))
+    return fixed, rejects
+
+
+def _convert_all(
+    raw: Any, specs: list[tuple[ColumnSpec, Converter]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Per part (value, currency): the converted value, or the reason it failed."""
+    results: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    for spec, convert in specs:
+        try:
+            results[spec.part] = convert(raw)
+        except Unstorable as error:
+            failures[spec.part] = error.reason
+        except _CONVERSION_ERRORS:
+            failures[spec.part] = f"not a valid {spec.kind}"
+    return results, failures
+
+
+def _replacement(
+    raw: Any, specs: list[tuple[ColumnSpec, Converter]], results: Mapping[str, Any],
+    failures: Mapping[str, str],
+) -> Any:  # fmt: skip
+    """The raw value stored instead: what the rule offers (text without NUL bytes), the part
+    of a money value that is valid ("|USD" keeps the currency of a bad amount), else None."""
+    candidate: Any = None
+    if len(failures) < len(specs) and isinstance(raw, str):  # money: one part is valid
+        amount = raw.partition("|")[0]
+        candidate = f"|{results['currency'] or ''}" if "value" in failures else amount
+    else:
+        try:
+            specs[0][1](raw)
+        except Unstorable as error:
+            candidate = error.replacement
+        except _CONVERSION_ERRORS:
+            candidate = None
+    try:  # what is stored instead must pass every rule itself
+        for _, convert in specs:
+            convert(candidate)
+    except _CONVERSION_ERRORS:
+        return None
+    return candidate
