@@ -127,19 +127,22 @@ def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fa
 
     writer = threading.Thread(target=write)
     writer.start()
-    with postgres.engine.connect() as watcher:
-        for _ in range(500):  # until our merge waits on the other transaction
-            blocked = watcher.exec_driver_sql(
-                f"SELECT count(*) FROM pg_stat_activity WHERE {other_pid} = "
-                "ANY(pg_blocking_pids(pid))"
-            ).scalar()
-            if blocked:
-                break
-            time.sleep(0.01)
-    assert blocked, "the merge never waited on the uncommitted insert"
-    other.commit()
-    other.close()
-    writer.join(timeout=30)
+    try:  # the other transaction ends whatever happens, or the table's teardown waits on it
+        with postgres.engine.connect() as watcher:
+            deadline = time.monotonic() + 30  # a loaded host may take seconds to get there
+            while time.monotonic() < deadline:  # until our merge waits on the other one
+                blocked = watcher.exec_driver_sql(
+                    f"SELECT count(*) FROM pg_stat_activity WHERE {other_pid} = "
+                    "ANY(pg_blocking_pids(pid))"
+                ).scalar()
+                if blocked:
+                    break
+                time.sleep(0.01)
+        assert blocked, "the merge never waited on the uncommitted insert"
+        other.commit()
+    finally:
+        other.close()
+        writer.join(timeout=30)
     assert outcome == [WriteCounts(inserted=7, updated=22, skipped=1)]
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {1: "theirs newer", **{i: "ours" for i in range(2, 31)}}
