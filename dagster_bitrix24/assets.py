@@ -123,6 +123,11 @@ def resolve_entities(entities: Iterable[str | EntitySpec]) -> list[EntitySpec]:
     return specs
 
 
+def partitionable(spec: EntitySpec) -> bool:
+    """Whether rows of the entity fall in change-time partitions (links follow their deal)."""
+    return bool(spec.change_time_field) or spec.name == DEAL_CONTACT
+
+
 def spec_to_metadata(spec: EntitySpec) -> dict[str, Any]:
     """An `EntitySpec` as a JSON-ready dict (stored on the asset spec)."""
     data = asdict(spec)
@@ -169,6 +174,13 @@ def get_bitrix24_asset_specs(
     translator = translator or DagsterBitrix24Translator()
     kind = warehouse_kind or dialect_kind(warehouse)
     resolved = resolve_entities(entities)
+    timeless = [spec.name for spec in resolved if not partitionable(spec)]
+    if partitions_def is not None and timeless:
+        raise BitrixParameterError(
+            "partitions_def",
+            f"{', '.join(timeless)} ha{'s' if len(timeless) == 1 else 've'} no change time to "
+            "partition by: put them in a second, unpartitioned multi-asset",
+        )
     own_types = sorted(
         e.name for e in resolved if e.list_method == "crm.item.list" and e.name != SMART_PROCESSES
     )
