@@ -43,12 +43,9 @@ def portal_name() -> str:
 
 
 def data_dir() -> Path:
-    """`$BITRIX24_EXAMPLE_DATA_DIR`, else `data/demo/` or `data/portal/` in the project."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    if configured:
-        return Path(configured).resolve()
-    folder = "demo" if demo_mode() else "portal"
-    return Path(__file__).resolve().parent.parent / "data" / folder
+    """This mode's folder: `demo/` or `portal/` in `$BITRIX24_EXAMPLE_DATA_DIR`, else in `data/`."""
+    base = os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parent.parent / "data"
+    return Path(base).resolve() / ("demo" if demo_mode() else "portal")
 
 
 @template_var
