@@ -33,6 +33,7 @@ from pydantic import Field
 
 from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
 from bitrix_core.errors import BitrixParameterError
+from dagster_bitrix24.failures import failure_messages
 from dagster_bitrix24.links import DEAL_CONTACT, DEAL_CONTACT_SPEC
 from dagster_bitrix24.metadata import (
     aggregate_metadata,
@@ -372,11 +373,10 @@ def sync_selected_assets(
     run = run_jobs(bitrix24, writer, jobs)
     portal = bitrix24.redacted_portal
     totals = run_metadata(run.totals)
-    failures: list[str] = []
+    failed: dict[str, BaseException] = {}
     for key, outcome in run.outcomes.items():
         if isinstance(outcome, BaseException):
-            context.log.error(f"{key.to_user_string()}: {type(outcome).__name__}: {outcome}")
-            failures.append(f"{key.to_user_string()} ({type(outcome).__name__}: {outcome})")
+            failed[key.to_user_string()] = outcome
             continue
         for warning in type_change_warnings(outcome.results):
             context.log.warning(warning)
@@ -385,8 +385,10 @@ def sync_selected_assets(
             _add_partition_metadata(context, key, outcome, metadata, partition_keys)
             metadata = {}
         yield MaterializeResult(asset_key=key, metadata=metadata)
-    if failures:
-        raise Failure(description="Bitrix24 sync failed for: " + "; ".join(failures))
+    if failed:
+        # one message per cause (a wrong code fails every entity alike), in the Failure only
+        messages = failure_messages(failed)
+        raise Failure(description="Bitrix24 sync failed: " + " | ".join(messages))
 
 
 def _existing_partitions(
