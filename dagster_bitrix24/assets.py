@@ -43,6 +43,7 @@ from dagster_bitrix24.metadata import (
     result_metadata,
     run_metadata,
     type_change_warnings,
+    without_loopback_uri,
 )
 from dagster_bitrix24.partitions import partition_key_function
 from dagster_bitrix24.resources import SQLWarehouseResource, warehouse_kind
@@ -380,7 +381,7 @@ def sync_selected_assets(
             continue
         for warning in type_change_warnings(outcome.results):
             context.log.warning(warning)
-        metadata = {**_metadata(outcome, writer, portal), **totals}
+        metadata = without_loopback_uri({**_metadata(outcome, writer, portal), **totals}, portal)
         if window is not None:
             _add_partition_metadata(context, key, outcome, metadata, partition_keys)
             metadata = {}
@@ -428,8 +429,9 @@ def _add_partition_metadata(
     context: AssetExecutionContext, key: Any, outcome: JobOutcome, summary: dict[str, Any],
     keys: Sequence[str],
 ) -> None:  # fmt: skip
-    """Each partition of the run gets its own facts and table; the newest also the run's
-    summary, with the rows changed after it (in a partition that does not exist yet)."""
+    """Each partition of the run gets its own rows beside the table's, the window and the
+    run's figures; the newest also the column schema and the rows changed after it (in a
+    partition that does not exist yet)."""
     partitions_def = context.assets_def.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
     existing = set(keys)
@@ -451,8 +453,7 @@ def _add_partition_metadata(
         facts = partition_metadata(
             outcome.results, partition, window=(window.start, window.end), table_name=table_name
         )
-        if partition == keys[-1]:
-            facts = {**range_summary(summary, keys), **facts}
+        facts = {**range_summary(summary, keys, newest=partition == keys[-1]), **facts}
         context.add_asset_metadata(facts, asset_key=key, partition_key=partition)
 
 
