@@ -74,7 +74,9 @@ def funnel_markdown(funnel: pd.DataFrame, summary: pd.DataFrame) -> str:
             stages = funnel[funnel["pipeline"] == pipeline].sort_values("stage_order")
             steps = [
                 f"{stage} {reached}" if named else str(reached)
-                for stage, reached in zip(stages["stage_name"], stages["deals_reached"], strict=True)
+                for stage, reached in zip(
+                    stages["stage_name"], stages["deals_reached"], strict=True
+                )
             ]
             lines.append(f"**{name}**: " + " → ".join(steps))
         text = "\n\n".join(lines)

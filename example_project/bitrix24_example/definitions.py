@@ -30,11 +30,12 @@ _folder = data_dir()
 _folder.mkdir(parents=True, exist_ok=True)
 
 
-
 def _multi_asset(defs: Definitions, key: str) -> AssetsDefinition:
     """The multi-asset of `defs` holding `key`."""
     asset_key = AssetKey.from_user_string(key)
-    return next(a for a in defs.assets or [] if isinstance(a, AssetsDefinition) and asset_key in a.keys)
+    return next(
+        a for a in defs.assets or [] if isinstance(a, AssetsDefinition) and asset_key in a.keys
+    )
 
 
 #: What `defs/` holds (the component); in a list, as Dagster allows one Definitions at

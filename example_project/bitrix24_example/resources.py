@@ -111,9 +111,7 @@ class ExampleWarehouseResource(SQLWarehouseResource):
 
 def claim_warehouse(engine: sa.Engine, portal: str, *, schema: str | None = None) -> None:
     """Record `portal` as the warehouse's portal; raise if it holds another portal's data."""
-    table = sa.Table(
-        PORTAL_TABLE, sa.MetaData(schema=schema), sa.Column("portal", sa.String(255))
-    )
+    table = sa.Table(PORTAL_TABLE, sa.MetaData(schema=schema), sa.Column("portal", sa.String(255)))
     with engine.begin() as connection:
         table.create(connection, checkfirst=True)
         held = connection.execute(sa.select(table.c.portal)).scalars().first()

@@ -47,9 +47,7 @@ def test_a_wrong_webhook_code_is_one_error_naming_the_cause(portal, tmp_path):
 
 
 def test_different_causes_stay_apart():
-    lines = failure_messages(
-        {"a": ValueError("one"), "b": ValueError("one"), "c": KeyError("two")}
-    )
+    lines = failure_messages({"a": ValueError("one"), "b": ValueError("one"), "c": KeyError("two")})
     assert lines == ["2 assets (a, b): ValueError: one", "c: KeyError: 'two'"]
 
 

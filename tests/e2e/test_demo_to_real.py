@@ -81,7 +81,9 @@ def test_demo_backfill_checks_then_a_real_portal_then_a_wrong_code(tmp_path: Pat
     demo = DemoPortal(data_dir=data_dir / "demo")
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     demo_url = f"sqlite:///{data_dir / 'demo' / 'warehouse.sqlite'}"
-    with dagster_dev(home=tmp_path / "home_demo", data_dir=data_dir, log=tmp_path / "demo.log") as dev:
+    with dagster_dev(
+        home=tmp_path / "home_demo", data_dir=data_dir, log=tmp_path / "demo.log"
+    ) as dev:
         location, repository = dev.wait_until_loaded(timeout=90)
         selector = {"repositoryLocationName": location, "repositoryName": repository}
         backfill_range(dev, demo.first_day().isoformat(), today)
@@ -103,6 +105,8 @@ def test_demo_backfill_checks_then_a_real_portal_then_a_wrong_code(tmp_path: Pat
             for e in events if e
         }  # fmt: skip
         assert len(results) == len(checks) and all(ok for ok, _ in results.values()), results
+        fresh = [text for (_, name), (_, text) in results.items() if name == "freshness"]
+        assert fresh and all(" s ago" in text for text in fresh), fresh  # seconds, not minutes
         assert len(demo.changes()) == changes  # a checks-only run leaves the demo portal alone
 
     real = DemoPortal(data_dir=tmp_path / "real_portal", seed=77)  # another portal's data

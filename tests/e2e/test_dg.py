@@ -13,7 +13,9 @@ DG = Path(sys.executable).with_name("dg")
 
 def dg(*args: str, cwd: Path, **env: str) -> str:
     """Run `dg`; return its output; fail with it when the command fails."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("BITRIX24_WEBHOOK_URL", "WAREHOUSE_URL")}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("BITRIX24_WEBHOOK_URL", "WAREHOUSE_URL")
+    }
     done = subprocess.run(
         [str(DG), *args], cwd=cwd, env={**clean, "DAGSTER_DISABLE_TELEMETRY": "1", **env},
         capture_output=True, text=True, timeout=120,
