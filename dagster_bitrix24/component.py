@@ -16,7 +16,7 @@ With `partitions`, the entities that have a change time form one partitioned mul
 unpartitioned one (`<name>_directory`), so every entity a YAML lists can run.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from dagster import AssetsDefinition, Definitions, EnvVar, PartitionsDefinition
 from dagster.components import (
@@ -24,6 +24,7 @@ from dagster.components import (
     ComponentLoadContext,
     Model,
     Resolvable,
+    Resolver,
     Scaffolder,
     ScaffoldRequest,
     scaffold_component,
@@ -49,6 +50,11 @@ SCAFFOLD_ATTRIBUTES = {
     "warehouse_url": "sqlite:///bitrix24.sqlite",
     "schedule": "0 * * * *",
 }
+
+
+def _doc(description: str) -> Resolver:
+    """A field's description, shown by `dg utils inspect-component` and YAML editors."""
+    return Resolver.default(description=description)
 
 
 class Bitrix24Scaffolder(Scaffolder):
@@ -77,22 +83,41 @@ class Bitrix24Component(Component, Model, Resolvable):
     project's Python definitions (the example binds its demo portal that way).
     """
 
-    portal: str = "default"
-    name: str | None = None
-    entities: list[str]
-    webhook_url_env: str = "BITRIX24_WEBHOOK_URL"
-    plan: Literal["standard", "enterprise", "unlimited"] = "standard"
-    warehouse_url: str | None = None
-    warehouse_url_env: str | None = None
-    warehouse_schema: str | None = None
-    warehouse_kind: str | None = None
-    table_prefix: str = "bitrix24_"
-    lookback_minutes: float = 15.0
-    partitions: PartitionsModel | None = None
-    schedule: str | None = None
-    checks: bool = True
-    limiter_path: str | None = None
-    provide_resources: bool = True
+    portal: Annotated[str, _doc("Portal name: its assets run in the pool bitrix24/<portal>.")] = (
+        "default"
+    )
+    name: Annotated[str | None, _doc("Multi-asset name (default bitrix24_<portal>).")] = None
+    entities: Annotated[list[str], _doc("Entities to sync: crm.deal, user, crm.item.128...")]
+    webhook_url_env: Annotated[str, _doc("Variable holding the webhook URL.")] = (
+        "BITRIX24_WEBHOOK_URL"
+    )
+    plan: Annotated[
+        Literal["standard", "enterprise", "unlimited"], _doc("The plan: its request limits.")
+    ] = "standard"
+    warehouse_url: Annotated[str | None, _doc("Warehouse URL without a password.")] = None
+    warehouse_url_env: Annotated[
+        str | None, _doc("Variable holding the warehouse URL (one with a password).")
+    ] = None
+    warehouse_schema: Annotated[str | None, _doc("Schema of the tables (PostgreSQL).")] = None
+    warehouse_kind: Annotated[
+        str | None, _doc("Asset kind naming the warehouse: sqlite, postgres, mysql.")
+    ] = None
+    table_prefix: Annotated[str, _doc("Prefix of the table names.")] = "bitrix24_"
+    lookback_minutes: Annotated[
+        float, _doc("Re-read this far behind the cursor (late commits, clock skew).")
+    ] = 15.0
+    partitions: Annotated[
+        PartitionsModel | None,
+        _doc("Partition by change time; entities without one go to <name>_directory."),
+    ] = None
+    schedule: Annotated[str | None, _doc("Cron schedule of the sync.")] = None
+    checks: Annotated[bool, _doc("Add the row count, unique id and freshness checks.")] = True
+    limiter_path: Annotated[
+        str | None, _doc("SQLite file through which runs share the portal's limits.")
+    ] = None
+    provide_resources: Annotated[
+        bool, _doc("False: bind the bitrix24 and warehouse resources in your Python code.")
+    ] = True
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         """The multi-asset(s), their checks, the resources and (optionally) a schedule."""

@@ -85,3 +85,9 @@ def test_a_partitioned_factory_refuses_entities_without_change_time_at_load():
             entities=["crm.deal", "user", "department"],
             partitions_def=change_time_partitions("daily", start="2024-01-01"),
         )
+
+
+def test_every_yaml_attribute_is_described():
+    schema = Bitrix24Component.get_model_cls().model_json_schema()  # what dg and editors show
+    assert len(schema["properties"]) == 16
+    assert all(field.get("description") for field in schema["properties"].values())
