@@ -55,6 +55,10 @@ class Auth(Protocol):
     async def handle_auth_error(self, error: BitrixAuthError, transport: Transport) -> bool: ...
 
 
+#: Path segments a message may show: see `_shown_webhook`.
+_SHOWN_SEGMENT = re.compile(r"|rest|\d+|https?:?|[\w-]+(?:\.[\w-]+)+")
+
+
 def _check_base_url(url: str, *, parameter: str, shown: str) -> tuple[str, str, str]:
     """(scheme, netloc, path) of an http(s) URL; https unless the host is loopback."""
     if not isinstance(url, str) or not url.strip():
@@ -72,16 +76,19 @@ def _check_base_url(url: str, *, parameter: str, shown: str) -> tuple[str, str, 
 
 
 def _shown_webhook(url: str) -> str:
-    """A webhook URL fit for an error message, even a malformed one: every path segment but
-    "rest" and digits masked (the code may sit anywhere in a mistyped URL), query and
-    fragment masked."""
-    parts = urlsplit(url.strip())
-    path = "/".join(
-        segment if segment in ("", "rest") or segment.isdigit() else MASK
-        for segment in parts.path.split("/")
-    )
-    query, fragment = (MASK if parts.query else ""), (MASK if parts.fragment else "")
-    return redact(urlunsplit((parts.scheme, parts.netloc, path, query, fragment)))
+    """A webhook URL fit for an error message, even a malformed one: the code (it may sit
+    anywhere in a mistyped URL) masked, the rest shown as typed so a typo can be seen. A
+    path segment stays when it cannot be a code: empty, "rest", digits, a scheme ("https:"
+    when the "//" is mistyped) or dotted (a host, a method name); query and fragment are
+    masked."""
+    raw = url.strip()
+    head, cut, tail = raw.partition("?") if "?" in raw else raw.partition("#")
+    parts = urlsplit(head)
+    prefix, path = "", head
+    if parts.scheme and parts.netloc:
+        prefix, path = f"{parts.scheme}://{parts.netloc}", parts.path
+    shown = "/".join(s if _SHOWN_SEGMENT.fullmatch(s) else MASK for s in path.split("/"))
+    return redact(prefix + shown + (cut + MASK if tail else cut))
 
 
 class WebhookAuth:

@@ -33,6 +33,7 @@ from pydantic import Field
 
 from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
 from bitrix_core.errors import BitrixParameterError
+from dagster_bitrix24.failures import failure_messages
 from dagster_bitrix24.links import DEAL_CONTACT, DEAL_CONTACT_SPEC
 from dagster_bitrix24.metadata import (
     aggregate_metadata,
@@ -42,6 +43,7 @@ from dagster_bitrix24.metadata import (
     result_metadata,
     run_metadata,
     type_change_warnings,
+    without_loopback_uri,
 )
 from dagster_bitrix24.partitions import partition_key_function
 from dagster_bitrix24.resources import SQLWarehouseResource, warehouse_kind
@@ -123,6 +125,11 @@ def resolve_entities(entities: Iterable[str | EntitySpec]) -> list[EntitySpec]:
     return specs
 
 
+def partitionable(spec: EntitySpec) -> bool:
+    """Whether rows of the entity fall in change-time partitions (links follow their deal)."""
+    return bool(spec.change_time_field) or spec.name == DEAL_CONTACT
+
+
 def spec_to_metadata(spec: EntitySpec) -> dict[str, Any]:
     """An `EntitySpec` as a JSON-ready dict (stored on the asset spec)."""
     data = asdict(spec)
@@ -169,6 +176,13 @@ def get_bitrix24_asset_specs(
     translator = translator or DagsterBitrix24Translator()
     kind = warehouse_kind or dialect_kind(warehouse)
     resolved = resolve_entities(entities)
+    timeless = [spec.name for spec in resolved if not partitionable(spec)]
+    if partitions_def is not None and timeless:
+        raise BitrixParameterError(
+            "partitions_def",
+            f"{', '.join(timeless)} ha{'s' if len(timeless) == 1 else 've'} no change time to "
+            "partition by: put them in a second, unpartitioned multi-asset",
+        )
     own_types = sorted(
         e.name for e in resolved if e.list_method == "crm.item.list" and e.name != SMART_PROCESSES
     )
@@ -361,21 +375,22 @@ def sync_selected_assets(
     run = run_jobs(bitrix24, writer, jobs)
     portal = bitrix24.redacted_portal
     totals = run_metadata(run.totals)
-    failures: list[str] = []
+    failed: dict[str, BaseException] = {}
     for key, outcome in run.outcomes.items():
         if isinstance(outcome, BaseException):
-            context.log.error(f"{key.to_user_string()}: {type(outcome).__name__}: {outcome}")
-            failures.append(f"{key.to_user_string()} ({type(outcome).__name__}: {outcome})")
+            failed[key.to_user_string()] = outcome
             continue
         for warning in type_change_warnings(outcome.results):
             context.log.warning(warning)
-        metadata = {**_metadata(outcome, writer, portal), **totals}
+        metadata = without_loopback_uri({**_metadata(outcome, writer, portal), **totals}, portal)
         if window is not None:
             _add_partition_metadata(context, key, outcome, metadata, partition_keys)
             metadata = {}
         yield MaterializeResult(asset_key=key, metadata=metadata)
-    if failures:
-        raise Failure(description="Bitrix24 sync failed for: " + "; ".join(failures))
+    if failed:
+        # one message per cause (a wrong code fails every entity alike), in the Failure only
+        messages = failure_messages(failed)
+        raise Failure(description="Bitrix24 sync failed: " + " | ".join(messages))
 
 
 def _existing_partitions(
@@ -415,8 +430,9 @@ def _add_partition_metadata(
     context: AssetExecutionContext, key: Any, outcome: JobOutcome, summary: dict[str, Any],
     keys: Sequence[str],
 ) -> None:  # fmt: skip
-    """Each partition of the run gets its own facts and table; the newest also the run's
-    summary, with the rows changed after it (in a partition that does not exist yet)."""
+    """Each partition of the run gets its own rows beside the table's, the window and the
+    run's figures; the newest also the column schema and the rows changed after it (in a
+    partition that does not exist yet)."""
     partitions_def = context.assets_def.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
     existing = set(keys)
@@ -438,8 +454,7 @@ def _add_partition_metadata(
         facts = partition_metadata(
             outcome.results, partition, window=(window.start, window.end), table_name=table_name
         )
-        if partition == keys[-1]:
-            facts = {**range_summary(summary, keys), **facts}
+        facts = {**range_summary(summary, keys, newest=partition == keys[-1]), **facts}
         context.add_asset_metadata(facts, asset_key=key, partition_key=partition)
 
 

@@ -36,6 +36,16 @@ COUNT_CHECK = "row_count_matches_portal"
 DUPLICATE_CHECK = "unique_ids"
 FRESHNESS_CHECK = "freshness"
 REJECTS_CHECK = "no_rejected_values"
+#: What each check tests, as the UI shows it.
+_CHECK_DESCRIPTIONS = {
+    COUNT_CHECK: "The table's live rows (not marked deleted) equal the portal's count now "
+    "(a warning: the portal may have changed since the sync).",
+    DUPLICATE_CHECK: "No id is stored twice in the table.",
+    FRESHNESS_CHECK: "A sync reaching the present (an incremental run, or a partition run "
+    "over today) committed within {lag}; runs over older partitions do not count.",
+    REJECTS_CHECK: "The entity's latest sync stored every value: none went to the rejects "
+    "table (a value the column could not hold is stored as NULL and its raw text kept there).",
+}
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,8 @@ def build_bitrix24_checks(
         prefix = str(getattr(stored, "value", stored) or "bitrix24_")
         names = _check_names(entity)
         for check_name in names:
-            check_spec = AssetCheckSpec(check_name, asset=spec.key)
+            description = _CHECK_DESCRIPTIONS[check_name].format(lag=max_lag)
+            check_spec = AssetCheckSpec(check_name, asset=spec.key, description=description)
             specs.append(check_spec)
             targets[check_spec.key] = _Target(check_spec.key, entity, prefix)
 
@@ -248,10 +259,17 @@ def _freshness_result(target: _Target, writer: Any, max_lag: timedelta) -> Asset
         check_name=FRESHNESS_CHECK,
         asset_key=target.check_key.asset_key,
         passed=lag <= max_lag,
-        description=f"last sync {lag.total_seconds() / 60:.1f} min ago (allowed {max_lag})",
+        description=f"the last sync reaching the present committed {_ago(lag)} ago"
+        f" (allowed {max_lag})",
         metadata={
             "lag_minutes": round(lag.total_seconds() / 60, 2),
             "cursor": state.value,
             "last_sync": state.updated_at.isoformat(),
         },
     )
+
+
+def _ago(lag: timedelta) -> str:
+    """A lag as people say it: seconds under two minutes, else minutes."""
+    seconds = max(lag.total_seconds(), 0.0)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

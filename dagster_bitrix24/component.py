@@ -1,32 +1,70 @@
 """A `dg` component wrapping the factory, its checks and (optionally) its schedule.
 
-# defs/bitrix24/defs.yaml
-type: dagster_bitrix24.Bitrix24Component
-attributes:
-  portal: main
-  webhook_url_env: BITRIX24_WEBHOOK_URL
-  plan: standard
-  entities: [crm.deal, crm.contact, crm.company, user]
-  warehouse_url_env: WAREHOUSE_URL
-  schedule: "0 * * * *"
-  partitions: {granularity: daily, start: "2024-01-01"}   # optional
+    # defs/bitrix24/defs.yaml  (dg scaffold defs dagster_bitrix24.Bitrix24Component bitrix24)
+    type: dagster_bitrix24.Bitrix24Component
+    attributes:
+      portal: main
+      webhook_url_env: BITRIX24_WEBHOOK_URL
+      plan: standard
+      entities: [crm.deal, crm.contact, crm.company, user]
+      warehouse_url_env: WAREHOUSE_URL
+      schedule: "0 * * * *"
+      partitions: {granularity: daily, start: "2024-01-01"}   # optional
+
+With `partitions`, the entities that have a change time form one partitioned multi-asset
+(`name`); the others (`user` above: users, departments, stages, pipelines) a second,
+unpartitioned one (`<name>_directory`), so every entity a YAML lists can run.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from dagster import Definitions, EnvVar
-from dagster.components import Component, ComponentLoadContext, Model, Resolvable
+from dagster import AssetsDefinition, Definitions, EnvVar, PartitionsDefinition
+from dagster.components import (
+    Component,
+    ComponentLoadContext,
+    Model,
+    Resolvable,
+    Resolver,
+    Scaffolder,
+    ScaffoldRequest,
+    scaffold_component,
+    scaffold_with,
+)
 
+from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixParameterError
-from dagster_bitrix24.assets import build_bitrix24_assets
+from dagster_bitrix24.assets import build_bitrix24_assets, partitionable, resolve_entities
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.partitions import change_time_partitions
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
 from dagster_bitrix24.sync import lookback_from_minutes
+from dagster_bitrix24.translator import entity_slug
+
+#: What `dg scaffold defs dagster_bitrix24.Bitrix24Component <path>` writes: loads as is.
+SCAFFOLD_ATTRIBUTES = {
+    "portal": "default",
+    "webhook_url_env": "BITRIX24_WEBHOOK_URL",
+    "plan": "standard",
+    "entities": ["crm.deal", "crm.contact", "crm.company", "user"],
+    "warehouse_url": "sqlite:///bitrix24.sqlite",
+    "schedule": "0 * * * *",
+}
 
 
-class PartitionsModel(Model):
+def _doc(description: str) -> Resolver:
+    """A field's description, shown by `dg utils inspect-component` and YAML editors."""
+    return Resolver.default(description=description)
+
+
+class Bitrix24Scaffolder(Scaffolder):
+    """Writes a `defs.yaml` that loads and runs once `BITRIX24_WEBHOOK_URL` is set."""
+
+    def scaffold(self, request: ScaffoldRequest) -> None:
+        scaffold_component(request, SCAFFOLD_ATTRIBUTES)
+
+
+class PartitionsModel(Model, Resolvable):
     """Optional time partitions over the change time."""
 
     granularity: Literal["hourly", "daily", "monthly"] = "daily"
@@ -34,62 +72,118 @@ class PartitionsModel(Model):
     timezone: str = "UTC"
 
 
+@scaffold_with(Bitrix24Scaffolder)
 class Bitrix24Component(Component, Model, Resolvable):
     """Syncs Bitrix24 entities of one portal into a SQL warehouse (assets, checks, schedule).
 
     Secrets are named by environment variable (`webhook_url_env`, `warehouse_url_env`), so
     they never appear in YAML, the UI or logs. The assets' kinds name the warehouse dialect
-    (read from `warehouse_url_env` when the code location loads, if it is set then).
+    (`warehouse_kind`, else read from `warehouse_url_env` when the code location loads).
+    `provide_resources: false` leaves the `bitrix24` and `warehouse` resources to the
+    project's Python definitions (the example binds its demo portal that way).
     """
 
-    portal: str = "default"
-    entities: list[str]
-    webhook_url_env: str = "BITRIX24_WEBHOOK_URL"
-    plan: Literal["standard", "enterprise", "unlimited"] = "standard"
-    warehouse_url: str | None = None
-    warehouse_url_env: str | None = None
-    warehouse_schema: str | None = None
-    table_prefix: str = "bitrix24_"
-    lookback_minutes: float = 15.0
-    partitions: PartitionsModel | None = None
-    schedule: str | None = None
-    checks: bool = True
-    limiter_path: str | None = None
+    portal: Annotated[str, _doc("Portal name: its assets run in the pool bitrix24/<portal>.")] = (
+        "default"
+    )
+    name: Annotated[str | None, _doc("Multi-asset name (default bitrix24_<portal>).")] = None
+    entities: Annotated[list[str], _doc("Entities to sync: crm.deal, user, crm.item.128...")]
+    webhook_url_env: Annotated[str, _doc("Variable holding the webhook URL.")] = (
+        "BITRIX24_WEBHOOK_URL"
+    )
+    plan: Annotated[
+        Literal["standard", "enterprise", "unlimited"], _doc("The plan: its request limits.")
+    ] = "standard"
+    warehouse_url: Annotated[str | None, _doc("Warehouse URL without a password.")] = None
+    warehouse_url_env: Annotated[
+        str | None, _doc("Variable holding the warehouse URL (one with a password).")
+    ] = None
+    warehouse_schema: Annotated[str | None, _doc("Schema of the tables (PostgreSQL).")] = None
+    warehouse_kind: Annotated[
+        str | None, _doc("Asset kind naming the warehouse: sqlite, postgres, mysql.")
+    ] = None
+    table_prefix: Annotated[str, _doc("Prefix of the table names.")] = "bitrix24_"
+    lookback_minutes: Annotated[
+        float, _doc("Re-read this far behind the cursor (late commits, clock skew).")
+    ] = 15.0
+    partitions: Annotated[
+        PartitionsModel | None,
+        _doc("Partition by change time; entities without one go to <name>_directory."),
+    ] = None
+    schedule: Annotated[str | None, _doc("Cron schedule of the sync.")] = None
+    checks: Annotated[bool, _doc("Add the row count, unique id and freshness checks.")] = True
+    limiter_path: Annotated[
+        str | None, _doc("SQLite file through which runs share the portal's limits.")
+    ] = None
+    provide_resources: Annotated[
+        bool, _doc("False: bind the bitrix24 and warehouse resources in your Python code.")
+    ] = True
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
-        """The multi-asset, its checks, the resources and (optionally) an hourly schedule."""
+        """The multi-asset(s), their checks, the resources and (optionally) a schedule."""
         warehouse = self.warehouse_resource()
-        partitions_def = None
-        if self.partitions is not None:
-            partitions_def = change_time_partitions(
-                self.partitions.granularity,
-                start=self.partitions.start,
-                timezone=self.partitions.timezone,
-            )
-        assets = build_bitrix24_assets(
-            entities=self.entities,
-            portal=self.portal,
-            table_prefix=self.table_prefix,
-            warehouse=warehouse,
-            partitions_def=partitions_def,
-            lookback=lookback_from_minutes(self.lookback_minutes),
-        )
+        assets = self.build_assets(warehouse)
         schedules = []
         if self.schedule:
-            schedules.append(build_bitrix24_schedule(assets, cron_schedule=self.schedule))
-        return Definitions(
-            assets=[assets],
-            asset_checks=[build_bitrix24_checks(assets)] if self.checks else [],
-            schedules=schedules,
-            resources={
+            schedules.append(
+                build_bitrix24_schedule(
+                    assets,
+                    cron_schedule=self.schedule,
+                    name=f"{assets[0].node_def.name}_schedule",
+                    job_name=f"{assets[0].node_def.name}_job",
+                )
+            )
+        resources = {}
+        if self.provide_resources:
+            resources = {
                 "bitrix24": Bitrix24Resource(
                     webhook_url=EnvVar(self.webhook_url_env),
                     plan=self.plan,
                     limiter_path=self.limiter_path,
                 ),
                 "warehouse": warehouse,
-            },
+            }
+        return Definitions(
+            assets=assets,
+            asset_checks=[build_bitrix24_checks(a) for a in assets] if self.checks else [],
+            schedules=schedules,
+            resources=resources,
         )
+
+    def build_assets(self, warehouse: SQLWarehouseResource) -> list[AssetsDefinition]:
+        """One multi-asset, or with `partitions` a partitioned and an unpartitioned one."""
+        specs = resolve_entities(self.entities)
+        base = self.name or f"bitrix24_{entity_slug(self.portal)}"
+        groups: list[tuple[str, list[EntitySpec], PartitionsDefinition | None]]
+        groups = [(base, specs, None)]
+        if self.partitions is not None:
+            partitions_def = change_time_partitions(
+                self.partitions.granularity,
+                start=self.partitions.start,
+                timezone=self.partitions.timezone,
+            )
+            timed = [spec for spec in specs if partitionable(spec)]
+            plain = [spec for spec in specs if not partitionable(spec)]
+            if not timed:
+                raise BitrixParameterError(
+                    "partitions", "none of the entities has a change time to partition by"
+                )
+            groups = [(base, timed, partitions_def)]
+            if plain:
+                groups.append((f"{base}_directory", plain, None))
+        return [
+            build_bitrix24_assets(
+                entities=group,
+                portal=self.portal,
+                name=name,
+                table_prefix=self.table_prefix,
+                warehouse_kind=self.warehouse_kind,
+                warehouse=warehouse,
+                partitions_def=partitions_def,
+                lookback=lookback_from_minutes(self.lookback_minutes),
+            )
+            for name, group, partitions_def in groups
+        ]
 
     def warehouse_resource(self) -> SQLWarehouseResource:
         """The warehouse resource: a literal URL (no password) or one from the environment."""

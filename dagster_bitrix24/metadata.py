@@ -6,8 +6,10 @@ so a batch shared by two entities counts for both. The run's own totals, each re
 counted once, are on every asset of the run as `bitrix24/run_*`.
 
 A range run (one run over many partitions) writes one materialisation per partition: each
-carries only that partition's facts and table, and the newest partition's also the run's
-summary (column schema, cursor, request figures), so a 1,000-partition backfill stays light.
+carries that partition's rows (`dagster/row_count`) beside the table's (`bitrix24/table_rows`),
+the window read and the run's figures; the newest partition's also the column schema and
+schema changes, so a 1,000-partition backfill stays light. `dagster/uri` links a real
+portal's list page; an emulator on loopback (a random port, gone after the run) gets none.
 
 Schema drift is reported on every run until someone acts: `bitrix24/added_columns`,
 `bitrix24/removed_columns` (fields gone from the portal; their columns stay, unwritten) and
@@ -21,10 +23,12 @@ while the latest run has any).
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from bitrix_core.stats import CallStats
+from bitrix_core.transport import is_loopback_host
 from dagster_bitrix24.sync import SyncResult
 
 #: Run-level totals reported on every asset of a run (each HTTP request counted once).
@@ -62,6 +66,13 @@ def portal_uri(portal: str, entity: str) -> str:
     if type_id.isdigit():
         return f"{portal}/crm/type/{type_id}/list/category/0/"
     return portal + _LIST_PAGES.get(entity, "/")
+
+
+def without_loopback_uri(metadata: dict[str, Any], portal: str) -> dict[str, Any]:
+    """`metadata` without `dagster/uri` when the portal is on loopback (an emulator)."""
+    if is_loopback_host(urlsplit(portal).hostname):
+        return {key: value for key, value in metadata.items() if key != "dagster/uri"}
+    return metadata
 
 
 def qualified_table(writer: Any, table_name: str) -> str:
@@ -113,8 +124,8 @@ def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str
     }
     if result.layout is not None:
         metadata["dagster/column_schema"] = column_schema(writer, result.layout)
-        if result.mode != "window":
-            metadata["dagster/row_count"] = writer.row_count(result.layout)
+        rows = writer.row_count(result.layout)
+        metadata["dagster/row_count" if result.mode != "window" else "bitrix24/table_rows"] = rows
         metadata.update(schema_change_metadata([result]))
     return {key: value for key, value in metadata.items() if value is not None}
 
@@ -193,8 +204,9 @@ def link_metadata(
         metadata["dagster/column_schema"] = TableSchema(
             columns=[TableColumn(name=n, type=t, description=d or None) for n, t, d in columns]
         )
-    if row_count is not None and result.mode != "window":
-        metadata["dagster/row_count"] = row_count
+    if row_count is not None:
+        key = "dagster/row_count" if result.mode != "window" else "bitrix24/table_rows"
+        metadata[key] = row_count
     return metadata
 
 
@@ -225,8 +237,9 @@ def aggregate_metadata(
     if len(tables) == 1:
         metadata["dagster/table_name"] = next(iter(tables.values()))
     metadata.update(schema_change_metadata(results))
-    if results and all(r.layout is not None and r.mode != "window" for r in results):
-        metadata["dagster/row_count"] = sum(writer.row_count(r.layout) for r in results)
+    if results and all(r.layout is not None for r in results):
+        key = "bitrix24/table_rows" if results[0].mode == "window" else "dagster/row_count"
+        metadata[key] = sum(writer.row_count(r.layout) for r in results)
     return metadata
 
 
@@ -237,8 +250,8 @@ def partition_metadata(
     """The facts of one partition of a range run: its table, its rows (summed over tables),
     its window.
 
-    Light on purpose: a backfill writes one event per partition; the run's full metadata
-    goes on one of them only (see `range_summary`).
+    Light on purpose: a backfill writes one event per partition; the run's figures are
+    added by `range_summary`, its column schema on the newest partition only.
     """
     table = {"dagster/table_name": table_name} if table_name else {}
     return {
@@ -249,10 +262,18 @@ def partition_metadata(
     }
 
 
-def range_summary(metadata: Mapping[str, Any], partition_keys: Sequence[str]) -> dict[str, Any]:
-    """The run's full metadata for the one event of a range run that carries it."""
+#: Run metadata only the newest partition of a range run carries (large, and the same).
+_NEWEST_ONLY = ("dagster/column_schema", "bitrix24/added_columns", "bitrix24/removed_columns",
+                "bitrix24/type_changes", "bitrix24/rows_after_last_partition")  # fmt: skip
+
+
+def range_summary(
+    metadata: Mapping[str, Any], partition_keys: Sequence[str], *, newest: bool = True
+) -> dict[str, Any]:
+    """The run's metadata for each partition event of a range run (`newest`: all of it)."""
+    dropped = {"dagster/row_count", *(() if newest else _NEWEST_ONLY)}
     return {
-        **{key: value for key, value in metadata.items() if key != "dagster/row_count"},
+        **{key: value for key, value in metadata.items() if key not in dropped},
         "bitrix24/partition_range": f"{partition_keys[0]}..{partition_keys[-1]}",
         "bitrix24/partitions": len(partition_keys),
     }

@@ -33,11 +33,13 @@ to the rejects table (`rejects.py`) in the same transaction.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,7 +74,11 @@ from dagster_bitrix24.sync_state import (
     write_state,
 )
 from dagster_bitrix24.upsert import WriteCounts, upsert_chunk
-from dagster_bitrix24.warehouse_errors import FieldMetadataError, RowConversionError
+from dagster_bitrix24.warehouse_errors import (
+    FieldMetadataError,
+    RowConversionError,
+    WarehouseUnavailableError,
+)
 
 __all__ = [
     "CursorState", "DeleteCounts", "SchemaChanges", "TableLayout", "TypeChange", "Warehouse",
@@ -108,6 +114,25 @@ def _tune_sqlite_file(engine: sa.Engine) -> None:
         cursor.close()
 
 
+def _check_sqlite_file(engine: sa.Engine) -> None:
+    """Name the path when SQLite could not open its file (it says only "unable to open
+    database file"): the folder must exist and be writable."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return
+    path = Path(database).resolve()
+    problem = None
+    if not path.parent.is_dir():
+        problem = f"the folder {path.parent} does not exist"
+    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "it is not writable"
+    if problem:
+        raise WarehouseUnavailableError(
+            f"SQLite cannot open the warehouse file {path}: {problem}; create the folder or "
+            "set the warehouse URL (WAREHOUSE_URL) to another path"
+        )
+
+
 def table_name_for(table_prefix: str, entity_name: str) -> str:
     """The table an entity is written to: prefix + entity in snake case, fitted to the
     identifier length every dialect accepts (the asset specs name the same table)."""
@@ -134,6 +159,7 @@ class Warehouse:
             )
         if isinstance(engine_or_url, str):
             self.engine = sa.create_engine(engine_or_url)
+            _check_sqlite_file(self.engine)
             _tune_sqlite_file(self.engine)
         else:
             self.engine = engine_or_url

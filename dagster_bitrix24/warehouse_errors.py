@@ -5,6 +5,10 @@ class WarehouseError(Exception):
     """Base class of the warehouse writer's errors."""
 
 
+class WarehouseUnavailableError(WarehouseError):
+    """The warehouse cannot be opened (a SQLite file in a missing or read-only folder)."""
+
+
 class FieldMetadataError(WarehouseError, ValueError):
     """The field metadata (or a table option) cannot describe a table: raised before any DDL."""
 

@@ -6,7 +6,7 @@ import pandas as pd
 import sqlalchemy as sa
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from bitrix24_example.chart import render_funnel_png
+from bitrix24_example.chart import funnel_markdown, render_funnel_png
 from bitrix24_example.funnel import pipeline_summary, stage_funnel
 from bitrix24_example.resources import data_dir
 from dagster_bitrix24 import SQLWarehouseResource
@@ -47,6 +47,7 @@ def sales_funnel(
     context.log.info(f"funnel chart written to {path}")
     return MaterializeResult(
         metadata={
+            "funnel": MetadataValue.md(funnel_markdown(funnel, summary)),  # shown inline
             "dagster/table_name": FUNNEL_TABLE,
             "dagster/row_count": len(funnel),
             "chart": MetadataValue.md(f"![Sales funnel](data:image/png;base64,{picture})"),

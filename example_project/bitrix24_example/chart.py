@@ -58,3 +58,28 @@ def _draw_pipeline(axis, stages: pd.DataFrame, summary: pd.DataFrame, pipeline: 
         if pd.notna(row["velocity_per_day"].iloc[0]):
             title += f"\nvelocity {row['velocity_per_day'].iloc[0]:,.0f} per day"
     axis.set_title(title, fontsize=11)
+
+
+#: The Dagster UI shows a Markdown entry inline only below this length (longer ones, such as
+#: the PNG chart as a data URI, sit behind "[Show Markdown]").
+INLINE_MARKDOWN = 1000
+
+
+def funnel_markdown(funnel: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """The funnel as short Markdown the UI shows inline: per pipeline, the deals reaching
+    each stage in order (stage names dropped if that is too long)."""
+    for named in (True, False):
+        lines = []
+        for pipeline, name in zip(summary["pipeline"], summary["pipeline_name"], strict=True):
+            stages = funnel[funnel["pipeline"] == pipeline].sort_values("stage_order")
+            steps = [
+                f"{stage} {reached}" if named else str(reached)
+                for stage, reached in zip(
+                    stages["stage_name"], stages["deals_reached"], strict=True
+                )
+            ]
+            lines.append(f"**{name}**: " + " → ".join(steps))
+        text = "\n\n".join(lines)
+        if len(text) < INLINE_MARKDOWN:
+            return text
+    return text[: INLINE_MARKDOWN - 1]

@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import sqlalchemy as sa
-from dagster import DagsterInstance, materialize
+from dagster import DagsterEventType, DagsterInstance, EnvVar, ExecuteInProcessResult, materialize
 
 from bitrix24_example.analytics import SUMMARY_TABLE, sales_funnel
 from bitrix24_example.definitions import crm, daily, defs, directory
@@ -45,6 +45,27 @@ def pipeline_table(url: str) -> str:
     return summary.drop(columns=["pipeline"]).to_string(index=False)
 
 
+def resolved_url(url: str) -> str:
+    """A resource's URL, read from the environment when it is an `EnvVar` (outside a run)."""
+    return (url.get_value() or "") if isinstance(url, EnvVar) else url
+
+
+def failures(result: ExecuteInProcessResult) -> list[str]:
+    """What failed (a step, a resource), each distinct message once, without class names."""
+    messages = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is None or event.event_type == DagsterEventType.RUN_FAILURE:
+            continue
+        message = error.message.strip()
+        head, _, rest = message.partition(": ")
+        if head.endswith(".Failure") and rest:  # a Failure's text is its description
+            message = rest
+        if message not in messages:
+            messages.append(message)
+    return messages
+
+
 def main() -> int:
     """Run the sync, print the tables; exit status 0 when every asset materialised."""
     keys = daily.get_partition_keys()
@@ -62,15 +83,19 @@ def main() -> int:
     )
     elapsed = time.monotonic() - started
     warehouse = defs.resources["warehouse"]
+    url = resolved_url(warehouse.url)
+    if not result.success:  # the tables may hold an earlier run's rows: do not show them
+        print(f"\nFAILED in {elapsed:.1f} s; warehouse {warehouse.redacted_url}")
+        for message in failures(result):
+            print(f"  {message}")
+        return 1
     print(f"\n{'table':<34} {'rows':>7}")
-    for name, rows in table_counts(warehouse.url):
+    for name, rows in table_counts(url):
         print(f"{name:<34} {rows:>7}")
-    print(f"\n{'synced' if result.success else 'FAILED'} in {elapsed:.1f} s;"
-          f" warehouse {warehouse.redacted_url}")
-    if result.success:
-        print(f"\n{pipeline_table(warehouse.url)}")
-        print(f"funnel chart: {data_dir() / 'charts' / 'sales_funnel.png'}")
-    return 0 if result.success else 1
+    print(f"\nsynced in {elapsed:.1f} s; warehouse {warehouse.redacted_url}")
+    print(f"\n{pipeline_table(url)}")
+    print(f"funnel chart: {data_dir() / 'charts' / 'sales_funnel.png'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_full_then_incremental_sync_equals_portal(portal, clean_url):
     assert deal["bitrix24/mode"] == "full"
     assert deal["dagster/table_name"] == "dtest_crm_deal"
     assert deal["dagster/row_count"] == portal.store.count("crm.deal")
-    assert deal["dagster/uri"].endswith("/crm/deal/list/")
+    assert "dagster/uri" not in deal  # an emulator on loopback: no link to a dead port
     assert any(c.name == "title" for c in deal["dagster/column_schema"].columns)
     assert _stored_deals(clean_url, "dtest_crm_deal") == _portal_deals(portal)
     # Several entities in one run share batches: fewer batch requests than entity pages.

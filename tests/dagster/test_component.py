@@ -4,7 +4,8 @@ import pytest
 from dagster import AssetKey, materialize
 from dagster.components.testing.utils import component_defs
 
-from dagster_bitrix24 import Bitrix24Component
+from bitrix_core.errors import BitrixParameterError
+from dagster_bitrix24 import Bitrix24Component, build_bitrix24_assets, change_time_partitions
 
 YAML = """
 portal: main
@@ -41,3 +42,52 @@ def test_component_refuses_an_unknown_entity():
     component = Bitrix24Component.resolve_from_yaml("entities: [crm.nothing]")
     with pytest.raises(ValueError, match="crm.nothing"):
         component_defs(component=component)
+
+
+PARTITIONED_YAML = """
+portal: main
+webhook_url_env: TEST_BITRIX24_WEBHOOK
+plan: unlimited
+entities: [crm.deal, user, crm.status]
+warehouse_url: {url}
+partitions: {{granularity: daily, start: "2020-01-01"}}
+"""
+
+
+def test_a_partitioned_selection_puts_entities_without_change_time_apart(
+    portal, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TEST_BITRIX24_WEBHOOK", portal.webhook_url)
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    component = Bitrix24Component.resolve_from_yaml(PARTITIONED_YAML.format(url=url))
+    defs = component_defs(component=component)
+
+    deals = defs.resolve_assets_def(AssetKey(["bitrix24", "crm_deal"]))
+    directory = defs.resolve_assets_def(AssetKey(["bitrix24", "user"]))
+    assert deals.node_def.name == "bitrix24_main" and deals.partitions_def is not None
+    assert directory.node_def.name == "bitrix24_main_directory"
+    assert directory.partitions_def is None
+    assert directory.keys == {AssetKey(["bitrix24", "user"]), AssetKey(["bitrix24", "crm_status"])}
+
+    # every asset the YAML lists runs: no per-partition "no change time" failure
+    result = materialize([directory])
+    assert result.success
+    [event] = [
+        e for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(["bitrix24", "user"])
+    ]  # fmt: skip
+    assert event.materialization.metadata["dagster/row_count"].value == portal.store.count("user")
+
+
+def test_a_partitioned_factory_refuses_entities_without_change_time_at_load():
+    with pytest.raises(BitrixParameterError, match="user, department have no change time"):
+        build_bitrix24_assets(
+            entities=["crm.deal", "user", "department"],
+            partitions_def=change_time_partitions("daily", start="2024-01-01"),
+        )
+
+
+def test_every_yaml_attribute_is_described():
+    schema = Bitrix24Component.get_model_cls().model_json_schema()  # what dg and editors show
+    assert len(schema["properties"]) == 16
+    assert all(field.get("description") for field in schema["properties"].values())

@@ -15,6 +15,7 @@ from dagster_bitrix24 import (
     build_bitrix24_assets,
     change_time_partitions,
 )
+from dagster_bitrix24.metadata import without_loopback_uri
 from dagster_bitrix24.resources import warehouse_kind
 from tests.dagster.conftest import drop_tables, materializations, resources, stored_rows
 
@@ -159,6 +160,39 @@ def test_every_partition_of_a_range_run_names_its_table(portal, clean_url):
         ]
         assert named == [table] * 41
         assert table in _tables(clean_url)
+
+
+def test_every_partition_event_carries_the_table_rows_and_the_run_figures(portal, clean_url):
+    first_day, partitions = _daily_partitions(portal)
+    assets = build_bitrix24_assets(entities=["crm.deal"], table_prefix=PREFIX,
+                                   partitions_def=partitions)  # fmt: skip
+    last = first_day + timedelta(days=30)
+    result = materialize(
+        [assets],
+        resources=resources(portal, clean_url),
+        tags={"dagster/asset_partition_range_start": first_day.isoformat(),
+              "dagster/asset_partition_range_end": last.isoformat()},
+    )  # fmt: skip
+    events = {e.materialization.partition: e.materialization.metadata
+              for e in result.get_asset_materialization_events()}  # fmt: skip
+    stored = len(stored_rows(clean_url, f"{PREFIX}crm_deal"))
+    assert len(events) == 31
+    for partition, metadata in events.items():
+        assert metadata["bitrix24/table_rows"].value == stored  # the table's, on every event
+        assert metadata["rows_fetched"].value == stored
+        assert metadata["bitrix24/run_requests"].value > 0
+        assert metadata["bitrix24/window_start"].value == f"{first_day.isoformat()}T00:00:00+00:00"
+        assert metadata["bitrix24/partition_start"].value.startswith(partition)
+        assert "dagster/uri" not in metadata  # the emulator's loopback port: no link
+        assert ("dagster/column_schema" in metadata) == (partition == last.isoformat())
+    assert sum(m["dagster/row_count"].value for m in events.values()) <= stored
+
+
+def test_only_a_real_portal_gets_a_link():
+    metadata = {"dagster/uri": "x", "rows_fetched": 1}
+    assert without_loopback_uri(metadata, "https://example.bitrix24.com") == metadata
+    for loopback in ("http://127.0.0.1:45805", "http://localhost:8000", "http://[::1]:9"):
+        assert without_loopback_uri(metadata, loopback) == {"rows_fetched": 1}
 
 
 def test_a_range_ending_on_a_partition_not_yet_there_counts_every_stored_row(portal, clean_url):

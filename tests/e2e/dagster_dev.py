@@ -1,4 +1,4 @@
-"""Drive a real `dagster dev` (webserver and daemon) through the GraphQL API the UI uses."""
+"""Drive a real `dg dev` (webserver and daemon) through the GraphQL API the UI uses."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "example_project"
-DAGSTER = Path(sys.executable).with_name("dagster")
+DG = Path(sys.executable).with_name("dg")
 
 
 def free_port() -> int:
@@ -81,14 +81,18 @@ class DagsterDev:
 
 
 @contextmanager
-def dagster_dev(*, home: Path, data_dir: Path, log: Path) -> Iterator[DagsterDev]:
-    """Start `dagster dev` in the example folder in demo mode; kill its whole tree after."""
+def dagster_dev(
+    *, home: Path, data_dir: Path, log: Path, env: dict[str, str] | None = None
+) -> Iterator[DagsterDev]:
+    """Start `dg dev` in the example folder (demo mode unless `env` names a portal) with
+    the example's instance settings (`dagster.yaml`); kill its whole tree after."""
     port = free_port()
-    env = {
+    clean = {
         key: value
         for key, value in os.environ.items()
         if key not in ("BITRIX24_WEBHOOK_URL", "WAREHOUSE_URL", "BITRIX24_FIRST_DAY")
     }
+    env = {**clean, **(env or {})}
     env.update(
         DAGSTER_HOME=str(home),
         BITRIX24_EXAMPLE_DATA_DIR=str(data_dir),
@@ -96,10 +100,11 @@ def dagster_dev(*, home: Path, data_dir: Path, log: Path) -> Iterator[DagsterDev
         PYTHONUNBUFFERED="1",
     )
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    settings = (EXAMPLE_DIR / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(settings + "telemetry:\n  enabled: false\n")
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(DAGSTER), "dev", "--host", "127.0.0.1", "--port", str(port)],
+            [str(DG), "dev", "--host", "127.0.0.1", "--port", str(port)],
             cwd=EXAMPLE_DIR,
             env=env,
             stdout=out,

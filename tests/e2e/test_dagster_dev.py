@@ -194,10 +194,10 @@ def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str
 @pytest.mark.slow
 def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    portal = DemoPortal(data_dir=data_dir)
+    portal = DemoPortal(data_dir=data_dir / "demo")
     first = portal.first_day().isoformat()
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    url = f"sqlite:///{data_dir / 'warehouse.sqlite'}"
+    url = f"sqlite:///{data_dir / 'demo' / 'warehouse.sqlite'}"
     log = tmp_path / "dagster_dev.log"
     with dagster_dev(home=tmp_path / "dagster_home", data_dir=data_dir, log=log) as dev:
         location, repository = dev.wait_until_loaded(timeout=90)
@@ -252,4 +252,4 @@ def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
         (event,) = funnel["assetNodeOrError"]["assetMaterializations"]
         entries = {entry["label"]: entry for entry in event["metadataEntries"]}
         assert entries["chart"]["mdStr"].startswith("![Sales funnel](data:image/png;base64,")
-        assert Path(data_dir / "charts" / "sales_funnel.png").stat().st_size > 10_000
+        assert Path(data_dir / "demo" / "charts" / "sales_funnel.png").stat().st_size > 10_000

@@ -95,8 +95,11 @@ def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
     (event,) = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
     assert metadata["chart"].value.startswith("![Sales funnel](data:image/png;base64,")
-    assert metadata["chart_path"].value == str(tmp_path / "charts" / "sales_funnel.png")
+    assert metadata["chart_path"].value == str(tmp_path / "demo" / "charts" / "sales_funnel.png")
     assert metadata["dagster/row_count"].value == 5
+    inline = metadata["funnel"].value  # under the UI's inline limit: shown without a click
+    assert len(inline) < 1000 and "**Sales**: " in inline and "**Wholesale**: " in inline
+    assert " → " in inline
     assert metadata["win_rate"].value == pytest.approx(3 / 5)
     stored = pd.read_sql_table("sales_pipeline_summary", engine)
     assert stored["won_deals"].tolist() == [2, 1]

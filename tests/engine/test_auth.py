@@ -68,6 +68,22 @@ def test_bad_webhook_urls_are_named_errors_without_the_code(url: str):
     assert CANARY not in str(info.value) and "an0therc0de" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (f"https//example.bitrix24.com/rest/1/{CANARY}/", "https//example.bitrix24.com/rest/1/***/"),
+        (f"https:/example.bitrix24.com/rest/1/{CANARY}/", "https:/example.bitrix24.com/rest/1/***/"),
+        (f"example.bitrix24.com/rest/1/{CANARY}/", "example.bitrix24.com/rest/1/***/"),
+        (f"https://example.bitrix24.com/api/1/{CANARY}/", "https://example.bitrix24.com/***/1/***/"),
+        (f"https://example.bitrix24.com/rest/1/{CANARY}/?auth={CANARY}", "https://example.bitrix24.com/rest/1/***/?***"),
+    ],
+)
+def test_a_malformed_webhook_url_is_shown_but_for_its_code(url: str, shown: str):
+    with pytest.raises(BitrixParameterError) as info:
+        WebhookAuth(url)
+    assert repr(shown) in str(info.value)  # the typo is visible, the code is not
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.3.2.1", "localhost", "[::1]"])
 def test_plain_http_is_allowed_to_loopback(host: str):
     assert WebhookAuth(f"http://{host}:8080/rest/1/{CANARY}/").redacted_base.startswith("http://")

@@ -1,0 +1,60 @@
+"""The `dg` CLI: the registered component, scaffolding it, and the example as a dg project."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "example_project"
+DG = Path(sys.executable).with_name("dg")
+
+
+def dg(*args: str, cwd: Path, **env: str) -> str:
+    """Run `dg`; return its output; fail with it when the command fails."""
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("BITRIX24_WEBHOOK_URL", "WAREHOUSE_URL")
+    }
+    done = subprocess.run(
+        [str(DG), *args], cwd=cwd, env={**clean, "DAGSTER_DISABLE_TELEMETRY": "1", **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, f"dg {' '.join(args)}:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_scaffolded_defs_yaml_loads_in_a_new_dg_project(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "new-project"\nversion = "0"\n\n'
+        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "new_project"\n'
+    )
+    package = tmp_path / "new_project"
+    (package / "defs").mkdir(parents=True)
+    (package / "__init__.py").touch()
+    (package / "defs" / "__init__.py").touch()
+    (package / "definitions.py").write_text(
+        "from pathlib import Path\n\nfrom dagster import definitions, load_from_defs_folder\n\n\n"
+        "@definitions\ndef defs():\n"
+        "    return load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
+    )
+    assert "dagster_bitrix24.Bitrix24Component" in dg("list", "components", cwd=tmp_path)
+
+    dg("scaffold", "defs", "dagster_bitrix24.Bitrix24Component", "crm", cwd=tmp_path)
+    written = (package / "defs" / "crm" / "defs.yaml").read_text()
+    assert "type: dagster_bitrix24.Bitrix24Component" in written and "crm.deal" in written
+    assert "All definitions loaded successfully" in dg("check", "defs", cwd=tmp_path)
+    listed = dg("list", "defs", "--json", cwd=tmp_path)
+    assert "bitrix24/crm_deal" in listed and "bitrix24_default_schedule" in listed
+
+
+@pytest.mark.slow
+def test_the_example_is_a_dg_project(tmp_path):
+    data = str(tmp_path / "data")
+    assert "All definitions loaded successfully" in dg(
+        "check", "defs", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=data
+    )
+    listed = dg("list", "defs", "--json", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=data)
+    for name in ("bitrix24/crm_deal", "bitrix24/user", "sales_funnel", "bitrix24_hourly"):
+        assert name in listed
