@@ -93,6 +93,6 @@ def test_every_check_says_what_it_tests():
     assets = build_bitrix24_assets(entities=["crm.deal", "crm.status"])
     checks = build_bitrix24_checks(assets, max_lag=timedelta(hours=3))
     described = {(s.asset_key.to_user_string(), s.name): s.description for s in checks.check_specs}
-    assert len(described) == 5 and all(described.values())
+    assert len(described) == 7 and all(described.values())  # deal 4, status 3
     assert "3:00:00" in described[("bitrix24/crm_deal", "freshness")]
     assert "portal's count" in described[("bitrix24/crm_status", "row_count_matches_portal")]
