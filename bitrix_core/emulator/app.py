@@ -265,7 +265,7 @@ class PortalServer:
         except MethodError as error:
             return _error_outcome(error.code, error.description), error.status
         processing = self.state.limits.processing(
-            rows=result.rows, counted=result.counted, offset=result.offset
+            method, rows=result.rows, counted=result.counted, offset=result.offset
         )
         # The command takes `processing` seconds in all: the emulator's own work is part of it.
         await asyncio.sleep(max(0.0, start + processing - time.time()))

@@ -1,7 +1,7 @@
 """The `bitrix24-emulator` console script: serve an emulated portal until interrupted.
 
     bitrix24-emulator --host 127.0.0.1 --port 8924 --seed 1 --deals 1000 \\
-        --plan standard --time-scale 1.0
+        --plan standard --time-scale 1.0 --cost-profile calibrated
 
 prints one line holding the webhook URL once the portal accepts requests.
 """
@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from bitrix_core.emulator.costs import PROFILES
 from bitrix_core.emulator.limits import PLANS
 
 
@@ -27,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--time-scale", type=float, default=1.0, help="factor on every duration (0.01 = 100x)"
     )
+    parser.add_argument(
+        "--cost-profile", choices=sorted(PROFILES), default="calibrated",
+        help="processing-time prices per entity family (see bitrix_core/emulator/costs.py)",
+    )
     parser.add_argument("--webhook-code", default=None, help="fixed webhook code (random)")
     parser.add_argument("--admin-token", default=None, help="fixed admin API token (random)")
     return parser
@@ -40,6 +45,7 @@ async def _serve(args: argparse.Namespace) -> None:
         deals=args.deals,
         plan=args.plan,
         time_scale=args.time_scale,
+        cost_profile=args.cost_profile,
         host=args.host,
         port=args.port,
         webhook_code=args.webhook_code,

@@ -1,4 +1,5 @@
-"""The portal's limits: plan presets, the leaky request bucket, operating budgets, cost model.
+"""The portal's limits: plan presets, the leaky request bucket, operating budgets; the cost
+model lives in `costs.py` (`CostModel` is re-exported here).
 
 Every duration here is in portal seconds and multiplied by the portal's `time_scale`
 to get real seconds (see docs/contracts.md, "Time and the time scale").
@@ -7,6 +8,11 @@ to get real seconds (see docs/contracts.md, "Time and the time scale").
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from bitrix_core.emulator.costs import CostModel, CostProfile
+
+__all__ = ["PLANS", "CostModel", "CostProfile", "LeakyBucket", "OperatingBudget", "Plan",
+           "PortalLimits"]
 
 
 @dataclass(frozen=True)
@@ -106,48 +112,27 @@ class OperatingBudget:
         self._used.clear()
 
 
-@dataclass(frozen=True)
-class CostModel:
-    """Processing seconds of one command: base + per_row*rows + count_s*counted + offset_s*offset.
-
-    "cloud" profile, calibrated on the two public data points in the API digest:
-
-    - (A) docs example, crm.item.list over 2,387,743 items: 49.9 s per call with the COUNT,
-      0.097 s with start=-1, so count_s = (49.9 - 0.097) / 2,387,743 = 20.9 us per matching
-      row. The 0.097 s includes the network round trip, so it is not used as the page cost.
-    - (B) 7,531 leads, select ID,TITLE: ~17 ms processing per 50-row page (a 50-command
-      batch took ~1.5 s end to end): base + 50*per_row = 0.017 s, the no-COUNT page cost.
-      The split between base and per_row is an assumption: 7 ms + 0.2 ms per row.
-    - offset_s is an assumption, not measured: a quarter of count_s per skipped row
-      (the database walks skipped rows but does less work than a COUNT).
-    """
-
-    base_s: float = 0.007
-    per_row_s: float = 0.0002
-    count_s: float = (49.9 - 0.097) / 2_387_743
-    offset_s: float = (49.9 - 0.097) / 2_387_743 / 4
-
-    def processing(self, *, rows: int, counted: int, offset: int) -> float:
-        """Portal seconds one command takes."""
-        return (
-            self.base_s
-            + self.per_row_s * rows
-            + self.count_s * max(counted, 0)
-            + self.offset_s * max(offset, 0)
-        )
-
-
 class PortalLimits:
-    """A plan applied at a time scale: the portal's bucket, operating budget and cost model."""
+    """A plan applied at a time scale: the portal's bucket, operating budget and cost model.
+
+    `cost` is a `CostProfile` (default: "calibrated") or one `CostModel` for every method."""
 
     def __init__(
-        self, plan: Plan, *, time_scale: float = 1.0, cost: CostModel | None = None
+        self,
+        plan: Plan,
+        *,
+        time_scale: float = 1.0,
+        cost: CostModel | CostProfile | str | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.plan = plan
         self.time_scale = time_scale
-        self.cost = cost or CostModel()
+        if isinstance(cost, CostModel):
+            cost = CostProfile.uniform(cost)
+        elif cost is None or isinstance(cost, str):
+            cost = CostProfile.for_name(cost or "calibrated")
+        self.cost: CostProfile = cost
         self.bucket: LeakyBucket | None = None
         self.operating: OperatingBudget | None = None
         self.reset()
@@ -174,6 +159,7 @@ class PortalLimits:
         """Take a slot in the request bucket; False means 503 QUERY_LIMIT_EXCEEDED."""
         return self.bucket is None or self.bucket.try_acquire(now)
 
-    def processing(self, *, rows: int, counted: int, offset: int) -> float:
-        """Real (scaled) seconds one command takes."""
-        return self.cost.processing(rows=rows, counted=counted, offset=offset) * self.time_scale
+    def processing(self, method: str, *, rows: int, counted: int, offset: int) -> float:
+        """Real (scaled) seconds one command of `method` takes."""
+        seconds = self.cost.processing(method, rows=rows, counted=counted, offset=offset)
+        return seconds * self.time_scale

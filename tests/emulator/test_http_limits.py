@@ -114,13 +114,6 @@ async def test_latency_is_the_cost_model_times_the_time_scale():
         assert time.perf_counter() - started >= 0.2
 
 
-def test_cloud_cost_model_matches_the_public_data_points():
-    cost = CostModel()
-    assert cost.processing(rows=50, counted=0, offset=0) == pytest.approx(0.017)
-    with_count = cost.processing(rows=50, counted=2_387_743, offset=0)
-    assert with_count == pytest.approx(49.9 - 0.097 + 0.017, rel=1e-3)
-
-
 def test_bucket_and_budget_arithmetic():
     bucket = LeakyBucket(size=2, drain_per_s=1.0)
     assert [bucket.try_acquire(0.0) for _ in range(3)] == [True, True, False]

@@ -17,7 +17,8 @@ STRATEGIES = ["idwindow", "keyset", "offset"]
 
 @pytest.fixture(scope="module")
 def portal():
-    portal = EmulatedPortal(seed=7, sizes=SIZES, plan="unlimited").start()
+    # time_scale 0.1: tasks pages cost 1.25 s each under the calibrated profile
+    portal = EmulatedPortal(seed=7, sizes=SIZES, plan="unlimited", time_scale=0.1).start()
     yield portal
     portal.stop()
 
