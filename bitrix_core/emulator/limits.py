@@ -71,41 +71,54 @@ class LeakyBucket:
 
 
 class OperatingBudget:
-    """Operating seconds per key (auth identity, method) in `baskets` rolling baskets of
-    `basket_s` real seconds each, aligned to multiples of `basket_s` since the epoch."""
+    """Operating seconds per key (auth identity, method) in `baskets` one-minute baskets.
 
-    def __init__(self, *, limit_s: float, basket_s: float, baskets: int) -> None:
+    As b24restdocs `settings/performance/limits.md` ("Resource Intensity Limits") has it: a
+    basket sums one minute's time, its countdown starts at the first call recorded in that
+    minute and lasts `baskets * basket_s`; `operating_reset_at` is when the oldest basket
+    drops out, a whole (portal) second: a first call at 10:05:20 gives 10:15:20. Minutes
+    are counted from the epoch; `second_s` is one portal second in real seconds.
+    """
+
+    def __init__(
+        self, *, limit_s: float, basket_s: float, baskets: int, second_s: float = 1.0
+    ) -> None:
         self.limit_s = limit_s
         self.basket_s = basket_s
         self.baskets = baskets
-        self._used: dict[Any, dict[int, float]] = {}
+        self.second_s = second_s
+        self._used: dict[Any, dict[int, tuple[float, float]]] = {}  # minute: (first, spent)
 
-    def _live(self, key: Any, now: float) -> dict[int, float]:
-        current = math.floor(now / self.basket_s)
+    def _live(self, key: Any, now: float) -> dict[int, tuple[float, float]]:
+        window = self.basket_s * self.baskets
         baskets = self._used.get(key, {})
-        live = {index: s for index, s in baskets.items() if index > current - self.baskets}
+        live = {minute: b for minute, b in baskets.items() if b[0] + window > now}
         self._used[key] = live
         return live
 
     def used(self, key: Any, now: float) -> float:
         """Seconds spent by `key` inside the window."""
-        return sum(self._live(key, now).values())
+        return sum(spent for _, spent in self._live(key, now).values())
 
     def blocked(self, key: Any, now: float) -> bool:
         """True when the budget is spent: the call must be refused with 429."""
         return self.used(key, now) >= self.limit_s
 
     def spend(self, key: Any, seconds: float, now: float) -> None:
-        """Charge `seconds` to the current basket."""
+        """Charge `seconds` to the current minute's basket (opened by this call if empty)."""
         live = self._live(key, now)
-        index = math.floor(now / self.basket_s)
-        live[index] = live.get(index, 0.0) + seconds
+        minute = math.floor(now / self.basket_s)
+        first, spent = live.get(minute, (self._whole_second(now), 0.0))
+        live[minute] = (first, spent + seconds)
 
     def reset_at(self, key: Any, now: float) -> float:
-        """Unix time when the oldest basket holding time drops out of the window."""
+        """When the oldest basket holding time drops out of the window (a whole second)."""
         live = self._live(key, now)
-        oldest = min(live) if live else math.floor(now / self.basket_s)
-        return (oldest + self.baskets) * self.basket_s
+        first = min(b[0] for b in live.values()) if live else self._whole_second(now)
+        return first + self.basket_s * self.baskets
+
+    def _whole_second(self, moment: float) -> float:
+        return math.floor(moment / self.second_s + 1e-9) * self.second_s
 
     def clear(self) -> None:
         """Forget everything spent."""
@@ -150,6 +163,7 @@ class PortalLimits:
                 limit_s=plan.operating_limit_s * scale,
                 basket_s=plan.basket_s * scale,
                 baskets=plan.baskets,
+                second_s=scale,
             )
             if plan.operating_limit_s is not None
             else None
