@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8924, help="port (0 picks a free one)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated data")
     parser.add_argument("--deals", type=int, default=1000, help="number of deals")
+    parser.add_argument("--tasks", type=int, default=None, help="number of tasks (deals / 5)")
+    parser.add_argument(
+        "--smart-items", type=int, default=None, help="items per smart process (300)"
+    )
     parser.add_argument("--plan", choices=sorted(PLANS), default="standard", help="limits")
     parser.add_argument(
         "--time-scale", type=float, default=1.0, help="factor on every duration (0.01 = 100x)"
@@ -39,10 +43,14 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _serve(args: argparse.Namespace) -> None:
     from bitrix_core.emulator.portal import EmulatedPortal
+    from bitrix_core.emulator.sizes import PortalSizes
 
+    sizes = PortalSizes(deals=args.deals, tasks=args.tasks)
+    if args.smart_items is not None:
+        sizes = PortalSizes(deals=args.deals, tasks=args.tasks, smart_items=args.smart_items)
     portal = EmulatedPortal(
         seed=args.seed,
-        deals=args.deals,
+        sizes=sizes,
         plan=args.plan,
         time_scale=args.time_scale,
         cost_profile=args.cost_profile,
