@@ -17,6 +17,7 @@ from bitrix_core.emulator.method_kit import (
     Handler,
     MethodError,
     MethodResult,
+    array_param,
     as_list,
     as_mapping,
     normalise,
@@ -116,9 +117,9 @@ class ClassicCrm:
         entity = self.entity
         fields = select_fields(entity, [str(s) for s in as_list(params.get("select"))])
         shape = row_shape(entity, [f for f in fields if not f.is_multifield], tz=self.store.tz)
-        page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
-                          order=params.get("order"), start=params.get("start"),
-                          round_to_page=True, shape=shape)
+        filter_, order = array_param(params, "filter"), array_param(params, "order")
+        page = fetch_page(self.store, entity, filter_=filter_, order=order,
+                          start=params.get("start"), round_to_page=True, shape=shape)
         result = page.rows
         if any(f.is_multifield for f in fields):
             multi = self.store.multifields(self.name, page.ids)
