@@ -97,9 +97,20 @@ class Directory:
         names = [str(s) for s in as_list(params.get("select"))]
         page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
                           order=params.get("order") or {"SORT": "ASC"}, start=params.get("start"))
-        result = [self._strings(entity, raw, names=names) for raw in page.rows]
+        result = [self._status(entity, raw, names) for raw in page.rows]
         return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
+
+    def _status(self, entity: Entity, raw: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        """A crm.status row; EXTRA as crm-status-list.md shows it: `{"SEMANTICS": "process",
+        "COLOR": "#39A8EF"}` (stages and lead statuses only)."""
+        row = self._strings(entity, raw, names=names)
+        if "EXTRA" in row:
+            if raw["EXTRA"] is None:
+                del row["EXTRA"]
+            else:
+                row["EXTRA"] = {"SEMANTICS": raw["EXTRA"], "COLOR": raw["COLOR"]}
+        return row
 
     def status_fields(self, params: dict[str, Any]) -> MethodResult:
         return MethodResult(result={f.name: describe(f)

@@ -50,3 +50,28 @@ async def test_our_engine_never_sends_a_malformed_filter_or_order(portal, params
         with pytest.raises(BitrixParameterError):
             client.list("crm.deal.list", params)
     assert portal.counters["crm.deal.list"].requests == 0
+
+
+async def test_status_list_rows_have_the_documented_shape(portal):
+    # api-reference/crm/status/crm-status-list.md, "Response Handling": {"ID": "103",
+    # "ENTITY_ID": "DEAL_STAGE", "STATUS_ID": "PREPARATION", ..., "NAME_INIT": "", "SORT": "20",
+    # "SYSTEM": "N", "CATEGORY_ID": null, "COLOR": "#2FC6F6", "SEMANTICS": null,
+    # "EXTRA": {"SEMANTICS": "process", "COLOR": "#2FC6F6"}}; WON: "SEMANTICS": "S",
+    # EXTRA "success"; LOSE: "F", "failure".
+    async with aiohttp.ClientSession() as s:
+        status, body = await _post(s, portal.webhook_url + "crm.status.list",
+                                   {"order": {"SORT": "ASC"}, "filter": {"ENTITY_ID": "DEAL_STAGE"}})
+        other = await _post(s, portal.webhook_url + "crm.status.list",
+                            {"filter": {"ENTITY_ID": "DEAL_STAGE_1"}})
+    assert status == 200
+    rows = {row["STATUS_ID"]: row for row in body["result"]}
+    preparation = rows["PREPARATION"]
+    assert list(preparation) == ["ID", "ENTITY_ID", "STATUS_ID", "NAME", "NAME_INIT", "SORT",
+                                 "SYSTEM", "CATEGORY_ID", "COLOR", "SEMANTICS", "EXTRA"]
+    assert (preparation["NAME_INIT"], preparation["SORT"], preparation["SYSTEM"]) == ("", "20", "N")
+    assert preparation["CATEGORY_ID"] is None and preparation["SEMANTICS"] is None
+    assert preparation["EXTRA"] == {"SEMANTICS": "process", "COLOR": preparation["COLOR"]}
+    assert (rows["WON"]["SEMANTICS"], rows["WON"]["EXTRA"]["SEMANTICS"]) == ("S", "success")
+    assert (rows["LOSE"]["SEMANTICS"], rows["LOSE"]["EXTRA"]["SEMANTICS"]) == ("F", "failure")
+    assert rows["NEW"]["NAME_INIT"] == rows["NEW"]["NAME"] and rows["NEW"]["SYSTEM"] == "Y"
+    assert {row["CATEGORY_ID"] for row in other[1]["result"]} == {"1"}  # other pipelines: set
