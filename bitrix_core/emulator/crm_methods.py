@@ -124,7 +124,7 @@ class ClassicCrm:
         if any(f.is_multifield for f in fields):
             multi = self.store.multifields(self.name, page.ids)
             result = [with_multi(row, fields, multi[i]) for row, i in zip(result, page.ids, strict=True)]
-        return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
+        return MethodResult(result=result, next=page.next, total=page.answer_total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
 
     def get(self, params: dict[str, Any]) -> MethodResult:

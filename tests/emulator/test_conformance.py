@@ -75,3 +75,30 @@ async def test_status_list_rows_have_the_documented_shape(portal):
     assert (rows["LOSE"]["SEMANTICS"], rows["LOSE"]["EXTRA"]["SEMANTICS"]) == ("F", "failure")
     assert rows["NEW"]["NAME_INIT"] == rows["NEW"]["NAME"] and rows["NEW"]["SYSTEM"] == "Y"
     assert {row["CATEGORY_ID"] for row in other[1]["result"]} == {"1"}  # other pipelines: set
+
+
+async def test_a_start_minus_one_page_carries_total_zero(portal):
+    # settings/performance/huge-data.md, the answer without the count: "[total] => 0", no next
+    async with aiohttp.ClientSession() as s:
+        status, body = await _post(s, portal.webhook_url + "crm.deal.list",
+                                   {"order": {"ID": "ASC"}, "filter": {">ID": 0}, "start": -1})
+    assert status == 200
+    assert list(body) == ["result", "total", "time"] and body["total"] == 0
+    assert len(body["result"]) == 50
+
+
+async def test_batch_processing_is_a_float_when_every_command_failed(portal):
+    async with aiohttp.ClientSession() as s:
+        status, body = await _post(s, portal.webhook_url + "batch",
+                                   {"cmd": {"a": "no.such.method", "b": "batch?cmd=x"}})
+    assert status == 200 and set(body["result"]["result_error"]) == {"a", "b"}
+    assert type(body["time"]["processing"]) is float
+
+
+async def test_portal_deleted_is_a_500(portal):
+    # _includes/system-errors.md: `500` | `PORTAL_DELETED` | Portal was deleted
+    portal.faults.add("portal_deleted", method="crm.deal.get", times=1)
+    async with aiohttp.ClientSession() as s:
+        status, body = await _post(s, portal.webhook_url + "crm.deal.get", {"id": 1})
+    assert (status, body) == (500, {"error": "PORTAL_DELETED",
+                                    "error_description": "Portal was deleted"})
