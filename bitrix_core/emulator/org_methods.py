@@ -61,6 +61,10 @@ class Directory:
     def departments(self, params: dict[str, Any]) -> MethodResult:
         entity, page = self._sorted_list("department", params)
         result = [self._strings(entity, raw) for raw in page.rows]
+        for row, raw in zip(result, page.rows, strict=True):
+            # an integer on real portals (b24restdocs api-reference/departments/
+            # department-get.md: `"SORT": 500` beside `"ID": "15"`)
+            row["SORT"] = None if raw["SORT"] is None else int(raw["SORT"])
         return MethodResult(result=result, next=page.next, total=page.answer_total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
 

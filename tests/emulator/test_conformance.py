@@ -102,3 +102,14 @@ async def test_portal_deleted_is_a_500(portal):
         status, body = await _post(s, portal.webhook_url + "crm.deal.get", {"id": 1})
     assert (status, body) == (500, {"error": "PORTAL_DELETED",
                                     "error_description": "Portal was deleted"})
+
+
+async def test_department_sort_is_an_integer(portal):
+    # api-reference/departments/department-get.md: {"ID": "15", "NAME": "R&D", "SORT": 500,
+    # "PARENT": "1"}
+    async with aiohttp.ClientSession() as s:
+        status, body = await _post(s, portal.webhook_url + "department.get", {})
+    assert status == 200
+    rows = body["result"]
+    assert all(type(row["SORT"]) is int and type(row["ID"]) is str for row in rows)
+    assert all(type(row["PARENT"]) is str for row in rows if row["PARENT"] is not None)
