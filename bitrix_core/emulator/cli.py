@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from bitrix_core.emulator.crm_entities import SMART_ENTITIES
     from bitrix_core.emulator.portal import EmulatedPortal
     from bitrix_core.emulator.sizes import PortalSizes
 
@@ -64,6 +65,11 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with portal:
+        # entities sized on the command line are generated now, not on their first call
+        sized = (["tasks.task"] if args.tasks is not None else []) + (
+            [e.name for e in SMART_ENTITIES] if args.smart_items is not None else [])
+        for name in sized:
+            portal.store.count(name)
         print(f"Bitrix24 emulator ready: {portal.webhook_url}", flush=True)
         await stop.wait()
 
