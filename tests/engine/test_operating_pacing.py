@@ -19,8 +19,6 @@ LIMITS = Limits(bucket_size=50, drain_per_s=2.0, operating_budget_s=120.0,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap: with a budget only ~100 commands deep the "
-                   "portal still refuses 2-4 commands once (the 200k-task benchmark gets none)")
 async def test_a_budget_bound_export_is_paced_without_429():
     sizes = PortalSizes(deals=50, tasks=12000)
     async with EmulatedPortal(sizes=sizes, plan=PLAN, time_scale=SCALE) as portal:
