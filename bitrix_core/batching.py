@@ -89,6 +89,10 @@ class Batcher:
         """Commands queued and not yet packed into a batch."""
         return len(self._queue)
 
+    def commands_per_request(self, method: str) -> int:
+        """How many commands of `method` one batch holds (fewer for expensive methods)."""
+        return self._requester.throttle.commands_per_request(method, self.max_batch)
+
     def room(self) -> int:
         """Requests that could go now without waiting for the bucket, after those queued."""
         queued = -(-len(self._queue) // self.max_batch)
@@ -181,14 +185,14 @@ class Batcher:
     async def _flush_loop(self) -> None:
         throttle = self._requester.throttle
         while self._queue:
-            if len(self._queue) < self.batch_size:
+            if len(self._queue) < self._fill_size():
                 await asyncio.sleep(self.linger_s)
             while (wait := throttle.slot_wait()) > _SLOT_LEAD_S:
                 await asyncio.sleep(wait - _SLOT_LEAD_S)
             # Linked pages (an export keeps sending more) wait to fill a batch while earlier
             # batches are out: a request is a bucket slot, half-empty ones cost time.
             while (
-                len(self._queue) < self.batch_size
+                len(self._queue) < self._fill_size()
                 and self._dispatches
                 and any(c.group is not None and not c.final for c in self._queue)
             ):
@@ -205,6 +209,12 @@ class Batcher:
                 task.add_done_callback(self._dispatch_done)
                 await _first_of(reserved, task)  # so slot_wait() counts this batch's slot
 
+    def _fill_size(self) -> int:
+        """Commands that make a full batch of what is queued (fewer for expensive methods)."""
+        throttle = self._requester.throttle
+        caps = {throttle.commands_per_request(c.method, self.batch_size) for c in self._queue}
+        return min(caps, default=self.batch_size)
+
     def _take(self) -> list[QueuedCommand]:
         """Up to batch_size queued commands, never splitting a linked group: largest groups
         first (first fit decreasing), otherwise in queue order."""
@@ -216,8 +226,12 @@ class Batcher:
                 units.append([command])
         taken: list[QueuedCommand] = []
         chosen: set[int] = set()
+        throttle = self._requester.throttle
+        size = self.batch_size
         for index in sorted(range(len(units)), key=lambda i: -len(units[i])):
-            if len(taken) + len(units[index]) <= self.batch_size or not taken:
+            unit_size = min(throttle.commands_per_request(c.method, size) for c in units[index])
+            if len(taken) + len(units[index]) <= min(size, unit_size) or not taken:
+                size = min(size, unit_size)
                 taken += units[index]
                 chosen.add(index)
         self._queue[:] = [c for i, unit in enumerate(units) if i not in chosen for c in unit]

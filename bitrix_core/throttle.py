@@ -10,9 +10,11 @@ spaced out without overshooting the plan. State lives in a pluggable `LimiterBac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -36,7 +38,9 @@ class Limits:
         largest of: `margin_slots` slots, `jitter_s` real seconds of drain (requests may bunch
         up on the way by that much; on an emulator's fast time scale this is the larger one;
         not scaled), a `bucket_headroom` fraction of the bucket;
-    operating_soft / operating_hard: budget fractions where pacing starts / sending stops;
+    operating_soft / operating_hard: budget fractions where pacing starts (when others spend
+        the budget too) / sending stops; the client prices what it commits at a method's
+        dearest recent call, so 3% is left for cost it could not foresee;
     max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx);
     query_limit_patience_s: how long a streak of 503 QUERY_LIMIT_EXCEEDED answers (a bucket
         kept full, e.g. by other applications on the portal) is waited out with exponential
@@ -53,7 +57,7 @@ class Limits:
     jitter_s: float = 0.1
     bucket_headroom: float = 0.0
     operating_soft: float = 0.7
-    operating_hard: float = 0.95
+    operating_hard: float = 0.97
     query_limit_patience_s: float = 300.0
 
     def __post_init__(self) -> None:
@@ -226,6 +230,14 @@ class Throttle:
         self._concurrency = AdaptiveConcurrency(limits.max_concurrency)
         self._tat_hint = 0.0  # this process's view of the bucket (GCRA), for slot_wait()
         self._backoff = QueryLimitBackoff(limits)
+        # Operating time this process has committed per method: (moment it stops counting
+        # on the portal, seconds), and methods whose cost is still being learnt.
+        # [expires, seconds, 1.0 if counted by the portal beyond our commitments else 0.0,
+        #  commands]; seconds stay 0 until the method's cost is known
+        self._spent: dict[str, list[list[float]]] = {}
+        self._seen: set[str] = set()
+        self._probes: dict[str, asyncio.Event] = {}
+        self._costs: dict[str, float] = {}  # a call's price per method (seconds), see record_time
 
     @property
     def burst(self) -> int:
@@ -246,6 +258,16 @@ class Throttle:
         """`async with throttle.concurrency():` holds one in-flight request slot."""
         return self._concurrency.slot()
 
+    def commands_per_request(self, method: str, most: int) -> int:
+        """How many commands of `method` one batch should hold (at most `most`): as many as
+        run in a sixth of a basket (10 s on the portal's clock; a batch runs its commands
+        one after another), so an expensive method's time is committed and freed in small
+        steps and a request stays well under the portal's 60 s."""
+        cost = self._costs.get(method.lower(), 0.0)
+        if cost <= 0:
+            return most
+        return max(1, min(most, int(self.limits.basket_s / 6 / cost)))
+
     def slot_wait(self) -> float:
         """Seconds until the next bucket slot is free, as far as this process knows (a hint:
         `reserve` is what enforces the bucket)."""
@@ -265,8 +287,9 @@ class Throttle:
         """Wait for the methods' operating budgets, then reserve a bucket slot (`on_slot` is
         called once it is reserved, before waiting for it); return the seconds waited."""
         waited = 0.0
-        names = sorted({name.lower() for name in method_names})
-        delay = await self._operating_delay(names)
+        counts = Counter(name.lower() for name in method_names)
+        waited += await self._await_probes(counts)
+        delay, committed = await self._operating_delay(counts)
         if delay > 0:
             await self._sleep(delay)
             waited += delay
@@ -277,40 +300,114 @@ class Throttle:
             self._tat_hint = max(self._tat_hint, now + slot_delay + self.burst * interval)
         if on_slot is not None:
             on_slot()
+        for entry in committed:  # the commands run from when the request goes out
+            entry[0] = max(entry[0], now + slot_delay + entry[1] + self._hold_s)
         if slot_delay > 0:
             await self._sleep(slot_delay)
             waited += slot_delay
         return waited
 
-    async def _operating_delay(self, names: list[str]) -> float:
-        delay = 0.0
-        for name in names:
+    async def _await_probes(self, counts: Counter[str]) -> float:
+        """A method never answered yet has an unknown cost: the first request learns it (its
+        time block) while batches of it wait, at most one basket, so a first wave of
+        batches cannot overspend a budget it knows nothing of."""
+        waited = 0.0
+        for name in sorted(counts):
+            if name in self._seen:
+                continue
+            probe = self._probes.get(name)
+            if probe is None:
+                self._probes[name] = asyncio.Event()
+                continue
+            if counts[name] == 1:
+                continue
+            started = self._clock()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(probe.wait(), timeout=self.limits.basket_s)
+            waited += max(0.0, self._clock() - started)
+        return waited
+
+    def _learnt(self, name: str) -> None:
+        """The portal answered for `name`: its batches need not wait for a probe."""
+        self._seen.add(name)
+        probe = self._probes.pop(name, None)
+        if probe is not None:
+            probe.set()
+
+    @property
+    def _hold_s(self) -> float:
+        """How long the portal keeps a command's time after the command ends: the window,
+        plus the lateness a request may meet on the way (`jitter_s`)."""
+        return self.limits.operating_window_s + self.limits.jitter_s
+
+    async def _operating_delay(self, counts: Counter[str]) -> tuple[float, list[list[float]]]:
+        delay, committed = 0.0, []
+        for name in sorted(counts):
             budget = await self.backend.get_budget(name)
             if budget is not None:
-                delay = max(delay, await self._method_delay(name, budget))
-        return delay
+                wait, entries = await self._method_delay(name, budget, counts[name])
+                delay = max(delay, wait)
+                committed += entries
+            else:  # priced once the cost is known (record_time)
+                unpriced = [self._clock() + self._hold_s, 0.0, 0.0, float(counts[name])]
+                self._spent.setdefault(name, []).append(unpriced)
+                committed.append(unpriced)
+        return delay, committed
 
-    async def _method_delay(self, name: str, budget: MethodBudget) -> float:
+    async def _method_delay(
+        self, name: str, budget: MethodBudget, count: int
+    ) -> tuple[float, list[list[float]]]:
+        """The wait before `count` commands of one method: until this process's own
+        committed time leaves room for them, and, while the portal's last report holds
+        (before its `operating_reset_at`, a moment), held at the hard mark, and paced from
+        the soft one when the report shows more time than this process committed."""
         now = self._clock()
         if budget.blocked_until > now:
-            return budget.blocked_until - now
+            return budget.blocked_until - now, []
         if now >= budget.reset_at:
             _roll_forward(budget, now, self.limits)
         limits = self.limits
-        soft = limits.operating_budget_s * limits.operating_soft
-        hard = limits.operating_budget_s * limits.operating_hard
-        budget.operating += budget.cost_s  # count this call before the server reports it
-        delay = 0.0
-        if budget.operating >= hard:
-            delay = budget.reset_at - now
-        elif budget.operating >= soft:
-            calls_left = max(1.0, (hard - budget.operating) / max(budget.cost_s, 1e-6))
-            interval = (budget.reset_at - now) / calls_left
-            start = max(budget.next_at, now)
-            budget.next_at = start + interval
-            delay = start - now
-        await self.backend.put_budget(name, budget)
-        return delay
+        cost = self._costs.get(name, budget.cost_s) * count
+        delay, own = self._own_delay(name, cost, now)
+        if now < budget.reset_at:
+            soft = limits.operating_budget_s * limits.operating_soft
+            hard = limits.operating_budget_s * limits.operating_hard
+            shared = budget.operating > own  # others spend this budget too: pace from soft
+            budget.operating += cost  # count these calls before the server reports them
+            if budget.operating >= hard:
+                delay = max(delay, budget.reset_at - now)
+            elif budget.operating >= soft and shared:
+                calls_left = max(1.0, (hard - budget.operating) / max(cost, 1e-6))
+                interval = (budget.reset_at - now) / calls_left
+                start = max(budget.next_at, now)
+                budget.next_at = start + interval
+                delay = max(delay, start - now)
+            await self.backend.put_budget(name, budget)
+        # the portal charges each command when it ends (a batch runs its commands one after
+        # another) and keeps the time for a window after that minute's first call
+        entry = [now + delay + cost + self._hold_s, cost, 0.0, float(count)]
+        self._spent.setdefault(name, []).append(entry)
+        return delay, [entry]
+
+    def _own_delay(self, name: str, cost: float, now: float) -> tuple[float, float]:
+        """Seconds until this process's committed time for `name` leaves room for `cost`
+        under the hard mark (its oldest commitments dropping out first), and the time this
+        process committed itself."""
+        hard = self.limits.operating_budget_s * self.limits.operating_hard
+        spent = sorted(
+            (entry for entry in self._spent.get(name, []) if entry[0] > now),
+            key=lambda entry: entry[0],
+        )
+        self._spent[name] = spent
+        used = sum(entry[1] for entry in spent)
+        committed = sum(entry[1] for entry in spent if not entry[2])
+        wait_until = now
+        for expires, seconds, _, _ in spent:
+            if used + cost <= hard:
+                break
+            used -= seconds
+            wait_until = expires
+        return wait_until - now, committed
 
     async def record_time(
         self,
@@ -322,11 +419,12 @@ class Throttle:
         processing: float | None = None,
     ) -> None:
         """Feed a `time` block: operating seconds used and reset time, on the server's clock."""
+        name = method.lower()
+        self._learnt(name)
         if server_now is None:
             return
         now = self._clock()
         self._skew = now - server_now
-        name = method.lower()
         budget = await self.backend.get_budget(name)
         if budget is not None and server_now < budget.server_now:
             return  # an older answer arriving late
@@ -335,6 +433,13 @@ class Throttle:
         cost = budget.cost_s if budget else 0.0
         if processing is not None:
             cost = processing if cost == 0 else 0.8 * cost + 0.2 * processing
+            # what commitments are priced at: up at once with a dearer call (a page that
+            # also COUNTs), back down by a tenth per call, so a burst is never underpriced
+            peak = self._costs.get(name, processing)
+            self._costs[name] = max(float(processing), 0.9 * peak + 0.1 * float(processing))
+            for entry in self._spent.get(name, []):
+                if entry[1] == 0 and not entry[2]:  # sent before the cost was known
+                    entry[1] = self._costs[name] * entry[3]
         fresh = MethodBudget(
             operating=float(operating),
             reset_at=now + (float(reset_at) - server_now),
@@ -344,6 +449,13 @@ class Throttle:
             next_at=budget.next_at if budget else 0.0,
         )
         await self.backend.put_budget(name, fresh)
+        # time the portal counts beyond all this process committed (calls sent before the
+        # cost was known, or other clients' calls): held until the reported reset moment
+        spent = [entry for entry in self._spent.get(name, []) if entry[0] > now and not entry[2]]
+        unaccounted = float(operating) - sum(entry[1] for entry in spent)
+        if unaccounted > 0:
+            spent.append([fresh.reset_at, unaccounted, 1.0, 0.0])
+        self._spent[name] = spent
 
     async def on_query_limit(self) -> float | None:
         """The portal answered 503 QUERY_LIMIT_EXCEEDED: back off (see backoff.py) by holding
@@ -366,6 +478,7 @@ class Throttle:
         for `retry_after_s` (relative: no clock skew applies); return the wait in s."""
         now = self._clock()
         name = method.lower()
+        self._learnt(name)
         budget = await self.backend.get_budget(name)
         if retry_after_s is not None and reset_at is None:
             until = now + retry_after_s
@@ -396,7 +509,16 @@ class Throttle:
         """A request completed: let concurrency and the burst grow back."""
         self._concurrency.on_success()
         self._backoff.succeeded(self._clock())
+        self._end_probes()
 
     def on_overload(self) -> None:
         """A timeout or 5xx: halve concurrency."""
         self._concurrency.on_overload()
+        self._end_probes()
+
+    def _end_probes(self) -> None:
+        """A request ended: batches waiting for a probe go (if it taught nothing, the next
+        request of that method probes again)."""
+        for probe in self._probes.values():
+            probe.set()
+        self._probes.clear()

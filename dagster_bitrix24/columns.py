@@ -136,7 +136,8 @@ def field_kind(field: str, meta: Mapping[str, Any], *, is_id: bool = False) -> K
     if kind == "money":
         return "decimal"
     if kind in ("char", "boolean"):
-        return "boolean"
+        # crm.status SEMANTICS is a documented "char" holding S / F / null, not Y / N
+        return "text" if field == "SEMANTICS" else "boolean"
     if kind == "date":
         return "date"
     if kind == "datetime":

@@ -6,14 +6,17 @@
 
 from typing import Any
 
+from bitrix_core.emulator.costs import PROFILES, CostModel, CostProfile
 from bitrix_core.emulator.counters import Counters, MethodCounters
 from bitrix_core.emulator.faults import FaultInjector
-from bitrix_core.emulator.limits import PLANS, CostModel, Plan, PortalLimits
+from bitrix_core.emulator.limits import PLANS, Plan, PortalLimits
 from bitrix_core.emulator.params import decode_query
 
 __all__ = [
     "PLANS",
+    "PROFILES",
     "CostModel",
+    "CostProfile",
     "Counters",
     "EmulatedPortal",
     "FaultInjector",

@@ -128,7 +128,7 @@ class PortalServer:
             return None, error_response("NO_AUTH_FOUND", "Wrong authorization data")
         problem = self.state.oauth.check_access(token)
         if problem == "expired_token":
-            return None, error_response("expired_token", "The access token provided has expired.")
+            return None, error_response("expired_token", "The access token provided has expired")
         if problem:
             return None, error_response("invalid_token", "The access token provided is invalid.")
         return f"app:{self.state.oauth.client_id}", None
@@ -251,7 +251,8 @@ class PortalServer:
             return outcome
 
         result = await batch_method.run_batch(commands, halt=halt, run_command=run)
-        processing = sum(entry.get("processing", 0.0) for entry in result["result_time"].values())
+        # a float even when no command ran (real portals never send an integer here)
+        processing = sum((e.get("processing", 0.0) for e in result["result_time"].values()), 0.0)
         return json_response(
             success_body(result, time=self._time(identity, "batch", start, processing))
         )
@@ -309,7 +310,7 @@ class PortalServer:
         if dropped is not None:
             result = replace(result, result=dropped)
         processing = self.state.limits.processing(
-            rows=result.rows, counted=result.counted, offset=result.offset
+            method, rows=result.rows, counted=result.counted, offset=result.offset
         )
         # The command takes `processing` seconds in all: the emulator's own work is part of it.
         await asyncio.sleep(max(0.0, start + processing - time.time()))

@@ -1,7 +1,7 @@
 """The `bitrix24-emulator` console script: serve an emulated portal until interrupted.
 
     bitrix24-emulator --host 127.0.0.1 --port 8924 --seed 1 --deals 1000 \\
-        --plan standard --time-scale 1.0
+        --plan standard --time-scale 1.0 --cost-profile calibrated
 
 prints one line holding the webhook URL once the portal accepts requests.
 """
@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from bitrix_core.emulator.costs import PROFILES
 from bitrix_core.emulator.limits import PLANS
 
 
@@ -23,9 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8924, help="port (0 picks a free one)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated data")
     parser.add_argument("--deals", type=int, default=1000, help="number of deals")
+    parser.add_argument("--tasks", type=int, default=None, help="number of tasks (deals / 5)")
+    parser.add_argument(
+        "--smart-items", type=int, default=None, help="items per smart process (300)"
+    )
     parser.add_argument("--plan", choices=sorted(PLANS), default="standard", help="limits")
     parser.add_argument(
         "--time-scale", type=float, default=1.0, help="factor on every duration (0.01 = 100x)"
+    )
+    parser.add_argument(
+        "--cost-profile", choices=sorted(PROFILES), default="calibrated",
+        help="processing-time prices per entity family (see bitrix_core/emulator/costs.py)",
     )
     parser.add_argument("--webhook-code", default=None, help="fixed webhook code (random)")
     parser.add_argument("--admin-token", default=None, help="fixed admin API token (random)")
@@ -33,13 +42,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from bitrix_core.emulator.crm_entities import SMART_ENTITIES
     from bitrix_core.emulator.portal import EmulatedPortal
+    from bitrix_core.emulator.sizes import PortalSizes
 
+    sizes = PortalSizes(deals=args.deals, tasks=args.tasks)
+    if args.smart_items is not None:
+        sizes = PortalSizes(deals=args.deals, tasks=args.tasks, smart_items=args.smart_items)
     portal = EmulatedPortal(
         seed=args.seed,
-        deals=args.deals,
+        sizes=sizes,
         plan=args.plan,
         time_scale=args.time_scale,
+        cost_profile=args.cost_profile,
         host=args.host,
         port=args.port,
         webhook_code=args.webhook_code,
@@ -50,6 +65,11 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with portal:
+        # entities sized on the command line are generated now, not on their first call
+        sized = (["tasks.task"] if args.tasks is not None else []) + (
+            [e.name for e in SMART_ENTITIES] if args.smart_items is not None else [])
+        for name in sized:
+            portal.store.count(name)
         print(f"Bitrix24 emulator ready: {portal.webhook_url}", flush=True)
         await stop.wait()
 

@@ -17,6 +17,7 @@ from bitrix_core.emulator.method_kit import (
     Handler,
     MethodError,
     MethodResult,
+    array_param,
     as_list,
     as_mapping,
     normalise,
@@ -116,14 +117,14 @@ class ClassicCrm:
         entity = self.entity
         fields = select_fields(entity, [str(s) for s in as_list(params.get("select"))])
         shape = row_shape(entity, [f for f in fields if not f.is_multifield], tz=self.store.tz)
-        page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
-                          order=params.get("order"), start=params.get("start"),
-                          round_to_page=True, shape=shape)
+        filter_, order = array_param(params, "filter"), array_param(params, "order")
+        page = fetch_page(self.store, entity, filter_=filter_, order=order,
+                          start=params.get("start"), round_to_page=True, shape=shape)
         result = page.rows
         if any(f.is_multifield for f in fields):
             multi = self.store.multifields(self.name, page.ids)
             result = [with_multi(row, fields, multi[i]) for row, i in zip(result, page.ids, strict=True)]
-        return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
+        return MethodResult(result=result, next=page.next, total=page.answer_total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
 
     def get(self, params: dict[str, Any]) -> MethodResult:

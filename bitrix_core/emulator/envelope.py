@@ -108,7 +108,10 @@ def time_block(
         "date_finish": _iso(finish, tz),
     }
     if operating is not None and operating_reset_at is not None:
-        block["operating_reset_at"] = round(operating_reset_at, 3)
+        # an integer unix time on real portals (b24restdocs settings/performance/limits.md);
+        # on a faster time scale a whole portal second is a fraction of a real one
+        reset = round(operating_reset_at, 6)
+        block["operating_reset_at"] = int(reset) if reset.is_integer() else reset
         block["operating"] = round(operating, 6)
     return block
 

@@ -18,25 +18,26 @@ from bitrix_core.emulator.limits import LeakyBucket
 #: kind -> (HTTP status, code, description) for the faults that answer with a JSON error.
 ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
     "internal_error": (500, "INTERNAL_SERVER_ERROR", "Internal server error"),
-    "unexpected_answer": (500, "ERROR_UNEXPECTED_ANSWER", "Server returned an unexpected response."),
-    "expired_token": (401, "expired_token", "The access token provided has expired."),
+    "unexpected_answer": (500, "ERROR_UNEXPECTED_ANSWER", "Server returned an unexpected response"),
+    "expired_token": (401, "expired_token", "The access token provided has expired"),
     "invalid_token": (401, "invalid_token", "The access token provided is invalid."),
     "no_auth_found": (401, "NO_AUTH_FOUND", "Wrong authorization data"),
     "invalid_credentials": (403, "INVALID_CREDENTIALS", "Invalid request credentials"),
-    "insufficient_scope": (403, "insufficient_scope", "The request requires higher privileges."),
-    "access_denied": (403, "ACCESS_DENIED", "REST is available only on commercial plans."),
-    "user_access_error": (403, "user_access_error", "The user does not have access to the application."),
+    "insufficient_scope": (403, "insufficient_scope", "The request requires higher privileges than provided by the webhook token"),
+    "access_denied": (403, "ACCESS_DENIED", "REST API is available only on commercial plans"),
+    "user_access_error": (403, "user_access_error", "The user does not have access to the application"),
     "wrong_auth_type": (403, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method"),
-    "portal_deleted": (403, "PORTAL_DELETED", "Portal was deleted"),
+    "portal_deleted": (500, "PORTAL_DELETED", "Portal was deleted"),
     "method_not_found": (404, "ERROR_METHOD_NOT_FOUND", "Method not found!"),
     "invalid_arg_value": (400, "INVALID_ARG_VALUE", "Invalid value of the argument"),
     "error_argument": (400, "ERROR_ARGUMENT", "Argument 'id' is null or empty"),
     "error_core": (400, "ERROR_CORE", "Access denied."),
     "empty_code": (400, "", "Not found"),
     "query_limit": (503, "QUERY_LIMIT_EXCEEDED", "Too many requests"),
-    "overload": (503, "OVERLOAD_LIMIT", "REST API is blocked due to overload."),
+    "overload": (503, "OVERLOAD_LIMIT", "REST API is blocked due to overload"),
 }
-"""Every error code of the API digest's table that a portal answers on its own (the batch
+"""Texts and statuses as b24restdocs _includes/system-errors.md lists them (PORTAL_DELETED:
+500). Every error code of the API digest's table that a portal answers on its own (the batch
 refusals and the operating-time 429 come from the emulator's real checks instead)."""
 #: The faults that act on the HTTP exchange itself.
 HTTP_FAULTS = frozenset({"html_502", "html_503", "reset", "truncated", "slow"})

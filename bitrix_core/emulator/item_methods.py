@@ -67,7 +67,7 @@ class CrmItems:
         except UnknownFieldError as exc:
             raise MethodError("INVALID_ARG_VALUE", str(exc), 400) from None
         items = page.rows
-        return MethodResult(result={"items": items}, next=page.next, total=page.total,
+        return MethodResult(result={"items": items}, next=page.next, total=page.answer_total,
                             rows=len(items), counted=page.total or 0, offset=page.offset)
 
     def get(self, params: dict[str, Any]) -> MethodResult:

@@ -1,4 +1,5 @@
-"""The portal's limits: plan presets, the leaky request bucket, operating budgets, cost model.
+"""The portal's limits: plan presets, the leaky request bucket, operating budgets; the cost
+model lives in `costs.py` (`CostModel` is re-exported here).
 
 Every duration here is in portal seconds and multiplied by the portal's `time_scale`
 to get real seconds (see docs/contracts.md, "Time and the time scale").
@@ -7,6 +8,11 @@ to get real seconds (see docs/contracts.md, "Time and the time scale").
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from bitrix_core.emulator.costs import CostModel, CostProfile
+
+__all__ = ["PLANS", "CostModel", "CostProfile", "LeakyBucket", "OperatingBudget", "Plan",
+           "PortalLimits"]
 
 
 @dataclass(frozen=True)
@@ -65,89 +71,81 @@ class LeakyBucket:
 
 
 class OperatingBudget:
-    """Operating seconds per key (auth identity, method) in `baskets` rolling baskets of
-    `basket_s` real seconds each, aligned to multiples of `basket_s` since the epoch."""
+    """Operating seconds per key (auth identity, method) in `baskets` one-minute baskets.
 
-    def __init__(self, *, limit_s: float, basket_s: float, baskets: int) -> None:
+    As b24restdocs `settings/performance/limits.md` ("Resource Intensity Limits") has it: a
+    basket sums one minute's time, its countdown starts at the first call recorded in that
+    minute and lasts `baskets * basket_s`; `operating_reset_at` is when the oldest basket
+    drops out, a whole (portal) second: a first call at 10:05:20 gives 10:15:20. Minutes
+    are counted from the epoch; `second_s` is one portal second in real seconds.
+    """
+
+    def __init__(
+        self, *, limit_s: float, basket_s: float, baskets: int, second_s: float = 1.0
+    ) -> None:
         self.limit_s = limit_s
         self.basket_s = basket_s
         self.baskets = baskets
-        self._used: dict[Any, dict[int, float]] = {}
+        self.second_s = second_s
+        self._used: dict[Any, dict[int, tuple[float, float]]] = {}  # minute: (first, spent)
 
-    def _live(self, key: Any, now: float) -> dict[int, float]:
-        current = math.floor(now / self.basket_s)
+    def _live(self, key: Any, now: float) -> dict[int, tuple[float, float]]:
+        window = self.basket_s * self.baskets
         baskets = self._used.get(key, {})
-        live = {index: s for index, s in baskets.items() if index > current - self.baskets}
+        live = {minute: b for minute, b in baskets.items() if b[0] + window > now}
         self._used[key] = live
         return live
 
     def used(self, key: Any, now: float) -> float:
         """Seconds spent by `key` inside the window."""
-        return sum(self._live(key, now).values())
+        return sum(spent for _, spent in self._live(key, now).values())
 
     def blocked(self, key: Any, now: float) -> bool:
         """True when the budget is spent: the call must be refused with 429."""
         return self.used(key, now) >= self.limit_s
 
     def spend(self, key: Any, seconds: float, now: float) -> None:
-        """Charge `seconds` to the current basket."""
+        """Charge `seconds` to the current minute's basket (opened by this call if empty)."""
         live = self._live(key, now)
-        index = math.floor(now / self.basket_s)
-        live[index] = live.get(index, 0.0) + seconds
+        minute = math.floor(now / self.basket_s)
+        first, spent = live.get(minute, (self._whole_second(now), 0.0))
+        live[minute] = (first, spent + seconds)
 
     def reset_at(self, key: Any, now: float) -> float:
-        """Unix time when the oldest basket holding time drops out of the window."""
+        """When the oldest basket holding time drops out of the window (a whole second)."""
         live = self._live(key, now)
-        oldest = min(live) if live else math.floor(now / self.basket_s)
-        return (oldest + self.baskets) * self.basket_s
+        first = min(b[0] for b in live.values()) if live else self._whole_second(now)
+        return first + self.basket_s * self.baskets
+
+    def _whole_second(self, moment: float) -> float:
+        return math.floor(moment / self.second_s + 1e-9) * self.second_s
 
     def clear(self) -> None:
         """Forget everything spent."""
         self._used.clear()
 
 
-@dataclass(frozen=True)
-class CostModel:
-    """Processing seconds of one command: base + per_row*rows + count_s*counted + offset_s*offset.
-
-    "cloud" profile, calibrated on the two public data points in the API digest:
-
-    - (A) docs example, crm.item.list over 2,387,743 items: 49.9 s per call with the COUNT,
-      0.097 s with start=-1, so count_s = (49.9 - 0.097) / 2,387,743 = 20.9 us per matching
-      row. The 0.097 s includes the network round trip, so it is not used as the page cost.
-    - (B) 7,531 leads, select ID,TITLE: ~17 ms processing per 50-row page (a 50-command
-      batch took ~1.5 s end to end): base + 50*per_row = 0.017 s, the no-COUNT page cost.
-      The split between base and per_row is an assumption: 7 ms + 0.2 ms per row.
-    - offset_s is an assumption, not measured: a quarter of count_s per skipped row
-      (the database walks skipped rows but does less work than a COUNT).
-    """
-
-    base_s: float = 0.007
-    per_row_s: float = 0.0002
-    count_s: float = (49.9 - 0.097) / 2_387_743
-    offset_s: float = (49.9 - 0.097) / 2_387_743 / 4
-
-    def processing(self, *, rows: int, counted: int, offset: int) -> float:
-        """Portal seconds one command takes."""
-        return (
-            self.base_s
-            + self.per_row_s * rows
-            + self.count_s * max(counted, 0)
-            + self.offset_s * max(offset, 0)
-        )
-
-
 class PortalLimits:
-    """A plan applied at a time scale: the portal's bucket, operating budget and cost model."""
+    """A plan applied at a time scale: the portal's bucket, operating budget and cost model.
+
+    `cost` is a `CostProfile` (default: "calibrated") or one `CostModel` for every method."""
 
     def __init__(
-        self, plan: Plan, *, time_scale: float = 1.0, cost: CostModel | None = None
+        self,
+        plan: Plan,
+        *,
+        time_scale: float = 1.0,
+        cost: CostModel | CostProfile | str | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.plan = plan
         self.time_scale = time_scale
-        self.cost = cost or CostModel()
+        if isinstance(cost, CostModel):
+            cost = CostProfile.uniform(cost)
+        elif cost is None or isinstance(cost, str):
+            cost = CostProfile.for_name(cost or "calibrated")
+        self.cost: CostProfile = cost
         self.bucket: LeakyBucket | None = None
         self.operating: OperatingBudget | None = None
         self.reset()
@@ -165,6 +163,7 @@ class PortalLimits:
                 limit_s=plan.operating_limit_s * scale,
                 basket_s=plan.basket_s * scale,
                 baskets=plan.baskets,
+                second_s=scale,
             )
             if plan.operating_limit_s is not None
             else None
@@ -174,6 +173,7 @@ class PortalLimits:
         """Take a slot in the request bucket; False means 503 QUERY_LIMIT_EXCEEDED."""
         return self.bucket is None or self.bucket.try_acquire(now)
 
-    def processing(self, *, rows: int, counted: int, offset: int) -> float:
-        """Real (scaled) seconds one command takes."""
-        return self.cost.processing(rows=rows, counted=counted, offset=offset) * self.time_scale
+    def processing(self, method: str, *, rows: int, counted: int, offset: int) -> float:
+        """Real (scaled) seconds one command of `method` takes."""
+        seconds = self.cost.processing(method, rows=rows, counted=counted, offset=offset)
+        return seconds * self.time_scale

@@ -25,6 +25,12 @@ class Page:
     ids: list[int]
 
     @property
+    def answer_total(self) -> int:
+        """The `total` a response carries: 0 when start=-1 counted nothing, as in the
+        documented example (b24restdocs settings/performance/huge-data.md: `[total] => 0`)."""
+        return self.total if self.total is not None else 0
+
+    @property
     def next(self) -> int | None:
         """The `next` offset, only while more rows exist."""
         if self.total is None or self.offset + len(self.rows) >= self.total:

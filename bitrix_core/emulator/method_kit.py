@@ -60,6 +60,17 @@ def as_mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
+def array_param(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A `filter`/`order` map of a classic list; anything else but absent, empty or a map
+    is the documented 400 (b24restdocs api-reference/crm/deals/crm-deal-list.md, "Error
+    Handling": `{"error": "", "error_description": "Parameter 'filter' must be array."}`).
+    A non-empty JSON list counts as not an array here, as issue 12 reports."""
+    value = params.get(name)
+    if value is None or value == "" or value == [] or isinstance(value, Mapping):
+        return as_mapping(value)
+    raise MethodError("", f"Parameter '{name}' must be array.", 400)
+
+
 def row_id(params: Mapping[str, Any], *, code: str = "",
            message: str = "ID is not defined or invalid.") -> int:
     """The positive `id` parameter, or the real server's 400 for a missing/invalid one."""

@@ -81,36 +81,48 @@ TASK = Entity(
 STATUS = Entity(
     name="crm.status", table="status", size_key="", dense_ids=True,
     created_field=None, modified_field=None,
+    # fields, their order and row shape as b24restdocs api-reference/crm/status/
+    # crm-status-fields.md and crm-status-list.md show them; SEMANTICS is documented as
+    # "char" and holds S / F (null while a stage is in progress)
     fields=(
         Field("ID", "integer", "ID", read_only=True),
-        Field("ENTITY_ID", "string", "Entity", required=True, immutable=True),
-        Field("STATUS_ID", "string", "Status ID", required=True, immutable=True),
+        Field("ENTITY_ID", "string", "Entity ID", required=True, immutable=True),
+        Field("STATUS_ID", "string", "Status", required=True, immutable=True),
         Field("NAME", "string", "Name", required=True),
-        Field("NAME_INIT", "string", "Default name", read_only=True),
-        Field("SORT", "integer", "Sort"),
+        Field("NAME_INIT", "string", "Default Name", read_only=True),
+        Field("SORT", "integer", "Sorting"),
         Field("SYSTEM", "char", "System", read_only=True),
-        Field("COLOR", "string", "Color"),
-        Field("SEMANTICS", "string", "Semantics", read_only=True),
-        Field("CATEGORY_ID", "integer", "Pipeline", read_only=True),
+        Field("CATEGORY_ID", "integer", "CATEGORY_ID", immutable=True),
+        Field("COLOR", "string", "COLOR"),
+        Field("SEMANTICS", "char", "SEMANTICS", immutable=True),
+        Field("EXTRA", "crm_status_extra", "Additional Fields"),  # stored: EXTRA's SEMANTICS
     ),
 )
 
 _SEMANTICS = {"WON": "S", "LOSE": "F", "SUCCESS": "S", "FAIL": "F", "CONVERTED": "S", "JUNK": "F"}
+_EXTRA_SEMANTICS = {"S": "success", "F": "failure", None: "process"}
 _COLORS = ("#39A8EF", "#2FC6F6", "#55D0E0", "#47E4C2", "#FFA900", "#7BD500", "#FF5752")
 
 
 def status_rows() -> list[tuple]:
-    """Every crm.status row: (ENTITY_ID, STATUS_ID, NAME, SORT, SYSTEM, COLOR, SEMANTICS, CATEGORY_ID)."""
+    """Every crm.status row: (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM,
+    CATEGORY_ID, COLOR, SEMANTICS, EXTRA semantics).
+
+    As in crm-status-list.md's example: an in-progress stage has SEMANTICS null and
+    EXTRA.SEMANTICS "process"; the default deal pipeline's CATEGORY_ID is null; NAME_INIT
+    is the name for system rows and "" for the others. Dictionaries other than stages and
+    lead statuses (sources, types) carry no EXTRA (an assumption: the docs show stages)."""
     rows: list[tuple] = []
 
     def add(entity_id: str, items, *, prefix: str = "", category: int | None = None) -> None:
+        stages = entity_id.endswith("STAGE") or "STAGE_" in entity_id or entity_id == "STATUS"
         for i, (status_id, name) in enumerate(items):
-            semantics = _SEMANTICS.get(status_id, "P" if entity_id.endswith("STAGE") or
-                                       "STAGE_" in entity_id or entity_id == "STATUS" else None)
-            rows.append((entity_id, prefix + status_id, name, (i + 1) * 10,
-                         "Y" if i == 0 or semantics in ("S", "F") else "N",
-                         _COLORS[i % len(_COLORS)], semantics, category))
-
+            semantics = _SEMANTICS.get(status_id) if stages else None
+            system = i == 0 or semantics in ("S", "F")
+            rows.append((entity_id, prefix + status_id, name, name if system else "",
+                         (i + 1) * 10, "Y" if system else "N", category or None,
+                         _COLORS[i % len(_COLORS)], semantics,
+                         _EXTRA_SEMANTICS[semantics] if stages else None))
     for category, _ in DEAL_CATEGORIES:
         entity_id = "DEAL_STAGE" if category == 0 else f"DEAL_STAGE_{category}"
         add(entity_id, DEAL_STAGES, prefix="" if category == 0 else f"C{category}:",

@@ -55,13 +55,17 @@ class Directory:
             row["ACTIVE"] = bool(raw["ACTIVE"])
             row["UF_DEPARTMENT"] = [raw["UF_DEPARTMENT"]] if raw["UF_DEPARTMENT"] else []
             result.append(row)
-        return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
+        return MethodResult(result=result, next=page.next, total=page.answer_total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
 
     def departments(self, params: dict[str, Any]) -> MethodResult:
         entity, page = self._sorted_list("department", params)
         result = [self._strings(entity, raw) for raw in page.rows]
-        return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
+        for row, raw in zip(result, page.rows, strict=True):
+            # an integer on real portals (b24restdocs api-reference/departments/
+            # department-get.md: `"SORT": 500` beside `"ID": "15"`)
+            row["SORT"] = None if raw["SORT"] is None else int(raw["SORT"])
+        return MethodResult(result=result, next=page.next, total=page.answer_total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
 
     def titles(self, name: str) -> Handler:
@@ -75,7 +79,7 @@ class Directory:
         page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
                           order=params.get("order"), start=params.get("start"))
         tasks = [self._strings(entity, raw, camel=True, names=names) for raw in page.rows]
-        return MethodResult(result={"tasks": tasks}, next=page.next, total=page.total,
+        return MethodResult(result={"tasks": tasks}, next=page.next, total=page.answer_total,
                             rows=len(tasks), counted=page.total or 0, offset=page.offset)
 
     def task(self, params: dict[str, Any]) -> MethodResult:
@@ -97,9 +101,20 @@ class Directory:
         names = [str(s) for s in as_list(params.get("select"))]
         page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
                           order=params.get("order") or {"SORT": "ASC"}, start=params.get("start"))
-        result = [self._strings(entity, raw, names=names) for raw in page.rows]
-        return MethodResult(result=result, next=page.next, total=page.total, rows=len(result),
+        result = [self._status(entity, raw, names) for raw in page.rows]
+        return MethodResult(result=result, next=page.next, total=page.answer_total, rows=len(result),
                             counted=page.total or 0, offset=page.offset)
+
+    def _status(self, entity: Entity, raw: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        """A crm.status row; EXTRA as crm-status-list.md shows it: `{"SEMANTICS": "process",
+        "COLOR": "#39A8EF"}` (stages and lead statuses only)."""
+        row = self._strings(entity, raw, names=names)
+        if "EXTRA" in row:
+            if raw["EXTRA"] is None:
+                del row["EXTRA"]
+            else:
+                row["EXTRA"] = {"SEMANTICS": raw["EXTRA"], "COLOR": raw["COLOR"]}
+        return row
 
     def status_fields(self, params: dict[str, Any]) -> MethodResult:
         return MethodResult(result={f.name: describe(f)

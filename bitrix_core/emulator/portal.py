@@ -19,9 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from bitrix_core.emulator.app import PortalServer, PortalState
+from bitrix_core.emulator.costs import CostModel, CostProfile
 from bitrix_core.emulator.counters import Counters
 from bitrix_core.emulator.faults import FaultInjector
-from bitrix_core.emulator.limits import CostModel, Plan, PortalLimits
+from bitrix_core.emulator.limits import Plan, PortalLimits
 from bitrix_core.emulator.methods import PortalMethods
 from bitrix_core.emulator.oauth import OAuthServer
 from bitrix_core.emulator.store import PortalSizes, PortalStore, parse_tz
@@ -45,7 +46,9 @@ class EmulatedPortal:
 
     `port=0` picks a free port. `plan` is "standard", "enterprise", "unlimited" or a `Plan`.
     `time_scale` multiplies every duration (latency, bucket drain period, operating
-    baskets and budget, token lifetimes). `store_factory` supplies the data (at start and
+    baskets and budget, token lifetimes). `cost_profile` ("calibrated", "optimistic",
+    "pessimistic", see `costs.py`) prices each command by its entity family; `cost` (a
+    `CostProfile`, or one `CostModel` for every method) replaces it. `store_factory` supplies the data (at start and
     on an admin data reset) instead of a fresh `PortalStore(seed, sizes, tz)`. Secrets
     (`webhook_code`, `admin_token`, `client_secret`) are random unless given and are never
     part of the repr.
@@ -62,7 +65,8 @@ class EmulatedPortal:
         port: int = 0,
         sizes: PortalSizes | None = None,
         tz: str = "+03:00",
-        cost: CostModel | None = None,
+        cost: CostModel | CostProfile | None = None,
+        cost_profile: str = "calibrated",
         webhook_code: str | None = None,
         admin_token: str | None = None,
         client_id: str | None = None,
@@ -78,7 +82,9 @@ class EmulatedPortal:
         self.sizes = sizes if sizes is not None else PortalSizes(deals=deals)
         self.plan = Plan.for_name(plan) if isinstance(plan, str) else plan
         self.time_scale = float(time_scale)
-        self.limits = PortalLimits(self.plan, time_scale=self.time_scale, cost=cost)
+        self.limits = PortalLimits(
+            self.plan, time_scale=self.time_scale, cost=cost if cost is not None else cost_profile
+        )
         self.host = host
         self.port = port
         self.tz = tz

@@ -95,9 +95,9 @@ class PortalStore(LivingPortal):
                      " PRIMARY KEY (DEAL_ID, CONTACT_ID)) WITHOUT ROWID")
         generate.create_table(conn, STATUS)
         conn.executemany(
-            "INSERT INTO status (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM, COLOR,"
-            " SEMANTICS, CATEGORY_ID) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r[0], r[1], r[2], r[2], *r[3:]) for r in status_rows()],
+            "INSERT INTO status (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM,"
+            " CATEGORY_ID, COLOR, SEMANTICS, EXTRA) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            status_rows(),
         )
         conn.execute("CREATE TABLE category (ID INTEGER PRIMARY KEY, ENTITY_TYPE_ID INTEGER,"
                      " NAME TEXT, SORT INTEGER, IS_DEFAULT TEXT)")

@@ -271,7 +271,11 @@ class _Walk:
 
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""
-        longest = self.longest if self.linked else 1
+        # an expensive method's batches hold fewer pages (see Throttle.commands_per_request)
+        per_request = getattr(self.runner, "commands_per_request", None)
+        cap = per_request(self.spec.list_method) if callable(per_request) else MAX_COMMANDS
+        self.packer.size = min(MAX_COMMANDS, max(cap, self.packer.largest_open()))
+        longest = min(self.longest, self.packer.size) if self.linked else 1
         if gap.whole or gap.lo is None or gap.hi is None:  # round 0: both ends of the range
             up = down = min(longest, _PROBE_PAGES)
             final = False

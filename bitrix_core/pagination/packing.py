@@ -47,6 +47,10 @@ class BatchPacker(Generic[ChainT]):
         """Commands waiting in open (not yet full) batches."""
         return sum(self._used(batch) for batch in self._open)
 
+    def largest_open(self) -> int:
+        """Commands in the fullest open batch (0 when none is open)."""
+        return max((self._used(batch) for batch in self._open), default=0)
+
     def tightest_free(self) -> int:
         """The free commands of the fullest open batch (0 when none is open): a chain of
         exactly this length fills it."""

@@ -147,6 +147,19 @@ class ListRun:
         counts = [count for count in (first, after) if count is not None]
         return min(counts) if counts else None
 
+    async def _counted(
+        self, counting: asyncio.Future[tuple[int | None, int | None]]
+    ) -> tuple[int | None, int | None]:
+        """The count sent beside the walk; asked again after the walk when it was refused
+        (twice: the walk's own pages were accepted, so the refusal was one-off answers, and
+        the read is not proven without a count). A count taken after the walk also counts
+        rows added during it, which can only fail a read loudly, never pass a short one."""
+        try:
+            return await counting
+        except BitrixBadRequestError:
+            self.stats.retries += 1
+            return await self._count()
+
     async def _pages(self) -> AsyncIterator[Page]:
         counting = asyncio.ensure_future(self._count()) if self._verify else None
         seen: set[int] = set()  # ids delivered, kept while the strategy may repeat a row
@@ -167,7 +180,7 @@ class ListRun:
                 self._progress.update(len(rows))
                 yield Page(rows, self.stats)
             if counting is not None:
-                before = await counting
+                before = await self._counted(counting)
                 if before[0] is not None and received < before[0]:  # deletes may explain it
                     portal = await self._portal_expects(before)
                     expected = max(expected or 0, portal) if portal is not None else expected

@@ -5,10 +5,14 @@ deal sits at that stage or a later one of the same pipeline. A lost deal is coun
 pipeline's first stage only (how far it got before it was lost is not in the table).
 """
 
+import json
+
 import pandas as pd
 
 #: Stage semantics in `crm.status`: in progress, won (success), lost (failure).
 IN_PROGRESS, WON, LOST = "P", "S", "F"
+#: `EXTRA.SEMANTICS` words (b24restdocs api-reference/crm/status/crm-status-list.md).
+_EXTRA_SEMANTICS = {"process": IN_PROGRESS, "success": WON, "failure": LOST, "apology": LOST}
 
 STAGE_COLUMNS = [
     "pipeline",
@@ -51,10 +55,30 @@ def pipeline_name(pipeline: int, names: dict[int, str]) -> str:
 
 
 def deal_stages(stages: pd.DataFrame) -> pd.DataFrame:
-    """The deal stages of every pipeline from `crm.status` rows, in pipeline order."""
+    """The deal stages of every pipeline from `crm.status` rows, in pipeline order, with
+    their `semantics` as P / S / F.
+
+    Real portals send `"SEMANTICS": null` for in-progress stages and the process semantics
+    under `EXTRA` (`{"SEMANTICS": "process", ...}`, synced as JSON text); a stage with
+    neither is in progress."""
     deal = stages[stages["entity_id"].str.match(r"^DEAL_STAGE(_\d+)?$")].copy()
     deal["pipeline"] = deal["category_id"].fillna(0).astype(int)
+    semantics = deal["semantics"] if "semantics" in deal else pd.Series(None, index=deal.index)
+    if "extra" in deal:
+        semantics = deal["extra"].map(_extra_semantics).fillna(semantics)
+    deal["semantics"] = semantics.fillna(IN_PROGRESS)
     return deal.sort_values(["pipeline", "sort"]).reset_index(drop=True)
+
+
+def _extra_semantics(extra: object) -> str | None:
+    """P / S / F from a stage's `EXTRA` (a JSON text or a mapping), None when absent."""
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return None
+    word = extra.get("SEMANTICS") if isinstance(extra, dict) else None
+    return _EXTRA_SEMANTICS.get(str(word).lower()) if word else None
 
 
 def stage_funnel(

@@ -1,5 +1,6 @@
 """The example's sales funnel: the pandas maths on hand-made tables, the chart, the asset."""
 
+import json
 from datetime import datetime
 
 import pandas as pd
@@ -105,3 +106,50 @@ def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
     assert stored["won_deals"].tolist() == [2, 1]
     assert stored["pipeline_name"].tolist() == ["Sales", "Wholesale"]  # from crm.category
     engine.dispose()
+
+
+#: The rows as real portals send them (b24restdocs api-reference/crm/status/crm-status-list.md:
+#: `"SEMANTICS": null` and `"EXTRA": {"SEMANTICS": "process", ...}` for in-progress stages,
+#: `"CATEGORY_ID": null` in the default pipeline), as the sync stores them (EXTRA as JSON text).
+REAL_STAGES = pd.DataFrame(
+    [
+        (e, s, n, o, {"P": None}.get(m, m), c,
+         None if e == "SOURCE" else json.dumps(
+             {"SEMANTICS": {"P": "process", "S": "success", "F": "failure"}[m],
+              "COLOR": "#39A8EF"}))
+        for e, s, n, o, m, c in STAGES.itertuples(index=False)
+    ],
+    columns=[*STAGES.columns, "extra"],
+)
+
+
+def test_real_shaped_stages_give_the_same_funnel():
+    assert REAL_STAGES["semantics"].isna().sum() == 4  # NEW, WORK, C1:NEW and the source
+    expected = stage_funnel(DEALS, STAGES)
+    got = stage_funnel(DEALS, REAL_STAGES)
+    pd.testing.assert_frame_equal(got, expected)
+    assert "WORK" in set(got["stage_id"])  # in-progress stages are funnel steps
+    pd.testing.assert_frame_equal(pipeline_summary(DEALS, REAL_STAGES),
+                                  pipeline_summary(DEALS, STAGES))
+
+
+def test_funnel_from_a_sync_of_the_emulator_shows_in_progress_stages(tmp_path, monkeypatch):
+    from bitrix_core.emulator import EmulatedPortal
+    from dagster_bitrix24 import build_bitrix24_assets
+    from tests.dagster.conftest import resources
+
+    monkeypatch.setenv("BITRIX24_EXAMPLE_DATA_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    with EmulatedPortal(seed=7, deals=300, plan="unlimited", time_scale=0.1) as portal:
+        assets = build_bitrix24_assets(entities=["crm.deal", "crm.status", "crm.category"])
+        assert materialize([assets, sales_funnel], resources=resources(portal, url)).success
+    engine = sa.create_engine(url)
+    stages = pd.read_sql_table("bitrix24_crm_status", engine)
+    funnel = pd.read_sql_table("sales_funnel", engine)
+    engine.dispose()
+    general = stages[stages["entity_id"] == "DEAL_STAGE"]
+    assert general["semantics"].isna().sum() == 5 and general["category_id"].isna().all()
+    steps = funnel[funnel["pipeline"] == 0]["stage_id"].tolist()
+    assert steps == ["NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE",
+                     "WON"]
+    assert funnel["deals_now"].sum() > 0

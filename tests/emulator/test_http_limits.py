@@ -114,18 +114,26 @@ async def test_latency_is_the_cost_model_times_the_time_scale():
         assert time.perf_counter() - started >= 0.2
 
 
-def test_cloud_cost_model_matches_the_public_data_points():
-    cost = CostModel()
-    assert cost.processing(rows=50, counted=0, offset=0) == pytest.approx(0.017)
-    with_count = cost.processing(rows=50, counted=2_387_743, offset=0)
-    assert with_count == pytest.approx(49.9 - 0.097 + 0.017, rel=1e-3)
-
-
 def test_bucket_and_budget_arithmetic():
     bucket = LeakyBucket(size=2, drain_per_s=1.0)
     assert [bucket.try_acquire(0.0) for _ in range(3)] == [True, True, False]
     assert bucket.try_acquire(1.0) and not bucket.try_acquire(1.0)
     budget = OperatingBudget(limit_s=1.0, basket_s=10.0, baskets=3)
-    budget.spend("k", 1.0, now=5.0)
-    assert budget.blocked("k", now=25.0) and budget.reset_at("k", now=25.0) == 30.0
-    assert not budget.blocked("k", now=30.0)
+    budget.spend("k", 1.0, now=5.7)  # the window runs from the first call's whole second
+    assert budget.blocked("k", now=34.9) and budget.reset_at("k", now=34.9) == 35.0
+    assert not budget.blocked("k", now=35.0)
+
+
+async def test_operating_reset_at_is_the_first_calls_whole_second_plus_ten_minutes():
+    # b24restdocs settings/performance/limits.md: `"operating_reset_at": 1778747792` beside
+    # `"start": 1778747192.910734`; "if the first call in the basket started at 10:05:20
+    # ..., the value operating_reset_at will correspond to 10:15:20".
+    async with EmulatedPortal(deals=5, plan="standard") as portal, aiohttp.ClientSession() as s:
+        url = portal.webhook_url + "crm.deal.get"
+        _, first = await _call(s, url, json={"id": 1})
+        await asyncio.sleep(0.3)
+        _, second = await _call(s, url, json={"id": 2})
+        reset = first["time"]["operating_reset_at"]
+        assert type(reset) is int
+        assert int(first["time"]["start"]) + 600 <= reset <= int(first["time"]["finish"]) + 600
+        assert second["time"]["operating_reset_at"] == reset  # still the window's first call

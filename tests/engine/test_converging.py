@@ -26,7 +26,8 @@ SIZES = PortalSizes(deals=12_000, users=120, tasks=400, smart_items=300)
 
 @pytest.fixture(scope="module")
 def portal():
-    portal = EmulatedPortal(seed=3, sizes=SIZES, plan="unlimited").start()
+    # time_scale 0.1: tasks pages cost 1.25 s each under the calibrated profile
+    portal = EmulatedPortal(seed=3, sizes=SIZES, plan="unlimited", time_scale=0.1).start()
     yield portal
     portal.stop()
 

@@ -108,7 +108,7 @@ async def test_operating_budget_nearly_spent_waits_for_reset():
     limits = Limits(bucket_size=1000, drain_per_s=1000.0, operating_budget_s=100.0)
     throttle, fake = make(limits)
     server_now = 1.0e9  # any server clock: only differences matter
-    await throttle.record_time("CRM.DEAL.LIST", 96.0, server_now + 12, server_now)
+    await throttle.record_time("CRM.DEAL.LIST", 98.0, server_now + 12, server_now)
     waited = await throttle.reserve(["crm.deal.list"])
     assert waited == pytest.approx(12.0, abs=0.01)
     # After the reset the stale record no longer holds calls back.
