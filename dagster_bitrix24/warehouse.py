@@ -62,6 +62,7 @@ from dagster_bitrix24.sync_state import (
 )
 from dagster_bitrix24.upsert import WriteCounts, upsert_chunk
 from dagster_bitrix24.warehouse_errors import FieldMetadataError
+from dagster_bitrix24.write_retry import ATTEMPTS, write_with_retry
 
 __all__ = [
     "CursorState", "DeleteCounts", "SchemaChanges", "TableLayout", "TypeChange", "Warehouse",
@@ -97,6 +98,18 @@ def _tune_sqlite_file(engine: sa.Engine) -> None:
         cursor.close()
 
 
+def _chunk_ids(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The chunk's ids as stored (integers compare as numbers), for an error message."""
+    to_id = layout.converters[0]
+    ids = []
+    for row in rows:
+        try:
+            ids.append(to_id(row.get(layout.id_field)))
+        except (ValueError, TypeError, ArithmeticError):
+            continue
+    return ids
+
+
 def table_name_for(table_prefix: str, entity_name: str) -> str:
     """The table an entity is written to: prefix + entity in snake case, fitted to the
     identifier length every dialect accepts (the asset specs name the same table)."""
@@ -121,8 +134,8 @@ class Warehouse:
             raise FieldMetadataError(
                 f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
             )
-        if isinstance(engine_or_url, str):
-            self.engine = sa.create_engine(engine_or_url)
+        if isinstance(engine_or_url, str):  # errors never print the rows' values
+            self.engine = sa.create_engine(engine_or_url, hide_parameters=True)
             _tune_sqlite_file(self.engine)
         else:
             self.engine = engine_or_url
@@ -248,15 +261,27 @@ class Warehouse:
         *,
         connection: sa.Connection | None = None,
     ) -> WriteCounts:
-        """Upsert `rows` by id, never older over newer; one transaction unless one is given."""
+        """Upsert `rows` by id, never older over newer; one transaction unless one is given.
+
+        In its own transaction, a chunk that meets a deadlock, lock wait timeout or
+        serialization failure is rolled back and redone (`write_retry`); in the caller's,
+        the caller redoes its transaction. A database error is a `WarehouseWriteError`
+        without row values."""
         options = {
             "synced_at": synced_at_value(layout.dialect),
             "convert_in_database": self.convert_in_database,
         }
-        if connection is not None:
-            return upsert_chunk(connection, layout, rows, **options)
-        with self.engine.begin() as own:
-            return upsert_chunk(own, layout, rows, **options)
+
+        def attempt() -> WriteCounts:
+            if connection is not None:
+                return upsert_chunk(connection, layout, rows, **options)
+            with self.engine.begin() as own:
+                return upsert_chunk(own, layout, rows, **options)
+
+        return write_with_retry(
+            attempt, table=layout.table.name, ids=lambda: _chunk_ids(layout, rows),
+            attempts=1 if connection is not None else ATTEMPTS,
+        )  # fmt: skip
 
     def mark_deleted(
         self,
