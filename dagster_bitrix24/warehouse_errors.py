@@ -10,14 +10,30 @@ class FieldMetadataError(WarehouseError, ValueError):
 
 
 class RowConversionError(WarehouseError, ValueError):
-    """A row value does not fit its field's type; names the entity, field and row id."""
+    """A row value does not fit its field's type; names the entity, field and row id, and the
+    value's type, not the value."""
 
     def __init__(self, *, entity: str, field: str, row_id: object, value: object) -> None:
         self.entity = entity
         self.field = field
         self.row_id = row_id
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        shown = type(value).__name__  # the value itself stays out of logs and Dagster events
+        if isinstance(value, str | bytes | list | dict):
+            shown += f" of length {len(value)}"
         super().__init__(
-            f"{entity}: field {field!r} of row id {row_id!r} cannot hold the value {shown}"
+            f"{entity}: field {field!r} of row id {row_id!r} cannot hold its value ({shown})"
         )
+
+
+class WarehouseWriteError(WarehouseError):
+    """The database refused a chunk: names the table, the chunk's id range and the database's
+    error code and message, never a row value. `transient`: a deadlock, lock wait timeout or
+    serialization failure that persisted through every retry."""
+
+    def __init__(
+        self, message: str, *, table: str, code: str | None, transient: bool = False
+    ) -> None:
+        self.table = table
+        self.code = code
+        self.transient = transient
+        super().__init__(message)
