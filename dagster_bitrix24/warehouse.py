@@ -79,6 +79,7 @@ from dagster_bitrix24.warehouse_errors import (
     RowConversionError,
     WarehouseUnavailableError,
 )
+from dagster_bitrix24.write_retry import ATTEMPTS, write_with_retry
 
 __all__ = [
     "CursorState", "DeleteCounts", "SchemaChanges", "TableLayout", "TypeChange", "Warehouse",
@@ -133,6 +134,18 @@ def _check_sqlite_file(engine: sa.Engine) -> None:
         )
 
 
+def _chunk_ids(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The chunk's ids as stored (integers compare as numbers), for an error message."""
+    to_id = layout.converters[0]
+    ids = []
+    for row in rows:
+        try:
+            ids.append(to_id(row.get(layout.id_field)))
+        except (ValueError, TypeError, ArithmeticError):
+            continue
+    return ids
+
+
 def table_name_for(table_prefix: str, entity_name: str) -> str:
     """The table an entity is written to: prefix + entity in snake case, fitted to the
     identifier length every dialect accepts (the asset specs name the same table)."""
@@ -157,8 +170,8 @@ class Warehouse:
             raise FieldMetadataError(
                 f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
             )
-        if isinstance(engine_or_url, str):
-            self.engine = sa.create_engine(engine_or_url)
+        if isinstance(engine_or_url, str):  # errors never print the rows' values
+            self.engine = sa.create_engine(engine_or_url, hide_parameters=True)
             _check_sqlite_file(self.engine)
             _tune_sqlite_file(self.engine)
         else:
@@ -177,7 +190,6 @@ class Warehouse:
         self._rejects = rejects_table(
             sa.MetaData(), fit_identifier(f"_{table_prefix}rejects"), schema=schema
         )
-        self._rejects_ready = False
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -302,11 +314,23 @@ class Warehouse:
     ) -> WriteCounts:
         """Upsert `rows` by id, never older over newer; one transaction unless one is given.
         Values no column can hold are stored as NULL (or cleaned) and recorded as rejects of
-        `run_id`; a row whose id cannot be stored is counted as skipped."""
-        if connection is not None:
-            return self._write(connection, layout, rows, run_id)
-        with self.engine.begin() as own:
-            return self._write(own, layout, rows, run_id)
+        `run_id`; a row whose id cannot be stored is counted as skipped.
+
+        In its own transaction, a chunk that meets a deadlock, lock wait timeout or
+        serialization failure is rolled back and redone (`write_retry`); in the caller's,
+        the caller redoes its transaction. A database error is a `WarehouseWriteError`
+        without row values."""
+
+        def attempt() -> WriteCounts:
+            if connection is not None:
+                return self._write(connection, layout, rows, run_id)
+            with self.engine.begin() as own:
+                return self._write(own, layout, rows, run_id)
+
+        return write_with_retry(
+            attempt, table=layout.table.name, ids=lambda: _chunk_ids(layout, rows),
+            attempts=1 if connection is not None else ATTEMPTS,
+        )  # fmt: skip
 
     def _write(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
@@ -320,9 +344,8 @@ class Warehouse:
             return upsert_chunk(connection, layout, rows, **options)
         except RowConversionError:
             screened = screen(layout, rows)
-        if not self._rejects_ready:
-            self._rejects.create(connection, checkfirst=True)
-            self._rejects_ready = True
+        # (every time: a retried chunk's rollback may have taken the table's creation along)
+        self._rejects.create(connection, checkfirst=True)
         write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id)
         counts = upsert_chunk(connection, layout, screened.rows, **options)
         return replace(counts, skipped=counts.skipped + screened.dropped)

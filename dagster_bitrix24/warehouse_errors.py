@@ -24,3 +24,16 @@ class RowConversionError(WarehouseError, ValueError):
         shown = repr(row_id)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         super().__init__(f"{entity}: field {field!r} of row id {shown} cannot hold its value")
+
+class WarehouseWriteError(WarehouseError):
+    """The database refused a chunk: names the table, the chunk's id range and the database's
+    error code and message, never a row value. `transient`: a deadlock, lock wait timeout or
+    serialization failure that persisted through every retry."""
+
+    def __init__(
+        self, message: str, *, table: str, code: str | None, transient: bool = False
+    ) -> None:
+        self.table = table
+        self.code = code
+        self.transient = transient
+        super().__init__(message)
