@@ -51,11 +51,6 @@ def _multi(*names: str) -> tuple[Field, ...]:
     return tuple(Field(n, "crm_multifield", titles[n], multiple=True) for n in names)
 
 
-def _ids(ref: str) -> str:
-    """A JSON array of one referenced id, or `[]` (the ref evaluated once)."""
-    return f"COALESCE('[' || {ref} || ']', '[]')"
-
-
 def _has(kinds: tuple[str, ...] = ("PHONE", "EMAIL")) -> tuple[Field, ...]:
     """HAS_PHONE, HAS_EMAIL (Y when the row has such a multi-field value), HAS_IMOL."""
     titles = {"PHONE": "Phone Set", "EMAIL": "E-mail Set"}
@@ -86,8 +81,9 @@ def _origin(version: bool = False) -> tuple[Field, ...]:
     )
 
 
-# UTM_* from one random number, so a row without a source has no medium or campaign either
-_UTM_SALT = 40
+# UTM_* from one random number (the source's: no extra draw per row), so a row without a
+# UTM source has no medium or campaign either
+_UTM_SALT = 15
 UTM = (
     Field("UTM_SOURCE", "string", "Advertising System",
           gen=pick(_UTM_SALT, ["google", "yandex", "facebook", None, None, None])),
@@ -138,7 +134,8 @@ _CLOSED = f"(CASE WHEN {_STAGE_INDEX} >= 5 THEN 'Y' ELSE 'N' END)"
 _TITLE = ("(" + pick(1, list(_WORDS)) + " || ' ' || " + pick(2, list(_THINGS)) + ")")
 _DAY = "date(created + TZ, 'unixepoch')"
 
-_STAGE_SEMANTIC = f"(CASE {_STAGE_INDEX} WHEN 5 THEN 'S' WHEN 6 THEN 'F' ELSE 'P' END)"
+# straight from R(6), as _STAGE_INDEX draws it: 14..17 is WON (S), 18..19 LOSE (F), 0..4 NEW
+_STAGE_SEMANTIC = "(CASE WHEN R(6) % 20 >= 18 THEN 'F' WHEN R(6) % 20 >= 14 THEN 'S' ELSE 'P' END)"
 _CITY = pick(41, ["Moscow", "Kazan", "Berlin", None], [2, 1, 1, 2])
 
 # The documented field set, in its order: b24restdocs api-reference/crm/deals/crm-deal-fields.md
@@ -154,9 +151,10 @@ DEAL = Entity(
         Field("STAGE_ID", "crm_status", "Deal Stage", gen=_STAGE, status_type="DEAL_STAGE"),
         Field("STAGE_SEMANTIC_ID", "string", "Stage Group", gen=_STAGE_SEMANTIC, read_only=True),
         Field("IS_NEW", "char", "New Deal", read_only=True,
-              gen=f"(CASE WHEN {_STAGE_INDEX} = 0 THEN 'Y' ELSE 'N' END)"),
+              gen="(CASE WHEN R(6) % 20 < 5 THEN 'Y' ELSE 'N' END)"),
         Field("IS_RECURRING", "char", "Recurring Deal", gen="'N'"),
-        Field("IS_RETURN_CUSTOMER", "char", "Repeat Deal", gen=pick(42, ["Y", "N"], [1, 4])),
+        Field("IS_RETURN_CUSTOMER", "char", "Repeat Deal",
+              gen="(CASE WHEN R(7) % 5 = 0 THEN 'Y' ELSE 'N' END)"),
         Field("IS_REPEATED_APPROACH", "char", "Repeated Approach", gen="'N'"),
         Field("PROBABILITY", "integer", "Probability", gen="(R(7) % 11) * 10"),
         Field("CURRENCY_ID", "crm_currency", "Currency", gen=pick(8, list(CURRENCIES), [6, 2, 1])),
@@ -165,8 +163,7 @@ DEAL = Entity(
         Field("TAX_VALUE", "double", "Tax Rate", gen="ROUND((R(9) % 5000000) / 600.0, 2)"),
         _ref("crm_company", "Company", "REF(company, 11, 20)", 4),
         Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 15)", deprecated=True),
-        Field("CONTACT_IDS", "crm_contact", "Contacts", gen=_ids("REF(contact, 12, 15)"),
-              multiple=True),
+        Field("CONTACT_IDS", "crm_contact", "Contacts", multiple=True, ids_of="CONTACT_ID"),
         _ref("crm_quote", "Estimate", "NULL", 7, read_only=True),
         Field("BEGINDATE", "date", "Start Date", gen=_DAY),
         Field("CLOSEDATE", "date", "Close Date",
@@ -241,8 +238,7 @@ LEAD = Entity(
         _moved()[1],
         _ref("crm_company", "Company", "REF(company, 11, 80)", 4),
         Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 80)", deprecated=True),
-        Field("CONTACT_IDS", "crm_contact", "CONTACT_IDS", gen=_ids("REF(contact, 12, 80)"),
-              multiple=True),
+        Field("CONTACT_IDS", "crm_contact", "CONTACT_IDS", multiple=True, ids_of="CONTACT_ID"),
         Field("IS_RETURN_CUSTOMER", "char", "Returning Lead", gen="'N'", read_only=True),
         Field("DATE_CLOSED", "datetime", "Closing Date", read_only=True,
               gen="(CASE " + pick(5, [_LEAD_SEMANTIC[s] for s, _ in LEAD_STATUSES])
@@ -283,8 +279,7 @@ CONTACT = Entity(
         *_has(),
         *_people(),
         Field("COMPANY_ID", "crm_company", "Company", gen="REF(company, 11, 30)", deprecated=True),
-        Field("COMPANY_IDS", "crm_company", "COMPANY_IDS", gen=_ids("REF(company, 11, 30)"),
-              multiple=True),
+        Field("COMPANY_IDS", "crm_company", "COMPANY_IDS", multiple=True, ids_of="COMPANY_ID"),
         _ref("crm_lead", "Lead", "NULL", 1, read_only=True),
         *_origin(version=True),
         *UTM,
@@ -325,7 +320,7 @@ COMPANY = Entity(
         *_has(),
         Field("IS_MY_COMPANY", "char", "My Company", gen="'N'"),
         *_people(),
-        Field("CONTACT_ID", "crm_contact", "Contact", gen="'[]'", multiple=True),
+        Field("CONTACT_ID", "crm_contact", "Contact", multiple=True),
         _ref("crm_lead", "Lead", "NULL", 1, read_only=True),
         *_origin(version=True),
         *UTM,

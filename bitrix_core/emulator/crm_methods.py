@@ -87,6 +87,13 @@ def write_values(store: PortalStore, entity: Entity, fields: Mapping[str, Any],
             values[f.name] = None
         else:
             values[f.name] = sql_value(f, raw, store.tz)
+    for f in entity.fields:  # a written id list sets its single id; a written single id wins
+        if f.is_id_list and f.ids_of:
+            if f.name in values:
+                first = json.loads(values[f.name])[:1]
+                values[f.ids_of] = first[0] if first else None
+            elif f.ids_of in values:
+                values[f.name] = None
     for kind in ("PHONE", "EMAIL"):  # HAS_PHONE / HAS_EMAIL follow the values written
         if f"HAS_{kind}" in known and (creating or kind in multi):
             values[f"HAS_{kind}"] = "Y" if multi.get(kind) else "N"

@@ -61,6 +61,7 @@ class Field:
     settings: Mapping[str, Any] = field(default_factory=dict)
     camel: str = ""
     deprecated: bool = False
+    ids_of: str = ""
 
     @property
     def camel_key(self) -> str:
@@ -76,7 +77,9 @@ class Field:
     def is_id_list(self) -> bool:
         """A standard multiple field (CONTACT_IDS): stored as a JSON array, absent from
         classic list/get rows (b24restdocs api-reference/crm/deals/crm-deal-list.md: "The
-        method does not support the field `CONTACT_IDS`"), an array in crm.item rows."""
+        method does not support the field `CONTACT_IDS`"), an array in crm.item rows. With
+        `ids_of` (CONTACT_ID), a row that never had its list written (stored NULL) reads as
+        `[CONTACT_ID]`: nothing to generate, and the two always agree."""
         return self.multiple and not self.user_field and not self.is_multifield
 
     @property

@@ -7,7 +7,7 @@ with the portal's offset, money `"1500.00"`. `crm.item.*`: real JSON numbers and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -56,6 +56,15 @@ def camel_value(f: Field, value: Any, tz: timezone) -> Any:
     if f.type in DOUBLE_TYPES:
         return float(value)
     return value
+
+
+def id_list_text(f: Field, row: Mapping[str, Any]) -> str:
+    """The stored JSON of an id list, or the list of its single-id field (`Field.ids_of`)."""
+    stored = row.get(f.name)
+    if stored is not None:
+        return str(stored)
+    single = row.get(f.ids_of) if f.ids_of else None
+    return "[]" if single is None else f"[{int(single)}]"
 
 
 def select_fields(entity: Entity, select: Iterable[str] | None, *, camel: bool = False) -> list[Field]:
@@ -139,7 +148,8 @@ def _classic_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] |
 def _camel_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
     col = f't."{f.name}"'
     if f.is_id_list:
-        return col, json.loads
+        single = f"'[' || t.\"{f.ids_of}\" || ']', " if f.ids_of else ""
+        return f"COALESCE({col}, {single}'[]')", json.loads
     if f.type in DATETIME_TYPES:
         return _iso_sql(col, tz), None
     if f.type in BOOLEAN_TYPES:

@@ -330,11 +330,18 @@ async def test_has_phone_and_email_follow_the_multifields(portal):
 
 
 async def test_a_deal_written_with_contact_ids_reads_them_back(portal):
+    # crm-deal-fields.md: CONTACT_ID is deprecated in favour of CONTACT_IDS; the first of the
+    # list is the single contact
     new_id = await _call(
         portal, "crm.deal.add", {"fields": {"TITLE": "x", "CONTACT_IDS": [3, "5"]}}
     )
-    item = (await _call(portal, "crm.item.get", {"entityTypeId": 2, "id": new_id}))["item"]
-    assert item["contactIds"] == [3, 5]
+    got = (await _call(portal, "crm.item.get", {"entityTypeId": 2, "id": new_id}))["item"]
+    assert got["contactIds"] == [3, 5] and got["contactId"] == 3
+    listed = await _call(portal, "crm.item.list", {"entityTypeId": 2, "filter": {"id": new_id}})
+    assert listed["items"][0]["contactIds"] == [3, 5]
+    await _call(portal, "crm.deal.update", {"id": new_id, "fields": {"CONTACT_ID": 7}})
+    got = (await _call(portal, "crm.item.get", {"entityTypeId": 2, "id": new_id}))["item"]
+    assert got["contactIds"] == [7]
 
 
 async def test_a_custom_field_without_settings_has_the_documented_defaults(portal):
