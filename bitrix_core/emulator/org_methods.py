@@ -51,7 +51,8 @@ class Directory:
         entity, page = self._sorted_list("user", params)
         result = []
         for raw in page.rows:
-            row = self._strings(entity, raw)
+            # empty values are "" (b24restdocs api-reference/user/user-get.md example)
+            row = {k: "" if v is None else v for k, v in self._strings(entity, raw).items()}
             row["ACTIVE"] = bool(raw["ACTIVE"])
             row["UF_DEPARTMENT"] = [raw["UF_DEPARTMENT"]] if raw["UF_DEPARTMENT"] else []
             result.append(row)

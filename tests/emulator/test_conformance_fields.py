@@ -233,6 +233,72 @@ COMPANY_FIELDS = [
     "LINK",
 ]
 
+# api-reference/user/user-fields.md, "Response Handling" example (62 fields)
+USER_FIELDS = [
+    "ID",
+    "XML_ID",
+    "ACTIVE",
+    "NAME",
+    "LAST_NAME",
+    "SECOND_NAME",
+    "TITLE",
+    "EMAIL",
+    "LAST_LOGIN",
+    "DATE_REGISTER",
+    "TIME_ZONE",
+    "IS_ONLINE",
+    "TIMESTAMP_X",
+    "LAST_ACTIVITY_DATE",
+    "PERSONAL_GENDER",
+    "PERSONAL_PROFESSION",
+    "PERSONAL_WWW",
+    "PERSONAL_BIRTHDAY",
+    "PERSONAL_PHOTO",
+    "PERSONAL_ICQ",
+    "PERSONAL_PHONE",
+    "PERSONAL_FAX",
+    "PERSONAL_MOBILE",
+    "PERSONAL_PAGER",
+    "PERSONAL_STREET",
+    "PERSONAL_CITY",
+    "PERSONAL_STATE",
+    "PERSONAL_ZIP",
+    "PERSONAL_COUNTRY",
+    "PERSONAL_MAILBOX",
+    "PERSONAL_NOTES",
+    "WORK_PHONE",
+    "WORK_COMPANY",
+    "WORK_POSITION",
+    "WORK_DEPARTMENT",
+    "WORK_WWW",
+    "WORK_FAX",
+    "WORK_PAGER",
+    "WORK_STREET",
+    "WORK_MAILBOX",
+    "WORK_CITY",
+    "WORK_STATE",
+    "WORK_ZIP",
+    "WORK_COUNTRY",
+    "WORK_PROFILE",
+    "WORK_LOGO",
+    "WORK_NOTES",
+    "UF_SKYPE_LINK",
+    "UF_ZOOM",
+    "UF_EMPLOYMENT_DATE",
+    "UF_TIMEMAN",
+    "UF_DEPARTMENT",
+    "UF_INTERESTS",
+    "UF_SKILLS",
+    "UF_WEB_SITES",
+    "UF_XING",
+    "UF_LINKEDIN",
+    "UF_TWITTER",
+    "UF_SKYPE",
+    "UF_DISTRICT",
+    "UF_PHONE_INNER",
+    "USER_TYPE",
+]
+
 DOCUMENTED = {
     "crm.deal": DEAL_FIELDS,
     "crm.lead": LEAD_FIELDS,
@@ -366,3 +432,19 @@ async def test_a_custom_field_without_settings_has_the_documented_defaults(porta
         next(f for f in listed if f["FIELD_NAME"] == "UF_CRM_H8_NOTE")["SETTINGS"]
         == fields["UF_CRM_H8_NOTE"]["settings"]
     )
+
+
+async def test_user_fields_are_the_documented_set_and_rows_have_its_formats(portal):
+    fields = await _call(portal, "user.fields")
+    assert list(fields) == USER_FIELDS and fields["UF_DEPARTMENT"] == "Units"
+    # user-get.md example: "SECOND_NAME": "", "IS_ONLINE": "Y", "PERSONAL_BIRTHDAY":
+    # "2018-07-14T00:00:00+00:00" or "", "UF_EMPLOYMENT_DATE": "", "UF_DEPARTMENT": [1]
+    users = await _call(portal, "user.get")
+    for user in users:
+        assert set(user) == set(USER_FIELDS) and user["SECOND_NAME"] == ""
+        assert user["IS_ONLINE"] in ("Y", "N") and isinstance(user["ACTIVE"], bool)
+        for name in ("PERSONAL_BIRTHDAY", "UF_EMPLOYMENT_DATE"):
+            assert user[name] == "" or (_ISO.match(user[name]) and "T00:00:00" in user[name])
+        assert _ISO.match(user["TIMESTAMP_X"])  # kept a time: the user sync's change time
+        assert isinstance(user["UF_DEPARTMENT"], list)
+    assert any(u["PERSONAL_BIRTHDAY"] for u in users)
