@@ -448,3 +448,16 @@ async def test_user_fields_are_the_documented_set_and_rows_have_its_formats(port
         assert _ISO.match(user["TIMESTAMP_X"])  # kept a time: the user sync's change time
         assert isinstance(user["UF_DEPARTMENT"], list)
     assert any(u["PERSONAL_BIRTHDAY"] for u in users)
+
+
+async def test_task_rows_always_carry_group_and_sub_status(portal):
+    # tasks-task-list.md example: "group": [] (no workgroup), "subStatus": "2"; with a
+    # workgroup, tasks-task-complete.md: "group": {"id": "125", "name": ..., "opened": false, ...}
+    tasks = (await _call(portal, "tasks.task.list", {"select": ["ID", "STATUS"]}))["tasks"]
+    for task in tasks:
+        assert set(task) == {"id", "status", "group", "subStatus"}
+        assert task["subStatus"] == task["status"]
+        assert task["group"] == [] or set(task["group"]) >= {"id", "name", "opened"}
+    assert {bool(t["group"]) for t in tasks} == {True, False}
+    one = (await _call(portal, "tasks.task.get", {"taskId": tasks[0]["id"]}))["task"]
+    assert one["group"] == tasks[0]["group"] and one["subStatus"] == tasks[0]["status"]
