@@ -138,6 +138,10 @@ _DAY = "date(created + TZ, 'unixepoch')"
 _STAGE_SEMANTIC = "(CASE WHEN R(6) % 20 >= 18 THEN 'F' WHEN R(6) % 20 >= 14 THEN 'S' ELSE 'P' END)"
 _CITY = pick(41, ["Moscow", "Kazan", "Berlin", None], [2, 1, 1, 2])
 
+# the deal's contacts as crm.deal.contact.items.get lists them (store.deal_contacts), primary first
+_DEAL_CONTACTS = ("(SELECT json_group_array(CONTACT_ID) FROM (SELECT CONTACT_ID FROM deal_contact"
+                  " WHERE DEAL_ID = t.ID ORDER BY SORT, CONTACT_ID))")
+
 # The documented field set, in its order: b24restdocs api-reference/crm/deals/crm-deal-fields.md
 DEAL = Entity(
     name="crm.deal", table="deal", size_key="deals", entity_type_id=2, uf_entity_id="CRM_DEAL",
@@ -163,7 +167,8 @@ DEAL = Entity(
         Field("TAX_VALUE", "double", "Tax Rate", gen="ROUND((R(9) % 5000000) / 600.0, 2)"),
         _ref("crm_company", "Company", "REF(company, 11, 20)", 4),
         Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 15)", deprecated=True),
-        Field("CONTACT_IDS", "crm_contact", "Contacts", multiple=True, ids_of="CONTACT_ID"),
+        Field("CONTACT_IDS", "crm_contact", "Contacts", multiple=True, ids_of="CONTACT_ID",
+              ids_sql=_DEAL_CONTACTS),
         _ref("crm_quote", "Estimate", "NULL", 7, read_only=True),
         Field("BEGINDATE", "date", "Start Date", gen=_DAY),
         Field("CLOSEDATE", "date", "Close Date",

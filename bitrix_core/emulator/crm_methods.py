@@ -87,13 +87,14 @@ def write_values(store: PortalStore, entity: Entity, fields: Mapping[str, Any],
             values[f.name] = None
         else:
             values[f.name] = sql_value(f, raw, store.tz)
-    for f in entity.fields:  # a written id list sets its single id; a written single id wins
+    for f in entity.fields:  # a written id list sets its single id, a single id the list
         if f.is_id_list and f.ids_of:
             if f.name in values:
                 first = json.loads(values[f.name])[:1]
                 values[f.ids_of] = first[0] if first else None
-            elif f.ids_of in values:
-                values[f.name] = None
+            elif f.ids_of in values:  # an assumption: the single id becomes the whole list
+                single = values[f.ids_of]
+                values[f.name] = json.dumps([] if single is None else [int(single)])
     for kind in ("PHONE", "EMAIL"):  # HAS_PHONE / HAS_EMAIL follow the values written
         if f"HAS_{kind}" in known and (creating or kind in multi):
             values[f"HAS_{kind}"] = "Y" if multi.get(kind) else "N"

@@ -47,7 +47,8 @@ class CrmItems:
     def _item(self, entity: Entity, raw: dict[str, Any], fields: list[Field]) -> dict[str, Any]:
         out = {"id": int(raw["ID"])}
         for f in fields:
-            value = id_list_text(f, raw) if f.is_id_list else raw.get(f.name)
+            value = (self.store.id_list(entity, f, int(raw["ID"])) if f.ids_sql
+                     else id_list_text(f, raw) if f.is_id_list else raw.get(f.name))
             out[f.camel_key] = camel_value(f, value, self.store.tz)
         return out
 

@@ -62,6 +62,7 @@ class Field:
     camel: str = ""
     deprecated: bool = False
     ids_of: str = ""
+    ids_sql: str = ""
 
     @property
     def camel_key(self) -> str:
@@ -79,7 +80,8 @@ class Field:
         classic list/get rows (b24restdocs api-reference/crm/deals/crm-deal-list.md: "The
         method does not support the field `CONTACT_IDS`"), an array in crm.item rows. With
         `ids_of` (CONTACT_ID), a row that never had its list written (stored NULL) reads as
-        `[CONTACT_ID]`: nothing to generate, and the two always agree."""
+        `[CONTACT_ID]`: nothing to generate, and the two always agree. With `ids_sql` (a SQL
+        expression over the row `t`), the list is read from a link table instead."""
         return self.multiple and not self.user_field and not self.is_multifield
 
     @property

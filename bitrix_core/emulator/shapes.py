@@ -147,6 +147,8 @@ def _classic_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] |
 
 def _camel_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
     col = f't."{f.name}"'
+    if f.is_id_list and f.ids_sql:
+        return f.ids_sql, json.loads
     if f.is_id_list:
         single = f"'[' || t.\"{f.ids_of}\" || ']', " if f.ids_of else ""
         return f"COALESCE({col}, {single}'[]')", json.loads

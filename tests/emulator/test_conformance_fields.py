@@ -375,10 +375,16 @@ async def test_deal_rows_carry_the_new_fields_in_the_documented_format(portal):
 
 async def test_contact_ids_are_arrays_in_crm_item_rows(portal):
     # crm.item rows carry the multiple field as a JSON array of ids (crm-deal-fields.md:
-    # CONTACT_IDS "isMultiple": true); it follows the deal's CONTACT_ID here
+    # CONTACT_IDS "isMultiple": true): the deal's contact links, primary (CONTACT_ID) first
     items = (await _call(portal, "crm.item.list", {"entityTypeId": 2}))["items"]
-    for item in items:
-        assert item["contactIds"] == ([] if item["contactId"] is None else [item["contactId"]])
+    for item in items[:20]:
+        links = await _call(portal, "crm.deal.contact.items.get", {"id": item["id"]})
+        assert item["contactIds"] == [int(link["CONTACT_ID"]) for link in links]
+        assert item["contactIds"][:1] == ([] if item["contactId"] is None else [item["contactId"]])
+    assert max(len(item["contactIds"]) for item in items) == 2
+    leads = (await _call(portal, "crm.item.list", {"entityTypeId": 1}))["items"]
+    for lead in leads:
+        assert lead["contactIds"] == ([] if lead["contactId"] is None else [lead["contactId"]])
 
 
 async def test_has_phone_and_email_follow_the_multifields(portal):
@@ -405,6 +411,8 @@ async def test_a_deal_written_with_contact_ids_reads_them_back(portal):
     assert got["contactIds"] == [3, 5] and got["contactId"] == 3
     listed = await _call(portal, "crm.item.list", {"entityTypeId": 2, "filter": {"id": new_id}})
     assert listed["items"][0]["contactIds"] == [3, 5]
+    links = await _call(portal, "crm.deal.contact.items.get", {"id": new_id})
+    assert [(int(x["CONTACT_ID"]), x["IS_PRIMARY"]) for x in links] == [(3, "Y"), (5, "N")]
     await _call(portal, "crm.deal.update", {"id": new_id, "fields": {"CONTACT_ID": 7}})
     got = (await _call(portal, "crm.item.get", {"entityTypeId": 2, "id": new_id}))["item"]
     assert got["contactIds"] == [7]
