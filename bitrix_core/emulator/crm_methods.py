@@ -7,11 +7,12 @@ Missing ids answer the classic 400 with an empty code and "Not found".
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from bitrix_core.emulator.filters import sql_value
+from bitrix_core.emulator.filters import php_int, sql_value
 from bitrix_core.emulator.listing import fetch_page
 from bitrix_core.emulator.method_kit import (
     Handler,
@@ -80,10 +81,23 @@ def write_values(store: PortalStore, entity: Entity, fields: Mapping[str, Any],
             continue
         if f.is_multifield:
             multi[f.name] = [as_mapping(i) for i in as_list(raw)]
+        elif f.is_id_list:
+            values[f.name] = json.dumps([php_int(i) for i in as_list(raw) if php_int(i) > 0])
         elif raw is None or raw == "" or raw == []:
             values[f.name] = None
         else:
             values[f.name] = sql_value(f, raw, store.tz)
+    for f in entity.fields:  # a written id list sets its single id, a single id the list
+        if f.is_id_list and f.ids_of:
+            if f.name in values:
+                first = json.loads(values[f.name])[:1]
+                values[f.ids_of] = first[0] if first else None
+            elif f.ids_of in values:  # an assumption: the single id becomes the whole list
+                single = values[f.ids_of]
+                values[f.name] = json.dumps([] if single is None else [int(single)])
+    for kind in ("PHONE", "EMAIL"):  # HAS_PHONE / HAS_EMAIL follow the values written
+        if f"HAS_{kind}" in known and (creating or kind in multi):
+            values[f"HAS_{kind}"] = "Y" if multi.get(kind) else "N"
     now = store.now()
     if entity.modified_field:
         values[entity.modified_field] = now
@@ -134,7 +148,8 @@ class ClassicCrm:
         if not rows:
             raise MethodError("", "Not found", 400)
         multi = self.store.multifields(self.name, [number]).get(number, {})
-        return MethodResult(result=classic_row(self.store, entity, rows[0], list(entity.fields),
+        fields = [f for f in entity.fields if not f.is_id_list]  # as crm-deal-get.md shows
+        return MethodResult(result=classic_row(self.store, entity, rows[0], fields,
                                                multi), rows=1)
 
     def fields(self, params: dict[str, Any]) -> MethodResult:

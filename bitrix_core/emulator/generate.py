@@ -4,7 +4,8 @@ numbers of (seed, ordinal), so a million rows never pass through Python objects.
 A field's `gen` expression may use: `id`, `n` (the ordinal), `created`, `modified` (epoch
 seconds), and the macros `R(k)` (a pseudo-random non-negative integer, salt k),
 `REF(table, k, null_percent)` (the id of a random existing row of `table`), `USER(k)`,
-`DEPT(k)` (a random user / department id) and `TZ` (the portal's UTC offset in seconds).
+`DEPT(k)` (a random user / department id), `TZ` (the portal's UTC offset in seconds) and
+`SEED` (the portal's seed, folded; see `multi_present`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def rnd(salt: int) -> str:
 
 
 def expand(expr: str, *, salt: int, tz_seconds: int, counts: Mapping[str, int],
-           keep_random: bool = False) -> str:
+           keep_random: bool = False, seed: int = 0) -> str:
     """Replace the generator macros in `expr` by plain SQL (all but `R(k)` if `keep_random`)."""
 
     def r(m: re.Match[str]) -> str:
@@ -62,6 +63,7 @@ def expand(expr: str, *, salt: int, tz_seconds: int, counts: Mapping[str, int],
     expr = re.sub(r"USER\((\d+)\)", dense("user"), expr)
     expr = re.sub(r"DEPT\((\d+)\)", dense("department"), expr)
     expr = re.sub(r"\bTZ\b", str(tz_seconds), expr)
+    expr = re.sub(r"\bSEED\b", str(seed % 1000003), expr)
     return expr if keep_random else re.sub(r"\bR\((\d+)\)", r, expr)
 
 
@@ -136,7 +138,7 @@ def insert_rows(
     columns = ", ".join(f'"{f.name}"' for f in fields)
     values, randoms = random_columns(expand(", ".join(f.gen for f in fields), salt=entity.salt,
                                             tz_seconds=tz_seconds, counts=counts,
-                                            keep_random=True))
+                                            keep_random=True, seed=seed))
     sql = (
         f"WITH RECURSIVE seq(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM seq"
         f" WHERE n < {last}),"
@@ -151,6 +153,15 @@ def insert_rows(
 
 
 MULTI_KINDS = ("PHONE", "EMAIL", "WEB", "IM")
+_MULTI_PERCENT = {"PHONE": 90, "EMAIL": 80, "WEB": 40, "IM": 20}  # rows having such a value
+
+
+def multi_present(kind: str, id_column: str, seed: int | None = None) -> str:
+    """SQL true when the row `id_column` has a generated `kind` multi-field value (HAS_PHONE);
+    without `seed`, it reads the `SEED` macro."""
+    s = "SEED" if seed is None else str(seed % 1000003)
+    return (f"((({id_column} * 2654435761 + {s} * 97 + {len(kind)}) % 1000003) % 100"
+            f" < {_MULTI_PERCENT[kind]})")
 
 
 def insert_multifields(
@@ -165,15 +176,14 @@ def insert_multifields(
     names = {f.name for f in entity.fields if f.is_multifield}
     if not owner:
         return
-    s = seed % 1000003
     kinds = {
         "PHONE": ("WORK", "'+7 9' || printf('%02d %03d-%02d-%02d', ID % 100, (ID * 7) % 1000,"
-                          " (ID * 13) % 100, (ID * 17) % 100)", 90),
-        "EMAIL": ("WORK", "'client' || ID || '@" + owner.lower() + ".example.com'", 80),
-        "WEB": ("WORK", "'https://site' || ID || '.example.com'", 40),
-        "IM": ("TELEGRAM", "'@tg_' || ID", 20),
+                          " (ID * 13) % 100, (ID * 17) % 100)"),
+        "EMAIL": ("WORK", "'client' || ID || '@" + owner.lower() + ".example.com'"),
+        "WEB": ("WORK", "'https://site' || ID || '.example.com'"),
+        "IM": ("TELEGRAM", "'@tg_' || ID"),
     }
-    for type_id, (value_type, value, percent) in kinds.items():
+    for type_id, (value_type, value) in kinds.items():
         if type_id not in names:
             continue
         own_id = "NULL" if id_base is None else (
@@ -182,6 +192,5 @@ def insert_multifields(
             "INSERT INTO multifield (ID, ENTITY_ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE)"
             f" SELECT {own_id}, '{owner}', ID, '{type_id}', '{value_type}', {value}"
             f' FROM "{entity.table}"'
-            f" WHERE ((ID * 2654435761 + {s * 97 + len(type_id)}) % 1000003) % 100 < {percent}"
-            f" AND ({where})"
+            f" WHERE {multi_present(type_id, 'ID', seed)} AND ({where})"
         )

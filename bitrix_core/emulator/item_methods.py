@@ -22,7 +22,7 @@ from bitrix_core.emulator.method_kit import (
     row_id,
 )
 from bitrix_core.emulator.schema import Entity, Field, describe_camel
-from bitrix_core.emulator.shapes import camel_value, row_shape, select_fields
+from bitrix_core.emulator.shapes import camel_value, id_list_text, row_shape, select_fields
 from bitrix_core.emulator.store import PortalStore
 
 _CLASSIC_BY_TYPE = {1: "crm.lead", 2: "crm.deal", 3: "crm.contact", 4: "crm.company"}
@@ -47,7 +47,9 @@ class CrmItems:
     def _item(self, entity: Entity, raw: dict[str, Any], fields: list[Field]) -> dict[str, Any]:
         out = {"id": int(raw["ID"])}
         for f in fields:
-            out[f.camel_key] = camel_value(f, raw.get(f.name), self.store.tz)
+            value = (self.store.id_list(entity, f, int(raw["ID"])) if f.ids_sql
+                     else id_list_text(f, raw) if f.is_id_list else raw.get(f.name))
+            out[f.camel_key] = camel_value(f, value, self.store.tz)
         return out
 
     def _fields_from(self, entity: Entity, params: dict[str, Any]) -> dict[str, Any]:

@@ -20,24 +20,69 @@ from bitrix_core.emulator.schema import Entity, Field, pick
 _FIRST = ("Alexey", "Natalia", "Boris", "Svetlana", "Yuri", "Tatiana", "Nikolai", "Vera")
 _LAST = ("Orlov", "Fedorova", "Morozov", "Nikitina", "Zaitsev", "Pavlova", "Semenov", "Belova")
 
+_MIDNIGHT = "(86400 * ((created + TZ) / 86400) - TZ)"  # the day of `created`, 00:00 portal time
+
+
+def _empty(*names_titles: str) -> tuple[Field, ...]:
+    """Fields the generated users leave empty ("" in rows), from "NAME:Title" pairs."""
+    return tuple(Field(n, "string", t) for n, t in (x.split(":", 1) for x in names_titles))
+
+
+# The documented field set, in its order: b24restdocs api-reference/user/user-fields.md;
+# value formats from api-reference/user/user-get.md (empty values are "", dates are times at
+# midnight, UF_DEPARTMENT a list of ids). TIMESTAMP_X stays an ISO time here (real portals may
+# send `{}`), since the user sync reads it as its change time.
 USER = Entity(
     name="user", table="user", size_key="users", dense_ids=True, salt=6,
     created_field="DATE_REGISTER", modified_field="TIMESTAMP_X",
     fields=(
         Field("ID", "integer", "ID", gen="id", read_only=True),
-        Field("ACTIVE", "boolean", "Active", gen="(R(3) % 10 > 0)"),
-        Field("NAME", "string", "First name", gen=pick(4, list(_FIRST))),
-        Field("LAST_NAME", "string", "Last name", gen=pick(5, list(_LAST))),
-        Field("SECOND_NAME", "string", "Second name", gen="NULL"),
-        Field("EMAIL", "string", "E-mail", gen="'user' || id || '@example.com'"),
+        Field("XML_ID", "string", "External code"),
+        Field("ACTIVE", "boolean", "Activity", gen="(R(3) % 10 > 0)"),
+        Field("NAME", "string", "First Name", gen=pick(4, list(_FIRST))),
+        Field("LAST_NAME", "string", "Last Name", gen=pick(5, list(_LAST))),
+        Field("SECOND_NAME", "string", "Middle Name", gen="NULL"),
+        Field("TITLE", "string", "User List"),
+        Field("EMAIL", "string", "E-Mail", gen="'user' || id || '@example.com'"),
+        Field("LAST_LOGIN", "datetime", "Last Authorization", gen="modified", read_only=True),
+        Field("DATE_REGISTER", "datetime", "Registration Date", gen="created", read_only=True),
+        Field("TIME_ZONE", "string", "TIME_ZONE"),
+        Field("IS_ONLINE", "char", "IS_ONLINE", gen=pick(9, ["Y", "N"], [1, 3]), read_only=True),
+        Field("TIMESTAMP_X", "datetime", "TIMESTAMP_X", gen="modified", read_only=True),
+        Field("LAST_ACTIVITY_DATE", "datetime", "LAST_ACTIVITY_DATE", gen="modified",
+              read_only=True),
         Field("PERSONAL_GENDER", "string", "Gender", gen=pick(6, ["M", "F", ""])),
-        Field("WORK_POSITION", "string", "Position",
+        Field("PERSONAL_PROFESSION", "string", "Profession"),
+        Field("PERSONAL_WWW", "string", "Homepage"),
+        Field("PERSONAL_BIRTHDAY", "datetime", "Date of Birth",
+              gen="(CASE WHEN R(10) % 3 = 0 THEN 86400 * (R(10) % 12000) - TZ END)"),
+        *_empty("PERSONAL_PHOTO:Photo", "PERSONAL_ICQ:ICQ", "PERSONAL_PHONE:Personal Phone",
+                "PERSONAL_FAX:Fax"),
+        Field("PERSONAL_MOBILE", "string", "Personal Mobile",
+              gen="'+7 900 ' || printf('%07d', id)"),
+        Field("PERSONAL_PAGER", "string", "Pager"),
+        Field("PERSONAL_STREET", "string", "Residential Street"),
+        Field("PERSONAL_CITY", "string", "Residential City",
+              gen=pick(11, ["Moscow", "Kazan", "Berlin", ""])),
+        *_empty("PERSONAL_STATE:State / Region", "PERSONAL_ZIP:Zip Code",
+                "PERSONAL_COUNTRY:Country", "PERSONAL_MAILBOX:P.O. Box",
+                "PERSONAL_NOTES:Additional Notes", "WORK_PHONE:Company Phone",
+                "WORK_COMPANY:Company"),
+        Field("WORK_POSITION", "string", "Job Title",
               gen=pick(7, ["Sales manager", "Account manager", "Head of sales", "Support"])),
-        Field("UF_DEPARTMENT", "integer", "Departments", gen="DEPT(8)"),
-        Field("USER_TYPE", "string", "User type", gen="'employee'"),
-        Field("DATE_REGISTER", "datetime", "Registered", gen="created", read_only=True),
-        Field("TIMESTAMP_X", "datetime", "Modified", gen="modified", read_only=True),
-        Field("LAST_LOGIN", "datetime", "Last login", gen="modified", read_only=True),
+        *_empty("WORK_DEPARTMENT:Department", "WORK_WWW:Company Website", "WORK_FAX:WORK_FAX",
+                "WORK_PAGER:WORK_PAGER", "WORK_STREET:WORK_STREET", "WORK_MAILBOX:WORK_MAILBOX",
+                "WORK_CITY:Work City", "WORK_STATE:WORK_STATE", "WORK_ZIP:WORK_ZIP",
+                "WORK_COUNTRY:WORK_COUNTRY", "WORK_PROFILE:WORK_PROFILE", "WORK_LOGO:WORK_LOGO",
+                "WORK_NOTES:WORK_NOTES", "UF_SKYPE_LINK:Skype Chat Link", "UF_ZOOM:Zoom"),
+        Field("UF_EMPLOYMENT_DATE", "datetime", "Hire Date", gen=_MIDNIGHT),
+        Field("UF_TIMEMAN", "string", "Time Tracking"),
+        Field("UF_DEPARTMENT", "integer", "Units", gen="DEPT(8)"),
+        *_empty("UF_INTERESTS:Interests", "UF_SKILLS:Skills", "UF_WEB_SITES:Other Websites",
+                "UF_XING:Xing", "UF_LINKEDIN:LinkedIn", "UF_TWITTER:Twitter", "UF_SKYPE:Skype",
+                "UF_DISTRICT:District"),
+        Field("UF_PHONE_INNER", "string", "Extension", gen="CAST(100 + id AS TEXT)"),
+        Field("USER_TYPE", "string", "USER_TYPE", gen="'employee'"),
     ),
 )
 

@@ -51,7 +51,8 @@ class Directory:
         entity, page = self._sorted_list("user", params)
         result = []
         for raw in page.rows:
-            row = self._strings(entity, raw)
+            # empty values are "" (b24restdocs api-reference/user/user-get.md example)
+            row = {k: "" if v is None else v for k, v in self._strings(entity, raw).items()}
             row["ACTIVE"] = bool(raw["ACTIVE"])
             row["UF_DEPARTMENT"] = [raw["UF_DEPARTMENT"]] if raw["UF_DEPARTMENT"] else []
             result.append(row)
@@ -78,7 +79,7 @@ class Directory:
         names = [str(s).upper() for s in as_list(params.get("select"))]
         page = fetch_page(self.store, entity, filter_=as_mapping(params.get("filter")),
                           order=params.get("order"), start=params.get("start"))
-        tasks = [self._strings(entity, raw, camel=True, names=names) for raw in page.rows]
+        tasks = [self._task(entity, raw, names) for raw in page.rows]
         return MethodResult(result={"tasks": tasks}, next=page.next, total=page.answer_total,
                             rows=len(tasks), counted=page.total or 0, offset=page.offset)
 
@@ -87,8 +88,23 @@ class Directory:
         rows = self.store.raw_rows("tasks.task", [number]) if number > 0 else []
         if not rows:
             raise MethodError("ERROR_CORE", "Task not found or not accessible", 400)
-        return MethodResult(result={"task": self._strings(self.store.entity("tasks.task"),
-                                                          rows[0], camel=True)}, rows=1)
+        return MethodResult(result={"task": self._task(self.store.entity("tasks.task"), rows[0])},
+                            rows=1)
+
+    def _task(self, entity: Entity, raw: dict[str, Any], names: list[str] | None = None,
+              ) -> dict[str, Any]:
+        """A task row with what every row carries whatever the select (b24restdocs
+        api-reference/tasks/tasks-task-list.md example: `"group": []` for a task outside any
+        workgroup, `"subStatus": "2"`; tasks-task-complete.md: `"group": {"id": "125", "name":
+        ..., "opened": false, "membersCount": 1, "image": ..., "additionalData": []}`).
+        subStatus repeats the status (an assumption: the docs do not show it differ)."""
+        row = self._strings(entity, raw, camel=True, names=names)
+        group = raw.get("GROUP_ID")
+        row["group"] = [] if not group else {
+            "id": str(group), "name": f"Workgroup {group}", "opened": False, "membersCount": 1,
+            "image": "/bitrix/images/socialnetwork/workgroup/bag.png", "additionalData": []}
+        row["subStatus"] = None if raw.get("STATUS") is None else str(raw["STATUS"])
+        return row
 
     def task_fields(self, params: dict[str, Any]) -> MethodResult:
         fields = {f.name: {"title": f.title, "type": "enum" if f.name in ("STATUS", "PRIORITY")

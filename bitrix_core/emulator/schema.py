@@ -14,7 +14,7 @@ from typing import Any
 
 INTEGER_TYPES = frozenset(
     {"integer", "user", "employee", "crm_company", "crm_contact", "crm_lead", "crm_category",
-     "crm_entity", "enumeration", "group", "iblock_element"}
+     "crm_entity", "enumeration", "group", "iblock_element", "crm_quote"}
 )
 DOUBLE_TYPES = frozenset({"double"})
 DATETIME_TYPES = frozenset({"datetime"})
@@ -60,6 +60,9 @@ class Field:
     user_field: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
     camel: str = ""
+    deprecated: bool = False
+    ids_of: str = ""
+    ids_sql: str = ""
 
     @property
     def camel_key(self) -> str:
@@ -72,8 +75,20 @@ class Field:
         return self.type == MULTI_TYPE
 
     @property
+    def is_id_list(self) -> bool:
+        """A standard multiple field (CONTACT_IDS): stored as a JSON array, absent from
+        classic list/get rows (b24restdocs api-reference/crm/deals/crm-deal-list.md: "The
+        method does not support the field `CONTACT_IDS`"), an array in crm.item rows. With
+        `ids_of` (CONTACT_ID), a row that never had its list written (stored NULL) reads as
+        `[CONTACT_ID]`: nothing to generate, and the two always agree. With `ids_sql` (a SQL
+        expression over the row `t`), the list is read from a link table instead."""
+        return self.multiple and not self.user_field and not self.is_multifield
+
+    @property
     def sql_type(self) -> str:
         """The SQLite column type that stores this field."""
+        if self.is_id_list:
+            return "TEXT"
         if self.type in INTEGER_TYPES or self.type in DATETIME_TYPES or self.type in BOOLEAN_TYPES:
             return "INTEGER"
         if self.type in DOUBLE_TYPES:
@@ -133,12 +148,15 @@ def describe(f: Field) -> dict[str, Any]:
         "isDynamic": f.user_field,
         "title": f.name if f.user_field else f.title,
     }
+    if f.deprecated:
+        out["isDeprecated"] = True
     if f.status_type:
         out["statusType"] = f.status_type
     if f.items:
         out["items"] = [{"ID": str(i), "VALUE": v} for i, v in f.items]
     if f.user_field:
         out["listLabel"] = out["formLabel"] = out["filterLabel"] = f.title
+    if f.user_field or f.settings:
         out["settings"] = dict(f.settings)
     return out
 
@@ -152,6 +170,25 @@ def describe_camel(f: Field) -> dict[str, Any]:
 
 
 _UF_NAME = re.compile(r"^UF_[A-Z0-9_]+$")
+
+# The settings a custom field of each type has when created without any, as the documented
+# crm.item.fields example shows them (b24restdocs api-reference/crm/_include/
+# user-fields-for-examples-cut.md); types it does not show keep `{}` (an assumption).
+DEFAULT_SETTINGS: Mapping[str, Mapping[str, Any]] = {
+    "string": {"SIZE": 20, "ROWS": 1, "REGEXP": "", "MIN_LENGTH": 0, "MAX_LENGTH": 0,
+               "DEFAULT_VALUE": ""},
+    "enumeration": {"DISPLAY": "LIST", "LIST_HEIGHT": 1, "CAPTION_NO_VALUE": "",
+                    "SHOW_NO_VALUE": "Y"},
+    "date": {"DEFAULT_VALUE": {"TYPE": "NONE", "VALUE": ""}},
+    "url": {"POPUP": "Y", "SIZE": 20, "MIN_LENGTH": 0, "MAX_LENGTH": 0, "DEFAULT_VALUE": "",
+            "ROWS": 1},
+    "file": {"SIZE": 20, "LIST_WIDTH": 0, "LIST_HEIGHT": 0, "MAX_SHOW_SIZE": 0,
+             "MAX_ALLOWED_SIZE": 0, "EXTENSIONS": [], "TARGET_BLANK": "Y"},
+    "money": {"DEFAULT_VALUE": ""},
+    "boolean": {"DEFAULT_VALUE": 0, "DISPLAY": "CHECKBOX", "LABEL": ["", ""]},
+    "double": {"PRECISION": 2, "SIZE": 20, "MIN_VALUE": 0, "MAX_VALUE": 0,
+               "DEFAULT_VALUE": None},
+}
 
 USER_TYPES = ("string", "integer", "double", "boolean", "date", "datetime", "enumeration",
               "money", "url", "employee", "crm", "file", "address", "iblock_element")
@@ -175,5 +212,8 @@ def user_field(
         raise ValueError(f"unknown user field type {user_type!r}; one of {', '.join(USER_TYPES)}")
     return Field(
         name=name, type=user_type, title=label, gen=gen, items=items, multiple=multiple,
-        user_field=True, camel=camel, settings=dict(settings or {}),
+        user_field=True, camel=camel,
+        settings={**DEFAULT_SETTINGS.get(user_type, {}),
+                  **({"LABEL_CHECKBOX": {"en": label}} if user_type == "boolean" else {}),
+                  **(settings or {})},
     )

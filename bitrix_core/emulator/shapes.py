@@ -6,7 +6,8 @@ with the portal's offset, money `"1500.00"`. `crm.item.*`: real JSON numbers and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +45,8 @@ def camel_value(f: Field, value: Any, tz: timezone) -> Any:
     """A value as crm.item methods return it: numbers as numbers, booleans as booleans."""
     if value is None:
         return None
+    if f.is_id_list:
+        return json.loads(value)
     if f.type in DATETIME_TYPES:
         return iso(value, tz)
     if f.type in BOOLEAN_TYPES:
@@ -55,9 +58,19 @@ def camel_value(f: Field, value: Any, tz: timezone) -> Any:
     return value
 
 
+def id_list_text(f: Field, row: Mapping[str, Any]) -> str:
+    """The stored JSON of an id list, or the list of its single-id field (`Field.ids_of`)."""
+    stored = row.get(f.name)
+    if stored is not None:
+        return str(stored)
+    single = row.get(f.ids_of) if f.ids_of else None
+    return "[]" if single is None else f"[{int(single)}]"
+
+
 def select_fields(entity: Entity, select: Iterable[str] | None, *, camel: bool = False) -> list[Field]:
     """The fields a `select` names: `*` standard non-multi, `UF_*` custom, default both;
-    explicit names (multi-fields only this way); unknown names are ignored."""
+    explicit names (multi-fields only this way); unknown names are ignored. Classic rows
+    never carry id lists (`Field.is_id_list`)."""
     names = [str(s) for s in (select or []) if str(s).strip()]
     if not names:
         names = ["*", "UF_*"]
@@ -73,7 +86,7 @@ def select_fields(entity: Entity, select: Iterable[str] | None, *, camel: bool =
             f = lookup.get(name) or lower.get(name.lower())
             if f is not None:
                 wanted.add(f.name)
-    return [f for f in entity.fields if f.name in wanted]
+    return [f for f in entity.fields if f.name in wanted and (camel or not f.is_id_list)]
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,11 @@ def _classic_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] |
 
 def _camel_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
     col = f't."{f.name}"'
+    if f.is_id_list and f.ids_sql:
+        return f.ids_sql, json.loads
+    if f.is_id_list:
+        single = f"'[' || t.\"{f.ids_of}\" || ']', " if f.ids_of else ""
+        return f"COALESCE({col}, {single}'[]')", json.loads
     if f.type in DATETIME_TYPES:
         return _iso_sql(col, tz), None
     if f.type in BOOLEAN_TYPES:

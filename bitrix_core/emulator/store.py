@@ -9,6 +9,7 @@ into what each REST method returns.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
@@ -240,6 +241,18 @@ class PortalStore(LivingPortal):
                           " WHERE DEAL_ID = ? ORDER BY SORT, CONTACT_ID", [deal_id])
         return [dict(r) for r in rows]
 
+    def id_list(self, entity: Entity, f: Field, row_id: int) -> str:
+        """The JSON id list `f.ids_sql` reads for one row."""
+        return str(self._scalar(f'SELECT {f.ids_sql} FROM "{entity.table}" t WHERE t.ID = ?',
+                                [row_id]))
+
+    def _link_contacts(self, deal_id: int, contact_ids_json: str | None) -> None:
+        """A written CONTACT_IDS becomes the deal's contact links, the first one primary."""
+        self._conn.execute("DELETE FROM deal_contact WHERE DEAL_ID = ?", [deal_id])
+        for n, contact in enumerate(json.loads(contact_ids_json or "[]")):
+            self._conn.execute("INSERT OR IGNORE INTO deal_contact VALUES (?, ?, ?, 0, ?)",
+                               [deal_id, contact, 10 * (n + 1), "Y" if n == 0 else "N"])
+
     # ------------------------------------------------------------------ writes
     def insert(self, entity: str, values: Mapping[str, Any],
                multi: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> int:
@@ -255,7 +268,9 @@ class PortalStore(LivingPortal):
             self._conn.execute(f'INSERT INTO "{e.table}" ({names}) VALUES ({marks})',
                                [row[c] for c in cols])
             self._write_multi(e, new_id, multi or {})
-            if e.name == "crm.deal" and row.get("CONTACT_ID"):
+            if e.name == "crm.deal" and "CONTACT_IDS" in row:
+                self._link_contacts(new_id, row["CONTACT_IDS"])
+            elif e.name == "crm.deal" and row.get("CONTACT_ID"):
                 self._conn.execute("INSERT OR IGNORE INTO deal_contact VALUES (?, ?, 10, 0, 'Y')",
                                    [new_id, row["CONTACT_ID"]])
         return new_id
@@ -272,6 +287,8 @@ class PortalStore(LivingPortal):
                 sets = ", ".join(f'"{c}" = ?' for c in values)
                 self._conn.execute(f'UPDATE "{e.table}" SET {sets} WHERE ID = ?',
                                    [*values.values(), row_id])
+            if e.name == "crm.deal" and "CONTACT_IDS" in values:
+                self._link_contacts(row_id, values["CONTACT_IDS"])
             self._write_multi(e, row_id, multi or {})
         return True
 
