@@ -185,7 +185,7 @@ async def test_the_delete_check_stamps_only_what_is_gone_while_rows_change_durin
         assert not stamped(warehouse) & set(portal.store.ids("crm.deal"))
 
 
-async def test_a_partition_window_read_short_of_the_portal_fails() -> None:
+async def test_a_partition_window_read_short_of_the_portal_fails(tmp_path) -> None:
     """A partition window is a read that claims to be complete: one row dropped from one of
     its pages fails it (before, the window landed 99 of its rows and succeeded)."""
     with EmulatedPortal(seed=4, deals=3_000, plan="standard", time_scale=0.02) as portal:
@@ -194,7 +194,8 @@ async def test_a_partition_window_read_short_of_the_portal_fails() -> None:
             datetime.fromtimestamp(changed[0], UTC),
             datetime.fromtimestamp(changed[-1], UTC) + timedelta(seconds=1),
         )
-        warehouse = Warehouse("sqlite://")
+        # a file: each connection to "sqlite://" opens a database of its own
+        warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.sqlite'}")
         portal.faults.add("drop_row_middle", method="crm.deal.list", times=2)
         with pytest.raises(IncompletePaginationError) as raised:
             await sync(portal, warehouse, window=window)
