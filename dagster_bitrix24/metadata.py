@@ -15,6 +15,9 @@ Schema drift is reported on every run until someone acts: `bitrix24/added_column
 `bitrix24/removed_columns` (fields gone from the portal; their columns stay, unwritten) and
 `bitrix24/type_changes` (fields whose type changed; their columns are no longer written).
 
+`rows_updated` counts rows whose stored content changed; `rows_unchanged` the rows received
+that the warehouse already held exactly so (not written again, `_synced_at` kept).
+
 `values_rejected` counts the values of this run stored as NULL or cleaned instead of as sent
 (the originals are in the warehouse's rejects table; the `no_rejected_values` check fails
 while the latest run has any).
@@ -42,7 +45,8 @@ _RUN_TOTALS = (
     "throttle_waits",
 )
 #: Figures summed over the tables of an all-smart-processes asset.
-_SUMMED = ("rows", "inserted", "updated", "skipped", "deleted", "restored", "rejected", "chunks")
+_SUMMED = ("rows", "inserted", "updated", "unchanged", "skipped", "deleted", "restored",
+           "rejected", "chunks")  # fmt: skip
 
 #: The portal's list page of each entity, for `dagster/uri`.
 _LIST_PAGES = {
@@ -105,6 +109,7 @@ def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str
         "rows_fetched": result.rows,
         "rows_inserted": result.inserted,
         "rows_updated": result.updated,
+        "rows_unchanged": result.unchanged,
         "rows_skipped_older": result.skipped,
         "rows_marked_deleted": result.deleted,
         "rows_restored": result.restored,
@@ -228,7 +233,7 @@ def aggregate_metadata(
         "bitrix24/cursors": MetadataValue.json({r.entity: _iso(r.cursor_after) for r in results}),
     }  # fmt: skip
     names = {"rows": "rows_fetched", "inserted": "rows_inserted", "updated": "rows_updated",
-             "skipped": "rows_skipped_older", "deleted": "rows_marked_deleted",
+             "unchanged": "rows_unchanged", "skipped": "rows_skipped_older", "deleted": "rows_marked_deleted",
              "restored": "rows_restored", "rejected": "values_rejected",
              "chunks": "chunks"}  # fmt: skip
     for name in _SUMMED:

@@ -3,7 +3,8 @@
 Python only gathers each column's value (a string passes through untouched; a JSON number
 or boolean from crm.item becomes its text form, multi-values become JSON), binary-COPYs the
 chunk into a temporary all-text table, and one `INSERT ... SELECT ... ON CONFLICT` converts
-and merges it, counting inserts against updates with `RETURNING (xmax = 0)`.
+and merges it, writing only rows whose content differs, counting inserts against updates
+with `RETURNING (xmax = 0)` and the unchanged rows in the same statement.
 
 The SQL of every column is generated from `SQL_RULES`, one rule per column kind. A rule
 converts in SQL only the shape it is sure of (`check`: cheap character and position tests
@@ -210,31 +211,46 @@ def compile_stager(specs: Sequence[ColumnSpec]) -> RowStager:
 
 @dataclass(frozen=True)
 class StagedWrite:
-    """What the merge did: rows inserted, rows written, and the written ids (with children)."""
+    """What the merge did: rows inserted, rows written (inserted or changed), rows found
+    unchanged, and the ids kept (written or unchanged: their children are replaced)."""
 
     inserted: int
     written: int
+    unchanged: int
     ids: list[Any]
 
 
 def merge_sql(connection: sa.Connection, layout: TableLayout, stage: str) -> str:
-    """INSERT ... SELECT converting the staged text, guarded, counting inserts (xmax = 0)."""
+    """INSERT ... SELECT converting the staged text, guarded, writing only rows whose content
+    differs, counting inserts (xmax = 0) and the rows the table already held as staged (read
+    in the statement's snapshot, before its own writes)."""
     quote = connection.dialect.identifier_preparer
     table = quote.format_table(layout.table)
     names = [quote.quote(n) for n in layout.written_names]
-    converted = [column_sql(spec, f"s.c{i}") for i, spec in enumerate(layout.columns)]
+    width = len(layout.columns)
+    converted = [f"{column_sql(spec, f's.c{i}')} AS c{i}" for i, spec in enumerate(layout.columns)]
+    values = ", ".join(f"v.c{i}" for i in range(width))
     sets = ", ".join(f"{q} = excluded.{q}" for q in names[1:])
-    guard = ""
+    content = [*names[1:width], names[-1]]
+    old = ", ".join(f"cur.{q}" for q in content)
+    staged = ", ".join([*(f"v.c{i}" for i in range(1, width)), "CAST(NULL AS timestamptz)"])
+    new = ", ".join(f"excluded.{q}" for q in content)
+    guard = f" WHERE ({old}) IS DISTINCT FROM ({new})"
     if layout.change_index is not None:
         change = names[layout.change_index]
-        guard = f" WHERE cur.{change} IS NULL OR excluded.{change} >= cur.{change}"
-    ids = f"array_agg({names[0]})" if layout.children else "NULL"
+        guard += f" AND (cur.{change} IS NULL OR excluded.{change} >= cur.{change})"
+    ids = "array(SELECT i FROM w UNION ALL SELECT i FROM u)" if layout.children else "NULL"
     return (
-        f"WITH w AS (INSERT INTO {table} AS cur ({', '.join(names)}) "
-        f"SELECT {', '.join(converted)}, %s, NULL FROM {stage} s "
+        f"WITH v AS MATERIALIZED (SELECT {', '.join(converted)} FROM {stage} s), "
+        f"w AS (INSERT INTO {table} AS cur ({', '.join(names)}) "
+        f"SELECT {values}, %s, NULL FROM v "
         f"ON CONFLICT ({names[0]}) DO UPDATE SET {sets}{guard} "
-        f"RETURNING {names[0]}, (cur.xmax = 0) AS fresh) "
-        f"SELECT count(*) FILTER (WHERE fresh), count(*), {ids} FROM w"
+        f"RETURNING {names[0]} AS i, (cur.xmax = 0) AS fresh), "
+        f"u AS (SELECT v.c0 AS i FROM v JOIN {table} AS cur ON cur.{names[0]} = v.c0 "
+        f"WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.i = v.c0) "
+        f"AND ({old}) IS NOT DISTINCT FROM ({staged})) "
+        f"SELECT (SELECT count(*) FILTER (WHERE fresh) FROM w), (SELECT count(*) FROM w), "
+        f"(SELECT count(*) FROM u), {ids}"
     )
 
 
@@ -262,7 +278,7 @@ def staged_write(
                     for row in staged:
                         copy.write_row(row)
                 cursor.execute(merge_sql(connection, layout, stage), (synced_at,))
-                inserted, written, ids = cursor.fetchone()
+                inserted, written, unchanged, ids = cursor.fetchone()
         except (errors.DataError, errors.IntegrityError, errors.CardinalityViolation):
             return None
-    return StagedWrite(inserted, written, ids or [])
+    return StagedWrite(inserted, written, unchanged, ids or [])

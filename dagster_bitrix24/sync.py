@@ -124,6 +124,8 @@ class SyncResult:
     inserted: int = 0
     updated: int = 0
     skipped: int = 0
+    unchanged: int = 0
+    """Rows received that the warehouse already held exactly so (not written again)."""
     deleted: int = 0
     restored: int = 0
     rejected: int = 0
@@ -373,6 +375,7 @@ class EntitySync:
         result.inserted += counts.inserted
         result.updated += counts.updated
         result.skipped += counts.skipped
+        result.unchanged += counts.unchanged
         result.chunks += 1
 
     async def _portal_ids(self, stats: ListStats) -> set[Any]:

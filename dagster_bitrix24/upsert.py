@@ -39,21 +39,25 @@ MERGE_BLOCK = 4_000
 _ID_BATCH = 5_000
 _STAGE = "_bitrix24_stage"
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
+_FOUND_ROWS = 2  # CLIENT_FOUND_ROWS of the MySQL protocol
 
 
 @dataclass(frozen=True)
 class WriteCounts:
-    """Rows inserted, updated, and skipped (older than, or a duplicate of, a newer version)."""
+    """Rows inserted, updated (stored content changed), skipped (older than, or a duplicate
+    of, a newer version) and unchanged (the stored row already held exactly this)."""
 
     inserted: int = 0
     updated: int = 0
     skipped: int = 0
+    unchanged: int = 0
 
     def __add__(self, other: WriteCounts) -> WriteCounts:
         return WriteCounts(
             self.inserted + other.inserted,
             self.updated + other.updated,
             self.skipped + other.skipped,
+            self.unchanged + other.unchanged,
         )
 
     @property
@@ -97,26 +101,30 @@ def upsert_chunk(
         elif change is not None and not _is_newer(row[change], stored[row_id]):
             continue
         to_write.append(row)
-    sent: int | None
     if layout.dialect == "postgresql" and len(to_write) >= COPY_THRESHOLD:
-        sent = _copy_send(connection, layout, to_write, fresh=[r[0] not in stored for r in to_write])
+        sent = _copy_send(
+            connection, layout, to_write, fresh=[r[0] not in stored for r in to_write]
+        )
     else:
-        sent = _send(connection, layout, to_write)
-    if sent != len(to_write):  # the guard refused some: another writer stored a newer version
+        sent = _send(connection, layout, to_write, inserted=inserted)
+    if sent != len(to_write):  # unchanged rows, or a newer version another writer stored
         to_write = _stored_as_sent(connection, layout, to_write)
-        inserted = sum(row[0] not in stored for row in to_write)
-    written_positions = [newest[row[0]] for row in to_write]
-    _replace_children(connection, layout, [rows[p] for p in written_positions],
+        inserted = min(sent, sum(row[0] not in stored for row in to_write))
+    kept_positions = [newest[row[0]] for row in to_write]  # children follow every kept row
+    _replace_children(connection, layout, [rows[p] for p in kept_positions],
                       [row[0] for row in to_write])  # fmt: skip
-    return WriteCounts(inserted, len(to_write) - inserted, len(rows) - len(to_write))
+    unchanged = max(len(to_write) - sent, 0)
+    return WriteCounts(inserted, len(to_write) - inserted - unchanged,
+                       len(rows) - len(to_write), unchanged)  # fmt: skip
 
 
 def _stored_as_sent(
     connection: sa.Connection, layout: TableLayout, sent: list[tuple[Any, ...]]
 ) -> list[tuple[Any, ...]]:
-    """The rows of `sent` the guarded write stored, read back after it: the stored change
-    times were read before the write, and another writer may have committed a newer version
-    in between (rows this transaction wrote stay locked until it commits)."""
+    """The rows of `sent` the guard did not refuse (written, or found unchanged), read back
+    after the write: the stored change times were read before it, and another writer may
+    have committed a newer version in between (rows this transaction wrote stay locked until
+    it commits)."""
     change = layout.change_index
     if change is None:
         return sent
@@ -145,8 +153,9 @@ def _staged_upsert(
         to_id = layout.converters[0]
         by_id = {to_id(row.get(id_field)): row for row in rows}
         _replace_children(connection, layout, [by_id[i] for i in result.ids], result.ids)
+    kept = result.written + result.unchanged
     return WriteCounts(
-        result.inserted, result.written - result.inserted, len(rows) - result.written
+        result.inserted, result.written - result.inserted, len(rows) - kept, result.unchanged
     )
 
 
@@ -204,7 +213,7 @@ def _copy_and_merge(
             except UniqueViolation:  # a concurrent writer stored some of them first
                 new, old, above = [], list(rows), [False] * len(rows)
         written = [i for i, is_new in zip(ids, above, strict=True) if is_new]
-        inserted = updated = 0
+        inserted = updated = unchanged = 0
         children: list[tuple[ChildTable, list[Any], list[tuple[Any, ...]]]] = []
 
         def prepare_children() -> None:  # child values of every row, kept for those written
@@ -212,7 +221,7 @@ def _copy_and_merge(
 
         if old:
             old_ids = [i for i, is_new in zip(ids, above, strict=True) if not is_new]
-            inserted, updated, merged_ids = _merge_in_blocks(
+            inserted, updated, unchanged, merged_ids = _merge_in_blocks(
                 cursor, layout, table, quoted, old, old_ids, synced_at=synced_at,
                 during_last_merge=prepare_children,
             )  # fmt: skip
@@ -220,7 +229,7 @@ def _copy_and_merge(
     if layout.children:
         if not children:
             prepare_children()
-        kept = set(written) if len(written) < len(ids) else None  # None: every row written
+        kept = set(written) if len(written) < len(ids) else None  # None: every row kept
         for child, parents, values in children:
             if kept is not None:
                 parents, values = (
@@ -229,21 +238,23 @@ def _copy_and_merge(
                 )
             _replace_child(connection, child, parents, values)
     inserted += len(new)
-    return WriteCounts(inserted, updated, len(rows) - inserted - updated)
+    skipped = len(rows) - inserted - updated - unchanged
+    return WriteCounts(inserted, updated, skipped, unchanged)
 
 
 def _merge_in_blocks(
     cursor: Any, layout: TableLayout, table: str, quoted: list[str],
     rows: Sequence[Mapping[str, Any]], ids: list[Any], *, synced_at: Any,
     during_last_merge: Callable[[], None],
-) -> tuple[int, int, list[Any]]:  # fmt: skip
+) -> tuple[int, int, int, list[Any]]:  # fmt: skip
     """COPY `rows` into a temporary table and merge them with the guard, `MERGE_BLOCK` rows
     at a time: each block's UPDATE is sent in pipeline mode and the next block's COPY text is
     built while the server runs it, the first half of it while the server parses the block
     before (Python and the server overlap instead of taking turns). The bookkeeping columns
     are set by the merge, not parsed from every line; Python runs `during_last_merge` while
     the server runs the last UPDATE. `_merge_block` says what follows an UPDATE that did not
-    write every row. Returns (inserted, updated, ids of the rows written)."""
+    write every row. Returns (inserted, updated, unchanged, ids of the rows kept: written
+    or unchanged)."""
     from psycopg.sql import Literal
 
     staged = ", ".join(quoted[: len(layout.columns)])
@@ -256,7 +267,7 @@ def _merge_in_blocks(
     starts = range(0, len(rows), MERGE_BLOCK)
     blocks = [rows[start : start + MERGE_BLOCK] for start in starts]
     _copy_text(cursor, layout, _STAGE, staged, blocks[0], "")  # built as it is sent
-    inserted = updated = 0
+    inserted = updated = unchanged = 0
     written: list[Any] = []
     head, head_text = 0, ""  # rows of the next block built while the server parsed, their text
     for index, start in enumerate(starts):  # block `index` is in the temporary table
@@ -268,10 +279,13 @@ def _merge_in_blocks(
             else:
                 during_last_merge()
         block_ids = ids[start : start + MERGE_BLOCK]
-        block_inserted, block_updated, block_written = _merge_block(cursor, merge, block_ids)
+        block_inserted, block_updated, block_unchanged, block_kept = _merge_block(
+            cursor, merge, block_ids
+        )
         inserted += block_inserted
         updated += block_updated
-        written += block_written
+        unchanged += block_unchanged
+        written += block_kept
         if following is not None:
             after = blocks[index + 2] if index + 2 < len(blocks) else []
             cursor.execute(f"TRUNCATE {_STAGE}")
@@ -279,41 +293,44 @@ def _merge_in_blocks(
                 copy.write(text)  # queued: the server parses it while the next head is built
                 head = len(after) // 2
                 head_text = _block_text(layout, after[:head], "")
-    return inserted, updated, written  # the table goes at commit (or with the next chunk's DROP)
+    # the table goes at commit (or with the next chunk's DROP)
+    return inserted, updated, unchanged, written
 
 
-def _merge_block(cursor: Any, merge: _MergeSql, ids: list[Any]) -> tuple[int, int, list[Any]]:
+def _merge_block(cursor: Any, merge: _MergeSql, ids: list[Any]) -> tuple[int, int, int, list[Any]]:
     """After a block's first statement: its counts, and the rows that follow an UPDATE that
-    did not write every row (new ids, or a newer version stored). Returns (inserted,
-    updated, ids written)."""
-    if merge.update is None:  # no change column: the first statement upserted every row
+    did not write every row (new ids, unchanged rows, or a newer version stored). Returns
+    (inserted, updated, unchanged, ids kept: written or unchanged)."""
+    if merge.update is None:  # no change column: the first statement upserted what differs
         fresh = [is_new for (is_new,) in cursor.fetchall()]
-        return sum(fresh), len(fresh) - sum(fresh), ids
+        return sum(fresh), len(fresh) - sum(fresh), len(ids) - len(fresh), ids
     updated = cursor.rowcount
-    if updated == len(ids):  # a re-sync: every staged row was written
-        return 0, updated, ids
-    cursor.execute(merge.insert_after_update if updated else merge.insert)
+    if updated == len(ids):  # every staged row changed
+        return 0, updated, 0, ids
+    cursor.execute(merge.insert_after_update)
     fresh = [is_new for (is_new,) in cursor.fetchall()]
     inserted = sum(fresh)
-    if updated + len(fresh) == len(ids):  # every staged row was written
-        return inserted, len(ids) - inserted, ids
+    updated += len(fresh) - inserted
+    if updated + inserted == len(ids):  # every staged row was written
+        return inserted, updated, 0, ids
     refused = {row_id for (row_id,) in cursor.execute(merge.refused).fetchall()}
-    # the rest hold the staged version: ours, or another writer's of the same change time
-    return inserted, len(ids) - inserted - len(refused), [i for i in ids if i not in refused]
+    # the rest hold the staged content already: unchanged (or another writer's same version)
+    unchanged = len(ids) - inserted - updated - len(refused)
+    return inserted, updated, unchanged, [i for i in ids if i not in refused]
 
 
 class _MergeSql:
     """The statements merging the temporary table into `table` with the guard.
 
-    With a change column, `update` writes the stored ids the guard allows (one WAL record
-    per row; no RETURNING: a re-sync needs nothing but its row count); `insert` adds the
-    other rows with the guarded ON CONFLICT, which also catches an id another writer stored
-    after the UPDATE's snapshot; `insert_after_update` first leaves out the rows whose stored
-    version is the staged one (the UPDATE's own, or another writer's of that change time:
-    counted as updated). `refused` lists the staged ids whose stored version is newer than
-    the staged one. Without a change column every row is written:
-    `insert` alone (ON CONFLICT DO UPDATE), and `update` is None. `RETURNING (xmax = 0)`
-    tells an insert from an update."""
+    With a change column, `update` writes the stored ids the guard allows whose content
+    differs (one WAL record per row; no RETURNING: a re-sync needs nothing but its row
+    count); `insert_after_update` adds the other rows with the guarded ON CONFLICT, which
+    also catches an id another writer stored after the UPDATE's snapshot, leaving out first
+    the rows whose stored version has the staged change time (the UPDATE's own, unchanged
+    rows, or another writer's of that change time). `refused` lists the staged ids whose
+    stored version is newer than the staged one. Without a change column `insert` alone
+    (ON CONFLICT DO UPDATE of the rows that differ), and `update` is None.
+    `RETURNING (xmax = 0)` tells an insert from an update."""
 
     def __init__(self, layout: TableLayout, table: str, quoted: list[str], stamp: str) -> None:
         id_column, synced, deleted = quoted[0], *quoted[len(layout.columns) :]
@@ -323,7 +340,7 @@ class _MergeSql:
             f"SELECT {', '.join(f's.{q}' for q in names)}, {stamped}, CAST(NULL AS timestamptz) "
             f"FROM {_STAGE} s"
         )
-        returning = f"{_on_conflict(layout, quoted)} RETURNING (cur.xmax = 0)"
+        returning = f"{_on_conflict(layout, quoted, 'postgresql')} RETURNING (cur.xmax = 0)"
         insert = f"INSERT INTO {table} AS cur ({', '.join(quoted)}) "
         self.insert = f"{insert}{select} {returning}"
         self.update: str | None = None
@@ -331,10 +348,15 @@ class _MergeSql:
             return
         change = quoted[layout.change_index]
         allowed = f"(cur.{change} IS NULL OR s.{change} >= cur.{change})"
+        content = [*names[1:], deleted]
+        staged = [*(f"s.{q}" for q in names[1:]), "CAST(NULL AS timestamptz)"]
+        differs = (
+            f"({', '.join(f'cur.{q}' for q in content)}) IS DISTINCT FROM ({', '.join(staged)})"
+        )
         sets = ", ".join(f"{q} = s.{q}" for q in names[1:])
         self.update = (
             f"UPDATE {table} AS cur SET {sets}, {synced} = {stamped}, {deleted} = NULL "
-            f"FROM {_STAGE} s WHERE cur.{id_column} = s.{id_column} AND {allowed}"
+            f"FROM {_STAGE} s WHERE cur.{id_column} = s.{id_column} AND {allowed} AND {differs}"
         )
         same = (
             f"SELECT 1 FROM {table} AS cur WHERE cur.{id_column} = s.{id_column} "
@@ -475,42 +497,84 @@ def _stored_changes(
 
 
 def _send(
-    connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]
-) -> int | None:
-    """Upsert `rows` with the guard; the number of rows stored (None: MySQL does not say)."""
+    connection: sa.Connection,
+    layout: TableLayout,
+    rows: list[tuple[Any, ...]],
+    *,
+    inserted: int = 0,
+) -> int:
+    """Upsert `rows` with the guard; the number of rows inserted or changed (`inserted` of
+    them are new ids: MySQL's row count needs it)."""
     if not rows:
         return 0
     table, quoted = _names(connection, layout)
     values = ", ".join([_marker(connection)] * len(quoted))
     insert = f"INSERT INTO {table} AS cur ({', '.join(quoted)}) VALUES ({values})"
-    if layout.dialect == "mysql":  # its row count says 2 for an update, 0 for an unchanged row
+    if layout.dialect == "mysql":
         insert = f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({values})"
-        connection.exec_driver_sql(f"{insert} {_mysql_update(layout, quoted)}", rows)
-        return None
-    return connection.exec_driver_sql(f"{insert} {_on_conflict(layout, quoted)}", rows).rowcount
+        result = connection.exec_driver_sql(f"{insert} {_mysql_update(layout, quoted)}", rows)
+        return _mysql_written(connection, result.rowcount, len(rows), inserted)
+    sql = f"{insert} {_on_conflict(layout, quoted, connection.dialect.name)}"
+    return connection.exec_driver_sql(sql, rows).rowcount
 
 
-def _on_conflict(layout: TableLayout, quoted: list[str]) -> str:
-    """ON CONFLICT clause of SQLite and PostgreSQL (target aliased `cur`)."""
+def _mysql_written(connection: sa.Connection, rowcount: int, sent: int, inserted: int) -> int:
+    """Rows inserted or changed, from MySQL's affected rows: 1 per insert, 2 per changed row,
+    and per row left as it was 1 with CLIENT_FOUND_ROWS (SQLAlchemy always sets it), else 0."""
+    flags = getattr(connection.connection.dbapi_connection, "client_flag", None)
+    if flags is None or flags & _FOUND_ROWS:
+        return rowcount - sent + inserted
+    return inserted + (rowcount - inserted) // 2
+
+
+def _differs(layout: TableLayout, quoted: list[str], old: str, new: str, dialect: str) -> str:
+    """SQL: the stored row `old` differs from `new` in a written column (the id and
+    `_synced_at` aside; `_deleted_at` included, so a row coming back counts as changed)."""
+    names = [*quoted[1 : len(layout.columns)], quoted[-1]]
+    if dialect == "mysql":  # `new` is VALUES(); text compared byte for byte, not by collation
+        kinds = [spec.kind for spec in layout.columns[1:]] + ["datetime"]
+        same = " AND ".join(
+            f"CAST({q} AS BINARY) <=> CAST(VALUES({q}) AS BINARY)"
+            if kind in ("text", "key", "json") else f"{q} <=> VALUES({q})"
+            for q, kind in zip(names, kinds, strict=True)
+        )  # fmt: skip
+        return f"NOT ({same})"
+    operator = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    left = ", ".join(f"{old}.{q}" for q in names)
+    right = ", ".join(f"{new}.{q}" for q in names)
+    return f"({left}) {operator} ({right})"
+
+
+def _on_conflict(layout: TableLayout, quoted: list[str], dialect: str) -> str:
+    """ON CONFLICT clause of SQLite and PostgreSQL (target aliased `cur`): only a row whose
+    content differs is written, and never over a newer version."""
     sets = ", ".join(f"{q} = excluded.{q}" for q in quoted[1:])
-    clause = f"ON CONFLICT ({quoted[0]}) DO UPDATE SET {sets}"
+    differs = _differs(layout, quoted, "cur", "excluded", dialect)
+    clause = f"ON CONFLICT ({quoted[0]}) DO UPDATE SET {sets} WHERE {differs}"
     change = layout.change_index
     if change is None:
         return clause
     column = quoted[change]
-    return f"{clause} WHERE cur.{column} IS NULL OR excluded.{column} >= cur.{column}"
+    return f"{clause} AND (cur.{column} IS NULL OR excluded.{column} >= cur.{column})"
 
 
 def _mysql_update(layout: TableLayout, quoted: list[str]) -> str:
-    """ON DUPLICATE KEY UPDATE with the guard per column and the change column assigned last."""
+    """ON DUPLICATE KEY UPDATE with the guard per column: `_synced_at` assigned FIRST and
+    only when the content differs (later assignments see earlier updated values), the change
+    column assigned LAST. A row left as it was counts as unchanged in the affected rows."""
+    synced = quoted[len(layout.columns)]
+    differs = _differs(layout, quoted, "", "", "mysql")
     change = layout.change_index
     if change is None:
-        return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{q} = VALUES({q})" for q in quoted[1:])
+        first = f"{synced} = IF({differs}, VALUES({synced}), {synced})"
+        rest = ", ".join(f"{q} = VALUES({q})" for q in quoted[1:] if q != synced)
+        return f"ON DUPLICATE KEY UPDATE {first}, {rest}"
     column = quoted[change]
     guard = f"({column} IS NULL OR VALUES({column}) >= {column})"
-    ordered = [q for q in quoted[1:] if q != column] + [column]
+    first = f"{synced} = IF({guard} AND {differs}, VALUES({synced}), {synced})"
+    ordered = [q for q in quoted[1:] if q not in (column, synced)] + [column]
     sets = ", ".join(f"{q} = IF({guard}, VALUES({q}), {q})" for q in ordered)
-    return f"ON DUPLICATE KEY UPDATE {sets}"
+    return f"ON DUPLICATE KEY UPDATE {first}, {sets}"
 
 
 def _copy_send(
@@ -549,7 +613,7 @@ def _copy_send(
         _copy(cursor, _STAGE, columns, types, old)
         cursor.execute(
             f"INSERT INTO {table} AS cur ({columns}) SELECT {columns} FROM {_STAGE} "
-            f"{_on_conflict(layout, quoted)}"
+            f"{_on_conflict(layout, quoted, 'postgresql')}"
         )
         merged = cursor.rowcount
         cursor.execute(f"DROP TABLE {_STAGE}")
