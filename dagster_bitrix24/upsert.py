@@ -16,7 +16,17 @@ a guard in SQL as well, so a concurrent writer cannot make an older version win 
 - MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE col = IF(guard, VALUES(col), col)`, the
   change-time column assigned LAST because later assignments see earlier updated values.
 
-Multi-field child rows of written parents are replaced in the same transaction.
+Every path writes only a row whose content differs from the stored one (every written
+column but `_synced_at`; `_deleted_at` included, so a row coming back is written): compared
+in the same statement, `(cur.*) IS DISTINCT FROM (new.*)` on PostgreSQL, `IS NOT` on
+SQLite; on MySQL `_synced_at` is assigned first, only when a column differs byte for byte
+(`CAST AS BINARY`: a collation finds 'Acme' = 'ACME'), so the row stays as it was and its
+affected-rows count says unchanged. A row left as it was counts as `unchanged`, not
+`updated`, and keeps its `_synced_at` (`Warehouse.mark_deleted` never stamps it: the refresh
+that read it has its id).
+
+Multi-field child rows of every row the guard kept (written or unchanged) are replaced in
+the same transaction; a parent counts by its own columns.
 """
 
 from __future__ import annotations

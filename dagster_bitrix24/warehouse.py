@@ -8,7 +8,7 @@ SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy 2; no Dagster in here.
     ...     "crm.deal", fields, id_field="ID", change_field="DATE_MODIFY")
     >>> layout.changes            # SchemaChanges: created, added_columns, type_changes, ...
     >>> for page in pages:        # one transaction per chunk
-    ...     counts = warehouse.write_chunk(layout, page)     # WriteCounts(inserted, updated, skipped)
+    ...     counts = warehouse.write_chunk(layout, page)  # WriteCounts(inserted, updated, skipped, unchanged)
     >>> warehouse.start_run("crm.deal", run_id)   # rejects are counted per entity and run
     >>> counts = warehouse.write_chunk(layout, page, run_id=run_id)
     >>> warehouse.rejects("crm.deal", run_id)      # (count, examples) of values not stored
