@@ -9,6 +9,7 @@ datetimes in any ISO offset or `YYYY-MM-DD` (an unparseable date matches nothing
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from bitrix_core.emulator.schema import (
     DATETIME_TYPES,
     DOUBLE_TYPES,
     INTEGER_TYPES,
+    OBJECT_TYPES,
     Field,
 )
 
@@ -93,6 +95,8 @@ def sql_value(f: Field, value: Any, tz: timezone) -> Any:
     if f.type in DATE_TYPES:
         epoch = parse_datetime(value, tz)
         return None if epoch is None else datetime.fromtimestamp(epoch, tz).date().isoformat()
+    if f.type in OBJECT_TYPES:
+        return json.dumps(value)
     if f.type in BOOLEAN_TYPES:
         return 1 if str(value).lower() in ("1", "y", "true", "yes") else 0
     if f.type in INTEGER_TYPES:
