@@ -35,11 +35,12 @@ Resolver = Callable[[str], "Field | None"]
 
 
 class UnknownFieldError(ValueError):
-    """A filter or order key names no field of the entity."""
+    """A filter or order key names no field of the entity; the text is crm.item's
+    (b24restdocs crm-item-list.md: "Invalid filter: field 'FIELD' is not allowed in filter")."""
 
     def __init__(self, name: str, where: str) -> None:
         self.name = name
-        super().__init__(f"unknown field {name!r} in {where}")
+        super().__init__(f"Invalid {where}: field '{name}' is not allowed in {where}")
 
 
 def split_key(key: str) -> tuple[str, str]:

@@ -38,7 +38,8 @@ class CrmItems:
         type_id = php_int(params.get("entitytypeid") or 0)
         name = _CLASSIC_BY_TYPE.get(type_id, f"crm.item.{type_id}")
         if name not in self.store.entities:
-            raise MethodError("NOT_FOUND", "Smart process type not found", 400)
+            # crm-item-get.md / crm-item-list.md: `400` `NOT_FOUND` "SPA not found"
+            raise MethodError("NOT_FOUND", "SPA not found", 400)
         return self.store.entity(name)
 
     def _camel_fields(self, entity: Entity) -> list[Field]:

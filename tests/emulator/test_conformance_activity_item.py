@@ -233,3 +233,20 @@ async def test_a_request_past_sixty_seconds_is_an_internal_server_error():
     slow = CostModel(base_s=61.0, per_row_s=0.0, count_s=0.0)
     async with EmulatedPortal(deals=20, plan="standard", time_scale=0.002, cost=slow) as p:
         assert (await _post(p, "crm.deal.get", {"id": 1}))[0] == 500
+
+
+async def test_crm_item_errors_have_the_documented_texts(portal):
+    # crm-item-list.md, "Error Handling": {"error": "INVALID_ARG_VALUE", "error_description":
+    # "Invalid filter: field 'FIELD' is not allowed in filter"}; "Invalid order: field
+    # '`field`' is not allowed in order"; `400` `NOT_FOUND` "SPA not found" (bad entityTypeId)
+    status, body = await _post(
+        portal, "crm.item.list", {"entityTypeId": 128, "filter": {"FIELD": 1}}
+    )
+    assert (status, body) == (400, {"error": "INVALID_ARG_VALUE", "error_description":
+                                    "Invalid filter: field 'FIELD' is not allowed in filter"})  # fmt: skip
+    status, body = await _post(
+        portal, "crm.item.list", {"entityTypeId": 128, "order": {"nope": "ASC"}}
+    )
+    assert body["error_description"] == "Invalid order: field 'nope' is not allowed in order"
+    status, body = await _post(portal, "crm.item.get", {"entityTypeId": 999, "id": 1})
+    assert (status, body) == (400, {"error": "NOT_FOUND", "error_description": "SPA not found"})
