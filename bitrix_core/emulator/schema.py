@@ -17,7 +17,10 @@ INTEGER_TYPES = frozenset(
      "crm_entity", "enumeration", "group", "iblock_element", "crm_quote"}
 )
 DOUBLE_TYPES = frozenset({"double"})
-DATETIME_TYPES = frozenset({"datetime"})
+# "datetime_opaque": stored and filtered as a time, sent as `{}` (user-get.md's example:
+# "TIMESTAMP_X": {}, "LAST_ACTIVITY_DATE": {}, though its filter takes ISO times)
+OPAQUE_TIME_TYPES = frozenset({"datetime_opaque"})
+DATETIME_TYPES = frozenset({"datetime"}) | OPAQUE_TIME_TYPES
 DATE_TYPES = frozenset({"date"})
 BOOLEAN_TYPES = frozenset({"boolean"})
 # kept as JSON text, sent as JSON (crm-activity-get.md: "SETTINGS": [], "PROVIDER_PARAMS": [])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from bitrix_core.emulator.method_kit import JsonReady
+from bitrix_core.emulator.method_kit import JsonReady, PhpObject
 from bitrix_core.emulator.schema import (
     BOOLEAN_TYPES,
     DATE_TYPES,
@@ -22,6 +22,7 @@ from bitrix_core.emulator.schema import (
     DOUBLE_TYPES,
     INTEGER_TYPES,
     OBJECT_TYPES,
+    OPAQUE_TIME_TYPES,
     Entity,
     Field,
 )
@@ -45,6 +46,8 @@ def classic_value(f: Field, value: Any, tz: timezone) -> Any:
     """A value as classic methods return it: a string, or None."""
     if value is None:
         return None
+    if f.type in OPAQUE_TIME_TYPES:
+        return PhpObject()
     if f.type in DATETIME_TYPES:
         return iso(value, tz)
     if f.type in DATE_TYPES:
@@ -156,8 +159,14 @@ def _date_sql(col: str, tz: timezone) -> str:
     return f"{col} || 'T00:00:00{_offset_text(tz)}'"  # date_value in SQL
 
 
+def _empty_object(value: Any) -> PhpObject:
+    return PhpObject()
+
+
 def _classic_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
     col = f't."{f.name}"'
+    if f.type in OPAQUE_TIME_TYPES:
+        return col, _empty_object
     if f.type in DATETIME_TYPES:
         return _iso_sql(col, tz), None
     if f.type in DATE_TYPES:
