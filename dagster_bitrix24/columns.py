@@ -48,6 +48,9 @@ MAX_IDENTIFIER = 63  # PostgreSQL's limit; MySQL allows 64
 _INTEGER_TYPES = {
     "integer", "user", "employee", "crm_company", "crm_contact", "crm_lead", "crm_deal",
     "crm_quote", "crm_category", "iblock_element", "iblock_section", "crm_invoice",
+    # crm.item's parentId<N> (crm-item-fields.md) and crm.activity's OWNER_TYPE_ID
+    # (crm-activity-fields.md): ids sent as integers / digit strings
+    "crm_entity", "crm_enum_ownertype",
 }  # fmt: skip
 _MONEY_FIELDS = {
     "OPPORTUNITY", "TAX_VALUE", "OPPORTUNITY_ACCOUNT", "TAX_VALUE_ACCOUNT",
@@ -142,7 +145,9 @@ def field_kind(field: str, meta: Mapping[str, Any], *, is_id: bool = False) -> K
         return "date"
     if kind == "datetime":
         return "datetime"
-    if kind in ("file", "address", "crm", "location") or isinstance(meta.get("items"), dict):
+    if kind in ("file", "address", "crm", "location", "object") or isinstance(
+        meta.get("items"), dict
+    ):  # "object": crm.activity SETTINGS / PROVIDER_PARAMS
         return "json" if kind != "location" else "text"
     return "text"
 

@@ -66,6 +66,10 @@ class PortalState:
     tz: timezone
 
 
+class RequestTimeout(Exception):
+    """The request's modelled processing passed the plan's per-request cap."""
+
+
 def _error_outcome(code: str, description: str) -> CommandOutcome:
     return CommandOutcome(error=(code, description))
 
@@ -169,10 +173,16 @@ class PortalServer:
                 return early
         elif fault is not None:
             await asyncio.sleep(fault.delay_s)
-        if method == "batch":
-            response = await self._batch(identity, commands, halt)
-        else:
-            response = await self._single(identity, method, params)
+        timeout = self.state.limits.request_timeout
+        deadline = None if timeout is None else time.time() + timeout
+        try:
+            if method == "batch":
+                response = await self._batch(identity, commands, halt, deadline)
+            else:
+                response = await self._single(identity, method, params, deadline)
+        except RequestTimeout:
+            self.state.counters.count_status(method, 500)
+            return error_response("INTERNAL_SERVER_ERROR", "Internal server error", status=500)
         if fault is not None and fault.kind == "truncated":
             return await self._truncated(request, response)
         if fault is not None and fault.kind in BAD_200_FAULTS:
@@ -223,8 +233,12 @@ class PortalServer:
         low, high = self.state.store.tuples(f'SELECT MIN(ID), MAX(ID) FROM "{table}"')[0]
         return None if low is None else (int(low), int(high))
 
-    async def _single(self, identity: str, method: str, params: dict[str, Any]) -> web.Response:
-        outcome, status = await self.run_command(identity, method, params, in_batch=False)
+    async def _single(
+        self, identity: str, method: str, params: dict[str, Any], deadline: float | None
+    ) -> web.Response:
+        outcome, status = await self.run_command(
+            identity, method, params, in_batch=False, deadline=deadline
+        )
         if outcome.error is not None:
             code, description = outcome.error
             return error_response(code, description, status=status)
@@ -234,7 +248,8 @@ class PortalServer:
         )
 
     async def _batch(
-        self, identity: str, commands: list[batch_method.Command], halt: bool
+        self, identity: str, commands: list[batch_method.Command], halt: bool,
+        deadline: float | None,
     ) -> web.Response:
         start = time.time()
         for name in {command.method.lower() for command in commands}:
@@ -245,7 +260,7 @@ class PortalServer:
         async def run(method: str, params: dict[str, Any]) -> CommandOutcome:
             nonlocal due
             outcome, _ = await self.run_command(
-                identity, method.lower(), params, in_batch=True, began=due
+                identity, method.lower(), params, in_batch=True, began=due, deadline=deadline
             )
             due += (outcome.time or {}).get("processing", 0.0)
             return outcome
@@ -278,11 +293,15 @@ class PortalServer:
         *,
         in_batch: bool,
         began: float | None = None,
+        deadline: float | None = None,
     ) -> tuple[CommandOutcome, int]:
         """Run one method call (alone or inside a batch): the outcome and its HTTP status.
 
         The call ends `processing` seconds (the cost model's) after `began` (default now), its
-        own work included, or when that work is done if it takes longer."""
+        own work included, or when that work is done if it takes longer. A call that would end
+        after the request's `deadline` (the plan's 60 s cap) stops there: `RequestTimeout`,
+        its work done and its time up to the cut charged (both assumptions: the docs say only
+        that the request "is interrupted with an error INTERNAL_SERVER_ERROR")."""
         methods = self.state.methods
         counts = self.state.counters[method]
         start = time.time() if began is None else began
@@ -312,6 +331,11 @@ class PortalServer:
         processing = self.state.limits.processing(
             method, rows=result.rows, counted=result.counted, offset=result.offset
         )
+        if deadline is not None and start + processing > deadline:
+            await asyncio.sleep(max(0.0, deadline - time.time()))
+            if budget is not None:
+                budget.spend(key, max(0.0, deadline - start), time.time())
+            raise RequestTimeout
         # The command takes `processing` seconds in all: the emulator's own work is part of it.
         await asyncio.sleep(max(0.0, start + processing - time.time()))
         if budget is not None:

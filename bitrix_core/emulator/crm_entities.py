@@ -34,17 +34,6 @@ _LAST = ("Ivanova", "Petrov", "Smirnova", "Kuznetsov", "Popova", "Volkov", "Soko
 _ORGS = ("Horns & Hooves", "Vector", "Polar Star", "Northwind", "Altair", "Granite", "Orbita")
 
 
-def _common(modify_by: str = "MODIFY_BY_ID") -> tuple[Field, ...]:
-    return (
-        Field("ASSIGNED_BY_ID", "user", "Responsible person", gen="USER(30)"),
-        Field("CREATED_BY_ID", "user", "Created by", gen="USER(31)", read_only=True),
-        Field(modify_by, "user", "Modified by", gen="USER(32)", read_only=True),
-        Field("DATE_CREATE", "datetime", "Created", gen="created", read_only=True),
-        Field("DATE_MODIFY", "datetime", "Modified", gen="modified", read_only=True),
-        Field("OPENED", "char", "Available to everyone", gen=pick(33, ["Y", "N"], [4, 1])),
-    )
-
-
 def _multi(*names: str) -> tuple[Field, ...]:
     titles = {"PHONE": "Phone", "EMAIL": "E-mail", "WEB": "Website", "IM": "Messenger",
               "LINK": "LINK"}
@@ -114,8 +103,14 @@ def _moved() -> tuple[Field, ...]:
 
 
 def _people() -> tuple[Field, ...]:
-    """ASSIGNED_BY_ID .. DATE_MODIFY of `_common` (without OPENED)."""
-    return tuple(f for f in _common() if f.name != "OPENED")
+    """ASSIGNED_BY_ID, CREATED_BY_ID, MODIFY_BY_ID, DATE_CREATE, DATE_MODIFY."""
+    return (
+        Field("ASSIGNED_BY_ID", "user", "Responsible person", gen="USER(30)"),
+        Field("CREATED_BY_ID", "user", "Created by", gen="USER(31)", read_only=True),
+        Field("MODIFY_BY_ID", "user", "Modified by", gen="USER(32)", read_only=True),
+        Field("DATE_CREATE", "datetime", "Created", gen="created", read_only=True),
+        Field("DATE_MODIFY", "datetime", "Modified", gen="modified", read_only=True),
+    )
 
 
 def _ref(type_: str, title: str, gen: str, parent: int, *, read_only: bool = False) -> Field:
@@ -336,31 +331,89 @@ COMPANY = Entity(
     ),
 )
 
+# TYPE_ID 1 meeting, 2 call, 3 task, 4 e-mail (crm_enum_activitytype) and the provider of each
+_ACTIVITY_KIND = "(1 + R(5) % 4)"
+_PROVIDERS = ("CRM_MEETING", "VOXIMPLANT_CALL", "CRM_TASKS_TASK", "CRM_EMAIL")
+_PROVIDER_TYPES = ("MEETING", "CALL", "TASK", "EMAIL")
+_START = "(created + 3600 * (R(9) % 240))"
+_END = f"({_START} + 1800)"
+
+
+def _by_kind(values: tuple[str, ...]) -> str:
+    return "(CASE " + _ACTIVITY_KIND + " " + " ".join(
+        f"WHEN {i} THEN '{v}'" for i, v in enumerate(values, 1)) + " END)"
+
+
+def _zero(name: str, type_: str = "integer", title: str = "") -> Field:
+    """A field the activity rows of the documented example carry as "0"."""
+    return Field(name, type_, title or name, gen="0")
+
+
+# The documented field set, in its order, and each field's flags and title:
+# b24restdocs api-reference/crm/timeline/activities/activity-base/crm-activity-fields.md.
+# Row values follow crm-activity-list.md / crm-activity-get.md ("Response Handling"): ids and
+# enums as strings, "ASSOCIATED_ENTITY_ID": "0", "DESCRIPTION": "", "LOCATION": "",
+# "SETTINGS": [], "PROVIDER_PARAMS": [], RESULT_* "0" or null; BINDINGS, COMMUNICATIONS,
+# FILES, WEBDAV_ELEMENTS and IS_INCOMING_CHANNEL are described but absent from the rows.
+# DEADLINE "is taken from START_TIME for calls and meetings and from END_TIME for tasks"
+# (crm-activity-fields.md; e-mails like tasks: an assumption); STATUS 2 (completed) when
+# COMPLETED is Y, else 1 (waiting): crm_enum_activitystatus, api-reference/crm/data-types.md.
 ACTIVITY = Entity(
     name="crm.activity", table="activity", size_key="activities", salt=5,
     created_field="CREATED", modified_field="LAST_UPDATED",
     fields=(
         Field("ID", "integer", "ID", gen="id", read_only=True),
-        Field("OWNER_TYPE_ID", "integer", "Owner type", gen=pick(3, [2, 3, 1], [7, 2, 1])),
-        Field("OWNER_ID", "integer", "Owner",
+        Field("OWNER_ID", "integer", "Owner ID", immutable=True,
               gen="(CASE " + pick(3, [2, 3, 1], [7, 2, 1]) + " WHEN 2 THEN REF(deal, 4, 0)"
                   " WHEN 3 THEN REF(contact, 4, 0) ELSE REF(lead, 4, 0) END)"),
-        Field("TYPE_ID", "crm_enum_activitytype", "Type", gen=pick(5, [1, 2, 3, 4])),
-        Field("PROVIDER_ID", "string", "Provider",
-              gen=pick(5, ["CRM_MEETING", "VOXIMPLANT_CALL", "CRM_TASKS_TASK", "CRM_EMAIL"])),
-        Field("SUBJECT", "string", "Subject", gen="'Follow up: ' || " + _TITLE),
-        Field("DESCRIPTION", "string", "Description", gen="NULL"),
+        Field("OWNER_TYPE_ID", "crm_enum_ownertype", "Owner Type", immutable=True,
+              gen=pick(3, [2, 3, 1], [7, 2, 1])),
+        Field("TYPE_ID", "crm_enum_activitytype", "Type", gen=_ACTIVITY_KIND, required=True,
+              immutable=True),
+        Field("PROVIDER_ID", "string", "Provider ID", gen=_by_kind(_PROVIDERS)),
+        Field("PROVIDER_TYPE_ID", "string", "Provider Type", gen=_by_kind(_PROVIDER_TYPES)),
+        Field("PROVIDER_GROUP_ID", "string", "Connector Type"),
+        Field("ASSOCIATED_ENTITY_ID", "integer", "Associated Entity ID", gen="0", read_only=True),
+        Field("SUBJECT", "string", "Subject", gen="'Follow up: ' || " + _TITLE, required=True),
+        Field("START_TIME", "datetime", "Start", gen=_START),
+        Field("END_TIME", "datetime", "Deadline", gen=_END),
+        Field("DEADLINE", "datetime", "Execution Deadline",
+              gen=f"(CASE WHEN {_ACTIVITY_KIND} <= 2 THEN {_START} ELSE {_END} END)"),
         Field("COMPLETED", "char", "Completed", gen=pick(6, ["Y", "N"])),
-        Field("DIRECTION", "crm_enum_activitydirection", "Direction", gen=pick(7, [0, 1, 2])),
+        Field("STATUS", "crm_enum_activitystatus", "Status", gen=pick(6, [2, 1])),
+        Field("RESPONSIBLE_ID", "user", "Responsible", gen="USER(30)", required=True),
         Field("PRIORITY", "crm_enum_activitypriority", "Priority", gen=pick(8, [1, 2, 3])),
-        Field("RESPONSIBLE_ID", "user", "Responsible person", gen="USER(30)"),
-        Field("AUTHOR_ID", "user", "Created by", gen="USER(31)", read_only=True),
-        Field("EDITOR_ID", "user", "Modified by", gen="USER(32)", read_only=True),
-        Field("CREATED", "datetime", "Created", gen="created", read_only=True),
-        Field("LAST_UPDATED", "datetime", "Updated", gen="modified", read_only=True),
-        Field("START_TIME", "datetime", "Start", gen="created + 3600 * (R(9) % 240)"),
-        Field("END_TIME", "datetime", "End", gen="created + 3600 * (R(9) % 240) + 1800"),
-        Field("DEADLINE", "datetime", "Deadline", gen="created + 3600 * (R(9) % 240) + 1800"),
+        Field("NOTIFY_TYPE", "crm_enum_activitynotifytype", "Notification Type",
+              gen=pick(10, [0, 1], [1, 2])),
+        Field("NOTIFY_VALUE", "integer", "Notification Parameter", gen=pick(10, [0, 15], [1, 2])),
+        Field("DESCRIPTION", "string", "Description", gen="''"),
+        Field("DESCRIPTION_TYPE", "crm_enum_contenttype", "Description Type", gen="1"),
+        Field("DIRECTION", "crm_enum_activitydirection", "Direction", gen=pick(7, [0, 1, 2])),
+        Field("LOCATION", "string", "Location", gen="''"),
+        Field("CREATED", "datetime", "Creation Date", gen="created", read_only=True),
+        Field("AUTHOR_ID", "user", "Created By", gen="USER(31)", read_only=True),
+        Field("LAST_UPDATED", "datetime", "Last Updated Date", gen="modified", read_only=True),
+        Field("EDITOR_ID", "user", "Edited By", gen="USER(32)", read_only=True),
+        Field("SETTINGS", "object", "Settings", gen="'[]'"),
+        Field("ORIGIN_ID", "string", "External Code"),
+        Field("ORIGINATOR_ID", "string", "External Source"),
+        _zero("RESULT_STATUS"),
+        _zero("RESULT_STREAM"),
+        Field("RESULT_SOURCE_ID", "string", "RESULT_SOURCE_ID"),
+        Field("PROVIDER_PARAMS", "object", "Provider Parameters", gen="'[]'"),
+        Field("PROVIDER_DATA", "string", "Provider Data"),
+        _zero("RESULT_MARK"),
+        Field("RESULT_VALUE", "double", "RESULT_VALUE"),
+        Field("RESULT_SUM", "double", "RESULT_SUM"),
+        Field("RESULT_CURRENCY_ID", "string", "RESULT_CURRENCY_ID"),
+        _zero("AUTOCOMPLETE_RULE", title="Autocomplete"),
+        Field("BINDINGS", "crm_activity_binding", "Bindings", multiple=True, read_only=True),
+        Field("COMMUNICATIONS", "crm_activity_communication", "Communication Channel",
+              multiple=True, required=True),
+        Field("FILES", "diskfile", "Files", multiple=True),
+        Field("WEBDAV_ELEMENTS", "diskfile", "Added Files", multiple=True, deprecated=True),
+        Field("IS_INCOMING_CHANNEL", "char", "IS_INCOMING_CHANNEL", gen="'N'", read_only=True,
+              listed=False),
     ),
 )
 
@@ -369,30 +422,73 @@ SMART_CATEGORY_BASE = {31: 10, 128: 20, 130: 30}  # pipeline ids of smart types:
 
 
 def smart_entity(entity_type_id: int, title: str, *, salt: int) -> Entity:
-    """A smart process (or the smart invoice, 31): reachable only through crm.item.*."""
+    """A smart process (or the smart invoice, 31): reachable only through crm.item.*.
+
+    The documented field set, in its order, with its names (`upperName`), titles and flags:
+    b24restdocs api-reference/crm/universal/crm-item-fields.md (a smart process's fields,
+    without its portal-specific `parentId1248`). Values as crm-item-add.md's item shows them:
+    `"opened": "N"` and `"isManualOpportunity": "Y"` (described "boolean", sent Y/N),
+    `"observers": [2, 3]`, `"contactIds": [4, 5]`, `"taxValue": 0`, `"webformId": null`,
+    `"parentId1220": 2`; `contacts` is described but absent from the item (not listed).
+    """
     category = f"({SMART_CATEGORY_BASE[entity_type_id]} + {_CATEGORY})"
     stage = (f"'DT{entity_type_id}_' || {category} || ':' || "
              + pick(6, ["NEW", "PREPARATION", "CLIENT", "SUCCESS", "FAIL"], [3, 2, 2, 2, 1]))
     uf = f"UF_CRM_{entity_type_id}_"
+    stages = f"DYNAMIC_{entity_type_id}_STAGE"
     return Entity(
         name=f"crm.item.{entity_type_id}", table=f"item_{entity_type_id}", size_key="smart_items",
         entity_type_id=entity_type_id, uf_entity_id=f"CRM_{entity_type_id}", salt=salt,
+        created_field="CREATED_TIME", modified_field="UPDATED_TIME",
         fields=(
             Field("ID", "integer", "ID", gen="id", read_only=True),
             Field("TITLE", "string", "Name", gen=f"'{title} #' || id"),
-            Field("XML_ID", "string", "External ID", gen="NULL"),
-            Field("STAGE_ID", "crm_status", "Stage", gen=stage,
-                  status_type=f"DYNAMIC_{entity_type_id}_STAGE"),
-            Field("CATEGORY_ID", "crm_category", "Pipeline", gen=category),
-            Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 1000000) / 100.0, 2)"),
-            Field("CURRENCY_ID", "crm_currency", "Currency",
-                  gen=pick(8, list(CURRENCIES), [6, 2, 1])),
-            Field("COMPANY_ID", "crm_company", "Company", gen="REF(company, 11, 20)"),
-            Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 20)"),
+            Field("XML_ID", "string", "External code", gen="NULL"),
+            Field("CREATED_TIME", "datetime", "Created at", gen="created", read_only=True),
+            Field("UPDATED_TIME", "datetime", "Updated at", gen="modified", read_only=True),
+            Field("CREATED_BY", "user", "Created by", gen="USER(31)", read_only=True),
+            Field("UPDATED_BY", "user", "Updated by", gen="USER(32)", read_only=True),
+            Field("ASSIGNED_BY_ID", "user", "Assigned to", gen="USER(30)"),
+            Field("OPENED", "char", "Publicly available", gen=pick(33, ["Y", "N"], [4, 1]),
+                  required=True, described_type="boolean"),
+            Field("WEBFORM_ID", "integer", "Created by CRM form"),
             Field("BEGINDATE", "date", "Start date", gen=_DAY),
             Field("CLOSEDATE", "date", "End date",
                   gen="date(created + TZ + 86400 * (7 + R(13) % 60), 'unixepoch')"),
-            *_common("UPDATED_BY_ID"),
+            _ref("crm_company", "Company", "REF(company, 11, 20)", 4),
+            Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 20)",
+                  deprecated=True),
+            Field("CONTACT_IDS", "crm_contact", "CONTACT_IDS", multiple=True, ids_of="CONTACT_ID"),
+            Field("CONTACTS", "crm_contact", "CONTACTS", multiple=True, listed=False),
+            Field("OBSERVERS", "user", "Observers", multiple=True,
+                  gen="(CASE WHEN R(19) % 4 = 0 THEN '[' || USER(19) || ']' END)"),
+            Field("CATEGORY_ID", "crm_category", "Pipeline", gen=category),
+            Field("MOVED_TIME", "datetime", "Moved at", read_only=True,
+                  gen="(created + (modified - created) / 2)"),
+            Field("MOVED_BY", "user", "Moved by", gen="USER(30)", read_only=True),
+            Field("STAGE_ID", "crm_status", "Stage", gen=stage, status_type=stages),
+            Field("PREVIOUS_STAGE_ID", "crm_status", "Previous stage", read_only=True,
+                  status_type=stages),
+            Field("SOURCE_ID", "crm_status", "Source", gen=pick(15, [s for s, _ in SOURCES]),
+                  status_type="SOURCE"),
+            Field("SOURCE_DESCRIPTION", "text", "Additional source info"),
+            Field("CURRENCY_ID", "crm_currency", "Currency",
+                  gen=pick(8, list(CURRENCIES), [6, 2, 1])),
+            Field("IS_MANUAL_OPPORTUNITY", "char", "Amount calculation mode",
+                  gen=pick(10, ["Y", "N"]), described_type="boolean"),
+            Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 1000000) / 100.0, 2)"),
+            Field("TAX_VALUE", "double", "Tax amount", gen="0"),
+            Field("MYCOMPANY_ID", "crm_company", "Your company details",
+                  settings={"isMyCompany": True, "parentEntityTypeId": 4,
+                            "isEmbeddedEditorEnabled": True}),
+            Field("LAST_ACTIVITY_BY", "user", "Last activity in timeline by", gen="USER(30)",
+                  read_only=True),
+            Field("LAST_ACTIVITY_TIME", "datetime", "Last activity", gen="modified",
+                  read_only=True),
+            Field("PARENT_ID_1", "crm_entity", "Lead", gen="REF(lead, 23, 80)",
+                  settings={"parentEntityTypeId": 1}),
+            Field("PARENT_ID_2", "crm_entity", "Deal", gen="REF(deal, 24, 60)",
+                  settings={"parentEntityTypeId": 2}),
             user_field(f"{uf}PROJECT_CODE", "string", "Project code",
                        gen="'PRJ-' || (R(17) % 9000 + 1000)"),
             user_field(f"{uf}HOURS", "double", "Hours", gen="ROUND((R(18) % 4000) / 10.0, 1)"),

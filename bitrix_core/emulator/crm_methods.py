@@ -39,7 +39,14 @@ _DEFAULTS: dict[str, dict[str, Any]] = {  # what the real server fills in on add
     "crm.lead": {"STATUS_ID": "NEW", "CURRENCY_ID": "RUB", "OPENED": "Y"},
     "crm.contact": {"OPENED": "Y", "EXPORT": "Y"},
     "crm.company": {"OPENED": "Y", "CURRENCY_ID": "RUB"},
-    "crm.activity": {"COMPLETED": "N", "PRIORITY": "2", "DIRECTION": "0"},
+    # crm-activity-get.md's row: "ASSOCIATED_ENTITY_ID": "0", "DESCRIPTION": "", "LOCATION": "",
+    # "SETTINGS": [], "PROVIDER_PARAMS": [], RESULT_* and AUTOCOMPLETE_RULE "0"
+    "crm.activity": {"COMPLETED": "N", "STATUS": 1, "PRIORITY": "2", "DIRECTION": "0",
+                     "ASSOCIATED_ENTITY_ID": 0, "DESCRIPTION": "", "DESCRIPTION_TYPE": 1,
+                     "LOCATION": "", "SETTINGS": "[]", "PROVIDER_PARAMS": "[]",
+                     "RESULT_STATUS": 0, "RESULT_STREAM": 0, "RESULT_MARK": 0,
+                     "AUTOCOMPLETE_RULE": 0, "NOTIFY_TYPE": 0, "NOTIFY_VALUE": 0,
+                     "IS_INCOMING_CHANNEL": "N"},
 }
 
 
@@ -103,11 +110,11 @@ def write_values(store: PortalStore, entity: Entity, fields: Mapping[str, Any],
         values[entity.modified_field] = now
     if creating and entity.created_field:
         values[entity.created_field] = now
-    for name, who in (("MODIFY_BY_ID", WEBHOOK_USER), ("EDITOR_ID", WEBHOOK_USER)):
+    for name in ("MODIFY_BY_ID", "EDITOR_ID", "UPDATED_BY"):
         if name in known:
-            values[name] = who
+            values[name] = WEBHOOK_USER
     if creating:
-        for name in ("CREATED_BY_ID", "AUTHOR_ID"):
+        for name in ("CREATED_BY_ID", "AUTHOR_ID", "CREATED_BY"):
             if name in known:
                 values[name] = WEBHOOK_USER
         for name in ("ASSIGNED_BY_ID", "RESPONSIBLE_ID"):
@@ -148,7 +155,8 @@ class ClassicCrm:
         if not rows:
             raise MethodError("", "Not found", 400)
         multi = self.store.multifields(self.name, [number]).get(number, {})
-        fields = [f for f in entity.fields if not f.is_id_list]  # as crm-deal-get.md shows
+        # as crm-deal-get.md / crm-activity-get.md show: no id lists, no unlisted fields
+        fields = [f for f in entity.fields if not f.is_id_list and f.listed]
         return MethodResult(result=classic_row(self.store, entity, rows[0], fields,
                                                multi), rows=1)
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from bitrix_core.emulator.method_kit import JsonReady
+from bitrix_core.emulator.method_kit import JsonReady, PhpObject
 
 #: HTTP status per error code (compared case-insensitively), from the API digest table.
 STATUS_BY_CODE: dict[str, int] = {
@@ -49,7 +49,7 @@ def php_value(value: Any) -> Any:
     Containers that need no change (string keys not starting at "0", scalar values) are
     returned as they are, checked at C speed, so a page of rows costs one pass per row.
     """
-    if type(value) is JsonReady:
+    if type(value) is JsonReady or type(value) is PhpObject:
         return value
     if isinstance(value, dict):
         if not value:

@@ -9,6 +9,7 @@ datetimes in any ISO offset or `YYYY-MM-DD` (an unparseable date matches nothing
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from bitrix_core.emulator.schema import (
     DATETIME_TYPES,
     DOUBLE_TYPES,
     INTEGER_TYPES,
+    OBJECT_TYPES,
     Field,
 )
 
@@ -33,11 +35,12 @@ Resolver = Callable[[str], "Field | None"]
 
 
 class UnknownFieldError(ValueError):
-    """A filter or order key names no field of the entity."""
+    """A filter or order key names no field of the entity; the text is crm.item's
+    (b24restdocs crm-item-list.md: "Invalid filter: field 'FIELD' is not allowed in filter")."""
 
     def __init__(self, name: str, where: str) -> None:
         self.name = name
-        super().__init__(f"unknown field {name!r} in {where}")
+        super().__init__(f"Invalid {where}: field '{name}' is not allowed in {where}")
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -93,6 +96,8 @@ def sql_value(f: Field, value: Any, tz: timezone) -> Any:
     if f.type in DATE_TYPES:
         epoch = parse_datetime(value, tz)
         return None if epoch is None else datetime.fromtimestamp(epoch, tz).date().isoformat()
+    if f.type in OBJECT_TYPES:
+        return json.dumps(value)
     if f.type in BOOLEAN_TYPES:
         return 1 if str(value).lower() in ("1", "y", "true", "yes") else 0
     if f.type in INTEGER_TYPES:

@@ -38,11 +38,16 @@ class CrmItems:
         type_id = php_int(params.get("entitytypeid") or 0)
         name = _CLASSIC_BY_TYPE.get(type_id, f"crm.item.{type_id}")
         if name not in self.store.entities:
-            raise MethodError("NOT_FOUND", "Smart process type not found", 400)
+            # crm-item-get.md / crm-item-list.md: `400` `NOT_FOUND` "SPA not found"
+            raise MethodError("NOT_FOUND", "SPA not found", 400)
         return self.store.entity(name)
 
     def _camel_fields(self, entity: Entity) -> list[Field]:
         return [f for f in entity.fields if not f.is_multifield]
+
+    def _item_fields(self, entity: Entity) -> list[Field]:
+        """The fields an item carries (crm-item-add.md: no `contacts`)."""
+        return [f for f in self._camel_fields(entity) if f.listed]
 
     def _item(self, entity: Entity, raw: dict[str, Any], fields: list[Field]) -> dict[str, Any]:
         out = {"id": int(raw["ID"])}
@@ -50,6 +55,7 @@ class CrmItems:
             value = (self.store.id_list(entity, f, int(raw["ID"])) if f.ids_sql
                      else id_list_text(f, raw) if f.is_id_list else raw.get(f.name))
             out[f.camel_key] = camel_value(f, value, self.store.tz)
+        out["entityTypeId"] = entity.entity_type_id  # crm-item-get.md / -add.md: the last key
         return out
 
     def _fields_from(self, entity: Entity, params: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +85,7 @@ class CrmItems:
         if not rows:
             raise MethodError("NOT_FOUND", "Item not found", 400)
         return MethodResult(result={"item": self._item(entity, rows[0],
-                                                       self._camel_fields(entity))}, rows=1)
+                                                       self._item_fields(entity))}, rows=1)
 
     def fields(self, params: dict[str, Any]) -> MethodResult:
         entity = self._entity(params)
@@ -92,7 +98,7 @@ class CrmItems:
                                  creating=True)
         new_id = self.store.insert(entity.name, values)
         row = self.store.raw_rows(entity.name, [new_id])[0]
-        return MethodResult(result={"item": self._item(entity, row, self._camel_fields(entity))})
+        return MethodResult(result={"item": self._item(entity, row, self._item_fields(entity))})
 
     def update(self, params: dict[str, Any]) -> MethodResult:
         entity = self._entity(params)
@@ -102,7 +108,7 @@ class CrmItems:
         if not self.store.update(entity.name, number, values):
             raise MethodError("NOT_FOUND", "Item not found", 400)
         row = self.store.raw_rows(entity.name, [number])[0]
-        return MethodResult(result={"item": self._item(entity, row, self._camel_fields(entity))})
+        return MethodResult(result={"item": self._item(entity, row, self._item_fields(entity))})
 
     def delete(self, params: dict[str, Any]) -> MethodResult:
         entity = self._entity(params)

@@ -18,7 +18,12 @@ __all__ = ["PLANS", "CostModel", "CostProfile", "LeakyBucket", "OperatingBudget"
 @dataclass(frozen=True)
 class Plan:
     """A portal plan; `bucket_size=None` means no request bucket, `operating_limit_s=None`
-    means no operating-time limit."""
+    means no operating-time limit, `request_timeout_s=None` no cap on one request.
+
+    `request_timeout_s`: b24restdocs limits.md, "In the Bitrix24 cloud version, one REST
+    request must finish within 60 seconds. If processing takes longer, the request is
+    interrupted by timeout"; api-reference/crm/deals/user-defined-fields/index.md: "it is
+    interrupted with an error INTERNAL_SERVER_ERROR"."""
 
     name: str
     bucket_size: int | None
@@ -26,6 +31,7 @@ class Plan:
     operating_limit_s: float | None = 480.0
     basket_s: float = 60.0
     baskets: int = 10
+    request_timeout_s: float | None = 60.0
 
     @classmethod
     def for_name(cls, name: str) -> "Plan":
@@ -39,7 +45,8 @@ class Plan:
 PLANS: dict[str, Plan] = {
     "standard": Plan("standard", bucket_size=50, drain_per_s=2.0),
     "enterprise": Plan("enterprise", bucket_size=250, drain_per_s=5.0),
-    "unlimited": Plan("unlimited", bucket_size=None, drain_per_s=0.0, operating_limit_s=None),
+    "unlimited": Plan("unlimited", bucket_size=None, drain_per_s=0.0, operating_limit_s=None,
+                      request_timeout_s=None),
 }
 
 
@@ -172,6 +179,12 @@ class PortalLimits:
     def admit(self, now: float) -> bool:
         """Take a slot in the request bucket; False means 503 QUERY_LIMIT_EXCEEDED."""
         return self.bucket is None or self.bucket.try_acquire(now)
+
+    @property
+    def request_timeout(self) -> float | None:
+        """Real (scaled) seconds of modelled processing after which a request is cut."""
+        cap = self.plan.request_timeout_s
+        return None if cap is None else cap * self.time_scale
 
     def processing(self, method: str, *, rows: int, counted: int, offset: int) -> float:
         """Real (scaled) seconds one command of `method` takes."""

@@ -36,6 +36,11 @@ class JsonReady(list):
     the envelope writes it without walking it."""
 
 
+class PhpObject(dict):  # type: ignore[type-arg]
+    """A PHP object: json_encode writes `{}` for it even when empty (a plain empty map is
+    PHP's empty array, `[]`)."""
+
+
 Handler = Callable[[dict[str, Any]], MethodResult]
 
 

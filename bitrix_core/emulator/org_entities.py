@@ -30,8 +30,7 @@ def _empty(*names_titles: str) -> tuple[Field, ...]:
 
 # The documented field set, in its order: b24restdocs api-reference/user/user-fields.md;
 # value formats from api-reference/user/user-get.md (empty values are "", dates are times at
-# midnight, UF_DEPARTMENT a list of ids). TIMESTAMP_X stays an ISO time here (real portals may
-# send `{}`), since the user sync reads it as its change time.
+# midnight, UF_DEPARTMENT a list of ids, "TIMESTAMP_X": {} and "LAST_ACTIVITY_DATE": {}).
 USER = Entity(
     name="user", table="user", size_key="users", dense_ids=True, salt=6,
     created_field="DATE_REGISTER", modified_field="TIMESTAMP_X",
@@ -48,8 +47,8 @@ USER = Entity(
         Field("DATE_REGISTER", "datetime", "Registration Date", gen="created", read_only=True),
         Field("TIME_ZONE", "string", "TIME_ZONE"),
         Field("IS_ONLINE", "char", "IS_ONLINE", gen=pick(9, ["Y", "N"], [1, 3]), read_only=True),
-        Field("TIMESTAMP_X", "datetime", "TIMESTAMP_X", gen="modified", read_only=True),
-        Field("LAST_ACTIVITY_DATE", "datetime", "LAST_ACTIVITY_DATE", gen="modified",
+        Field("TIMESTAMP_X", "datetime_opaque", "TIMESTAMP_X", gen="modified", read_only=True),
+        Field("LAST_ACTIVITY_DATE", "datetime_opaque", "LAST_ACTIVITY_DATE", gen="modified",
               read_only=True),
         Field("PERSONAL_GENDER", "string", "Gender", gen=pick(6, ["M", "F", ""])),
         Field("PERSONAL_PROFESSION", "string", "Profession"),

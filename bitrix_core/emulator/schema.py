@@ -17,9 +17,14 @@ INTEGER_TYPES = frozenset(
      "crm_entity", "enumeration", "group", "iblock_element", "crm_quote"}
 )
 DOUBLE_TYPES = frozenset({"double"})
-DATETIME_TYPES = frozenset({"datetime"})
+# "datetime_opaque": stored and filtered as a time, sent as `{}` (user-get.md's example:
+# "TIMESTAMP_X": {}, "LAST_ACTIVITY_DATE": {}, though its filter takes ISO times)
+OPAQUE_TIME_TYPES = frozenset({"datetime_opaque"})
+DATETIME_TYPES = frozenset({"datetime"}) | OPAQUE_TIME_TYPES
 DATE_TYPES = frozenset({"date"})
 BOOLEAN_TYPES = frozenset({"boolean"})
+# kept as JSON text, sent as JSON (crm-activity-get.md: "SETTINGS": [], "PROVIDER_PARAMS": [])
+OBJECT_TYPES = frozenset({"object"})
 MULTI_TYPE = "crm_multifield"
 
 _CAMEL_EXCEPTIONS = {
@@ -63,6 +68,12 @@ class Field:
     deprecated: bool = False
     ids_of: str = ""
     ids_sql: str = ""
+    # False: `*.fields` describes it, but `select *` / `*.get` rows never carry it (the
+    # documented rows of crm.activity lack IS_INCOMING_CHANNEL, crm.item's lack `contacts`)
+    listed: bool = True
+    # the type `*.fields` names when it differs from the stored one (crm.item's `opened` is
+    # described "boolean" yet sent "Y"/"N": crm-item-fields.md vs crm-item-get.md)
+    described_type: str = ""
 
     @property
     def camel_key(self) -> str:
@@ -140,7 +151,7 @@ def sql_literal(value: str | int | float | None) -> str:
 def describe(f: Field) -> dict[str, Any]:
     """The documented `crm.*.fields` description of one field."""
     out: dict[str, Any] = {
-        "type": f.type,
+        "type": f.described_type or f.type,
         "isRequired": f.required,
         "isReadOnly": f.read_only,
         "isImmutable": f.immutable,

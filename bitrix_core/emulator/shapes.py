@@ -2,6 +2,8 @@
 
 Classic `crm.*` methods: strings everywhere (IDs too), `null` for empty, datetimes as ISO
 with the portal's offset, money `"1500.00"`. `crm.item.*`: real JSON numbers and booleans.
+Both send a date (BEGINDATE, BIRTHDATE) as an ISO time at midnight with the portal's offset
+(`date_value`); object fields (crm.activity SETTINGS) as JSON.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from bitrix_core.emulator.method_kit import JsonReady
+from bitrix_core.emulator.method_kit import JsonReady, PhpObject
 from bitrix_core.emulator.schema import (
     BOOLEAN_TYPES,
+    DATE_TYPES,
     DATETIME_TYPES,
     DOUBLE_TYPES,
     INTEGER_TYPES,
+    OBJECT_TYPES,
+    OPAQUE_TIME_TYPES,
     Entity,
     Field,
 )
@@ -28,12 +33,27 @@ def iso(epoch: int, tz: timezone) -> str:
     return datetime.fromtimestamp(int(epoch), tz).isoformat()
 
 
+def date_value(day: str, tz: timezone) -> str:
+    """A stored date (`2024-08-30`) as REST sends it: an ISO time at that day's midnight with
+    the portal's offset. b24restdocs crm-deal-get.md: "BEGINDATE": "2024-08-30T02:00:00+02:00",
+    crm-item-add.md: "begindate": "2024-06-18T02:00:00+02:00" - midnight of the server's zone
+    (UTC there) in the user's offset; here the server's zone is the portal's (an assumption),
+    so the hour is 00, as a portal whose server and users share one zone sends it."""
+    return f"{day}T00:00:00{_offset_text(tz)}"
+
+
 def classic_value(f: Field, value: Any, tz: timezone) -> Any:
     """A value as classic methods return it: a string, or None."""
     if value is None:
         return None
+    if f.type in OPAQUE_TIME_TYPES:
+        return PhpObject()
     if f.type in DATETIME_TYPES:
         return iso(value, tz)
+    if f.type in DATE_TYPES:
+        return date_value(str(value), tz)
+    if f.type in OBJECT_TYPES:
+        return json.loads(value)
     if f.type in BOOLEAN_TYPES:
         return "1" if value else "0"
     if f.type in DOUBLE_TYPES:
@@ -45,10 +65,12 @@ def camel_value(f: Field, value: Any, tz: timezone) -> Any:
     """A value as crm.item methods return it: numbers as numbers, booleans as booleans."""
     if value is None:
         return None
-    if f.is_id_list:
+    if f.is_id_list or f.type in OBJECT_TYPES:
         return json.loads(value)
     if f.type in DATETIME_TYPES:
         return iso(value, tz)
+    if f.type in DATE_TYPES:
+        return date_value(str(value), tz)
     if f.type in BOOLEAN_TYPES:
         return bool(value)
     if f.type in INTEGER_TYPES:
@@ -79,7 +101,8 @@ def select_fields(entity: Entity, select: Iterable[str] | None, *, camel: bool =
     lower = {k.lower(): f for k, f in lookup.items()}
     for name in names:
         if name == "*":
-            wanted |= {f.name for f in entity.fields if not f.user_field and not f.is_multifield}
+            wanted |= {f.name for f in entity.fields
+                       if not f.user_field and not f.is_multifield and f.listed}
         elif name.upper() in ("UF_*", "UFCRM*", "UF_CRM_*"):
             wanted |= {f.name for f in entity.fields if f.user_field}
         else:
@@ -132,10 +155,24 @@ def _float_text(value: Any) -> str:
     return str(float(value))
 
 
+def _date_sql(col: str, tz: timezone) -> str:
+    return f"{col} || 'T00:00:00{_offset_text(tz)}'"  # date_value in SQL
+
+
+def _empty_object(value: Any) -> PhpObject:
+    return PhpObject()
+
+
 def _classic_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | None]:
     col = f't."{f.name}"'
+    if f.type in OPAQUE_TIME_TYPES:
+        return col, _empty_object
     if f.type in DATETIME_TYPES:
         return _iso_sql(col, tz), None
+    if f.type in DATE_TYPES:
+        return _date_sql(col, tz), None
+    if f.type in OBJECT_TYPES:
+        return col, json.loads
     if f.type in BOOLEAN_TYPES:
         return f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN '1' ELSE '0' END", None
     if f.type in DOUBLE_TYPES:
@@ -154,6 +191,10 @@ def _camel_column(f: Field, tz: timezone) -> tuple[str, Callable[[Any], Any] | N
         return f"COALESCE({col}, {single}'[]')", json.loads
     if f.type in DATETIME_TYPES:
         return _iso_sql(col, tz), None
+    if f.type in DATE_TYPES:
+        return _date_sql(col, tz), None
+    if f.type in OBJECT_TYPES:
+        return col, json.loads
     if f.type in BOOLEAN_TYPES:
         return col, bool
     if f.type in INTEGER_TYPES:

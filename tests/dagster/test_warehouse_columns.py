@@ -29,6 +29,10 @@ from tests.dagster.test_warehouse_support import DEAL_FIELDS, HOSTILE
         ("UF_CRM_MANY", {"type": "integer", "isMultiple": True}, "json"),
         ("UF_CRM_FILE", {"type": "file"}, "json"),
         ("UF_CRM_SOMETHING_NEW", {"type": "never_seen_before"}, "text"),
+        ("parentId2", {"type": "crm_entity"}, "integer"),  # crm-item-fields.md
+        ("OWNER_TYPE_ID", {"type": "crm_enum_ownertype"}, "integer"),  # crm-activity-fields.md
+        ("SETTINGS", {"type": "object"}, "json"),  # crm-activity-fields.md
+        ("opened", {"type": "boolean"}, "boolean"),  # crm-item-fields.md, sent "Y" / "N"
     ],
 )
 def test_field_types_map_to_column_kinds(field: str, meta: dict, kind: str) -> None:
