@@ -3,7 +3,7 @@
     BitrixError
     ├── BitrixParameterError         bad input, caught before anything is sent (also a ValueError)
     ├── BitrixResendableError        asking again later may cure it: wait, then resend
-    │   ├── BitrixRetryableError     transient; a read may be sent again, a write's outcome is unknown
+    │   ├── BitrixRetryableError     transient; a read may be resent, a write's outcome is unknown
     │   │   ├── BitrixServerError    5xx, INTERNAL_SERVER_ERROR, HTML pages, a 200 without JSON
     │   │   └── BitrixTransportError connection reset, truncated body
     │   │       └── BitrixTimeoutError  no answer within the client's timeout

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bitrix_core.batching import MAX_BATCH
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixError, BitrixProtocolError
 from bitrix_core.pagination.base import LinkedCommand, Runner, linked
@@ -41,8 +40,6 @@ if TYPE_CHECKING:
 
 _keys = itertools.count()
 """Command keys unique in this process, so groups of several runs can share a batch."""
-MAX_LINKED = MAX_BATCH
-"""Linked pages in one request: a group travels in one batch."""
 _MAX_RECOUNTS = 2
 """Empty short pages in a row counted again before the count is taken as wrong (the list
 run's own counts then decide)."""

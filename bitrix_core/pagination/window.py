@@ -8,9 +8,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bitrix_core.batching import MAX_BATCH
 from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.base import Page, Runner, run_read
-from bitrix_core.pagination.chain import MAX_LINKED, Density, IdWindow, LinkedWalker
+from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
     checked_ids,
@@ -30,7 +31,7 @@ _YOUNG_LINKED = 10
 _LAST_WINDOW_ROWS = 24 * PAGE_SIZE
 """Near the end of the range windows are cut to half a request's worth of pages: each goes
 in one round trip, and two such groups fill a batch."""
-_BACKLOG = 3 * MAX_LINKED
+_BACKLOG = 3 * MAX_BATCH
 """Pages queued in the runner beyond which windows wait: when the request bucket is what
 limits, more queued pages only wait longer, and the lowest windows should go first."""
 
@@ -132,8 +133,8 @@ class IdWindowPaging:
         """Linked pages for the window's next request: the pages it is expected to hold."""
         expected = _expected_pages(window, density)
         if window.remaining is not None:  # counted: its pages and the short one that ends it
-            return max(1, min(MAX_LINKED, math.floor(expected) + 1))
-        cap = MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
+            return max(1, min(MAX_BATCH, math.floor(expected) + 1))
+        cap = MAX_BATCH if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
         return max(1, min(cap, math.ceil(expected)))
 
     async def _walk(self, walker: LinkedWalker, start: int, stop: int) -> AsyncIterator[Page]:
