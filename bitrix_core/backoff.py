@@ -17,10 +17,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bitrix_core.throttle import Limits
+from typing import Protocol
 
 logger = logging.getLogger("bitrix_core")
 
@@ -35,10 +32,26 @@ class _Streak:
     resume_at: float = 0.0
 
 
+class BucketLimits(Protocol):
+    """The request bucket's limits the backoff reads (throttle.Limits has them)."""
+
+    @property
+    def burst(self) -> int: ...
+
+    @property
+    def bucket_size(self) -> int: ...
+
+    @property
+    def drain_per_s(self) -> float: ...
+
+    @property
+    def query_limit_patience_s(self) -> float: ...
+
+
 class QueryLimitBackoff:
     """The burst the client allows itself, and the current QUERY_LIMIT_EXCEEDED streak."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: BucketLimits) -> None:
         self.limits = limits
         self._burst = float(limits.burst)
         self._streak: _Streak | None = None

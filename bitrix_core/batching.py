@@ -44,16 +44,18 @@ from bitrix_core.errors import (
     BitrixError,
     BitrixLimitError,
     BitrixProtocolError,
+    BitrixResendableError,
     BitrixRetryableError,
     OperationTimeLimitError,
     QueryLimitExceededError,
 )
-from bitrix_core.requester import Requester, out_of_patience
+from bitrix_core.requester import Requester, wait_for_limit
 from bitrix_core.stats import CallStats
 
 logger = logging.getLogger("bitrix_core")
 
 MAX_BATCH = 50
+"""Commands in one `batch` request (the portal refuses more: ERROR_BATCH_LENGTH_EXCEEDED)."""
 _SLOT_LEAD_S = 0.02
 """A batch is packed this long before its bucket slot is due."""
 
@@ -316,7 +318,7 @@ class Batcher:
             for command in commands:
                 fail(command, error)
             return
-        except (BitrixRetryableError, OperationTimeLimitError) as error:
+        except BitrixResendableError as error:
             self._whole_batch_failed(commands, error, outcome)
             return
         except BitrixError as error:
@@ -392,32 +394,23 @@ class Batcher:
         self, command: QueuedCommand, error: BitrixError, outcome: Outcome
     ) -> None:
         throttle = self._requester.throttle
-        if command.group is not None:  # its successors refer to it: the caller resumes
-            if isinstance(error, QueryLimitExceededError | OperationTimeLimitError):
-                for sink in self._sinks([command]):
-                    sink.limit_errors += 1
-            if isinstance(error, QueryLimitExceededError):
-                await throttle.on_query_limit()
-            elif isinstance(error, OperationTimeLimitError):
-                await throttle.on_operation_limit(command.method, error.reset_at)
-            fail(command, error)
-            return
-        if isinstance(error, QueryLimitExceededError | OperationTimeLimitError):
-            for sink in self._sinks([command]):
-                sink.limit_errors += 1
-            if isinstance(error, QueryLimitExceededError):
-                if await throttle.on_query_limit() is None:
-                    fail(command, out_of_patience(error, throttle))
-                    return
-            else:
-                await throttle.on_operation_limit(command.method, error.reset_at)
+        if isinstance(error, BitrixLimitError):  # it did not run
+            refused = await wait_for_limit(error, command.method, throttle, self._sinks([command]))
+            if command.group is not None:  # its successors refer to it: the caller resumes
+                fail(command, error)
+                return
+            if isinstance(error, OperationTimeLimitError):
                 command.limit_resends += 1
                 if command.limit_resends > self._requester.retry.max_limit_resends:
-                    fail(command, error)
-                    return
+                    refused = error
+            if refused is not None:
+                fail(command, refused)
+                return
             self._note_fallback(command, "retry_failed")
             self._count_retry(command)
             outcome.requeue.append(command)
+        elif command.group is not None:  # its successors refer to it: the caller resumes
+            fail(command, error)
         elif isinstance(error, BatchError):  # not allowed inside a batch: it did not run
             self._note_fallback(command, "single")
             self._retry_or_fail(command, error, outcome, alone=True)

@@ -22,11 +22,13 @@ from typing import Any, Literal, Self
 
 from bitrix_core.auth import Auth, WebhookAuth
 from bitrix_core.batching import Batcher
+from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixAuthError, BitrixParameterError
 from bitrix_core.pagination import ListRun, PageStrategy, paginate
-from bitrix_core.pagination.run import StrategyName
+from bitrix_core.pagination.base import LinkedRunner
+from bitrix_core.pagination.run import StrategyName, count_rows, list_spec
 from bitrix_core.requester import Requester, RetryPolicy, is_read_method
-from bitrix_core.stats import CallStats
+from bitrix_core.stats import CallStats, ListStats
 from bitrix_core.throttle import LimiterBackend, Limits, Throttle
 from bitrix_core.transport import Transport
 from bitrix_core.validation import validate_call
@@ -140,22 +142,45 @@ class BitrixClient:
         order: Literal["id"] | None = "id",
         progress: Any = None,
         verify: bool = False,
+        spec: EntitySpec | None = None,
+        stats: ListStats | None = None,
     ) -> ListRun:
         """A ListRun: an async iterator of pages (rows stream as pages complete); `.stats`.
 
-        `verify=True` checks the rows against the portal's count at the end and raises
-        IncompletePaginationError on a shortfall (offset paging always does)."""
+        `verify=True` proves the read against the portal's counts (see `ListRun`) and raises
+        IncompletePaginationError on a shortfall (offset paging always does). `spec` says
+        how the method's rows are keyed and filtered where the engine cannot tell from the
+        method name (a `crm.item` type's own spec); the run counts into `stats` when given
+        (several runs of one entity add up)."""
         params = _checked(method, params)
+        runner: LinkedRunner = self.batcher
         return paginate(
-            self.batcher,
+            runner,
             method,
             params,
             strategy=strategy,
             order=order,
             verify=verify,
+            spec=spec,
+            stats=stats,
             progress=self.progress if progress is None else progress,
             verbose=self.verbose,
         )
+
+    async def count(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        spec: EntitySpec | None = None,
+    ) -> int | None:
+        """How many rows list method `method` holds for the filter in `params`, as the
+        portal counts them (one page of ids, not the rows), or None when the method
+        reports no total. Counts asked at once share batches."""
+        params = _checked(method, params)
+        runner: LinkedRunner = self.batcher
+        total, _ = await count_rows(runner, list_spec(method, params, spec), params)
+        return total
 
     async def get_all(
         self,

@@ -1,14 +1,17 @@
-"""Every way a Bitrix24 call can fail, grouped by how a caller reacts.
+"""Every way a Bitrix24 call can fail, one class per reaction.
 
     BitrixError
-    ├── BitrixParameterError         bad input, caught before anything is sent
-    ├── BitrixRetryableError         transient; a read may be sent again
-    │   ├── BitrixServerError        5xx, INTERNAL_SERVER_ERROR, HTML pages, a 200 without JSON
-    │   └── BitrixTransportError     connection reset, truncated body
-    │       └── BitrixTimeoutError   no answer within the client's timeout
-    ├── BitrixLimitError             a portal limit was hit
-    │   ├── QueryLimitExceededError  503 request-rate bucket overflow: did not run, resend
-    │   ├── OperationTimeLimitError  429 per-method operating budget spent: wait for reset
+    ├── BitrixParameterError         bad input, caught before anything is sent (also a ValueError)
+    ├── BitrixResendableError        asking again later may cure it: wait, then resend
+    │   ├── BitrixRetryableError     transient; a read may be resent, a write's outcome is unknown
+    │   │   ├── BitrixServerError    5xx, INTERNAL_SERVER_ERROR, HTML pages, a 200 without JSON
+    │   │   └── BitrixTransportError connection reset, truncated body
+    │   │       └── BitrixTimeoutError  no answer within the client's timeout
+    │   ├── QueryLimitExceededError  (a limit) 503 request-rate bucket overflow: did not run
+    │   └── OperationTimeLimitError  (a limit) 429 per-method operating budget spent: did not run
+    ├── BitrixLimitError             a portal limit was hit: the call did not run
+    │   ├── QueryLimitExceededError  resendable after the throttle's wait (see above)
+    │   ├── OperationTimeLimitError  resendable after the budget's reset (see above)
     │   └── OverloadLimitError       503 portal blocked by support: stop, do not hammer
     ├── BitrixAuthError              who you are was not accepted
     │   ├── TokenExpiredError        OAuth access token expired: refresh once, resend
@@ -24,6 +27,11 @@
     │   └── BitrixRedirectError      a redirect off the portal's host: credentials never follow
     ├── BitrixCertificateError       the portal's TLS certificate was refused: fix it, no retry
     └── IncompletePaginationError    a list returned fewer rows than the portal holds
+
+`BitrixResendableError` is the one statement of "asking again may cure it": the two limit
+answers that are waited out are both resendable and limits, so `except BitrixLimitError`
+and `except BitrixRetryableError` catch what they always caught. A limit error did not
+run, so even a write may be resent; a retryable one may have run, so only reads are.
 """
 
 from typing import Any
@@ -69,7 +77,11 @@ class BitrixParameterError(BitrixError, ValueError):
         super().__init__(f"parameter {parameter!r}: {problem}", method=method)
 
 
-class BitrixRetryableError(BitrixError):
+class BitrixResendableError(BitrixError):
+    """Asking again later may cure it (after a backoff, or the throttle's wait for a limit)."""
+
+
+class BitrixRetryableError(BitrixResendableError):
     """Transient failure: a read may be sent again; a write's outcome is unknown."""
 
 
@@ -87,14 +99,14 @@ class BitrixTimeoutError(BitrixTransportError):
 
 
 class BitrixLimitError(BitrixError):
-    """A portal limit was hit."""
+    """A portal limit was hit; the call did not run."""
 
 
-class QueryLimitExceededError(BitrixLimitError):
+class QueryLimitExceededError(BitrixLimitError, BitrixResendableError):
     """503 QUERY_LIMIT_EXCEEDED: the request-rate bucket overflowed; the call did not run."""
 
 
-class OperationTimeLimitError(BitrixLimitError):
+class OperationTimeLimitError(BitrixLimitError, BitrixResendableError):
     """429 OPERATION_TIME_LIMIT: this method's operating budget is spent until `reset_at`
     (unix time on the SERVER's clock) or for `retry_after_s` seconds (a `Retry-After`)."""
 

@@ -21,7 +21,9 @@ from typing import Any
 
 from bitrix_core.errors import (
     BitrixAuthError,
-    BitrixRetryableError,
+    BitrixError,
+    BitrixLimitError,
+    BitrixResendableError,
     OperationTimeLimitError,
     QueryLimitExceededError,
 )
@@ -111,35 +113,31 @@ class Requester:
                     raise
                 renewed = True  # a renewal is not a retry: resend through the throttle
                 continue
-            except QueryLimitExceededError as error:
-                for sink in sinks:
-                    sink.limit_errors += 1
-                refused_at = time.monotonic() if refused_at is None else refused_at
-                if await self.throttle.on_query_limit() is None:
-                    raise out_of_patience(error, self.throttle) from None
-            except OperationTimeLimitError as error:
-                limit_resends += 1
-                for sink in sinks:
-                    sink.limit_errors += 1
-                await self.throttle.on_operation_limit(
-                    method, error.reset_at, retry_after_s=error.retry_after_s
-                )
-                if limit_resends > self.retry.max_limit_resends:
-                    raise
-            except BitrixRetryableError as error:
-                self.throttle.on_overload()
-                retries += 1
-                if not idempotent or retries > allowed:
-                    raise
-                delay = self.retry.backoff(retries)
-                logger.info(
-                    "%s failed (%s); retry %d in %.2f s",
-                    method,
-                    type(error).__name__,
-                    retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+            except BitrixResendableError as error:
+                if isinstance(error, BitrixLimitError):  # it did not run: any method is resent
+                    if isinstance(error, QueryLimitExceededError):
+                        refused_at = time.monotonic() if refused_at is None else refused_at
+                    else:
+                        limit_resends += 1
+                    refused = await wait_for_limit(error, method, self.throttle, sinks)
+                    if refused is not None:
+                        raise refused from None
+                    if limit_resends > self.retry.max_limit_resends:
+                        raise
+                else:
+                    self.throttle.on_overload()
+                    retries += 1
+                    if not idempotent or retries > allowed:
+                        raise
+                    delay = self.retry.backoff(retries)
+                    logger.info(
+                        "%s failed (%s); retry %d in %.2f s",
+                        method,
+                        type(error).__name__,
+                        retries,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
             else:
                 self.throttle.on_success()
                 if refused_at is not None:
@@ -160,6 +158,24 @@ class Requester:
                 timing.get("finish"),
                 processing=timing.get("processing"),
             )
+
+
+async def wait_for_limit(
+    error: BitrixLimitError, method: str, throttle: Throttle, sinks: Iterable[CallStats]
+) -> BitrixError | None:
+    """The one reaction to a limit answer (the call did not run): count it in `sinks` and
+    wait as the throttle says (a 503 backs off, a 429 waits for the method's budget). None
+    when the call may be resent; else the error to fail with: a limit that is not
+    resendable (OVERLOAD_LIMIT), or a 503 streak past `Limits.query_limit_patience_s`."""
+    if not isinstance(error, BitrixResendableError):
+        return error
+    for sink in sinks:
+        sink.limit_errors += 1
+    if isinstance(error, OperationTimeLimitError):
+        await throttle.on_operation_limit(method, error.reset_at, retry_after_s=error.retry_after_s)
+    elif isinstance(error, QueryLimitExceededError) and await throttle.on_query_limit() is None:
+        return out_of_patience(error, throttle)
+    return None
 
 
 def out_of_patience(error: QueryLimitExceededError, throttle: Throttle) -> QueryLimitExceededError:

@@ -24,8 +24,8 @@ from dagster import (
     multi_asset_check,
 )
 
+from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
-from bitrix_core.pagination.query import window_params
 from dagster_bitrix24.assets import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from_metadata
 from dagster_bitrix24.layout import DELETED_AT
 from dagster_bitrix24.links import DEAL_CONTACT
@@ -144,13 +144,12 @@ def _portal_counts(bitrix24: Any, targets: list[_Target]) -> dict[str, int | Non
     }
 
 
-async def _count(client: Any, entity: EntitySpec) -> int | None:
+async def _count(client: BitrixClient, entity: EntitySpec) -> int | None:
     if not entity.keyset:  # dictionaries: small, and not every one takes an id filter
         return len(await client.get_all(entity.list_method, dict(entity.extra_params)))
-    query = window_params(entity, {}, lo=None, hi=None, ids_only=True, start=0)
-    outcome = await client.batcher.run(entity.list_method, query)
-    if outcome.total is not None:
-        return int(outcome.total)
+    total = await client.count(entity.list_method, dict(entity.extra_params), spec=entity)
+    if total is not None:
+        return int(total)
     return len(await client.get_all(entity.list_method, dict(entity.extra_params)))
 
 

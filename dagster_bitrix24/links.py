@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from bitrix_core.entities import ENTITIES, EntitySpec
-from bitrix_core.pagination import paginate
 from dagster_bitrix24.columns import sql_type, to_bool, to_int
 from dagster_bitrix24.layout import SYNCED_AT
 from dagster_bitrix24.sync import EntitySync, SyncResult, parse_change_time, read_started
@@ -82,8 +81,8 @@ class DealContactSync(EntitySync):
         params = self._params({}, result)
         params["select"] = [self.spec.id_key, "DATE_MODIFY"]
         started = read_started()
-        run = paginate(
-            self.client.batcher, self.spec.list_method, params, spec=self.spec, order=None,
+        run = self.client.list(
+            self.spec.list_method, params, spec=self.spec, order=None,
             stats=result.stats, verify=True,  # the cursor moves past every read
         )  # fmt: skip
         seen: set[int] = set()

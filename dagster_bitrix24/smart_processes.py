@@ -36,12 +36,8 @@ def smart_process_spec(entity_type_id: int) -> EntitySpec:
 async def smart_process_types(client: BitrixClient, *, invoices: bool = True) -> list[int]:
     """Every entityTypeId `crm.type.list` reports (all pages), plus 31 when `invoices`."""
     found: set[int] = {SMART_INVOICE_TYPE} if invoices else set()
-    start: int | None = 0
-    while start is not None:
-        answer = await client.batcher.run("crm.type.list", {"start": start})
-        types = answer.result.get("types", []) if isinstance(answer.result, dict) else []
-        found.update(int(t["entityTypeId"]) for t in types if t.get("entityTypeId") is not None)
-        start = answer.next
+    types = await client.get_all("crm.type.list")  # rows of `result.types`, every page
+    found.update(int(t["entityTypeId"]) for t in types if t.get("entityTypeId") is not None)
     return sorted(found)
 
 

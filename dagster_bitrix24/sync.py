@@ -12,8 +12,8 @@ Modes:
   marks deletes.
 
 Every read (full, incremental, window) is verified against the portal's counts before and
-after it (`paginate(verify=True)`: one request more, two when rows went missing); a read
-short of them raises IncompletePaginationError before the cursor moves or a delete is
+after it (`BitrixClient.list(verify=True)`: one request more, two when rows went missing);
+a read short of them raises IncompletePaginationError before the cursor moves or a delete is
 marked. An incremental read is verified too: the cursor moves past what it read, so a row
 lost there would stay lost until a full refresh.
 
@@ -39,7 +39,6 @@ from typing import Any, Literal
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
-from bitrix_core.pagination import paginate
 from bitrix_core.pagination.query import find_key
 from bitrix_core.stats import CallStats, ListStats
 from dagster_bitrix24.field_types import sampled_metadata, typed_metadata
@@ -174,8 +173,7 @@ class EntitySync:
         params = self._params(fields, result)
         started = read_started()
         scan_started = datetime.now(UTC)  # the writer's clock: rows stamped later are not stale
-        run = paginate(
-            self.client.batcher,
+        run = self.client.list(
             self.spec.list_method,
             params,
             spec=self.spec,
@@ -256,10 +254,9 @@ class EntitySync:
         return await self._sampled_fields(stats)
 
     async def _sampled_fields(self, stats: CallStats) -> dict[str, Any]:
-        run = paginate(
-            self.client.batcher, self.spec.list_method, dict(self.spec.extra_params),
-            spec=self.spec, order=None,
-        )  # fmt: skip
+        run = self.client.list(
+            self.spec.list_method, dict(self.spec.extra_params), spec=self.spec, order=None
+        )
         keys: dict[str, None] = {self.spec.id_field: None}
         rows: list[dict[str, Any]] = []
         async for page in run:
@@ -384,10 +381,9 @@ class EntitySync:
         Verified against the portal's count: a short id set would mark live rows deleted.
         """
         params = {**self.spec.extra_params, "select": [self.spec.id_key]}
-        run = paginate(
-            self.client.batcher, self.spec.list_method, params, spec=self.spec, order=None,
-            verify=True,
-        )  # fmt: skip
+        run = self.client.list(
+            self.spec.list_method, params, spec=self.spec, order=None, verify=True
+        )
         ids = {row.get(self.spec.id_field) async for page in run for row in page.rows}
         stats.merge(run.stats)
         return ids

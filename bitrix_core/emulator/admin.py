@@ -21,14 +21,12 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from bitrix_core.emulator.envelope import error_response, json_response
-
-if TYPE_CHECKING:
-    from bitrix_core.emulator.app import PortalState
+from bitrix_core.emulator.state import PortalState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

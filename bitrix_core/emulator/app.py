@@ -8,9 +8,7 @@ run, spend the processing time as latency, charge it to the method's budget.
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import timezone
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +16,6 @@ from aiohttp import web
 from bitrix_core.emulator import batch as batch_method
 from bitrix_core.emulator.admin import admin_routes
 from bitrix_core.emulator.batch import CommandOutcome
-from bitrix_core.emulator.counters import Counters
 from bitrix_core.emulator.envelope import (
     error_response,
     json_response,
@@ -34,36 +31,18 @@ from bitrix_core.emulator.faults import (
     TOKEN_FAULTS,
     WHOLE_REQUEST_FAULTS,
     Fault,
-    FaultInjector,
     drop_row,
     html_page,
     php_warning,
     take_free_slots,
 )
-from bitrix_core.emulator.limits import PortalLimits
-from bitrix_core.emulator.methods import MethodError, PortalMethods
-from bitrix_core.emulator.oauth import OAuthError, OAuthServer
+from bitrix_core.emulator.methods import MethodError
+from bitrix_core.emulator.oauth import OAuthError
 from bitrix_core.emulator.params import decode_request
-from bitrix_core.emulator.store import PortalStore
+from bitrix_core.emulator.state import PortalState
 
 ADMIN_HEADER = "X-Emulator-Admin-Token"
 WEBHOOK_USER_ID = "1"
-
-
-@dataclass
-class PortalState:
-    """Everything the server consults; `make_data()` builds a fresh (store, methods) pair."""
-
-    store: PortalStore
-    methods: PortalMethods
-    make_data: Callable[[], tuple[PortalStore, PortalMethods]]
-    limits: PortalLimits
-    faults: FaultInjector
-    counters: Counters
-    oauth: OAuthServer
-    webhook_code: str
-    admin_token: str
-    tz: timezone
 
 
 class RequestTimeout(Exception):
@@ -210,9 +189,7 @@ class PortalServer:
             raise asyncio.CancelledError  # the handler is gone with its connection
         return None
 
-    async def _truncated(
-        self, request: web.Request, response: web.Response
-    ) -> web.StreamResponse:
+    async def _truncated(self, request: web.Request, response: web.Response) -> web.StreamResponse:
         """Declare the full Content-Length, send half the body, and drop the connection."""
         body = response.body if isinstance(response.body, bytes) else b""
         stream = web.StreamResponse(status=response.status)
@@ -349,4 +326,3 @@ class PortalServer:
             time=self._time(identity, method, start, processing),
         )
         return outcome, 200
-

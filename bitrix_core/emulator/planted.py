@@ -12,17 +12,28 @@ Real portals do send such values: `0000-00-00` for an empty date is an observed 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bitrix_core.emulator.store import PortalStore
+from bitrix_core.emulator.schema import Entity
+
+
+class Rows(Protocol):
+    """What planting needs of the store (store.PortalStore, which holds the planted values)."""
+
+    entities: dict[str, Entity]
+
+    def entity(self, name: str) -> Entity: ...
+
+    def exists(self, entity: str, row_id: int) -> bool: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
 
 class PlantedValues:
     """Raw values to send instead of the stored ones: {entity: {row id: {key: value}}}."""
 
-    def __init__(self, store: PortalStore) -> None:
+    def __init__(self, store: Rows) -> None:
         self.store = store
         self.values: dict[str, dict[int, dict[str, Any]]] = {}
 

@@ -18,13 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from bitrix_core.emulator.app import PortalServer, PortalState
+from bitrix_core.emulator.app import PortalServer
 from bitrix_core.emulator.costs import CostModel, CostProfile
 from bitrix_core.emulator.counters import Counters
 from bitrix_core.emulator.faults import FaultInjector
 from bitrix_core.emulator.limits import Plan, PortalLimits
 from bitrix_core.emulator.methods import PortalMethods
 from bitrix_core.emulator.oauth import OAuthServer
+from bitrix_core.emulator.state import PortalState
 from bitrix_core.emulator.store import PortalSizes, PortalStore, parse_tz
 
 

@@ -1,8 +1,15 @@
-"""The page, the runner the strategies send commands through, and the strategy protocol."""
+"""The page, the runners the strategies send commands through, and the strategy protocol.
+
+A `Runner` sends one command at a time (packed into batches with others, or not). Linked
+pagination needs more of it, all declared by `LinkedRunner` (batching.Batcher is one):
+groups of commands in one batch that refer to each other's results, a request of its own
+for a slow count, and the queue's state to pace and size what it sends. A strategy asks
+`linked(runner)` once; without those capabilities it walks one page per command.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -10,7 +17,7 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixBadRequestError
 
 if TYPE_CHECKING:
-    from bitrix_core.stats import ListStats
+    from bitrix_core.stats import CallStats, ListStats
 
 
 class CommandOutcome(Protocol):
@@ -27,11 +34,63 @@ class Runner(Protocol):
     async def run(
         self,
         method: str,
-        params: dict[str, Any],
+        params: Mapping[str, Any],
         *,
         stats: ListStats | None = None,
         idempotent: bool = True,
     ) -> CommandOutcome: ...
+
+
+LinkedCommand = tuple[str, str, Mapping[str, Any]]
+"""(key, method, params): a command of a linked group; later ones may refer to earlier
+ones' results as `$result[key]...`."""
+
+
+@runtime_checkable
+class LinkedRunner(Runner, Protocol):
+    """What linked pagination needs of its runner (batching.Batcher has it all)."""
+
+    stats: CallStats | None
+    """The runner's own totals (the client's), where a strategy counts its resends too."""
+
+    @property
+    def backlog(self) -> int:
+        """Commands queued and not yet packed into a batch."""
+        ...
+
+    def room(self) -> int:
+        """Requests that could go now without waiting for the bucket, after those queued."""
+        ...
+
+    def commands_per_request(self, method: str) -> int:
+        """How many commands of `method` one batch holds (fewer for expensive methods)."""
+        ...
+
+    async def wait_backlog_below(self, limit: int) -> None:
+        """Return once fewer than `limit` commands are queued."""
+        ...
+
+    async def run_alone(
+        self, method: str, params: Mapping[str, Any], *, stats: ListStats | None = None
+    ) -> CommandOutcome:
+        """One read sent as a request of its own, beside the batches."""
+        ...
+
+    async def run_linked(
+        self,
+        commands: Sequence[LinkedCommand],
+        *,
+        stats: ListStats | None = None,
+        final: bool = False,
+    ) -> Sequence[CommandOutcome | BaseException]:
+        """The commands in one batch, in order: each result or its exception (`final`: no
+        more groups will come from this caller to fill the batch)."""
+        ...
+
+
+def linked(runner: Runner) -> LinkedRunner | None:
+    """`runner` where it can send linked groups, else None (one page per command)."""
+    return runner if isinstance(runner, LinkedRunner) else None
 
 
 async def run_read(
@@ -45,7 +104,8 @@ async def run_read(
     """One page, asked again once after a 400: a refused filter is refused twice, but a
     one-off 400 (a proxy, a portal hiccup) should not send a whole run to offset paging.
     `alone` sends it as a request of its own where the runner can (`run_alone`)."""
-    send = (getattr(runner, "run_alone", None) if alone else None) or runner.run
+    full = linked(runner) if alone else None
+    send = full.run_alone if full is not None else runner.run
     try:
         return await send(method, params, stats=stats)
     except BitrixBadRequestError:

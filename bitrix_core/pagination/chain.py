@@ -20,13 +20,13 @@ the walk goes on one page per request.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixError, BitrixProtocolError
-from bitrix_core.pagination.base import Runner
+from bitrix_core.pagination.base import LinkedCommand, Runner, linked
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
     checked_ids,
@@ -87,6 +87,21 @@ def reference(spec: EntitySpec, key: str) -> str:
     return f"$result[{key}]{inner}[{PAGE_SIZE - 1}][{spec.id_field}]"
 
 
+def linked_pages(
+    spec: EntitySpec, count: int, query: Callable[[str | None], dict[str, Any]]
+) -> list[LinkedCommand]:
+    """`count` pages of `spec`'s list method for one batch, each continuing beyond the last
+    id of the page before it: `query(None)` is the first page, `query(reference)` the next
+    ones (the caller puts the reference in the id condition its direction needs)."""
+    keys = [f"p{next(_keys)}" for _ in range(count)]
+    commands: list[LinkedCommand] = [(keys[0], spec.list_method, query(None))]
+    commands += [
+        (key, spec.list_method, query(reference(spec, previous)))
+        for previous, key in itertools.pairwise(keys)
+    ]
+    return commands
+
+
 class LinkedWalker:
     """Fetches the next pages of id windows, `count` linked pages per request."""
 
@@ -103,7 +118,8 @@ class LinkedWalker:
         self.base = base
         self.stats = stats
         self.density = density
-        self.linked = callable(getattr(runner, "run_linked", None))
+        self.grouped = linked(runner)
+        self.linked = self.grouped is not None  # (off once the portal leaves links unresolved)
 
     def _query(
         self, window: IdWindow, after: str | None, *, counted: bool = False
@@ -122,16 +138,15 @@ class LinkedWalker:
         counted = self.linked and window.remaining is None
         first = self._query(window, None, counted=counted)
         outcomes: list[Any]
-        if not self.linked:
+        if self.grouped is None or not self.linked:
             outcomes = [await self.runner.run(method, first, stats=self.stats)]
         else:
-            keys = [f"p{next(_keys)}" for _ in range(count)]
-            commands = [(keys[0], method, first)]
-            commands += [
-                (key, method, self._query(window, reference(self.spec, previous)))
-                for previous, key in itertools.pairwise(keys)
-            ]
-            outcomes = await self.runner.run_linked(commands, stats=self.stats)  # type: ignore[attr-defined]
+            commands = linked_pages(
+                self.spec,
+                count,
+                lambda after: first if after is None else self._query(window, after),
+            )
+            outcomes = list(await self.grouped.run_linked(commands, stats=self.stats))
             if isinstance(outcomes[0], BitrixError):  # nothing refers back to it: retry it alone
                 outcomes[0] = await self.runner.run(method, first, stats=self.stats)
         for index, outcome in enumerate(outcomes):

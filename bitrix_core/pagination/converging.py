@@ -34,24 +34,24 @@ no row comes twice. Pages come in no particular order (use IdWindowPaging for as
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bitrix_core.batching import MAX_BATCH
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import (
     BitrixBadRequestError,
     BitrixError,
     BitrixProtocolError,
-    BitrixRetryableError,
-    OperationTimeLimitError,
-    QueryLimitExceededError,
+    BitrixResendableError,
 )
-from bitrix_core.pagination.base import Page, Runner
-from bitrix_core.pagination.chain import Density, reference
-from bitrix_core.pagination.packing import MAX_COMMANDS, BatchPacker
+from bitrix_core.pagination.base import LinkedCommand, LinkedRunner, Page, Runner, linked
+from bitrix_core.pagination.chain import Density, linked_pages
+from bitrix_core.pagination.packing import BatchPacker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
     checked_ids,
@@ -66,8 +66,6 @@ from bitrix_core.pagination.query import (
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
 
-_keys = itertools.count()
-"""Command keys unique in this process, so chains of several runs can share a batch."""
 _PROBE_PAGES = 12
 """Pages per end in round 0: 24 commands come back within the first second's drain of the
 request bucket, so the next requests are planned before the bucket has room for them."""
@@ -76,8 +74,6 @@ _MAX_STALLS = 5
 _MAX_RECOUNTS = 2
 """Rounds of one gap in a row that may end short of its count without a row (a row that is
 always lost) before the gap ends there: the list run's counts then decide."""
-_PASSING = (BitrixRetryableError, QueryLimitExceededError, OperationTimeLimitError)
-"""Errors of one command that asking again later may cure (the throttle waits for limits)."""
 _SCOUT_PAGES = 10
 """Pages per end in a gap's first round, sized from a guess: round 0 tells the density at the
 ends of the range only, and ids may cluster, so a long first chain could run past the rows
@@ -196,9 +192,10 @@ class _Walk:
         self.density = Density()
         self.live: set[Gap] = set()
         """Gaps not yet done (round 0's whole range is not one)."""
-        self.grouped = callable(getattr(runner, "run_linked", None))
-        self.linked = self.grouped  # pages refer to earlier ones (off if the portal will not)
-        self.longest = MAX_COMMANDS
+        self.grouped = linked(runner)
+        # pages refer to earlier ones (turned off if the portal does not resolve references)
+        self.linked = self.grouped is not None
+        self.longest = MAX_BATCH
         """Pages per chain: halved when a chain breaks on a failed command (the pages after
         it are lost), grown back by a quarter per round that went through."""
         self.packer: BatchPacker[Chain] = BatchPacker()
@@ -245,7 +242,7 @@ class _Walk:
             return [gap]  # (round 0 lost a chain: it runs again)
         if gap.whole:
             pages = self.density.value * (gap.hi - gap.lo) / PAGE_SIZE
-            if pages <= self._room() * MAX_COMMANDS * 0.9:  # the bucket takes it all at once:
+            if pages <= self._room() * MAX_BATCH * 0.9:  # the bucket takes it all at once:
                 count = math.ceil(pages / (2 * _SCOUT_PAGES))  # gaps one scout round covers
             else:
                 count = min(self.max_gaps, math.ceil(pages / self.gap_pages))
@@ -266,15 +263,18 @@ class _Walk:
 
     def _room(self) -> int:
         """Requests the runner could send now without waiting (0 when it cannot tell)."""
-        room = getattr(self.runner, "room", None)
-        return room() if callable(room) else 0
+        return self.grouped.room() if self.grouped is not None else 0
 
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""
         # an expensive method's batches hold fewer pages (see Throttle.commands_per_request)
-        per_request = getattr(self.runner, "commands_per_request", None)
-        cap = per_request(self.spec.list_method) if callable(per_request) else MAX_COMMANDS
-        self.packer.size = min(MAX_COMMANDS, max(cap, self.packer.largest_open()))
+        grouped = self.grouped
+        cap = (
+            grouped.commands_per_request(self.spec.list_method)
+            if grouped is not None
+            else MAX_BATCH
+        )
+        self.packer.size = min(MAX_BATCH, max(cap, self.packer.largest_open()))
         longest = min(self.longest, self.packer.size) if self.linked else 1
         if gap.whole or gap.lo is None or gap.hi is None:  # round 0: both ends of the range
             up = down = min(longest, _PROBE_PAGES)
@@ -304,7 +304,7 @@ class _Walk:
         )
         for chain in round_.chains:
             self.rounds[chain] = round_
-            if not self.grouped:
+            if self.grouped is None:
                 self._send([chain], final=True)
                 continue
             for batch in self.packer.place(chain):
@@ -317,20 +317,17 @@ class _Walk:
         method = self.spec.list_method
         for chain in batch:
             chain.sent = True
-        if not self.grouped:
+        if self.grouped is None:
             (chain,) = batch
             query = self._query(chain, None)
             future = asyncio.ensure_future(self._single(method, query))
         else:
-            commands: list[tuple[str, str, dict[str, Any]]] = []
+            commands: list[LinkedCommand] = []
             for chain in batch:
-                keys = [f"v{next(_keys)}" for _ in range(chain.commands)]
-                commands.append((keys[0], method, self._query(chain, None)))
-                commands += [
-                    (key, method, self._query(chain, reference(self.spec, previous)))
-                    for previous, key in itertools.pairwise(keys)
-                ]
-            future = asyncio.ensure_future(self._linked(commands, batch, final=final))
+                commands += linked_pages(
+                    self.spec, chain.commands, functools.partial(self._query, chain)
+                )
+            future = asyncio.ensure_future(self._linked(self.grouped, commands, batch, final=final))
         self.sent[future] = batch
 
     async def _single(self, method: str, query: dict[str, Any]) -> list[Any]:
@@ -340,12 +337,15 @@ class _Walk:
             return [[error]]
 
     async def _linked(
-        self, commands: list[tuple[str, str, dict[str, Any]]], batch: list[Chain], *, final: bool
+        self,
+        runner: LinkedRunner,
+        commands: list[LinkedCommand],
+        batch: list[Chain],
+        *,
+        final: bool,
     ) -> list[Any]:
         """Each chain's outcomes, in batch order."""
-        outcomes = await self.runner.run_linked(  # type: ignore[attr-defined]
-            commands, stats=self.stats, final=final
-        )
+        outcomes = await runner.run_linked(commands, stats=self.stats, final=final)
         split, start = [], 0
         for chain in batch:
             split.append(outcomes[start : start + chain.commands])
@@ -376,7 +376,8 @@ class _Walk:
     def _count_retry(self) -> None:
         """A failed page will be asked for again: a retry in the run's statistics and in the
         runner's (the client's totals), as the batcher counts its own resends."""
-        sinks = {id(s): s for s in (self.stats, getattr(self.runner, "stats", None)) if s}
+        own = self.grouped.stats if self.grouped is not None else None
+        sinks = {id(s): s for s in (self.stats, own) if s}
         for sink in sinks.values():
             sink.retries += 1
             sink.add_fallback("retry_failed")
@@ -411,7 +412,7 @@ class _Walk:
             if self.stats is not None:
                 self.stats.add_fallback("shrink")
         else:
-            self.longest = min(MAX_COMMANDS, self.longest + max(1, self.longest // 4))
+            self.longest = min(MAX_BATCH, self.longest + max(1, self.longest // 4))
         if error is not None and gap.stalls >= _MAX_STALLS:
             raise error
         counted = up.total if up.total is not None else gap.remaining
@@ -438,7 +439,7 @@ class _Walk:
                 # A 400 is asked again once: a refused filter is refused again, but a few
                 # one-off 400s should cost their gap a round, not the run a fallback.
                 once = isinstance(outcome, BitrixBadRequestError) and gap.stalls == 0
-                if not isinstance(outcome, _PASSING) and not once:
+                if not isinstance(outcome, BitrixResendableError) and not once:
                     raise outcome  # wrong code, no scope, bad parameter: asking again won't help
                 assert isinstance(outcome, BitrixError)
                 read.error = outcome

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
 
-MAX_COMMANDS = 50
-"""Commands in one batch request."""
+from bitrix_core.batching import MAX_BATCH
 
 
 class Sized(Protocol):
@@ -32,9 +31,9 @@ ChainT = TypeVar("ChainT", bound=Sized)
 class BatchPacker(Generic[ChainT]):
     """Open batches of chains; full ones are returned by `place`, the rest by `drain`."""
 
-    def __init__(self, size: int = MAX_COMMANDS) -> None:
-        if not 1 <= size <= MAX_COMMANDS:
-            raise ValueError(f"size must be between 1 and {MAX_COMMANDS}")
+    def __init__(self, size: int = MAX_BATCH) -> None:
+        if not 1 <= size <= MAX_BATCH:
+            raise ValueError(f"size must be between 1 and {MAX_BATCH}")
         self.size = size
         self._open: list[list[ChainT]] = []
 

@@ -121,21 +121,10 @@ class ListRun:
         return [row async for page in self for row in page.rows]
 
     async def _count(self, *, top: int | None = None) -> tuple[int | None, int | None]:
-        """One COUNTing page (start=0, ids only, the highest first where ids order the list)
-        for the caller's filter and ids up to `top`: the count and the highest id."""
-        base, bounds = split_id_bounds(self.spec, self.params)
-        by_id = pages_by_id(self.spec, self.params)
-        if top is not None and by_id:
-            bounds = bounds.intersect(hi=top + 1)
-        query = window_params(
-            self.spec, base, lo=bounds.lo, hi=bounds.hi, descending=by_id, ids_only=True, start=0
+        """The caller's filter counted beside the walk (a request of its own)."""
+        return await count_rows(
+            self._runner, self.spec, self.params, stats=self.stats, top=top, alone=True
         )
-        outcome = await run_read(
-            self._runner, self.spec.list_method, query, stats=self.stats, alone=True
-        )
-        rows = rows_of(self.spec, outcome.result, method=self.spec.list_method)
-        highest = row_id(self.spec, rows[0]) if by_id and rows else None
-        return (None if outcome.total is None else int(outcome.total)), highest
 
     async def _portal_expects(self, before: tuple[int | None, int | None]) -> int | None:
         """The rows a complete walk received at least: the smaller of the portal's counts
@@ -243,6 +232,40 @@ class ListRun:
         return fresh
 
 
+async def count_rows(
+    runner: Runner,
+    spec: EntitySpec,
+    params: Mapping[str, Any],
+    *,
+    stats: ListStats | None = None,
+    top: int | None = None,
+    alone: bool = False,
+) -> tuple[int | None, int | None]:
+    """One COUNTing page (start=0, ids only, the highest first where ids order the list)
+    for the filter in `params` and ids up to `top`: the portal's count (None when the method
+    reports none) and the highest id. `alone` sends it as a request of its own."""
+    base, bounds = split_id_bounds(spec, params)
+    by_id = pages_by_id(spec, params)
+    if top is not None and by_id:
+        bounds = bounds.intersect(hi=top + 1)
+    query = window_params(
+        spec, base, lo=bounds.lo, hi=bounds.hi, descending=by_id, ids_only=True, start=0
+    )
+    outcome = await run_read(runner, spec.list_method, query, stats=stats, alone=alone)
+    rows = rows_of(spec, outcome.result, method=spec.list_method)
+    highest = row_id(spec, rows[0]) if by_id and rows else None
+    return (None if outcome.total is None else int(outcome.total)), highest
+
+
+def list_spec(method: str, params: Mapping[str, Any], spec: EntitySpec | None = None) -> EntitySpec:
+    """The entity `method` lists: `spec` (named for `method`), a known one, or a plain
+    one (offset paging, rows by `ID`) for a method the engine does not know."""
+    spec = spec or spec_for_method(method, params) or _unknown_spec(method)
+    if spec.list_method.lower() != method.strip().lower():
+        spec = replace(spec, list_method=method.strip())
+    return spec
+
+
 def paginate(
     runner: Runner,
     method: str,
@@ -266,9 +289,7 @@ def paginate(
     validate_call(method, params)
     if order not in ("id", None):
         raise BitrixParameterError("order", f"must be 'id' or None, not {order!r}")
-    spec = spec or spec_for_method(method, params) or _unknown_spec(method)
-    if spec.list_method.lower() != method.strip().lower():
-        spec = replace(spec, list_method=method.strip())
+    spec = list_spec(method, params, spec)
     chosen = choose_strategy(spec, params, strategy=strategy, ordered=order == "id")
     reporter: Progress
     if isinstance(progress, Progress):

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bitrix_core.batching import MAX_BATCH
 from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.base import Page, Runner, run_read
 from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
@@ -23,8 +24,6 @@ from bitrix_core.pagination.query import (
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
 
-_MAX_LINKED = 50
-"""Pages per request: a batch holds 50 commands."""
 _YOUNG_ROWS = 2_000
 """Until this many rows were seen the density is a guess: link at most `_YOUNG_LINKED`
 (five windows' first groups fill a batch)."""
@@ -32,7 +31,7 @@ _YOUNG_LINKED = 10
 _LAST_WINDOW_ROWS = 24 * PAGE_SIZE
 """Near the end of the range windows are cut to half a request's worth of pages: each goes
 in one round trip, and two such groups fill a batch."""
-_BACKLOG = 3 * _MAX_LINKED
+_BACKLOG = 3 * MAX_BATCH
 """Pages queued in the runner beyond which windows wait: when the request bucket is what
 limits, more queued pages only wait longer, and the lowest windows should go first."""
 
@@ -134,15 +133,14 @@ class IdWindowPaging:
         """Linked pages for the window's next request: the pages it is expected to hold."""
         expected = _expected_pages(window, density)
         if window.remaining is not None:  # counted: its pages and the short one that ends it
-            return max(1, min(_MAX_LINKED, math.floor(expected) + 1))
-        cap = _MAX_LINKED if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
+            return max(1, min(MAX_BATCH, math.floor(expected) + 1))
+        cap = MAX_BATCH if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
         return max(1, min(cap, math.ceil(expected)))
 
     async def _walk(self, walker: LinkedWalker, start: int, stop: int) -> AsyncIterator[Page]:
         """Open windows in id order, step each one, release pages (in order if asked)."""
         stats = walker.stats
-        runner = walker.runner
-        paced = hasattr(runner, "backlog") and hasattr(runner, "wait_backlog_below")
+        paced = walker.grouped  # a queue to pace against (None: one page per command)
         windows: deque[IdWindow] = deque()
         steps: dict[asyncio.Task[None], IdWindow] = {}
         next_lo = start
@@ -181,7 +179,7 @@ class IdWindowPaging:
                 queued, waiting = 0, False
                 for window in self._by_priority(windows, walker.density, full=full):
                     if not window.done and window not in busy:
-                        if paced and steps and runner.backlog + queued >= _BACKLOG:  # type: ignore[attr-defined]
+                        if paced is not None and steps and paced.backlog + queued >= _BACKLOG:
                             waiting = True
                             break
                         count = self._group_size(window, walker.density)
@@ -190,8 +188,8 @@ class IdWindowPaging:
                 if not steps:
                     break
                 room = (
-                    asyncio.ensure_future(runner.wait_backlog_below(_BACKLOG))  # type: ignore[attr-defined]
-                    if waiting
+                    asyncio.ensure_future(paced.wait_backlog_below(_BACKLOG))
+                    if paced is not None and waiting
                     else None
                 )
                 done, _ = await asyncio.wait(

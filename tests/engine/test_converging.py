@@ -121,6 +121,9 @@ class UnresolvedReferences:
     async def run(self, method, params, *, stats=None, idempotent=True):
         return await self.batcher.run(method, params, stats=stats, idempotent=idempotent)
 
+    def __getattr__(self, name):  # the rest of the batcher: queue state, run_alone
+        return getattr(self.batcher, name)
+
     async def run_linked(self, commands, **options):
         broken = []
         for key, method, params in commands:
