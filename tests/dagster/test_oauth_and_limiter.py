@@ -152,16 +152,37 @@ def test_two_concurrent_runs_share_a_limiter_url(shared_state_url, tmp_path, mon
             result = materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
             runs[entity] = materializations(result)[f"bitrix24/{entity.replace('.', '_')}"]
 
+        started = time.time()
         threads = [threading.Thread(target=run, args=(e,)) for e in ("crm.deal", "crm.contact")]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
         refused = portal.counters.total().status_503
+        tat = _stored_tat(shared_state_url, bitrix24.portal_host)
 
     assert set(runs) == {"crm.deal", "crm.contact"}
     assert refused == 0  # two clients, one bucket in Redis / PostgreSQL
-    assert sum(m["bitrix24/run_requests"] for m in runs.values()) > 3  # pacing did happen
+    # Every request of BOTH runs advanced the one shared bucket by 0.1 s.
+    requests = sum(m["bitrix24/run_requests"] for m in runs.values())
+    assert tat >= started + requests * 0.1 - 0.05
+    assert requests > 3  # more than one burst: pacing did happen
+
+
+def _stored_tat(url: str, portal: str) -> float:
+    """The shared bucket's theoretical arrival time (wall clock) as the backend stored it."""
+    if url.startswith("redis"):
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            return float(client.get(f"bitrix24:limiter:{portal}:bucket"))
+    import psycopg
+
+    from bitrix_core.store_urls import psycopg_conninfo
+
+    with psycopg.connect(psycopg_conninfo(url)) as connection:
+        query = "SELECT tat FROM bitrix24_limiter_bucket WHERE portal = %s"
+        return connection.execute(query, (portal,)).fetchone()[0]
 
 
 def test_two_concurrent_runs_share_the_limiter_file(tmp_path):
