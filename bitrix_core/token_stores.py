@@ -306,6 +306,9 @@ def token_store_from_url(url: str, *, key: str = "default") -> TokenStore:
     drops and releases it); a plain path -> `JsonFileTokenStore` (one machine)."""
     if "://" not in url:
         return JsonFileTokenStore(url)
+    from bitrix_core.store_urls import redact_store_url
+
+    redact_store_url(url)  # registers its password: logs scrubbed by bitrix_core mask it
     scheme, rest = url.split("://", 1)
     if scheme.lower() in ("redis", "rediss"):
         from bitrix_core.token_store_redis import RedisTokenStore

@@ -9,7 +9,7 @@ or a plain path -> `SqliteLimiterBackend` (processes of one machine share the fi
 """
 
 from bitrix_core.limiter_backends.sqlite import SqliteLimiterBackend
-from bitrix_core.store_urls import sqlite_path, store_kind
+from bitrix_core.store_urls import redact_store_url, sqlite_path, store_kind
 from bitrix_core.throttle import LimiterBackend
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
 def limiter_backend_from_url(url: str, *, portal: str) -> LimiterBackend:
     """The limiter backend a URL names, keyed by `portal` (one bucket per portal)."""
     kind = store_kind(url)
+    redact_store_url(url)  # registers its password: logs scrubbed by bitrix_core mask it
     if kind == "redis":
         from bitrix_core.limiter_backends.redis import RedisLimiterBackend
 
