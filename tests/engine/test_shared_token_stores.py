@@ -9,6 +9,8 @@ import signal
 import time
 import uuid
 
+import pytest
+
 from bitrix_core.auth import OAuthAuth
 from bitrix_core.client import BitrixClient
 from bitrix_core.emulator import EmulatedPortal
@@ -20,6 +22,18 @@ from bitrix_core.transport import Transport
 
 _WORKERS = 2
 _LOCK_TTL_S = 1.5
+
+
+@pytest.fixture(autouse=True)
+def _forget_redis_tokens(shared_state_url):
+    """Delete the test's token keys from Redis afterwards (tokens themselves never expire)."""
+    yield
+    if shared_state_url.startswith("redis"):
+        import redis
+
+        with redis.Redis.from_url(shared_state_url) as client:
+            for key in client.scan_iter("bitrix24:oauth:portal-*"):
+                client.delete(key)
 
 
 def _store(url: str, key: str) -> TokenStore:
