@@ -34,29 +34,41 @@ class PostgresLimiterBackend:
         self.portal = portal
         self._bucket = f"{table_prefix}bucket"
         self._budget = f"{table_prefix}budget"
-        self._connections: dict[int, Any] = {}  # one connection per event loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
+        self._connection: Any = None  # psycopg.AsyncConnection of `_loop`
 
     def __repr__(self) -> str:
         return f"PostgresLimiterBackend({redact_store_url(self._url)!r}, portal={self.portal!r})"
 
     async def _execute(self, sql: str, params: tuple) -> Any:
-        """Run one statement in its own (autocommit) transaction; the first row, if any."""
+        """Run one statement in its own (autocommit) transaction; the first row, if any.
+        A dropped connection (a database restart) is replaced once."""
         import psycopg
 
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._connections:
-            self._connections.clear()
-            self._lock = asyncio.Lock()
-            connection = await psycopg.AsyncConnection.connect(
-                psycopg_conninfo(self._url), autocommit=True
-            )
-            await self._create_tables(connection)
-            self._connections[loop] = connection
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop: its own connection
+            self._loop, self._lock, self._connection = loop, asyncio.Lock(), None
         assert self._lock is not None
         async with self._lock:  # one statement at a time on this process's connection
-            cursor = await self._connections[loop].execute(sql, params)
-            return await cursor.fetchone() if cursor.description else None
+            for attempt in (1, 2):
+                if self._connection is None or self._connection.closed:
+                    self._connection = await self._connect()
+                try:
+                    cursor = await self._connection.execute(sql, params)
+                    return await cursor.fetchone() if cursor.description else None
+                except psycopg.OperationalError:
+                    if attempt == 2 or not self._connection.closed:
+                        raise
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        connection = await psycopg.AsyncConnection.connect(
+            psycopg_conninfo(self._url), autocommit=True
+        )
+        await self._create_tables(connection)
+        return connection
 
     async def _create_tables(self, connection: Any) -> None:
         columns = ", ".join(f"{name} double precision NOT NULL" for name in _BUDGET_FIELDS)
@@ -123,9 +135,9 @@ class PostgresLimiterBackend:
 
     async def aclose(self) -> None:
         """Close this process's connection."""
-        for connection in self._connections.values():
-            await connection.close()
-        self._connections.clear()
+        if self._connection is not None:
+            await self._connection.close()
+        self._loop = self._lock = self._connection = None
 
 
 def _shift(budget: MethodBudget, offset: float) -> MethodBudget:

@@ -114,3 +114,26 @@ def test_a_killed_process_holds_no_reservation_past_its_slots(shared_state_url):
         time.sleep(1.3)
         assert not client.exists(key)  # nothing left behind
         client.close()
+
+
+def test_postgres_backend_replaces_a_dropped_connection():
+    import psycopg
+
+    from tests.conftest import _database_url
+
+    url = _database_url("BITRIX24_TEST_POSTGRES_URL")
+    portal_key = f"drop-{uuid.uuid4().hex[:8]}"
+
+    async def run() -> list[float]:
+        backend = limiter_backend_from_url(url, portal=portal_key)
+        waits = [await backend.take_slot(now=time.monotonic(), interval_s=0.05, burst=5)]
+        pid = backend._connection.info.backend_pid
+        from bitrix_core.store_urls import psycopg_conninfo
+
+        with psycopg.connect(psycopg_conninfo(url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # a database restart
+        waits.append(await backend.take_slot(now=time.monotonic(), interval_s=0.05, burst=5))
+        await backend.aclose()
+        return waits
+
+    assert asyncio.run(run()) == [0.0, 0.0]
