@@ -84,6 +84,9 @@ class BitrixClient:
             await self._batcher.aclose()
             self._batcher = None
         await self._transport.__aexit__(exc_type, exc, tb)
+        close = getattr(self.throttle.backend, "aclose", None)
+        if close is not None:  # a shared backend's connections (Redis, PostgreSQL)
+            await close()
 
     @property
     def batcher(self) -> Batcher:

@@ -113,7 +113,14 @@ class Bitrix24Component(Component, Model, Resolvable):
     schedule: Annotated[str | None, _doc("Cron schedule of the sync.")] = None
     checks: Annotated[bool, _doc("Add the row count, unique id and freshness checks.")] = True
     limiter_path: Annotated[
-        str | None, _doc("SQLite file through which runs share the portal's limits.")
+        str | None, _doc("Deprecated: use limiter_url (a SQLite file path is one).")
+    ] = None
+    limiter_url: Annotated[
+        str | None,
+        _doc("Where runs share the portal's limits: redis://, postgresql://, sqlite:///<file>."),
+    ] = None
+    limiter_url_env: Annotated[
+        str | None, _doc("Variable holding the limiter URL (one with a password).")
     ] = None
     provide_resources: Annotated[
         bool, _doc("False: bind the bitrix24 and warehouse resources in your Python code.")
@@ -140,6 +147,9 @@ class Bitrix24Component(Component, Model, Resolvable):
                     webhook_url=EnvVar(self.webhook_url_env),
                     plan=self.plan,
                     limiter_path=self.limiter_path,
+                    limiter_url=EnvVar(self.limiter_url_env)
+                    if self.limiter_url_env
+                    else self.limiter_url,
                 ),
                 "warehouse": warehouse,
             }

@@ -13,9 +13,9 @@ from sqlalchemy.engine import make_url
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.errors import BitrixParameterError
+from bitrix_core.limiter_backends import limiter_backend_from_url
 from bitrix_core.throttle import Limits
 from bitrix_core.transport import is_loopback_host
-from dagster_bitrix24.limiter_backend import SqliteLimiterBackend
 from dagster_bitrix24.warehouse import Warehouse
 
 _SECRET: dict[str, Any] = {"dagster__is_secret": True}
@@ -37,7 +37,9 @@ class Bitrix24Resource(ConfigurableResource):
 
     Pass the webhook URL (it embeds the secret code) as `EnvVar("BITRIX24_WEBHOOK_URL")`;
     a literal is accepted only for a loopback portal (the emulator). For an OAuth app give
-    `portal_url`, `client_id`, `client_secret` (an `EnvVar`) and `token_file`.
+    `portal_url`, `client_id`, `client_secret` (an `EnvVar`) and `token_file` (one machine)
+    or `token_store_url` (Redis or PostgreSQL: workers on any machine). `limiter_url` lets
+    run processes share the portal's limits (README: "Sharing limits across machines").
     """
 
     webhook_url: str | None = Field(
@@ -73,9 +75,23 @@ class Bitrix24Resource(ConfigurableResource):
     )
     timeout: float = Field(default=30.0, description="Seconds to wait for one HTTP answer.")
     verify_ssl: bool = Field(default=True, description="Verify the portal's TLS certificate.")
+    limiter_url: str | None = Field(
+        default=None,
+        description="Where run processes share this portal's limits: redis://host:6379/0 or "
+        "postgresql://... (any machine), sqlite:///<file> or a file path (one machine). "
+        "Pass one holding a password as an EnvVar.",
+        json_schema_extra=_SECRET,
+    )
     limiter_path: str | None = Field(
         default=None,
-        description="SQLite file shared by every run process to pace requests to this portal.",
+        description="Deprecated alias of limiter_url: a SQLite file shared by the run processes.",
+    )
+    token_store_url: str | None = Field(
+        default=None,
+        description="OAuth: where the rotating tokens live, for workers on any machine: "
+        "redis://... or postgresql://... (instead of token_file). Pass one holding a "
+        "password as an EnvVar.",
+        json_schema_extra=_SECRET,
     )
 
     def __init__(self, **data: Any) -> None:
@@ -168,26 +184,33 @@ class Bitrix24Resource(ConfigurableResource):
             if self.client_id or self.client_secret:
                 raise BitrixParameterError("webhook_url", "give a webhook URL or OAuth, not both")
             return None
-        if not (self.client_id and self.client_secret and self.token_file and self.portal_url):
+        if self.token_file and self.token_store_url:
+            raise BitrixParameterError("token_store_url", "give token_file or token_store_url")
+        store_url = _plain(self.token_store_url) or _plain(self.token_file)
+        if not (self.client_id and self.client_secret and store_url and self.portal_url):
             raise BitrixParameterError(
                 "webhook_url",
-                "missing: set webhook_url, or portal_url + client_id + client_secret + token_file",
+                "missing: set webhook_url, or portal_url + client_id + client_secret + "
+                "token_file (or token_store_url)",
             )
         from bitrix_core.auth import OAuthAuth
-        from bitrix_core.token_stores import JsonFileTokenStore
+        from bitrix_core.token_stores import token_store_from_url
 
         return OAuthAuth(  # _plain: outside a run (authorize) an EnvVar is still unresolved
             client_id=_plain(self.client_id),
             client_secret=_plain(self.client_secret),
-            token_store=JsonFileTokenStore(_plain(self.token_file)),
+            token_store=token_store_from_url(store_url, key=self.portal_host),
             oauth_server=self.oauth_server,
             client_endpoint=_plain(self.portal_url),
         )
 
     def _limiter_kwargs(self) -> dict[str, Any]:
-        if not self.limiter_path:
+        if self.limiter_url and self.limiter_path:
+            raise BitrixParameterError("limiter_url", "give limiter_url or limiter_path, not both")
+        url = _plain(self.limiter_url) or _plain(self.limiter_path)
+        if not url:
             return {}
-        return {"backend": SqliteLimiterBackend(self.limiter_path, portal=self.portal_host)}
+        return {"backend": limiter_backend_from_url(url, portal=self.portal_host)}
 
 
 def _is_literal(value: Any) -> bool:
@@ -211,6 +234,12 @@ def _reject_literal_secrets(data: dict[str, Any]) -> None:
             "webhook_url",
             "the URL embeds a secret code: pass it as EnvVar('BITRIX24_WEBHOOK_URL')",
         )
+    for name in ("limiter_url", "token_store_url"):
+        value = data.get(name)
+        if _is_literal(value) and "://" in str(value) and urlsplit(str(value)).password:
+            raise BitrixParameterError(
+                name, f"the URL holds a password: pass it as EnvVar('BITRIX24_{name.upper()}')"
+            )
     if _is_literal(data.get("client_secret")):
         raise BitrixParameterError(
             "client_secret", "pass it as EnvVar('BITRIX24_CLIENT_SECRET'), not a literal"

@@ -24,3 +24,11 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "postgres":
         return _database_url("BITRIX24_TEST_POSTGRES_URL")
     return _database_url("BITRIX24_TEST_MYSQL_URL")
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def shared_state_url(request: pytest.FixtureRequest) -> str:
+    """A URL of each store machines can share (limiter, OAuth tokens) the environment has."""
+    if request.param == "redis":
+        return _database_url("BITRIX24_TEST_REDIS_URL")
+    return _database_url("BITRIX24_TEST_POSTGRES_URL")

@@ -133,7 +133,7 @@ def bitrix24_resource(folder: Path) -> ConfigurableResource:
     return Bitrix24Resource(
         webhook_url=EnvVar("BITRIX24_WEBHOOK_URL"),
         plan=os.environ.get("BITRIX24_PLAN", "standard"),
-        limiter_path=str(folder / "bitrix24_limiter.sqlite"),
+        limiter_url=str(folder / "bitrix24_limiter.sqlite"),
     )
 
 

@@ -89,5 +89,22 @@ def test_a_partitioned_factory_refuses_entities_without_change_time_at_load():
 
 def test_every_yaml_attribute_is_described():
     schema = Bitrix24Component.get_model_cls().model_json_schema()  # what dg and editors show
-    assert len(schema["properties"]) == 16
+    assert len(schema["properties"]) == 18
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_component_limiter_url_from_the_environment_reaches_the_resource(
+    portal, tmp_path, monkeypatch
+):
+    from bitrix_core.limiter_backends import RedisLimiterBackend
+
+    monkeypatch.setenv("TEST_BITRIX24_WEBHOOK", portal.webhook_url)
+    monkeypatch.setenv("TEST_BITRIX24_LIMITER", "redis://:c0mp0nent-pw@127.0.0.1:6379/13")
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    yaml = YAML.format(url=url) + "limiter_url_env: TEST_BITRIX24_LIMITER\n"
+    defs = component_defs(component=Bitrix24Component.resolve_from_yaml(yaml))
+    resource = defs.resources["bitrix24"]
+    assert "c0mp0nent-pw" not in repr(resource)
+    backend = resource._limiter_kwargs()["backend"]  # get_client needs the run's resolved URL
+    assert isinstance(backend, RedisLimiterBackend)
+    assert "c0mp0nent-pw" not in repr(backend)

@@ -57,15 +57,16 @@ class ExpiringWarehouseResource(SQLWarehouseResource):
         )  # fmt: skip
 
 
-def _oauth_resource(portal, token_file) -> Bitrix24Resource:
+def _oauth_resource(portal, token_file=None, **options) -> Bitrix24Resource:
     app = portal.oauth_client()
     return Bitrix24Resource(
         portal_url=f"{app.portal_url}/rest/",
         oauth_server=app.portal_url,
         client_id=app.client_id,
         client_secret=EnvVar("TEST_B24_CLIENT_SECRET"),
-        token_file=str(token_file),
+        token_file=str(token_file) if token_file else None,
         plan="unlimited",
+        **options,
     )
 
 
@@ -106,6 +107,87 @@ def test_oauth_token_expiring_mid_run_is_refreshed_and_persisted(portal, tmp_pat
     )  # fmt: skip
     assert materializations(again)["bitrix24/crm_deal"]["rows_inserted"] == 3
     assert json.loads(token_file.read_text())["refresh_token"] != refreshed["refresh_token"]
+
+
+def test_oauth_tokens_in_a_shared_store_are_refreshed_and_persisted(
+    portal, shared_state_url, tmp_path, monkeypatch
+):
+    from bitrix_core.token_stores import token_store_from_url
+
+    monkeypatch.setenv("TEST_B24_CLIENT_SECRET", portal.oauth_client().client_secret)
+    monkeypatch.setenv("TEST_B24_TOKEN_STORE", shared_state_url)
+    resource = _oauth_resource(portal, token_store_url=EnvVar("TEST_B24_TOKEN_STORE"))
+    resource.authorize(code=portal.issue_auth_code())
+    store = token_store_from_url(shared_state_url, key=resource.portal_host)
+    issued = store.load()
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    warehouse = ExpiringWarehouseResource(
+        url=url, admin_url=f"{portal.base_url}/_emulator/oauth/expire",
+        admin_token=portal.admin_token,
+    )  # fmt: skip
+    assets = build_bitrix24_assets(entities=["crm.deal"])
+    result = materialize([assets], resources={"bitrix24": resource, "warehouse": warehouse})
+    refreshed = store.load()
+    assert refreshed.refresh_token != issued.refresh_token  # rotated and stored
+    assert materializations(result)["bitrix24/crm_deal"]["rows_fetched"] == portal.store.count(
+        "crm.deal"
+    )
+    logged = " ".join(str(event) for event in result.all_events)
+    assert refreshed.refresh_token not in logged and refreshed.access_token not in logged
+    if shared_state_url.startswith("redis"):  # tokens never expire: leave none behind
+        import redis
+
+        with redis.Redis.from_url(shared_state_url) as client:
+            client.delete(f"bitrix24:oauth:{resource.portal_host}")
+
+
+def test_two_concurrent_runs_share_a_limiter_url(shared_state_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_B24_LIMITER_URL", shared_state_url)
+    plan = Plan("tiny", bucket_size=3, drain_per_s=10.0, operating_limit_s=None)
+    with EmulatedPortal(seed=4, deals=60, plan=plan) as portal:
+        bitrix24 = Bitrix24Resource(
+            webhook_url=portal.webhook_url, bucket_size=3, drain_per_s=10.0,
+            limiter_url=EnvVar("TEST_B24_LIMITER_URL"),
+        )  # fmt: skip
+        runs: dict[str, dict] = {}
+
+        def run(entity: str) -> None:
+            assets = build_bitrix24_assets(entities=[entity], name=entity.replace(".", "_"))
+            warehouse = SQLWarehouseResource(url=f"sqlite:///{tmp_path / entity}.sqlite")
+            result = materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
+            runs[entity] = materializations(result)[f"bitrix24/{entity.replace('.', '_')}"]
+
+        started = time.time()
+        threads = [threading.Thread(target=run, args=(e,)) for e in ("crm.deal", "crm.contact")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        refused = portal.counters.total().status_503
+        tat = _stored_tat(shared_state_url, bitrix24.portal_host)
+
+    assert set(runs) == {"crm.deal", "crm.contact"}
+    assert refused == 0  # two clients, one bucket in Redis / PostgreSQL
+    # Every request of BOTH runs advanced the one shared bucket by 0.1 s.
+    requests = sum(m["bitrix24/run_requests"] for m in runs.values())
+    assert tat >= started + requests * 0.1 - 0.05
+    assert requests > 3  # more than one burst: pacing did happen
+
+
+def _stored_tat(url: str, portal: str) -> float:
+    """The shared bucket's theoretical arrival time (wall clock) as the backend stored it."""
+    if url.startswith("redis"):
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            return float(client.get(f"bitrix24:limiter:{portal}:bucket"))
+    import psycopg
+
+    from bitrix_core.store_urls import psycopg_conninfo
+
+    with psycopg.connect(psycopg_conninfo(url)) as connection:
+        query = "SELECT tat FROM bitrix24_limiter_bucket WHERE portal = %s"
+        return connection.execute(query, (portal,)).fetchone()[0]
 
 
 def test_two_concurrent_runs_share_the_limiter_file(tmp_path):

@@ -60,7 +60,9 @@ def test_plan_limits_are_scaled_and_overridden():
     assert limits.bucket_size == 20
     assert limits.drain_per_s == pytest.approx(200.0)
     assert limits.query_limit_patience_s == pytest.approx(3.0)  # 300 s, scaled
-    patient = Bitrix24Resource(webhook_url="http://127.0.0.1:1/rest/1/x/", query_limit_patience_s=900)
+    patient = Bitrix24Resource(
+        webhook_url="http://127.0.0.1:1/rest/1/x/", query_limit_patience_s=900
+    )
     assert patient.limits().query_limit_patience_s == 900
 
 
@@ -133,3 +135,74 @@ def test_operating_budget_round_trips_between_backends(tmp_path):
         asyncio.run(SqliteLimiterBackend(path, portal="other").get_budget("crm.deal.list")) is None
     )
     assert json.dumps(loaded.cost_s) == "0.2"
+
+
+def test_operating_budget_round_trips_through_a_shared_backend(shared_state_url):
+    from bitrix_core.limiter_backends import limiter_backend_from_url
+
+    portal = f"budget-{time.time_ns()}"
+    now = time.monotonic()
+    first = MethodBudget(operating=12.5, reset_at=now + 30, server_now=now, blocked_until=now + 9)
+    later = MethodBudget(operating=14.0, reset_at=now + 30, server_now=now, cost_s=0.2)
+
+    async def round_trip() -> tuple:
+        writer = limiter_backend_from_url(shared_state_url, portal=portal)
+        reader = limiter_backend_from_url(shared_state_url, portal=portal)
+        other = limiter_backend_from_url(shared_state_url, portal=portal + "-other")
+        await writer.put_budget("crm.deal.list", first)
+        await reader.put_budget("crm.deal.list", later)  # knows nothing of the block
+        answers = (
+            await writer.get_budget("crm.deal.list"),
+            await other.get_budget("crm.deal.list"),
+        )
+        for backend in (writer, reader, other):
+            await backend.aclose()
+        return answers
+
+    loaded, elsewhere = asyncio.run(round_trip())
+    assert elsewhere is None  # keyed by portal
+    assert (loaded.operating, loaded.cost_s) == (14.0, 0.2)  # the newer record...
+    assert loaded.blocked_until == pytest.approx(now + 9, abs=0.05)  # ...keeps the block
+    assert loaded.reset_at == pytest.approx(now + 30, abs=0.05)
+
+
+def test_limiter_url_chooses_the_backend_and_limiter_path_still_works(tmp_path, monkeypatch):
+    from bitrix_core.limiter_backends import PostgresLimiterBackend, RedisLimiterBackend
+
+    def backend(**options):
+        resource = Bitrix24Resource(webhook_url="http://127.0.0.1:1/rest/1/code1234/", **options)
+        return resource.get_client().throttle.backend
+
+    path = tmp_path / "limiter.sqlite"
+    assert isinstance(backend(limiter_path=str(path)), SqliteLimiterBackend)
+    assert isinstance(backend(limiter_url=str(path)), SqliteLimiterBackend)
+    assert backend(limiter_url=f"sqlite:///{path}").path == path
+    assert isinstance(backend(limiter_url="redis://127.0.0.1:6379/13"), RedisLimiterBackend)
+    monkeypatch.setenv("TEST_B24_LIMITER", "postgresql://user:pg-s3cr3t-pw@db.internal/w")
+    shared = backend(limiter_url=EnvVar("TEST_B24_LIMITER"))
+    assert isinstance(shared, PostgresLimiterBackend)
+    assert "pg-s3cr3t-pw" not in repr(shared)
+    with pytest.raises(BitrixParameterError, match="not both"):
+        backend(limiter_url=str(path), limiter_path=str(path))
+    with pytest.raises(BitrixParameterError, match="unknown scheme"):
+        backend(limiter_url="memcached://cache:11211")
+
+
+@pytest.mark.parametrize("option", ["limiter_url", "token_store_url"])
+def test_store_url_passwords_must_be_env_vars_and_are_masked(option, monkeypatch):
+    from bitrix_core.redaction import redact
+
+    url = "redis://:r3d1s-s3cr3t@cache.internal:6379/0"
+    with pytest.raises(BitrixParameterError, match="EnvVar"):
+        Bitrix24Resource(webhook_url="http://127.0.0.1:1/rest/1/code1234/", **{option: url})
+    monkeypatch.setenv("TEST_B24_STORE", url)
+    resource = Bitrix24Resource(
+        webhook_url="http://127.0.0.1:1/rest/1/code1234/", **{option: EnvVar("TEST_B24_STORE")}
+    )
+    assert "r3d1s" not in repr(resource)
+    field = resource.get_resource_definition().config_schema.config_type.fields[option]
+    assert field.is_secret
+    from bitrix_core.store_urls import redact_store_url
+
+    assert redact_store_url(url) == "redis://:***@cache.internal:6379/0"
+    assert "r3d1s" not in redact(f"could not connect to {url}")  # registered as a secret
