@@ -34,7 +34,6 @@ __all__ = [
     "OAuthTokens",
     "SqlAlchemyTokenStore",
     "TokenStore",
-    "token_store_from_url",
 ]
 
 _T = TypeVar("_T")
@@ -298,22 +297,3 @@ class SqlAlchemyTokenStore:
         finally:
             conn.close()
 
-
-def token_store_from_url(url: str, *, key: str = "default") -> TokenStore:
-    """The token store a URL names, the tokens kept under `key` (e.g. the portal's host):
-    `redis://...` -> `RedisTokenStore`; `postgresql://...` (or any SQLAlchemy URL) ->
-    `SqlAlchemyTokenStore` (the refresh holds the row's lock; a killed worker's connection
-    drops and releases it); a plain path -> `JsonFileTokenStore` (one machine)."""
-    if "://" not in url:
-        return JsonFileTokenStore(url)
-    from bitrix_core.store_urls import redact_store_url
-
-    redact_store_url(url)  # registers its password: logs scrubbed by bitrix_core mask it
-    scheme, rest = url.split("://", 1)
-    if scheme.lower() in ("redis", "rediss"):
-        from bitrix_core.token_store_redis import RedisTokenStore
-
-        return RedisTokenStore(url, key=key)
-    if scheme.lower() in ("postgresql", "postgres"):
-        url = "postgresql+psycopg://" + rest  # the driver this project installs
-    return SqlAlchemyTokenStore(url, key=key)

@@ -194,7 +194,7 @@ class Bitrix24Resource(ConfigurableResource):
                 "token_file (or token_store_url)",
             )
         from bitrix_core.auth import OAuthAuth
-        from bitrix_core.token_stores import token_store_from_url
+        from bitrix_core.token_store_urls import token_store_from_url
 
         return OAuthAuth(  # _plain: outside a run (authorize) an EnvVar is still unresolved
             client_id=_plain(self.client_id),

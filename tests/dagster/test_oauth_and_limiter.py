@@ -112,7 +112,7 @@ def test_oauth_token_expiring_mid_run_is_refreshed_and_persisted(portal, tmp_pat
 def test_oauth_tokens_in_a_shared_store_are_refreshed_and_persisted(
     portal, shared_state_url, tmp_path, monkeypatch
 ):
-    from bitrix_core.token_stores import token_store_from_url
+    from bitrix_core.token_store_urls import token_store_from_url
 
     monkeypatch.setenv("TEST_B24_CLIENT_SECRET", portal.oauth_client().client_secret)
     monkeypatch.setenv("TEST_B24_TOKEN_STORE", shared_state_url)

@@ -17,7 +17,8 @@ from bitrix_core.emulator import EmulatedPortal
 from bitrix_core.redaction import fingerprint
 from bitrix_core.throttle import Limits
 from bitrix_core.token_store_redis import RedisTokenStore
-from bitrix_core.token_stores import TokenStore, token_store_from_url
+from bitrix_core.token_store_urls import token_store_from_url
+from bitrix_core.token_stores import TokenStore
 from bitrix_core.transport import Transport
 
 _WORKERS = 2
