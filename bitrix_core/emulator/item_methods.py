@@ -50,7 +50,7 @@ class CrmItems:
         return [f for f in self._camel_fields(entity) if f.listed]
 
     def _item(self, entity: Entity, raw: dict[str, Any], fields: list[Field]) -> dict[str, Any]:
-        out = {"id": int(raw["ID"])}
+        out: dict[str, Any] = {"id": int(raw["ID"])}
         for f in fields:
             value = (self.store.id_list(entity, f, int(raw["ID"])) if f.ids_sql
                      else id_list_text(f, raw) if f.is_id_list else raw.get(f.name))

@@ -36,7 +36,7 @@ class JsonReady(list):
     the envelope writes it without walking it."""
 
 
-class PhpObject(dict):  # type: ignore[type-arg]
+class PhpObject(dict[str, Any]):
     """A PHP object: json_encode writes `{}` for it even when empty (a plain empty map is
     PHP's empty array, `[]`)."""
 
