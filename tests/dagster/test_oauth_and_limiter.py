@@ -149,20 +149,8 @@ def test_two_concurrent_runs_share_a_limiter_url(shared_state_url, tmp_path, mon
             webhook_url=portal.webhook_url, bucket_size=3, drain_per_s=10.0,
             limiter_url=EnvVar("TEST_B24_LIMITER_URL"),
         )  # fmt: skip
-        runs: dict[str, dict] = {}
-
-        def run(entity: str) -> None:
-            assets = build_bitrix24_assets(entities=[entity], name=entity.replace(".", "_"))
-            warehouse = SQLWarehouseResource(url=f"sqlite:///{tmp_path / entity}.sqlite")
-            result = materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
-            runs[entity] = materializations(result)[f"bitrix24/{entity.replace('.', '_')}"]
-
         started = time.time()
-        threads = [threading.Thread(target=run, args=(e,)) for e in ("crm.deal", "crm.contact")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        runs = _sync_deals_and_contacts_at_once(bitrix24, tmp_path)
         refused = portal.counters.total().status_503
         tat = _stored_tat(shared_state_url, bitrix24.portal_host)
 
@@ -172,6 +160,24 @@ def test_two_concurrent_runs_share_a_limiter_url(shared_state_url, tmp_path, mon
     requests = sum(m["bitrix24/run_requests"] for m in runs.values())
     assert tat >= started + requests * 0.1 - 0.05
     assert requests > 3  # more than one burst: pacing did happen
+
+
+def _sync_deals_and_contacts_at_once(bitrix24: Bitrix24Resource, tmp_path) -> dict[str, dict]:
+    """Materialise deals and contacts in two threads sharing `bitrix24`; their metadata."""
+    runs: dict[str, dict] = {}
+
+    def run(entity: str) -> None:
+        assets = build_bitrix24_assets(entities=[entity], name=entity.replace(".", "_"))
+        warehouse = SQLWarehouseResource(url=f"sqlite:///{tmp_path / entity}.sqlite")
+        result = materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
+        runs[entity] = materializations(result)[f"bitrix24/{entity.replace('.', '_')}"]
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in ("crm.deal", "crm.contact")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return runs
 
 
 def _stored_tat(url: str, portal: str) -> float:
@@ -199,20 +205,8 @@ def test_two_concurrent_runs_share_the_limiter_file(tmp_path):
             webhook_url=portal.webhook_url, bucket_size=3, drain_per_s=10.0,
             limiter_path=str(limiter),
         )  # fmt: skip
-        runs: dict[str, dict] = {}
-
-        def run(entity: str) -> None:
-            assets = build_bitrix24_assets(entities=[entity], name=entity.replace(".", "_"))
-            warehouse = SQLWarehouseResource(url=f"sqlite:///{tmp_path / entity}.sqlite")
-            result = materialize([assets], resources={"bitrix24": bitrix24, "warehouse": warehouse})
-            runs[entity] = materializations(result)[f"bitrix24/{entity.replace('.', '_')}"]
-
         started = time.time()
-        threads = [threading.Thread(target=run, args=(e,)) for e in ("crm.deal", "crm.contact")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        runs = _sync_deals_and_contacts_at_once(bitrix24, tmp_path)
         refused = portal.counters.total().status_503
 
     assert set(runs) == {"crm.deal", "crm.contact"}
