@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from bitrix24_example.analytics import sales_funnel
-from bitrix24_example.chart import render_funnel_png
+from bitrix24_example.chart import funnel_markdown, render_funnel_png
 from bitrix24_example.funnel import pipeline_summary, stage_funnel
 from dagster import materialize
 
@@ -99,8 +99,14 @@ def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
     assert metadata["chart_path"].value == str(tmp_path / "demo" / "charts" / "sales_funnel.png")
     assert metadata["dagster/row_count"].value == 5
     inline = metadata["funnel"].value  # under the UI's inline limit: shown without a click
-    assert len(inline) < 1000 and "**Sales**: " in inline and "**Wholesale**: " in inline
-    assert " → " in inline
+    assert len(inline) < 1000 and inline.startswith("```\n") and inline.endswith("\n```")
+    lines = inline.splitlines()
+    assert lines[1].startswith("Sales: win rate 50%") and "Wholesale: win rate 100%" in lines
+    sales = lines[2 : lines.index("Wholesale: win rate 100%")]
+    bars = {line.split()[0]: line for line in sales}
+    assert bars["New"].count("█") == 16 and bars["New"].rstrip().endswith(" 8")  # the widest
+    assert bars["Working"].count("█") == 8 and bars["Working"].rstrip().endswith(" 4")
+    assert bars["Working"].index("█") > bars["New"].index("█")  # centred: a funnel's shape
     assert metadata["win_rate"].value == pytest.approx(3 / 5)
     stored = pd.read_sql_table("sales_pipeline_summary", engine)
     assert stored["won_deals"].tolist() == [2, 1]
@@ -121,6 +127,19 @@ REAL_STAGES = pd.DataFrame(
     ],
     columns=[*STAGES.columns, "extra"],
 )
+
+
+def test_the_inline_funnel_stays_under_the_uis_limit_with_many_pipelines():
+    stages = pd.DataFrame(
+        [(f"DEAL_STAGE_{p}", f"C{p}:S{i}", f"A long stage name {i}", i * 10, "P", float(p))
+         for p in range(1, 31) for i in range(8)],
+        columns=STAGES.columns,
+    )  # fmt: skip
+    deals = pd.DataFrame([deal(p * 100 + i, f"C{p}:S{i % 8}", category=p)
+                          for p in range(1, 31) for i in range(20)])  # fmt: skip
+    text = funnel_markdown(stage_funnel(deals, stages), pipeline_summary(deals, stages))
+    assert len(text) < 1000 and text.endswith("\n```")
+    assert "more pipelines: see the chart" in text
 
 
 def test_real_shaped_stages_give_the_same_funnel():
