@@ -243,6 +243,22 @@ query($key: AssetKeyInput!) {
   }
 }"""
 
+ASSET_PAGE = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetMaterializations(limit: 1) {
+        partition
+        metadataEntries {
+          label
+          ... on IntMetadataEntry { intValue }
+          ... on TextMetadataEntry { text }
+        }
+      }
+      assetChecksOrError { ... on AssetChecks { checks { name description } } }
+    }
+  }
+}"""
 ERRORS_OF_RUN = """
 query($id: ID!) {
   logsForRun(runId: $id, limit: 100000) {

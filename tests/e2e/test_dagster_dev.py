@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from bitrix24_example.demo_portal import DemoPortal
 
 from tests.e2e.dagster_dev import (
+    ASSET_PAGE,
     CHECKS_OF_RUN,
     ERRORS_OF_RUN,
     EXAMPLE_DIR,
@@ -169,6 +170,23 @@ def test_a_range_backfill_is_one_run_landing_the_portal(demo: Demo) -> None:
     assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs  # one run for the range
     if demo.landed_right_after is not None:
         raise demo.landed_right_after
+
+    # What the deal asset's page shows: the newest partition's event carries the table's
+    # rows beside the partition's, the run's figures and the window it read; no link to the
+    # demo's random port; every check says what it checks.
+    page = demo.dev.query(ASSET_PAGE, {"key": {"path": ["bitrix24", "crm_deal"]}})
+    node = page["assetNodeOrError"]
+    (event,) = node["assetMaterializations"]
+    values = {e["label"]: e.get("intValue", e.get("text")) for e in event["metadataEntries"]}
+    assert event["partition"] == today()
+    assert values["bitrix24/table_rows"] == demo.portal.load().count("crm.deal")
+    assert 0 <= values["dagster/row_count"] < values["bitrix24/table_rows"]
+    assert values["bitrix24/run_requests"] > 0 and values["rows_fetched"] > 0
+    assert values["bitrix24/window_start"].startswith(demo.portal.first_day().isoformat())
+    assert values["bitrix24/partition_range"].endswith(f"..{today()}")
+    assert "dagster/uri" not in values
+    checks = node["assetChecksOrError"]["checks"]
+    assert len(checks) >= 3 and all(check["description"] for check in checks), checks
 
 
 def test_checks_are_green_right_after_and_leave_the_demo_portal_alone(demo: Demo) -> None:
