@@ -28,6 +28,7 @@ from tests.e2e.dagster_dev import (
     ERRORS_OF_RUN,
     EXAMPLE_DIR,
     LATEST_METADATA,
+    LAUNCH_RUN,
     RUN_STATUS,
     DagsterDev,
     backfill_runs,
@@ -210,6 +211,27 @@ def test_checks_are_green_right_after_and_leave_the_demo_portal_alone(demo: Demo
     # A checks-only run leaves the demo portal alone (the hourly schedule may still tick
     # during the test and advance it for its own run: that change carries its run id).
     assert run_id not in {change.key for change in demo.portal.changes()}
+
+
+RUN_TIMES = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }"""
+
+
+def test_a_second_run_on_the_portal_waits_for_the_first(demo: Demo) -> None:
+    """The example's dagster.yaml: one run per portal's pool at a time ("Materialize all"
+    clicked twice queues the second run instead of sharing the portal's limits)."""
+    directory = [{"path": ["bitrix24", name]} for name in ("user", "department")]
+    body = {"selector": {**demo.selector, "pipelineName": "__ASSET_JOB",
+                         "assetSelection": directory}}  # fmt: skip
+    run_ids = []
+    for _ in range(2):
+        answer = demo.dev.query(LAUNCH_RUN, {"params": body})["launchRun"]
+        assert answer["__typename"] == "LaunchRunSuccess", answer
+        run_ids.append(answer["run"]["runId"])
+    assert [wait_for_run(demo.dev, run_id) for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    first, second = (demo.dev.query(RUN_TIMES, {"id": i})["runOrError"] for i in run_ids)
+    overlap = min(first["endTime"], second["endTime"]) - max(first["startTime"], second["startTime"])
+    assert overlap <= 0, (first, second)  # one after the other
 
 
 def test_the_hourly_schedules_run_picks_up_a_change(demo: Demo) -> None:
