@@ -56,7 +56,7 @@ class Auth(Protocol):
 
 
 #: Path segments a message may show: see `_shown_webhook`.
-_SHOWN_SEGMENT = re.compile(r"|rest|\d+|https?:?|[\w-]+(?:\.[\w-]+)+")
+_SHOWN_SEGMENT = re.compile(r"|rest|\d+|https?:?|[\w-]+(?:\.[\w-]+)+(?::\d+)?|[\w-]+:\d+")
 
 
 def _check_base_url(url: str, *, parameter: str, shown: str) -> tuple[str, str, str]:
@@ -79,8 +79,8 @@ def _shown_webhook(url: str) -> str:
     """A webhook URL fit for an error message, even a malformed one: the code (it may sit
     anywhere in a mistyped URL) masked, the rest shown as typed so a typo can be seen. A
     path segment stays when it cannot be a code: empty, "rest", digits, a scheme ("https:"
-    when the "//" is mistyped) or dotted (a host, a method name); query and fragment are
-    masked."""
+    when the "//" is mistyped), dotted (a host, a method name) or a host with a port (a
+    code has no ":"); query and fragment are masked."""
     raw = url.strip()
     head, cut, tail = raw.partition("?") if "?" in raw else raw.partition("#")
     parts = urlsplit(head)

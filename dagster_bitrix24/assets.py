@@ -25,6 +25,7 @@ from dagster import (
     EnvVar,
     Failure,
     MaterializeResult,
+    MetadataValue,
     PartitionsDefinition,
     TimeWindowPartitionsDefinition,
     multi_asset,
@@ -33,7 +34,7 @@ from pydantic import Field
 
 from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
 from bitrix_core.errors import BitrixParameterError
-from dagster_bitrix24.failures import failure_messages
+from dagster_bitrix24.failures import CAUSES_KEY, failure_groups, group_message
 from dagster_bitrix24.links import DEAL_CONTACT, DEAL_CONTACT_SPEC
 from dagster_bitrix24.metadata import (
     aggregate_metadata,
@@ -389,8 +390,11 @@ def sync_selected_assets(
         yield MaterializeResult(asset_key=key, metadata=metadata)
     if failed:
         # one message per cause (a wrong code fails every entity alike), in the Failure only
-        messages = failure_messages(failed)
-        raise Failure(description="Bitrix24 sync failed: " + " | ".join(messages))
+        groups = failure_groups(failed)
+        raise Failure(
+            description="Bitrix24 sync failed: " + " | ".join(map(group_message, groups)),
+            metadata={CAUSES_KEY: MetadataValue.json([asdict(group) for group in groups])},
+        )
 
 
 def _existing_partitions(

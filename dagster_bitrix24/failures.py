@@ -6,6 +6,7 @@ BITRIX24_WEBHOOK_URL ..."), not once per entity.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import sqlalchemy.exc
 
@@ -54,11 +55,26 @@ def hint(error: BaseException) -> str | None:
     return next((text for kind, text in _HINTS if isinstance(error, kind)), None)
 
 
-def _cause(error: BaseException) -> tuple[object, ...]:
+#: Failure metadata key listing the causes of a failed sync (`FailureGroup`s as dicts), so
+#: a caller holding several steps' failures (the example's demo) can merge equal causes.
+CAUSES_KEY = "bitrix24/causes"
+
+
+@dataclass
+class FailureGroup:
+    """The assets that failed for one cause: `cause` is the key equal causes share."""
+
+    cause: str
+    assets: list[str]
+    error: str
+    advice: str | None
+
+
+def _cause(error: BaseException) -> str:
     """Errors with the same cause share this key (a Bitrix24 error's text names its method)."""
     if isinstance(error, BitrixError):
-        return (type(error), error.code, error.status)
-    return (type(error), str(error))
+        return f"{type(error).__name__} {error.code} {error.status}"
+    return f"{type(error).__name__} {error}"
 
 
 def describe(error: BaseException) -> str:
@@ -69,18 +85,26 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def failure_messages(failed: Mapping[str, BaseException]) -> list[str]:
-    """One line per distinct cause among `failed` (asset name -> error): who, what, what to do."""
-    groups: dict[tuple[object, ...], list[str]] = {}
-    first: dict[tuple[object, ...], BaseException] = {}
+def failure_groups(failed: Mapping[str, BaseException]) -> list[FailureGroup]:
+    """`failed` (asset name -> error) grouped by cause, in the order first seen."""
+    groups: dict[str, FailureGroup] = {}
     for name, error in failed.items():
         key = _cause(error)
-        groups.setdefault(key, []).append(name)
-        first.setdefault(key, error)
-    lines = []
-    for key, names in groups.items():
-        who = names[0] if len(names) == 1 else f"{len(names)} assets ({', '.join(names)})"
-        line = f"{who}: {describe(first[key])}"
-        advice = hint(first[key])
-        lines.append(f"{line}. What to do: {advice}" if advice else line)
-    return lines
+        if key in groups:
+            groups[key].assets.append(name)
+        else:
+            groups[key] = FailureGroup(key, [name], describe(error), hint(error))
+    return list(groups.values())
+
+
+def group_message(group: FailureGroup) -> str:
+    """One line: who, what, what to do."""
+    names = group.assets
+    who = names[0] if len(names) == 1 else f"{len(names)} assets ({', '.join(names)})"
+    line = f"{who}: {group.error}"
+    return f"{line}. What to do: {group.advice}" if group.advice else line
+
+
+def failure_messages(failed: Mapping[str, BaseException]) -> list[str]:
+    """One line per distinct cause among `failed` (asset name -> error): who, what, what to do."""
+    return [group_message(group) for group in failure_groups(failed)]

@@ -17,8 +17,14 @@ from bitrix_core.limiter_backends import limiter_backend_from_url
 from bitrix_core.throttle import Limits
 from bitrix_core.transport import is_loopback_host
 from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse_errors import WarehouseUnavailableError
 
 _SECRET: dict[str, Any] = {"dagster__is_secret": True}
+#: How to install a warehouse's database driver (the package's extras).
+_DRIVER_ADVICE = (
+    "pip install 'dagster-bitrix24[postgres]' for postgresql+psycopg://, "
+    "'dagster-bitrix24[mysql]' for mysql+pymysql://, or the driver the URL names"
+)
 
 
 def _plain(value: str | None) -> str:
@@ -282,8 +288,15 @@ class SQLWarehouseResource(ConfigurableResource):
         return warehouse_kind(_plain(self.url))
 
     def get_warehouse(self, *, table_prefix: str = "bitrix24_") -> Warehouse:
-        """A new warehouse writer bound to this database."""
-        return Warehouse(self.url, schema=self.schema_name, table_prefix=table_prefix)
+        """A new warehouse writer bound to this database; a missing driver says what to
+        install."""
+        try:
+            return Warehouse(self.url, schema=self.schema_name, table_prefix=table_prefix)
+        except ModuleNotFoundError as error:
+            raise WarehouseUnavailableError(
+                f"the warehouse {self.redacted_url} needs the database driver {error.name!r},"
+                f" which is not installed: {_DRIVER_ADVICE}"
+            ) from None
 
 
 def warehouse_kind(url: str) -> str:

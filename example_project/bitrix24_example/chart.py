@@ -63,23 +63,49 @@ def _draw_pipeline(axis, stages: pd.DataFrame, summary: pd.DataFrame, pipeline: 
 #: The Dagster UI shows a Markdown entry inline only below this length (longer ones, such as
 #: the PNG chart as a data URI, sit behind "[Show Markdown]").
 INLINE_MARKDOWN = 1000
+#: Layouts of the inline funnel, tried in order: (stage name width, widest bar).
+_LAYOUTS = ((14, 16), (10, 12), (0, 12))
 
 
 def funnel_markdown(funnel: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """The funnel as short Markdown the UI shows inline: per pipeline, the deals reaching
-    each stage in order (stage names dropped if that is too long)."""
-    for named in (True, False):
-        lines = []
-        for pipeline, name in zip(summary["pipeline"], summary["pipeline_name"], strict=True):
-            stages = funnel[funnel["pipeline"] == pipeline].sort_values("stage_order")
-            steps = [
-                f"{stage} {reached}" if named else str(reached)
-                for stage, reached in zip(
-                    stages["stage_name"], stages["deals_reached"], strict=True
-                )
-            ]
-            lines.append(f"**{name}**: " + " → ".join(steps))
-        text = "\n\n".join(lines)
+    """The funnel drawn in text, short enough for the UI to show inline where the asset's
+    latest materialisation is: per pipeline its win rate, then one centred bar per stage
+    as wide as the deals reaching it. Names shorten, then pipelines are left out (saying
+    how many: the PNG `chart` has them all) to stay under `INLINE_MARKDOWN`."""
+    pipelines = list(zip(summary["pipeline"], summary["pipeline_name"], summary["win_rate"],
+                         strict=True))  # fmt: skip
+    for name_width, widest in _LAYOUTS:
+        blocks = [_pipeline_lines(funnel, p, name_width, widest) for p in pipelines]
+        text = _fenced(line for block in blocks for line in block)
         if len(text) < INLINE_MARKDOWN:
             return text
-    return text[: INLINE_MARKDOWN - 1]
+    shown: list[str] = []
+    for count, block in enumerate(blocks):
+        more = f"... {len(blocks) - count} more pipelines: see the chart"
+        if len(_fenced([*shown, *block, more])) >= INLINE_MARKDOWN:
+            return _fenced([*shown, more])
+        shown += block
+    return _fenced(shown)
+
+
+def _pipeline_lines(
+    funnel: pd.DataFrame, pipeline: tuple, name_width: int, widest: int
+) -> list[str]:
+    """A pipeline's heading and its stages' bars (`name_width` 0: no stage names)."""
+    number, name, win_rate = pipeline
+    stages = funnel[funnel["pipeline"] == number].sort_values("stage_order")
+    heading = str(name) if pd.isna(win_rate) else f"{name}: win rate {win_rate:.0%}"
+    counts = list(stages["deals_reached"])
+    most = max(counts, default=0) or 1
+    lines = [heading]
+    for stage, count in zip(stages["stage_name"], counts, strict=True):
+        width = max(round(count / most * widest), 1 if count else 0)
+        bar = ("█" * width).center(widest)
+        label = f"{str(stage)[:name_width]:<{name_width}} " if name_width else ""
+        lines.append(f"  {label}{bar} {count}")
+    return lines
+
+
+def _fenced(lines) -> str:  # noqa: ANN001
+    """`lines` as a Markdown code block: monospaced, so the bars line up."""
+    return "```\n" + "\n".join(lines) + "\n```"

@@ -5,6 +5,7 @@ entities in one run, the directory, the funnel) against the configured portal, o
 portal when `BITRIX24_WEBHOOK_URL` is not set, then prints the row count of every table.
 """
 
+import logging
 import os
 import sys
 import time
@@ -12,10 +13,12 @@ import time
 import pandas as pd
 import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterInstance, EnvVar, ExecuteInProcessResult, materialize
+from dagster._utils.error import SerializableErrorInfo
 
 from bitrix24_example.analytics import SUMMARY_TABLE, sales_funnel
 from bitrix24_example.definitions import crm, daily, defs, directory
 from bitrix24_example.resources import data_dir, demo_mode
+from dagster_bitrix24.failures import CAUSES_KEY, FailureGroup, group_message
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -51,19 +54,47 @@ def resolved_url(url: str) -> str:
 
 
 def failures(result: ExecuteInProcessResult) -> list[str]:
-    """What failed (a step, a resource), each distinct message once, without class names."""
-    messages = []
+    """What failed, each cause once: a Bitrix24 sync failure's causes merged over its steps
+    (a wrong webhook code fails the CRM step and the directory step alike), any other error
+    by its own class and text, not Dagster's wrapper around it."""
+    groups: dict[str, FailureGroup] = {}
+    others: list[str] = []
     for event in result.all_events:
-        error = getattr(event.event_specific_data, "error", None)
-        if error is None or event.event_type == DagsterEventType.RUN_FAILURE:
+        if event.event_type == DagsterEventType.RUN_FAILURE:
             continue
-        message = error.message.strip()
-        head, _, rest = message.partition(": ")
-        if head.endswith(".Failure") and rest:  # a Failure's text is its description
-            message = rest
-        if message not in messages:
-            messages.append(message)
-    return messages
+        data = event.event_specific_data
+        user_failure = getattr(data, "user_failure_data", None)
+        causes = user_failure.metadata.get(CAUSES_KEY) if user_failure else None
+        if causes is not None:
+            for found in map(lambda group: FailureGroup(**group), causes.value):
+                groups.setdefault(found.cause, FailureGroup(found.cause, [], found.error,
+                                                            found.advice))  # fmt: skip
+                groups[found.cause].assets.extend(found.assets)
+            continue
+        error = getattr(data, "error", None)
+        if error is not None and (message := _own_message(error)) not in others:
+            others.append(message)
+    return [group_message(group) for group in groups.values()] + others
+
+
+def _own_message(error: SerializableErrorInfo) -> str:
+    """The first error of the chain raised by user code, as `Class: text` (a `Failure` as
+    its text)."""
+    while error.cause is not None and error.message.startswith("dagster._core.errors."):
+        error = error.cause
+    head, _, text = error.message.strip().partition(": ")
+    if head.endswith(".Failure") and text:
+        return text
+    return f"{head.rsplit('.', 1)[-1]}: {text}" if text else head
+
+
+def warnings(instance: DagsterInstance, run_id: str) -> list[str]:
+    """The run's warnings (`context.log.warning`: a field that changed type, ...), in order."""
+    return [
+        entry.user_message
+        for entry in instance.all_logs(run_id)
+        if not entry.is_dagster_event and entry.level == logging.WARNING
+    ]
 
 
 def main() -> int:
@@ -72,18 +103,21 @@ def main() -> int:
     portal = "the demo portal (emulated)" if demo_mode() else "your portal"
     print(f"Syncing {portal}: {len(keys)} daily partitions {keys[0]}..{keys[-1]}", flush=True)
     started = time.monotonic()
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     result = materialize(
         [crm, directory, sales_funnel],
         resources=defs.resources,
         instance=instance,
         tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        # quiet: the failures and warnings are printed below, each once, without stacks
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         raise_on_error=False,
     )
     elapsed = time.monotonic() - started
     warehouse = defs.resources["warehouse"]
     url = resolved_url(warehouse.url)
+    for warning in warnings(instance, result.run_id):
+        print(f"warning: {warning}")
     if not result.success:  # the tables may hold an earlier run's rows: do not show them
         print(f"\nFAILED in {elapsed:.1f} s; warehouse {warehouse.redacted_url}")
         for message in failures(result):

@@ -134,7 +134,7 @@ def pipeline_summary(
         won = mine[mine["semantics"] == WON]
         closed = len(won) + int((mine["semantics"] == LOST).sum())
         open_deals = int((mine["semantics"] == IN_PROGRESS).sum())
-        cycle = (pd.to_datetime(won["closedate"]) - pd.to_datetime(won["date_create"])).dt.days
+        cycle = (_utc(won["closedate"]) - _utc(won["date_create"])).dt.days
         cycle = cycle[cycle >= 0]
         win_rate = _ratio(len(won), closed)
         avg_value = float(won["opportunity"].mean()) if len(won) else None
@@ -164,6 +164,11 @@ def _live(deals: pd.DataFrame) -> pd.DataFrame:
     if "_deleted_at" in deals:
         deals = deals[deals["_deleted_at"].isna()]
     return deals.assign(category_id=deals["category_id"].fillna(0).astype(int))
+
+
+def _utc(moments: pd.Series) -> pd.Series:
+    """Times in UTC: PostgreSQL returns them zone-aware, SQLite and MariaDB naive (UTC)."""
+    return pd.to_datetime(moments, utc=True)
 
 
 def _ratio(part: int, whole: int | None) -> float | None:

@@ -11,6 +11,7 @@ from dagster import Definitions, EnvVar
 from bitrix_core.errors import BitrixParameterError
 from bitrix_core.throttle import Limits, MethodBudget
 from dagster_bitrix24 import Bitrix24Resource, SqliteLimiterBackend, SQLWarehouseResource
+from dagster_bitrix24.warehouse_errors import WarehouseUnavailableError
 
 SECRET_URL = "https://acme.bitrix24.com/rest/1/s3cr3tc0de4567/"
 
@@ -206,3 +207,12 @@ def test_store_url_passwords_must_be_env_vars_and_are_masked(option, monkeypatch
 
     assert redact_store_url(url) == "redis://:***@cache.internal:6379/0"
     assert "r3d1s" not in redact(f"could not connect to {url}")  # registered as a secret
+
+
+def test_a_missing_database_driver_says_what_to_install():
+    warehouse = SQLWarehouseResource(url="postgresql+pg8000://reader@127.0.0.1:5432/crm")
+    with pytest.raises(WarehouseUnavailableError) as raised:
+        warehouse.get_warehouse()  # pg8000 is not installed here
+    message = str(raised.value)
+    assert "postgresql+pg8000://reader@127.0.0.1:5432/crm" in message and "'pg8000'" in message
+    assert "pip install 'dagster-bitrix24[postgres]'" in message

@@ -1,4 +1,5 @@
-"""Drive a real `dg dev` (webserver and daemon) through the GraphQL API the UI uses."""
+"""Drive a real `dg dev` (webserver and daemon) through the GraphQL API the UI uses:
+start and stop it, and the queries and mutations the tests send."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ def free_port() -> int:
 
 
 class DagsterDev:
-    """A `dagster dev` process group and a GraphQL client for it."""
+    """A `dg dev` process group and a GraphQL client for it."""
 
     def __init__(self, process: subprocess.Popen, port: int, log: Path) -> None:
         self.process = process
@@ -168,3 +170,186 @@ def _stop_tree(process: subprocess.Popen, *, grace: float = 8.0) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+DONE_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+DONE_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename ... on PartitionBackfill { status }
+  }
+}"""
+RUNS_OF_BACKFILL = """
+query($id: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status } }
+  }
+}"""
+SCHEDULE_DRY_RUN = """
+mutation($selector: ScheduleSelector!, $at: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $at) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult { runRequests { tags { key value } runConfigYaml } error { message } }
+    }
+    ... on PythonError { message }
+  }
+}"""
+SCHEDULE_JOB = """
+query($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { pipelineName } }
+}"""
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+RUN_STATUS = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+CHECKS_OF_RUN = """
+query($id: ID!) {
+  logsForRun(runId: $id, limit: 100000) {
+    ... on EventConnection {
+      events {
+        ... on AssetCheckEvaluationEvent {
+          evaluation { checkName success description assetKey { path } }
+        }
+      }
+    }
+  }
+}"""
+LATEST_METADATA = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetMaterializations(limit: 1) {
+        metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
+      }
+    }
+  }
+}"""
+
+ASSET_PAGE = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetMaterializations(limit: 1) {
+        partition
+        metadataEntries {
+          label
+          ... on IntMetadataEntry { intValue }
+          ... on TextMetadataEntry { text }
+        }
+      }
+      assetChecksOrError { ... on AssetChecks { checks { name description } } }
+    }
+  }
+}"""
+ERRORS_OF_RUN = """
+query($id: ID!) {
+  logsForRun(runId: $id, limit: 100000) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message level }
+        ... on ExecutionStepFailureEvent { error { message } }
+        ... on EngineEvent { error { message } }
+      }
+    }
+  }
+}"""
+
+
+def launch_backfill(dev: DagsterDev, first: str, last: str, assets: list[list[str]]) -> str:
+    params = {
+        "partitionsByAssets": [
+            {"assetKey": {"path": path}, "partitions": {"range": {"start": first, "end": last}}}
+            for path in assets
+        ],
+        "title": "e2e backfill",
+    }
+    answer = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert answer["__typename"] == "LaunchBackfillSuccess", answer
+    return answer["backfillId"]
+
+
+def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str:
+    """Evaluate the hourly schedule now and launch its run request on the schedule's job."""
+    selector = {
+        "repositoryLocationName": location,
+        "repositoryName": repository,
+        "scheduleName": "bitrix24_hourly",
+    }
+    job = dev.query(SCHEDULE_JOB, {"selector": selector})["scheduleOrError"]["pipelineName"]
+    tick = dev.query(SCHEDULE_DRY_RUN, {"selector": selector, "at": datetime.now(UTC).timestamp()})
+    evaluation = tick["scheduleDryRun"]["evaluationResult"]
+    assert evaluation["error"] is None, evaluation["error"]
+    (request,) = evaluation["runRequests"]
+    params = {
+        "selector": {
+            "repositoryLocationName": location,
+            "repositoryName": repository,
+            "jobName": job,
+        },
+        "runConfigData": request["runConfigYaml"],
+        "executionMetadata": {"tags": request["tags"]},
+    }
+    answer = dev.query(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]
+
+
+def backfill_runs(dev: DagsterDev, backfill: str, *, timeout: float = 180) -> list[dict]:
+    """Wait until the backfill has launched its runs and they have ended; return them.
+
+    The backfill daemon marks the backfill complete only on its next pass, up to 30 s later:
+    `backfill_status` waits for that."""
+
+    def status() -> str:
+        runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
+        return "ended" if runs and all(run["status"] in DONE_RUN for run in runs) else "running"
+
+    dev.wait_for(status, {"ended"}, timeout=timeout)
+    return dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
+
+
+def backfill_status(dev: DagsterDev, backfill: str, *, timeout: float = 90) -> str:
+    """Wait until the backfill has ended; return its status."""
+    return dev.wait_for(
+        lambda: dev.query(BACKFILL_STATUS, {"id": backfill})["partitionBackfillOrError"]["status"],
+        DONE_BACKFILL,
+        timeout=timeout,
+    )
+
+
+def wait_for_run(dev: DagsterDev, run_id: str, *, timeout: float = 120) -> str:
+    """Wait until the run ends; return its status."""
+    return dev.wait_for(
+        lambda: dev.query(RUN_STATUS, {"id": run_id})["runOrError"]["status"], DONE_RUN,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def launch(dev: DagsterDev, selector: dict, **params: Any) -> str:
+    """Launch a run of the implicit asset job (what the UI's Materialize and Execute checks
+    buttons do); wait for it to end; return its id."""
+    body = {"selector": {**selector, "pipelineName": "__ASSET_JOB"}, **params}
+    answer = dev.query(LAUNCH_RUN, {"params": body})["launchRun"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    run_id = answer["run"]["runId"]
+    wait_for_run(dev, run_id)
+    return run_id

@@ -1,10 +1,20 @@
-"""End to end: `dagster dev` on the example in demo mode, driven like the UI drives it.
+"""End to end, issue 13's "Done when": `dg check defs`, then ONE `dg dev`-served demo instance
+driven over GraphQL as the UI drives it, then one for a "real" portal.
 
-A partition-range backfill lands the demo portal in the warehouse; the portal changes;
-the hourly schedule's run (evaluated by the schedule itself, launched by GraphQL) picks
-the change up; the funnel asset reports its chart.
+On the demo (the module's `demo` fixture: `dg check defs`, `dg dev`, a partition-range
+backfill of the CRM assets): the backfill is one run landing the portal exactly; the asset
+checks are green right after it and leave the demo portal alone; the portal changes and
+the hourly schedule's run picks the change up, the directory and the funnel riding along.
+Then the switch: `dg dev` again with BITRIX24_WEBHOOK_URL naming an emulated portal on
+loopback; its runs leave no demo row in any table, and a wrong webhook code is exactly one
+error naming the cause (the steps it stops are not errors about it: Dagster reports them
+as not executed). The tests share the demo instance (each `dg dev` start costs half a
+minute on a small host), so they run in file order, the switch last.
 """
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +22,24 @@ import pytest
 import sqlalchemy as sa
 from bitrix24_example.demo_portal import DemoPortal
 
-from tests.e2e.dagster_dev import DagsterDev, dagster_dev
+from tests.e2e.dagster_dev import (
+    ASSET_PAGE,
+    CHECKS_OF_RUN,
+    ERRORS_OF_RUN,
+    EXAMPLE_DIR,
+    LATEST_METADATA,
+    LAUNCH_RUN,
+    RUN_STATUS,
+    DagsterDev,
+    backfill_runs,
+    backfill_status,
+    dagster_dev,
+    launch,
+    launch_backfill,
+    launch_scheduled_run,
+    wait_for_run,
+)
+from tests.e2e.test_dg import dg
 
 CRM_TABLES = {
     "crm.deal": "bitrix24_crm_deal",
@@ -24,76 +51,9 @@ CRM_TABLES = {
     "crm.item.128": "bitrix24_crm_item_128",
     "crm.item.130": "bitrix24_crm_item_130",
 }
-DONE_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
-DONE_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+CRM_ASSETS = [["bitrix24", table.removeprefix("bitrix24_")] for table in CRM_TABLES.values()]
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-  }
-}"""
-BACKFILL_STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename ... on PartitionBackfill { status }
-  }
-}"""
-RUNS_OF_BACKFILL = """
-query($id: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
-    ... on Runs { results { runId status } }
-  }
-}"""
-SCHEDULE_DRY_RUN = """
-mutation($selector: ScheduleSelector!, $at: Float) {
-  scheduleDryRun(selectorData: $selector, timestamp: $at) {
-    __typename
-    ... on DryRunInstigationTick {
-      evaluationResult { runRequests { tags { key value } runConfigYaml } error { message } }
-    }
-    ... on PythonError { message }
-  }
-}"""
-SCHEDULE_JOB = """
-query($selector: ScheduleSelector!) {
-  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { pipelineName } }
-}"""
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message stack }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}"""
-RUN_STATUS = """
-query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
-CHECKS_OF_RUN = """
-query($id: ID!) {
-  logsForRun(runId: $id, limit: 100000) {
-    ... on EventConnection {
-      events {
-        ... on AssetCheckEvaluationEvent {
-          evaluation { checkName success description assetKey { path } }
-        }
-      }
-    }
-  }
-}"""
-LATEST_METADATA = """
-query($key: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $key) {
-    ... on AssetNode {
-      assetMaterializations(limit: 1) {
-        metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
-      }
-    }
-  }
-}"""
+pytestmark = pytest.mark.slow
 
 
 def warehouse_rows(url: str, table: str, columns: list[str]) -> dict[int, tuple]:
@@ -152,104 +112,236 @@ def deal_values(store) -> dict[int, tuple]:
     return {row["ID"]: rounded((row["TITLE"], row["OPPORTUNITY"])) for row in store.raw_rows("crm.deal")}
 
 
-def launch_backfill(dev: DagsterDev, first: str, last: str, assets: list[list[str]]) -> str:
-    params = {
-        "partitionsByAssets": [
-            {"assetKey": {"path": path}, "partitions": {"range": {"start": first, "end": last}}}
-            for path in assets
-        ],
-        "title": "e2e backfill",
-    }
-    answer = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert answer["__typename"] == "LaunchBackfillSuccess", answer
-    return answer["backfillId"]
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
-def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str:
-    """Evaluate the hourly schedule now and launch its run request on the schedule's job."""
-    selector = {
-        "repositoryLocationName": location,
-        "repositoryName": repository,
-        "scheduleName": "bitrix24_hourly",
-    }
-    job = dev.query(SCHEDULE_JOB, {"selector": selector})["scheduleOrError"]["pipelineName"]
-    tick = dev.query(SCHEDULE_DRY_RUN, {"selector": selector, "at": datetime.now(UTC).timestamp()})
-    evaluation = tick["scheduleDryRun"]["evaluationResult"]
-    assert evaluation["error"] is None, evaluation["error"]
-    (request,) = evaluation["runRequests"]
-    params = {
-        "selector": {
-            "repositoryLocationName": location,
-            "repositoryName": repository,
-            "jobName": job,
-        },
-        "runConfigData": request["runConfigYaml"],
-        "executionMetadata": {"tags": request["tags"]},
-    }
-    answer = dev.query(LAUNCH_RUN, {"params": params})["launchRun"]
-    assert answer["__typename"] == "LaunchRunSuccess", answer
-    return answer["run"]["runId"]
+@dataclass
+class Demo:
+    """The demo instance under test: `dg dev`, its selector, the demo portal, its warehouse."""
+
+    dev: DagsterDev
+    selector: dict
+    portal: DemoPortal
+    url: str
+    data_dir: Path
+    backfill: str
+    backfill_runs: list[dict]
+    landed_right_after: AssertionError | None  # the warehouse vs the portal, right after
+    stop: Callable[[], None]  # ends `dg dev` (the switch to a real portal starts another)
 
 
-@pytest.mark.slow
-def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`dg check defs`, then `dg dev` in demo mode and a range backfill of every CRM asset
+    from the portal's first day to today (what "Materialize all" over a range launches)."""
+    tmp = tmp_path_factory.mktemp("dg_dev")
+    data_dir = tmp / "data"
+    checked = dg("check", "defs", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=str(data_dir))
+    assert "All definitions loaded successfully" in checked
     portal = DemoPortal(data_dir=data_dir / "demo")
-    first = portal.first_day().isoformat()
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    url = f"sqlite:///{data_dir / 'demo' / 'warehouse.sqlite'}"
-    log = tmp_path / "dagster_dev.log"
-    with dagster_dev(home=tmp_path / "dagster_home", data_dir=data_dir, log=log) as dev:
-        location, repository = dev.wait_until_loaded(timeout=90)
-
-        crm_assets = [["bitrix24", table.removeprefix("bitrix24_")] for table in CRM_TABLES.values()]
-        backfill = launch_backfill(dev, first, today, crm_assets)
-        status = dev.wait_for(
-            lambda: dev.query(BACKFILL_STATUS, {"id": backfill})["partitionBackfillOrError"]["status"],
-            DONE_BACKFILL,
-            timeout=120,
+    with ExitStack() as stack:
+        dev = stack.enter_context(
+            dagster_dev(home=tmp / "home_demo", data_dir=data_dir, log=tmp / "demo.log")
         )
-        runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
-        assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, runs)
-        assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs  # one run for the range
-        assert_warehouse_equals_portal(url, portal)
-
-        deals_before = deal_values(portal.load())
-        portal.advance(key="e2e-change", adds=2, updates=10)
-        deals_after = deal_values(portal.load())
-        touched = {i: v for i, v in deals_after.items() if deals_before.get(i) != v}
-        assert len(touched) == 12, touched  # 2 new deals, 10 changed ones
-        landed = warehouse_rows(url, "bitrix24_crm_deal", ["title", "opportunity"])
-        assert all(rounded(landed.get(i)) != v for i, v in touched.items())
-
-        run_id = launch_scheduled_run(dev, location, repository)
-        status = dev.wait_for(
-            lambda: dev.query(RUN_STATUS, {"id": run_id})["runOrError"]["status"],
-            DONE_RUN,
-            timeout=120,
+        location, repository = dev.wait_until_loaded(timeout=120)
+        backfill = launch_backfill(dev, portal.first_day().isoformat(), today(), CRM_ASSETS)
+        runs = backfill_runs(dev, backfill)
+        url = f"sqlite:///{data_dir / 'demo' / 'warehouse.sqlite'}"
+        try:
+            assert_warehouse_equals_portal(url, portal)
+            landed: AssertionError | None = None
+        except AssertionError as error:
+            landed = error
+        yield Demo(
+            dev=dev,
+            selector={"repositoryLocationName": location, "repositoryName": repository},
+            portal=portal,
+            url=url,
+            data_dir=data_dir,
+            backfill=backfill,
+            backfill_runs=runs,
+            landed_right_after=landed,
+            stop=stack.close,
         )
-        assert status == "SUCCESS", log.read_text()[-4000:]
-        # the run changed the portal once more itself: compare with the portal as it is now
-        now = deal_values(portal.load())
-        landed = warehouse_rows(url, "bitrix24_crm_deal", ["title", "opportunity"])
-        assert {i: rounded(landed.get(i)) for i in touched} == {i: now[i] for i in touched}
-        assert_warehouse_equals_portal(url, portal)
-        pipelines = portal.load().tuples("SELECT ID, NAME FROM category WHERE ENTITY_TYPE_ID = 2")
-        assert warehouse_rows(url, "bitrix24_crm_category", ["name"]) == {
-            i: (name,) for i, name in pipelines
-        }  # the directory rode along in the scheduled run
-        events = dev.query(CHECKS_OF_RUN, {"id": run_id})["logsForRun"]["events"]
-        checks = {
-            ("/".join(e["evaluation"]["assetKey"]["path"]), e["evaluation"]["checkName"]):
-                (e["evaluation"]["success"], e["evaluation"]["description"])
-            for e in events if e
-        }  # fmt: skip
-        assert {("bitrix24/crm_deal", "freshness"), ("bitrix24/crm_category", "unique_ids"),
-                ("bitrix24/crm_item_128", "row_count_matches_portal")} <= set(checks), checks
-        assert all(passed for passed, _ in checks.values()), checks
 
-        funnel = dev.query(LATEST_METADATA, {"key": {"path": ["sales_funnel"]}})
-        (event,) = funnel["assetNodeOrError"]["assetMaterializations"]
-        entries = {entry["label"]: entry for entry in event["metadataEntries"]}
-        assert entries["chart"]["mdStr"].startswith("![Sales funnel](data:image/png;base64,")
-        assert Path(data_dir / "demo" / "charts" / "sales_funnel.png").stat().st_size > 10_000
+
+def test_a_range_backfill_is_one_run_landing_the_portal(demo: Demo) -> None:
+    runs = demo.backfill_runs
+    assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs  # one run for the range
+    if demo.landed_right_after is not None:
+        raise demo.landed_right_after
+
+    # What the deal asset's page shows: the newest partition's event carries the table's
+    # rows beside the partition's, the run's figures and the window it read; no link to the
+    # demo's random port; every check says what it checks.
+    page = demo.dev.query(ASSET_PAGE, {"key": {"path": ["bitrix24", "crm_deal"]}})
+    node = page["assetNodeOrError"]
+    (event,) = node["assetMaterializations"]
+    values = {e["label"]: e.get("intValue", e.get("text")) for e in event["metadataEntries"]}
+    assert event["partition"] == today()
+    assert values["bitrix24/table_rows"] == demo.portal.load().count("crm.deal")
+    assert 0 <= values["dagster/row_count"] < values["bitrix24/table_rows"]
+    assert values["bitrix24/run_requests"] > 0 and values["rows_fetched"] > 0
+    assert values["bitrix24/window_start"].startswith(demo.portal.first_day().isoformat())
+    assert values["bitrix24/partition_range"].endswith(f"..{today()}")
+    assert "dagster/uri" not in values
+    checks = node["assetChecksOrError"]["checks"]
+    assert len(checks) >= 3 and all(check["description"] for check in checks), checks
+
+
+def test_checks_are_green_right_after_and_leave_the_demo_portal_alone(demo: Demo) -> None:
+    checks = [
+        {"assetKey": {"path": path}, "name": name}
+        for path in CRM_ASSETS
+        for name in ("row_count_matches_portal", "unique_ids", "freshness")
+    ]
+    run_id = launch(
+        demo.dev, {**demo.selector, "assetSelection": [], "assetCheckSelection": checks}
+    )  # what "Execute checks" in the UI launches
+    events = demo.dev.query(CHECKS_OF_RUN, {"id": run_id})["logsForRun"]["events"]
+    results = {
+        ("/".join(e["evaluation"]["assetKey"]["path"]), e["evaluation"]["checkName"]):
+            (e["evaluation"]["success"], e["evaluation"]["description"])
+        for e in events if e
+    }  # fmt: skip
+    assert len(results) == len(checks) and all(ok for ok, _ in results.values()), results
+    fresh = [text for (_, name), (_, text) in results.items() if name == "freshness"]
+    assert fresh and all(" s ago" in text for text in fresh), fresh  # seconds, not minutes
+    # A checks-only run leaves the demo portal alone (the hourly schedule may still tick
+    # during the test and advance it for its own run: that change carries its run id).
+    assert run_id not in {change.key for change in demo.portal.changes()}
+
+
+RUN_TIMES = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }"""
+
+
+def test_a_second_run_on_the_portal_waits_for_the_first(demo: Demo) -> None:
+    """The example's dagster.yaml: one run per portal's pool at a time ("Materialize all"
+    clicked twice queues the second run instead of sharing the portal's limits)."""
+    directory = [{"path": ["bitrix24", name]} for name in ("user", "department")]
+    body = {"selector": {**demo.selector, "pipelineName": "__ASSET_JOB",
+                         "assetSelection": directory}}  # fmt: skip
+    run_ids = []
+    for _ in range(2):
+        answer = demo.dev.query(LAUNCH_RUN, {"params": body})["launchRun"]
+        assert answer["__typename"] == "LaunchRunSuccess", answer
+        run_ids.append(answer["run"]["runId"])
+    assert [wait_for_run(demo.dev, run_id) for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    first, second = (demo.dev.query(RUN_TIMES, {"id": i})["runOrError"] for i in run_ids)
+    overlap = min(first["endTime"], second["endTime"]) - max(first["startTime"], second["startTime"])
+    assert overlap <= 0, (first, second)  # one after the other
+
+
+def test_the_hourly_schedules_run_picks_up_a_change(demo: Demo) -> None:
+    portal, url = demo.portal, demo.url
+    deals_before = deal_values(portal.load())
+    portal.advance(key="e2e-change", adds=2, updates=10)
+    deals_after = deal_values(portal.load())
+    touched = {i: v for i, v in deals_after.items() if deals_before.get(i) != v}
+    assert len(touched) == 12, touched  # 2 new deals, 10 changed ones
+    landed = warehouse_rows(url, "bitrix24_crm_deal", ["title", "opportunity"])
+    assert all(rounded(landed.get(i)) != v for i, v in touched.items())
+
+    selector = demo.selector
+    run_id = launch_scheduled_run(
+        demo.dev, selector["repositoryLocationName"], selector["repositoryName"]
+    )
+    assert wait_for_run(demo.dev, run_id) == "SUCCESS", demo.dev.log.read_text()[-4000:]
+    # the run changed the portal once more itself: compare with the portal as it is now
+    now = deal_values(portal.load())
+    landed = warehouse_rows(url, "bitrix24_crm_deal", ["title", "opportunity"])
+    assert {i: rounded(landed.get(i)) for i in touched} == {i: now[i] for i in touched}
+    assert_warehouse_equals_portal(url, portal)
+    pipelines = portal.load().tuples("SELECT ID, NAME FROM category WHERE ENTITY_TYPE_ID = 2")
+    assert warehouse_rows(url, "bitrix24_crm_category", ["name"]) == {
+        i: (name,) for i, name in pipelines
+    }  # the directory rode along in the scheduled run
+    events = demo.dev.query(CHECKS_OF_RUN, {"id": run_id})["logsForRun"]["events"]
+    checks = {
+        ("/".join(e["evaluation"]["assetKey"]["path"]), e["evaluation"]["checkName"]):
+            (e["evaluation"]["success"], e["evaluation"]["description"])
+        for e in events if e
+    }  # fmt: skip
+    assert {("bitrix24/crm_deal", "freshness"), ("bitrix24/crm_category", "unique_ids"),
+            ("bitrix24/crm_item_128", "row_count_matches_portal")} <= set(checks), checks
+    assert all(passed for passed, _ in checks.values()), checks
+
+    funnel = demo.dev.query(LATEST_METADATA, {"key": {"path": ["sales_funnel"]}})
+    (event,) = funnel["assetNodeOrError"]["assetMaterializations"]
+    entries = {entry["label"]: entry for entry in event["metadataEntries"]}
+    inline = entries["funnel"]["mdStr"]  # the UI shows Markdown under 1,000 characters inline
+    assert len(inline) < 1000 and "█" in inline and "win rate" in inline
+    assert entries["chart"]["mdStr"].startswith("![Sales funnel](data:image/png;base64,")
+    assert (demo.data_dir / "demo" / "charts" / "sales_funnel.png").stat().st_size > 10_000
+    # by now the backfill daemon has had its next pass: the backfill itself is complete
+    assert backfill_status(demo.dev, demo.backfill) in ("COMPLETED", "COMPLETED_SUCCESS")
+
+
+def test_a_real_portal_gets_none_of_the_demo_and_a_wrong_code_is_one_error(
+    demo: Demo, tmp_path: Path
+) -> None:
+    demo.stop()  # the user stops `dg dev`, sets BITRIX24_WEBHOOK_URL, starts it again
+    real = DemoPortal(data_dir=tmp_path / "real_portal", seed=77)  # another portal's data
+    real_url = f"sqlite:///{demo.data_dir / 'portal' / 'warehouse.sqlite'}"
+    with real.serve(plan="unlimited", time_scale=0.05) as served:
+        env = {"BITRIX24_WEBHOOK_URL": served.webhook_url,
+               "BITRIX24_FIRST_DAY": real.first_day().isoformat()}  # fmt: skip
+        with dagster_dev(
+            home=tmp_path / "home_real", data_dir=demo.data_dir, log=tmp_path / "real.log",
+            env=env,
+        ) as dev:  # fmt: skip
+            location, repository = dev.wait_until_loaded(timeout=120)
+            selector = {"repositoryLocationName": location, "repositoryName": repository}
+            tags = [{"key": "dagster/asset_partition_range_start", "value": real.first_day().isoformat()},
+                    {"key": "dagster/asset_partition_range_end", "value": today()}]  # fmt: skip
+            run_id = launch(
+                dev, {**selector, "assetSelection": [{"path": p} for p in CRM_ASSETS]},
+                executionMetadata={"tags": tags},
+            )  # fmt: skip
+            assert dev.query(RUN_STATUS, {"id": run_id})["runOrError"]["status"] == "SUCCESS"
+            scheduled = launch_scheduled_run(dev, location, repository)  # directory, funnel
+            assert wait_for_run(dev, scheduled) == "SUCCESS", dev.log.read_text()[-4000:]
+
+            code = served.webhook_url.rstrip("/").rsplit("/", 1)[1]
+            wrong = served.webhook_url.replace(f"/{code}/", "/wr0ngc0de/")
+            directory = [{"path": ["bitrix24", name]} for name in ("user", "department")]
+            run_id = launch(
+                dev, {**selector, "assetSelection": directory},
+                runConfigData={"resources": {"bitrix24": {"config": {"webhook_url": wrong}}}},
+            )  # fmt: skip
+            events = dev.query(ERRORS_OF_RUN, {"id": run_id})["logsForRun"]["events"]
+
+    assert_warehouse_equals_portal(real_url, real)  # exactly its rows: none of the demo
+    landed = warehouse_rows(real_url, "bitrix24_crm_deal", ["title", "opportunity"])
+    assert {i: rounded(v) for i, v in landed.items()} != deal_values(demo.portal.load())
+    store = real.load()
+    users = {row["ID"]: (row["NAME"], row["LAST_NAME"]) for row in store.raw_rows("user")}
+    assert warehouse_rows(real_url, "bitrix24_user", ["name", "last_name"]) == users
+    assert users != {row["ID"]: (row["NAME"], row["LAST_NAME"])
+                     for row in demo.portal.load().raw_rows("user")}  # fmt: skip
+    engine = sa.create_engine(real_url)
+    try:
+        with engine.connect() as connection:
+            deals = connection.execute(sa.text("SELECT SUM(deals) FROM sales_pipeline_summary"))
+            assert deals.scalar_one() == store.count("crm.deal")  # the funnel of its deals
+    finally:
+        engine.dispose()
+
+    errors = [
+        e.get("error", {}).get("message") or e.get("message", "")
+        for e in events
+        if e and e.get("level") == "ERROR" and e["__typename"] != "RunFailureEvent"
+    ]
+    [error] = [e for e in errors if "401" in e]  # once: not per entity, not again in a log
+    assert "2 assets (bitrix24/user, bitrix24/department)" in error
+    assert "check BITRIX24_WEBHOOK_URL" in error
+    assert not [e for e in events if e and "wr0ngc0de" in str(e)]
+    engine = sa.create_engine(demo.url)
+    try:
+        with engine.connect() as connection:
+            held = connection.execute(sa.text("SELECT portal FROM _bitrix24_example_portal"))
+            assert [row[0] for row in held] == ["demo"]  # the demo's warehouse kept to itself
+    finally:
+        engine.dispose()

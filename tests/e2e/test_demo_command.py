@@ -66,3 +66,23 @@ def test_demo_with_a_warehouse_url_then_a_real_portal_on_it_is_refused(tmp_path)
         deals = connection.execute(sa.text("SELECT COUNT(*) FROM bitrix24_crm_deal")).scalar_one()
     engine.dispose()
     assert deals == store.count("crm.deal")  # nothing of the other portal landed
+
+
+@pytest.mark.slow
+def test_a_wrong_webhook_code_is_one_message_naming_the_cause(tmp_path):
+    with EmulatedPortal(seed=5, deals=30, plan="unlimited") as real:
+        code = real.webhook_url.rstrip("/").rsplit("/", 1)[1]
+        wrong = real.webhook_url.replace(f"/{code}/", "/wr0ngc0de/")
+        env = {k: v for k, v in os.environ.items() if k not in ("WAREHOUSE_URL", "DAGSTER_HOME")}
+        env.update(BITRIX24_WEBHOOK_URL=wrong, BITRIX24_EXAMPLE_DATA_DIR=str(tmp_path),
+                   BITRIX24_FIRST_DAY="2026-01-01")  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bitrix24_example.demo"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    [message] = [line for line in done.stdout.splitlines() if "401" in line]
+    assert message.strip().startswith("12 assets (bitrix24/crm_deal, ")  # both steps, once
+    assert "bitrix24/user" in message and "What to do: check BITRIX24_WEBHOOK_URL" in message
+    assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr + done.stdout
+    assert "wr0ngc0de" not in done.stdout + done.stderr

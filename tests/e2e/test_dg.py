@@ -51,10 +51,7 @@ def test_scaffolded_defs_yaml_loads_in_a_new_dg_project(tmp_path):
 
 @pytest.mark.slow
 def test_the_example_is_a_dg_project(tmp_path):
-    data = str(tmp_path / "data")
-    assert "All definitions loaded successfully" in dg(
-        "check", "defs", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=data
-    )
+    data = str(tmp_path / "data")  # `dg check defs` on it: the fixture of test_dagster_dev
     listed = dg("list", "defs", "--json", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=data)
     for name in ("bitrix24/crm_deal", "bitrix24/user", "sales_funnel", "bitrix24_hourly"):
         assert name in listed

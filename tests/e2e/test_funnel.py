@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from bitrix24_example.analytics import sales_funnel
-from bitrix24_example.chart import render_funnel_png
+from bitrix24_example.chart import funnel_markdown, render_funnel_png
 from bitrix24_example.funnel import pipeline_summary, stage_funnel
 from dagster import materialize
 
@@ -99,8 +99,14 @@ def test_asset_writes_tables_and_reports_the_chart(tmp_path, monkeypatch):
     assert metadata["chart_path"].value == str(tmp_path / "demo" / "charts" / "sales_funnel.png")
     assert metadata["dagster/row_count"].value == 5
     inline = metadata["funnel"].value  # under the UI's inline limit: shown without a click
-    assert len(inline) < 1000 and "**Sales**: " in inline and "**Wholesale**: " in inline
-    assert " → " in inline
+    assert len(inline) < 1000 and inline.startswith("```\n") and inline.endswith("\n```")
+    lines = inline.splitlines()
+    assert lines[1].startswith("Sales: win rate 50%") and "Wholesale: win rate 100%" in lines
+    sales = lines[2 : lines.index("Wholesale: win rate 100%")]
+    bars = {line.split()[0]: line for line in sales}
+    assert bars["New"].count("█") == 16 and bars["New"].rstrip().endswith(" 8")  # the widest
+    assert bars["Working"].count("█") == 8 and bars["Working"].rstrip().endswith(" 4")
+    assert bars["Working"].index("█") > bars["New"].index("█")  # centred: a funnel's shape
     assert metadata["win_rate"].value == pytest.approx(3 / 5)
     stored = pd.read_sql_table("sales_pipeline_summary", engine)
     assert stored["won_deals"].tolist() == [2, 1]
@@ -123,6 +129,19 @@ REAL_STAGES = pd.DataFrame(
 )
 
 
+def test_the_inline_funnel_stays_under_the_uis_limit_with_many_pipelines():
+    stages = pd.DataFrame(
+        [(f"DEAL_STAGE_{p}", f"C{p}:S{i}", f"A long stage name {i}", i * 10, "P", float(p))
+         for p in range(1, 31) for i in range(8)],
+        columns=STAGES.columns,
+    )  # fmt: skip
+    deals = pd.DataFrame([deal(p * 100 + i, f"C{p}:S{i % 8}", category=p)
+                          for p in range(1, 31) for i in range(20)])  # fmt: skip
+    text = funnel_markdown(stage_funnel(deals, stages), pipeline_summary(deals, stages))
+    assert len(text) < 1000 and text.endswith("\n```")
+    assert "more pipelines: see the chart" in text
+
+
 def test_real_shaped_stages_give_the_same_funnel():
     assert REAL_STAGES["semantics"].isna().sum() == 4  # NEW, WORK, C1:NEW and the source
     expected = stage_funnel(DEALS, STAGES)
@@ -133,20 +152,38 @@ def test_real_shaped_stages_give_the_same_funnel():
                                   pipeline_summary(DEALS, STAGES))
 
 
-def test_funnel_from_a_sync_of_the_emulator_shows_in_progress_stages(tmp_path, monkeypatch):
+def _drop_example_tables(url: str) -> None:
+    """Drop what a sync and the funnel leave in a (shared) database."""
+    from tests.dagster.conftest import drop_tables
+
+    drop_tables(url, "bitrix24_")
+    drop_tables(url, "sales_")
+
+
+def test_funnel_from_a_sync_of_the_emulator_shows_in_progress_stages(
+    tmp_path, monkeypatch, warehouse_url
+):
+    """On every warehouse dialect: PostgreSQL returns its times zone-aware, SQLite naive."""
     from bitrix_core.emulator import EmulatedPortal
     from dagster_bitrix24 import build_bitrix24_assets
     from tests.dagster.conftest import resources
 
     monkeypatch.setenv("BITRIX24_EXAMPLE_DATA_DIR", str(tmp_path))
-    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    url = warehouse_url
+    _drop_example_tables(url)
     with EmulatedPortal(seed=7, deals=300, plan="unlimited", time_scale=0.1) as portal:
         assets = build_bitrix24_assets(entities=["crm.deal", "crm.status", "crm.category"])
-        assert materialize([assets, sales_funnel], resources=resources(portal, url)).success
+        result = materialize([assets, sales_funnel], resources=resources(portal, url),
+                             raise_on_error=False)  # fmt: skip
+        assert result.success, [str(e.event_specific_data.error) for e in result.all_events
+                                if e.is_step_failure]  # fmt: skip
     engine = sa.create_engine(url)
     stages = pd.read_sql_table("bitrix24_crm_status", engine)
     funnel = pd.read_sql_table("sales_funnel", engine)
+    summary = pd.read_sql_table("sales_pipeline_summary", engine)
     engine.dispose()
+    _drop_example_tables(url)
+    assert summary["avg_cycle_days"].notna().all()  # days to win, from the deal dates
     general = stages[stages["entity_id"] == "DEAL_STAGE"]
     assert general["semantics"].isna().sum() == 5 and general["category_id"].isna().all()
     steps = funnel[funnel["pipeline"] == 0]["stage_id"].tolist()

@@ -72,6 +72,9 @@ def test_bad_webhook_urls_are_named_errors_without_the_code(url: str):
     "url, shown",
     [
         (f"https//example.bitrix24.com/rest/1/{CANARY}/", "https//example.bitrix24.com/rest/1/***/"),
+        (f"https//127.0.0.1:8080/rest/1/{CANARY}/", "https//127.0.0.1:8080/rest/1/***/"),
+        (f"https//localhost:8080/rest/1/{CANARY}/", "https//localhost:8080/rest/1/***/"),
+        (f"https//portal.example.com:8443/rest/1/{CANARY}/", "https//portal.example.com:8443/rest/1/***/"),
         (f"https:/example.bitrix24.com/rest/1/{CANARY}/", "https:/example.bitrix24.com/rest/1/***/"),
         (f"example.bitrix24.com/rest/1/{CANARY}/", "example.bitrix24.com/rest/1/***/"),
         (f"https://example.bitrix24.com/api/1/{CANARY}/", "https://example.bitrix24.com/***/1/***/"),
