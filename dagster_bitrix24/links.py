@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from bitrix_core.entities import ENTITIES, EntitySpec
-from dagster_bitrix24.columns import sql_type, to_bool, to_int
-from dagster_bitrix24.layout import SYNCED_AT
 from dagster_bitrix24.sync import EntitySync, SyncResult, parse_change_time, read_started
+from dagster_bitrix24.warehouse.convert.values import to_bool, to_int
+from dagster_bitrix24.warehouse.schema.columns import sql_type
+from dagster_bitrix24.warehouse.schema.layout import SYNCED_AT
 
 #: The link entity name, as listed in `entities=[...]`.
 DEAL_CONTACT = "crm.deal.contact"

@@ -41,7 +41,7 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
 from bitrix_core.pagination.query import find_key
 from bitrix_core.stats import CallStats, ListStats
-from dagster_bitrix24.field_types import sampled_metadata, typed_metadata
+from dagster_bitrix24.warehouse.schema.field_types import sampled_metadata, typed_metadata
 
 Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dagster_bitrix24 import upsert
-from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
-from dagster_bitrix24.warehouse_errors import RowConversionError
+from dagster_bitrix24.warehouse.dialects import PostgresWriter
+from dagster_bitrix24.warehouse.errors import RowConversionError
+from dagster_bitrix24.warehouse.schema.layout import convert_rows, synced_at_value
 from tests.dagster.test_warehouse_columns import _TRICKY
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
 
@@ -57,11 +57,11 @@ def compare_with_python_path(
                 row_id += 1
                 row = {**(base_row or {}), "ID": str(row_id), field: value}
                 try:
-                    converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
+                    converted = convert_rows(by_python, [row], synced_at=synced_at)
                 except RowConversionError:
                     converted = None
                 else:
-                    upsert._send(connection, by_python, converted)
+                    postgres.writer.send(connection, by_python, converted, fresh=[True])
                 counts = write(connection, by_path, [row], synced_at=synced_at)
                 if counts is None:  # declined: the chunk goes through the Python path
                     declined += 1
@@ -80,14 +80,14 @@ def test_sql_path_stores_what_the_python_path_stores_for_awkward_values(
     postgres: Warehouse,
 ) -> None:
     values = lambda field: [*_TRICKY, _COMMON[field]]  # noqa: E731
-    taken, declined = compare_with_python_path(postgres, "sql", upsert._staged_upsert, values)
+    writer = PostgresWriter(convert_in_database=True)
+    taken, declined = compare_with_python_path(postgres, "sql", writer.staged_upsert, values)
     assert taken > 150 and declined > 50
 
 
 @pytest.fixture
-def in_sql(postgres: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
-    postgres.convert_in_database = True
-    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+def in_sql(postgres: Warehouse) -> None:
+    postgres.writer = PostgresWriter(copy_threshold=10, convert_in_database=True)
 
 
 @pytest.mark.usefixtures("in_sql")
