@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument(
         "--pg-convert-in-sql",
         action="store_true",
-        help="PostgreSQL: stage raw text and convert in SQL (pg_staging)",
+        help="PostgreSQL: stage raw text and convert in SQL (convert_in_database)",
     )
     options = parser.parse_args()
     began = time.perf_counter()

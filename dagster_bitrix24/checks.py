@@ -26,10 +26,10 @@ from dagster import (
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
-from dagster_bitrix24.assets import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from_metadata
-from dagster_bitrix24.links import DEAL_CONTACT
-from dagster_bitrix24.smart_processes import SMART_PROCESSES
+from dagster_bitrix24.constants import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from_metadata
 from dagster_bitrix24.sync import partitions_state_key
+from dagster_bitrix24.sync.links import DEAL_CONTACT
+from dagster_bitrix24.sync.smart_processes import SMART_PROCESSES
 from dagster_bitrix24.warehouse.schema.layout import DELETED_AT
 
 COUNT_CHECK = "row_count_matches_portal"

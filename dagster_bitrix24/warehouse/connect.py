@@ -21,6 +21,12 @@ def open_engine(url: str) -> sa.Engine:
     return engine
 
 
+def warehouse_kind(url: str) -> str:
+    """The dialect of a SQLAlchemy URL as a Dagster kind tag: sqlite, postgres or mysql."""
+    backend = sa.engine.make_url(url).get_backend_name()
+    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
+
+
 def dialect_of(engine: sa.Engine) -> Dialect:
     """The dialect family of `engine` (MariaDB writes as MySQL)."""
     name = engine.dialect.name

@@ -57,6 +57,7 @@ from dagster_bitrix24.warehouse.dialects import (
 )
 from dagster_bitrix24.warehouse.dialects.postgresql import COPY_THRESHOLD, MERGE_BLOCK
 from dagster_bitrix24.warehouse.errors import FieldMetadataError, RowConversionError
+from dagster_bitrix24.warehouse.links import LinkTable, link_table
 from dagster_bitrix24.warehouse.rejects import (
     count_rejects,
     latest_run_key,
@@ -202,6 +203,13 @@ class Warehouse:
             frozen=tuple(sorted(frozen)),
         )
         return replace(with_converters(layout, self.conversions), changes=changes)
+
+    def link_table(self, entity_name: str) -> LinkTable:
+        """The deal-contact link table of `entity_name` (created if missing)."""
+        table = link_table(sa.MetaData(), self.table_name(entity_name), self.dialect_name,
+                           schema=self.schema)  # fmt: skip
+        table.create(self.engine, checkfirst=True)
+        return LinkTable(self.engine, table, self.dialect_name)
 
     def _log(self, entity: str, table: str, changes: SchemaChanges) -> None:
         if changes.created:
