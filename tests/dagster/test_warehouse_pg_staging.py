@@ -1,4 +1,5 @@
-"""PostgreSQL conversion in SQL (pg_staging) stores exactly what the Python converters store."""
+"""PostgreSQL conversion in SQL (`dialects/postgresql_staging.py`, the warehouse resource's
+`convert_in_database`) stores exactly what the Python converters store."""
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -6,6 +7,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dagster_bitrix24 import SQLWarehouseResource
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse.dialects import PostgresWriter
 from dagster_bitrix24.warehouse.errors import RowConversionError
@@ -125,3 +127,18 @@ def test_sql_path_hands_bad_values_and_duplicates_to_the_python_path(postgres: W
     assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)
     stored = {r.id: r for r in select_all(postgres, layout.table)}
     assert stored[8].probability == 7 and stored[3].title == "newest"
+
+
+def test_the_warehouse_resource_lets_a_user_choose_the_sql_path(warehouse_url: str) -> None:
+    chosen = SQLWarehouseResource(url=warehouse_url, convert_in_database=True).get_warehouse()
+    default = SQLWarehouseResource(url=warehouse_url).get_warehouse()
+    try:
+        writers = chosen.writer, default.writer
+    finally:
+        chosen.engine.dispose()
+        default.engine.dispose()
+    if not warehouse_url.startswith("postgresql"):  # the other writers have no such path
+        assert not any(isinstance(w, PostgresWriter) for w in writers)
+        return
+    assert isinstance(writers[0], PostgresWriter) and writers[0].convert_in_database
+    assert isinstance(writers[1], PostgresWriter) and not writers[1].convert_in_database
