@@ -28,8 +28,7 @@ import sqlalchemy as sa
 
 from bitrix_core import ENTITIES, BitrixClient, Limits
 from dagster_bitrix24.sync import EntitySync, SyncOptions
-from dagster_bitrix24.upsert import WriteCounts
-from dagster_bitrix24.warehouse import TableLayout, Warehouse
+from dagster_bitrix24.warehouse import TableLayout, Warehouse, WriteCounts
 
 
 class TimedWarehouse(Warehouse):

@@ -37,9 +37,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_bitrix24.layout import TableLayout, convert_rows, synced_at_value
-from dagster_bitrix24.pg_copy import copy_blocks, copy_text
 from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse.convert import copy_value
+from dagster_bitrix24.warehouse.convert.copy_blocks import copy_blocks
+from dagster_bitrix24.warehouse.schema.layout import TableLayout, convert_rows, synced_at_value
 
 TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": None}
 _PORTAL_TZ = timezone(timedelta(hours=3))
@@ -197,7 +198,7 @@ def _ready(layout: TableLayout, rows: list[dict[str, Any]], synced_at: Any) -> A
     if layout.line_builder is None:
         return convert_rows(layout, rows, synced_at=synced_at)
     lines, values = layout.line_builder
-    tail = f"\t{copy_text(synced_at)}\t"
+    tail = f"\t{copy_value(synced_at)}\t"
     width = len(layout.columns) + 2
     return "".join(copy_blocks(lines, values, rows, tail, width=width))
 
@@ -247,7 +248,7 @@ def main() -> None:
     parser.add_argument(
         "--pg-convert-in-sql",
         action="store_true",
-        help="PostgreSQL: stage raw text and convert in SQL (pg_staging)",
+        help="PostgreSQL: stage raw text and convert in SQL (convert_in_database)",
     )
     options = parser.parse_args()
     began = time.perf_counter()

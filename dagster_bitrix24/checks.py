@@ -26,11 +26,12 @@ from dagster import (
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
-from dagster_bitrix24.assets import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from_metadata
-from dagster_bitrix24.layout import DELETED_AT
-from dagster_bitrix24.links import DEAL_CONTACT
-from dagster_bitrix24.smart_processes import SMART_PROCESSES
+from dagster_bitrix24.constants import ENTITY_SPEC_KEY, TABLE_PREFIX_KEY, spec_from_metadata
 from dagster_bitrix24.sync import partitions_state_key
+from dagster_bitrix24.sync.links import DEAL_CONTACT
+from dagster_bitrix24.sync.smart_processes import SMART_PROCESSES
+from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse.schema.layout import DELETED_AT
 
 COUNT_CHECK = "row_count_matches_portal"
 DUPLICATE_CHECK = "unique_ids"
@@ -153,7 +154,7 @@ async def _count(client: BitrixClient, entity: EntitySpec) -> int | None:
     return len(await client.get_all(entity.list_method, dict(entity.extra_params)))
 
 
-def _reflect(writer: Any, table_name: str) -> sa.Table | None:
+def _reflect(writer: Warehouse, table_name: str) -> sa.Table | None:
     """The warehouse table as it exists now, or None before the first sync."""
     try:
         return sa.Table(
@@ -173,7 +174,7 @@ def _missing(target: _Target, table_name: str) -> AssetCheckResult:
 
 
 def _count_result(
-    target: _Target, writer: Any, table: sa.Table | None, portal: int | None, tolerance: float
+    target: _Target, writer: Warehouse, table: sa.Table | None, portal: int | None, tolerance: float
 ) -> AssetCheckResult:
     if table is None:
         return _missing(target, writer.table_name(target.entity.name))
@@ -198,7 +199,7 @@ def _count_result(
     )
 
 
-def _duplicate_result(target: _Target, writer: Any, table: sa.Table | None) -> AssetCheckResult:
+def _duplicate_result(target: _Target, writer: Warehouse, table: sa.Table | None) -> AssetCheckResult:
     if table is None:
         return _missing(target, writer.table_name(target.entity.name))
     id_column = table.c[list(table.c.keys())[0]]
@@ -224,7 +225,7 @@ def _duplicate_result(target: _Target, writer: Any, table: sa.Table | None) -> A
     )
 
 
-def _rejects_result(target: _Target, writer: Any) -> AssetCheckResult:
+def _rejects_result(target: _Target, writer: Warehouse) -> AssetCheckResult:
     """Fails while the entity's latest run has rejects (values stored as NULL or cleaned)."""
     count, examples = writer.rejects(target.entity.name)
     return AssetCheckResult(
@@ -240,7 +241,7 @@ def _rejects_result(target: _Target, writer: Any) -> AssetCheckResult:
     )
 
 
-def _freshness_result(target: _Target, writer: Any, max_lag: timedelta) -> AssetCheckResult:
+def _freshness_result(target: _Target, writer: Warehouse, max_lag: timedelta) -> AssetCheckResult:
     """The newer of the cursor and the last partition run that reached the present."""
     table_name = writer.table_name(target.entity.name)
     states = [writer.read_cursor(key) for key in (table_name, partitions_state_key(table_name))]

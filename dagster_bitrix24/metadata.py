@@ -33,6 +33,7 @@ from dagster import MetadataValue, TableColumn, TableSchema
 from bitrix_core.stats import CallStats
 from bitrix_core.transport import is_loopback_host
 from dagster_bitrix24.sync import SyncResult
+from dagster_bitrix24.warehouse import TableLayout, Warehouse
 
 #: Run-level totals reported on every asset of a run (each HTTP request counted once).
 _RUN_TOTALS = (
@@ -79,13 +80,13 @@ def without_loopback_uri(metadata: dict[str, Any], portal: str) -> dict[str, Any
     return metadata
 
 
-def qualified_table(writer: Any, table_name: str) -> str:
+def qualified_table(writer: Warehouse, table_name: str) -> str:
     """`schema.table` when the warehouse has a schema, else the table name."""
     schema = getattr(writer, "schema", None)
     return f"{schema}.{table_name}" if schema else table_name
 
 
-def column_schema(writer: Any, layout: Any) -> TableSchema:
+def column_schema(writer: Warehouse, layout: TableLayout) -> TableSchema:
     """The table's columns with their SQL types and the portal's field titles."""
     return TableSchema(
         columns=[
@@ -95,7 +96,7 @@ def column_schema(writer: Any, layout: Any) -> TableSchema:
     )
 
 
-def result_metadata(result: SyncResult, writer: Any, *, portal: str) -> dict[str, Any]:
+def result_metadata(result: SyncResult, writer: Warehouse, *, portal: str) -> dict[str, Any]:
     """Metadata of one entity's materialisation."""
     stats = result.stats
     metadata: dict[str, Any] = {
@@ -200,7 +201,7 @@ def run_metadata(totals: CallStats) -> dict[str, Any]:
 
 
 def link_metadata(
-    result: SyncResult, writer: Any, *, portal: str, row_count: int | None,
+    result: SyncResult, writer: Warehouse, *, portal: str, row_count: int | None,
     columns: Sequence[tuple[str, str, str]] | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Metadata of a link table (no layout: its count and columns come with the result)."""
@@ -216,7 +217,7 @@ def link_metadata(
 
 
 def aggregate_metadata(
-    results: Sequence[SyncResult], writer: Any, *, portal: str
+    results: Sequence[SyncResult], writer: Warehouse, *, portal: str
 ) -> dict[str, Any]:
     """Metadata of the all-smart-processes asset: one table per type, figures summed.
 
@@ -244,7 +245,7 @@ def aggregate_metadata(
     metadata.update(schema_change_metadata(results))
     if results and all(r.layout is not None for r in results):
         key = "bitrix24/table_rows" if results[0].mode == "window" else "dagster/row_count"
-        metadata[key] = sum(writer.row_count(r.layout) for r in results)
+        metadata[key] = sum(writer.row_count(r.layout) for r in results if r.layout is not None)
     return metadata
 
 

@@ -16,8 +16,10 @@ from bitrix_core.errors import BitrixParameterError
 from bitrix_core.limiter_backends import limiter_backend_from_url
 from bitrix_core.throttle import Limits
 from bitrix_core.transport import is_loopback_host
+from dagster_bitrix24.materialize import sync_selected_assets
 from dagster_bitrix24.warehouse import Warehouse
-from dagster_bitrix24.warehouse_errors import WarehouseUnavailableError
+from dagster_bitrix24.warehouse.connect import warehouse_kind
+from dagster_bitrix24.warehouse.errors import WarehouseUnavailableError
 
 _SECRET: dict[str, Any] = {"dagster__is_secret": True}
 #: How to install a warehouse's database driver (the package's extras).
@@ -165,8 +167,6 @@ class Bitrix24Resource(ConfigurableResource):
 
         Use it in a `@bitrix24_assets` body: `yield from bitrix24.sync(context=..., ...)`.
         """
-        from dagster_bitrix24.assets import sync_selected_assets  # assets builds on resources
-
         yield from sync_selected_assets(context, bitrix24=self, warehouse=warehouse, config=config)
 
     def authorize(self, *, code: str) -> None:
@@ -263,6 +263,11 @@ class SQLWarehouseResource(ConfigurableResource):
     schema_name: str | None = Field(
         default=None, description="Database schema for the tables (PostgreSQL)."
     )
+    convert_in_database: bool = Field(
+        default=False,
+        description="PostgreSQL: COPY large chunks as raw text and convert them in SQL "
+        "instead of in Python (the same values are stored either way).",
+    )
 
     def __init__(self, **data: Any) -> None:
         url = data.get("url")
@@ -291,15 +296,13 @@ class SQLWarehouseResource(ConfigurableResource):
         """A new warehouse writer bound to this database; a missing driver says what to
         install."""
         try:
-            return Warehouse(self.url, schema=self.schema_name, table_prefix=table_prefix)
+            return Warehouse(
+                self.url, schema=self.schema_name, table_prefix=table_prefix,
+                convert_in_database=self.convert_in_database,
+            )  # fmt: skip
         except ModuleNotFoundError as error:
             raise WarehouseUnavailableError(
                 f"the warehouse {self.redacted_url} needs the database driver {error.name!r},"
                 f" which is not installed: {_DRIVER_ADVICE}"
             ) from None
 
-
-def warehouse_kind(url: str) -> str:
-    """The Dagster kind tag for a SQLAlchemy URL's dialect."""
-    backend = make_url(url).get_backend_name()
-    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)

@@ -10,7 +10,7 @@ from bitrix_core.pagination.base import Page, PageStrategy, Runner
 from bitrix_core.pagination.converging import ConvergingPaging
 from bitrix_core.pagination.keyset import KeysetPaging
 from bitrix_core.pagination.offset import OffsetPaging
-from bitrix_core.pagination.query import PAGE_SIZE, IdBounds
+from bitrix_core.pagination.query import PAGE_SIZE, IdBounds, find_key
 from bitrix_core.pagination.run import ListRun, choose_strategy, paginate
 from bitrix_core.pagination.window import IdWindowPaging
 
@@ -26,5 +26,6 @@ __all__ = [
     "PageStrategy",
     "Runner",
     "choose_strategy",
+    "find_key",
     "paginate",
 ]

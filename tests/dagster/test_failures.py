@@ -8,7 +8,7 @@ from dagster import DagsterEventType, DagsterInstance, materialize
 from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource, build_bitrix24_assets
 from dagster_bitrix24.failures import failure_messages
 from dagster_bitrix24.warehouse import Warehouse
-from dagster_bitrix24.warehouse_errors import WarehouseUnavailableError
+from dagster_bitrix24.warehouse.errors import WarehouseUnavailableError
 
 
 def _errors(instance: DagsterInstance, run_id: str) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse.dialects import PostgresWriter
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
 
 FIELDS = {
@@ -92,7 +93,8 @@ def writers(tmp_path) -> Iterator[dict[str, Any]]:
     def add(name: str, url: str, chunk: int, **options: Any) -> None:
         generator = cleaned_warehouse(url)
         writer = next(generator)
-        writer.convert_in_database = options.get("in_sql", False)
+        if writer.dialect_name == "postgresql":
+            writer.writer = PostgresWriter(convert_in_database=options.get("in_sql", False))
         found[name] = (writer, chunk)
         cleanups.append(generator)
 

@@ -5,8 +5,7 @@ import asyncio
 from dagster import materialize
 
 from bitrix_core.client import BitrixClient
-from dagster_bitrix24 import build_bitrix24_assets
-from dagster_bitrix24.smart_processes import discover_smart_processes
+from dagster_bitrix24 import build_bitrix24_assets, discover_smart_processes
 from tests.dagster.conftest import (
     PREFIX,
     materializations,

@@ -11,7 +11,7 @@ from dagster import Definitions, EnvVar
 from bitrix_core.errors import BitrixParameterError
 from bitrix_core.throttle import Limits, MethodBudget
 from dagster_bitrix24 import Bitrix24Resource, SqliteLimiterBackend, SQLWarehouseResource
-from dagster_bitrix24.warehouse_errors import WarehouseUnavailableError
+from dagster_bitrix24.warehouse.errors import WarehouseUnavailableError
 
 SECRET_URL = "https://acme.bitrix24.com/rest/1/s3cr3tc0de4567/"
 

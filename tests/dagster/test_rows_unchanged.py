@@ -17,10 +17,10 @@ from bitrix_core.client import BitrixClient
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.entities import ENTITIES
 from bitrix_core.throttle import Limits
-from dagster_bitrix24 import upsert
 from dagster_bitrix24.metadata import result_metadata
 from dagster_bitrix24.sync import EntitySync, SyncOptions
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
+from dagster_bitrix24.warehouse.dialects import PostgresWriter
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, deal, select_all
 
 OLD, NEW = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
@@ -109,16 +109,16 @@ def test_an_older_version_is_skipped_not_unchanged(warehouse: Warehouse) -> None
 
 @pytest.mark.parametrize("path", ["text_copy", "binary_copy", "staged"])
 def test_the_postgres_copy_paths_count_unchanged_rows(
-    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, path: str
+    warehouse: Warehouse, path: str
 ) -> None:
-    """The COPY paths (chunks of `COPY_THRESHOLD` rows and up): text COPY merged in blocks,
+    """The COPY paths (chunks of `copy_threshold` rows and up): text COPY merged in blocks,
     binary COPY after the Python converters (taken when the chunk holds an id twice), and
     the raw-text staging converted in SQL."""
     if warehouse.dialect_name != "postgresql":
         pytest.skip("the COPY paths are PostgreSQL's")
-    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 20)
-    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
-    warehouse.convert_in_database = path == "staged"
+    warehouse.writer = PostgresWriter(
+        copy_threshold=20, merge_block=7, convert_in_database=path == "staged"
+    )
     layout = _deals(warehouse)
     rows = [deal(i, OLD, PHONE=[{"VALUE": f"+{i}"}]) for i in range(1, 31)]
     twice = [deal(1, OLD, TITLE="Deal 1")] if path == "binary_copy" else []  # an id twice

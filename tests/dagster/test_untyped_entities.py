@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from dagster import materialize
 
 from dagster_bitrix24 import build_bitrix24_assets
-from dagster_bitrix24.field_types import sampled_type, typed_metadata
+from dagster_bitrix24.warehouse.schema.field_types import sampled_type, typed_metadata
 from tests.dagster.conftest import PREFIX, resources
 
 

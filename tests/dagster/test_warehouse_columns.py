@@ -5,9 +5,14 @@ from decimal import Decimal
 
 import pytest
 
-from dagster_bitrix24.columns import converter, field_kind, identifier, plan_columns
-from dagster_bitrix24.row_converter import compile_row_converter
-from dagster_bitrix24.warehouse_errors import FieldMetadataError
+from dagster_bitrix24.warehouse.convert import Conversions
+from dagster_bitrix24.warehouse.errors import FieldMetadataError
+from dagster_bitrix24.warehouse.schema.columns import (
+    ColumnSpec,
+    field_kind,
+    identifier,
+    plan_columns,
+)
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, HOSTILE
 
 
@@ -103,6 +108,9 @@ def test_bad_metadata_is_a_named_error(
         plan_columns(fields, id_field=id_field, change_field=change_field)
 
 
+converter = Conversions().converter
+
+
 def test_normalisation_of_every_value_kind() -> None:
     to_int = converter("integer", "postgresql")
     assert [to_int(v) for v in ("42", 42, "", None, 7.0)] == [42, 42, None, None, 7]
@@ -175,8 +183,10 @@ def _outcome(function, value):  # noqa: ANN001, ANN202
 def test_compiled_fast_paths_give_exactly_what_the_converters_give(
     dialect: str, kind: str, part: str
 ) -> None:
-    convert = converter(kind, dialect, part=part)  # type: ignore[arg-type]
-    compiled = compile_row_converter(["F"], [convert])
+    conversions = Conversions()  # the converter and the compiled one share its caches
+    convert = conversions.converter(kind, dialect, part=part)  # type: ignore[arg-type]
+    spec = ColumnSpec("f", "F", kind, "F", part)  # type: ignore[arg-type]
+    compiled = conversions.row_converter([spec], dialect)  # type: ignore[arg-type]
     for _ in range(2):  # the second pass runs with the offset and hour caches warm
         for value in _TRICKY:
             expected = _outcome(convert, value)

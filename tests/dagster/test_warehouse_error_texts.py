@@ -15,8 +15,8 @@ from dagster import DagsterInstance, materialize
 
 from dagster_bitrix24 import build_bitrix24_assets
 from dagster_bitrix24.warehouse import Warehouse
-from dagster_bitrix24.warehouse_errors import WarehouseWriteError
-from dagster_bitrix24.write_retry import describe, error_code
+from dagster_bitrix24.warehouse.errors import WarehouseWriteError
+from dagster_bitrix24.warehouse.write_retry import describe, error_code
 from tests.dagster.conftest import PREFIX, resources
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, deal
 

@@ -1,4 +1,5 @@
-"""PostgreSQL text COPY (pg_copy) stores exactly what the Python converters store."""
+"""PostgreSQL text COPY (`dialects/postgresql_copy.py`) stores exactly what the Python
+converters store."""
 
 import threading
 import time
@@ -8,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from dagster_bitrix24 import columns, upsert
-from dagster_bitrix24.layout import synced_at_value
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
+from dagster_bitrix24.warehouse.convert.values import to_int
+from dagster_bitrix24.warehouse.dialects import PostgresWriter, postgresql_copy
+from dagster_bitrix24.warehouse.schema.columns import ColumnSpec
+from dagster_bitrix24.warehouse.schema.layout import convert_rows, synced_at_value
 from tests.dagster.test_warehouse_columns import _TRICKY
 from tests.dagster.test_warehouse_pg_staging import _COMMON, compare_with_python_path
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
@@ -26,6 +29,11 @@ _COPY_TRICKY = [
 ]  # fmt: skip
 
 
+def _writer(warehouse: Warehouse) -> PostgresWriter:
+    assert isinstance(warehouse.writer, PostgresWriter)
+    return warehouse.writer
+
+
 @pytest.fixture
 def postgres(warehouse_url: str) -> Iterator[Warehouse]:
     if not warehouse_url.startswith("postgresql"):
@@ -39,29 +47,29 @@ def test_text_copy_stores_what_the_python_path_stores_for_awkward_values(
 ) -> None:
     values = lambda field: [*_TRICKY, *_COPY_TRICKY, _COMMON[field], _COMMON[field]]  # noqa: E731
     taken, declined = compare_with_python_path(
-        postgres, "copy", upsert._text_copy_upsert, values, base_row=_COMMON if full_rows else None
+        postgres, "copy", _writer(postgres).copy_upsert, values, base_row=_COMMON if full_rows else None
     )
     assert taken > 250 and declined > 50
 
 
 @pytest.mark.parametrize("merge_block", [4_000, 7])  # one merge; five pipelined ones
 def test_text_copy_merges_known_ids_counts_and_replaces_children(
-    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, merge_block: int
+    postgres: Warehouse, merge_block: int
 ) -> None:
-    monkeypatch.setattr(upsert, "MERGE_BLOCK", merge_block)
+    postgres.writer = PostgresWriter(merge_block=merge_block)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
     older = "2024-08-01T10:00:00+03:00"
     first = [deal(i, old, PHONE=[{"ID": str(i), "VALUE": f"+{i}"}]) for i in range(11, 31)]
     with postgres.transaction() as connection:
-        counts = upsert._text_copy_upsert(connection, layout, first, synced_at=None)
+        counts = _writer(postgres).copy_upsert(connection, layout, first, synced_at=None)
     assert counts == WriteCounts(20, 0, 0)
     # ids 1..10 lie below the stored maximum: new rows that the merge inserts
     second = [deal(i, new if i % 2 else older, TITLE="v2\tt", PHONE=[]) for i in range(1, 41)]
     synced_at = synced_at_value("postgresql")
     with postgres.transaction() as connection:
-        counts = upsert._text_copy_upsert(connection, layout, second, synced_at=synced_at)
+        counts = _writer(postgres).copy_upsert(connection, layout, second, synced_at=synced_at)
     assert counts == WriteCounts(20, 10, 10)
     rows = {r.id: r for r in select_all(postgres, layout.table)}
     assert len(rows) == 40 and rows[11].title == "v2\tt" and rows[12].title == "Deal 12"
@@ -75,7 +83,7 @@ def test_text_copy_merges_known_ids_counts_and_replaces_children(
         deal(i, newest, TITLE="v3", PHONE=[{"ID": str(i), "VALUE": "+3"}]) for i in range(11, 31)
     ]
     with postgres.transaction() as connection:
-        counts = upsert._text_copy_upsert(connection, layout, third, synced_at=synced_at)
+        counts = _writer(postgres).copy_upsert(connection, layout, third, synced_at=synced_at)
     assert counts == WriteCounts(0, 20, 0)
     rows = {r.id: r for r in select_all(postgres, layout.table)}
     assert len(rows) == 40 and {rows[i].title for i in range(11, 31)} == {"v3"}
@@ -91,23 +99,23 @@ def test_copy_of_ids_another_writer_stored_falls_back_to_the_guarded_merge(
     newer, stale = "2024-09-03T10:00:00+03:00", "2024-09-01T10:00:00+03:00"
     stored = [deal(1, newer, TITLE="newer"), deal(2, stale)]
     with postgres.transaction() as connection:
-        assert upsert._text_copy_upsert(connection, layout, stored, synced_at=None)
+        assert _writer(postgres).copy_upsert(connection, layout, stored, synced_at=None)
     # as if another writer stored both after the maximum was read: both are thought new
-    monkeypatch.setattr(upsert, "_above", lambda ids, highest: [True] * len(ids))
+    monkeypatch.setattr(postgresql_copy, "ids_above", lambda ids, highest: [True] * len(ids))
     rows = [deal(1, stale, TITLE="stale"), deal(2, newer, TITLE="fresh")]
     with postgres.transaction() as connection:
-        counts = upsert._text_copy_upsert(connection, layout, rows, synced_at=None)
+        counts = _writer(postgres).copy_upsert(connection, layout, rows, synced_at=None)
     assert counts == WriteCounts(0, 1, 1)
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {1: "newer", 2: "fresh"}
 
 
 def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fatal(
-    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
+    postgres: Warehouse,
 ) -> None:
     """The merge UPDATEs ids stored at its snapshot and INSERTs the rest: ids another
     transaction inserted but had not committed meet the guarded ON CONFLICT once it commits."""
-    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
+    postgres.writer = PostgresWriter(merge_block=7)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     old, mid, new = ("2024-09-01T10:00:00+03:00", "2024-09-02T10:00:00+03:00",
@@ -115,15 +123,15 @@ def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fa
     assert postgres.write_chunk(layout, [deal(i, old) for i in range(10, 31)]) == WriteCounts(21)
     other = postgres.engine.connect()
     other_pid = other.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    theirs = upsert.convert_rows(layout, [deal(1, new, TITLE="theirs newer"),
+    theirs = convert_rows(layout, [deal(1, new, TITLE="theirs newer"),
                                           deal(2, old, TITLE="theirs older")], synced_at=None)  # fmt: skip
-    upsert._send(other, layout, theirs)  # inserted, not committed: our INSERT waits on them
+    postgres.writer.send(other, layout, theirs, fresh=[True, True])  # inserted, not committed: our INSERT waits on them
     ours = [deal(i, mid, TITLE="ours") for i in range(1, 31)]
     outcome: list[Any] = []
 
     def write() -> None:
         with postgres.transaction() as connection:
-            outcome.append(upsert._text_copy_upsert(connection, layout, ours, synced_at=None))
+            outcome.append(_writer(postgres).copy_upsert(connection, layout, ours, synced_at=None))
 
     writer = threading.Thread(target=write)
     writer.start()
@@ -148,10 +156,8 @@ def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fa
     assert titles == {1: "theirs newer", **{i: "ours" for i in range(2, 31)}}
 
 
-def test_bad_values_and_duplicates_go_to_the_python_path(
-    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+def test_bad_values_and_duplicates_go_to_the_python_path(postgres: Warehouse) -> None:
+    postgres.writer = PostgresWriter(copy_threshold=10)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     rows = [deal(i) for i in range(1, 21)]
@@ -175,19 +181,19 @@ def test_bad_values_and_duplicates_go_to_the_python_path(
      ("PROBABILITY", "99999999999999999999", 25)],  # by PostgreSQL, in the block's COPY
 )  # fmt: skip
 def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
-    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch, field: str, refused: str, position: int
+    postgres: Warehouse, field: str, refused: str, position: int
 ) -> None:
-    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
+    postgres.writer = PostgresWriter(merge_block=7)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
     with postgres.transaction() as connection:
         first = [deal(i, old) for i in range(1, 31)]
-        assert upsert._text_copy_upsert(connection, layout, first, synced_at=None)
+        assert _writer(postgres).copy_upsert(connection, layout, first, synced_at=None)
     second = [deal(i, new, TITLE="v2") for i in range(1, 31)]
     second[position][field] = refused  # in the fourth block (rows 22-28; 22-24 built first)
     with postgres.transaction() as connection:
-        assert upsert._text_copy_upsert(connection, layout, second, synced_at=None) is None
+        assert _writer(postgres).copy_upsert(connection, layout, second, synced_at=None) is None
         assert {r.title for r in select_all(postgres, layout.table)} == {
             f"Deal {i}" for i in range(1, 31)
         }
@@ -197,12 +203,9 @@ def test_a_value_refused_in_a_later_merge_block_undoes_the_earlier_blocks(
     assert {r.title for r in stored} == {"v2"} and postgres.rejects("crm.deal", "r")[0] == 1
 
 
-def test_two_merged_chunks_in_one_caller_transaction(
-    postgres: Warehouse, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_merged_chunks_in_one_caller_transaction(postgres: Warehouse) -> None:
     """The temporary table outlives a chunk until commit; the next chunk replaces it."""
-    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
-    monkeypatch.setattr(upsert, "MERGE_BLOCK", 7)
+    postgres.writer = PostgresWriter(copy_threshold=10, merge_block=7)
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                     change_field="DATE_MODIFY")  # fmt: skip
     old, new = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
@@ -221,7 +224,7 @@ def test_a_chunk_written_in_the_callers_transaction_is_undone_with_it(
     """The COPY path runs in a savepoint of the caller's transaction: when the caller rolls
     back (say, its cursor write failed), none of the chunk's rows stay."""
     layout = postgres.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID", change_field=None)
-    rows = [deal(i) for i in range(1, upsert.COPY_THRESHOLD + 501)]
+    rows = [deal(i) for i in range(1, _writer(postgres).copy_threshold + 501)]
     with pytest.raises(RuntimeError), postgres.transaction() as connection:
         counts = postgres.write_chunk(layout, rows, connection=connection)
         assert counts.inserted == len(rows)  # (the COPY path took it)
@@ -249,18 +252,19 @@ def test_an_id_another_writer_commits_between_the_update_and_the_insert(
         deal(i, "2024-09-01T10:00:00+03:00", PHONE=[{"VALUE": "+old"}]) for i in (1, 3, 5, 7, 9)
     ]
     postgres.write_chunk(layout, [*stored, deal(20, ours)])  # 20: the stored maximum
-    merge_block = upsert._merge_block
+    merge_block = postgresql_copy.merge_block_counts
 
     def another_writer_first(*args: Any, **kwargs: Any) -> Any:
         with postgres.transaction() as other:
             theirs_row = deal(2, theirs, TITLE="theirs", PHONE=[{"VALUE": "+theirs"}])
-            upsert._send(other, layout, upsert.convert_rows(layout, [theirs_row], synced_at=None))
+            theirs_values = convert_rows(layout, [theirs_row], synced_at=None)
+            postgres.writer.send(other, layout, theirs_values, fresh=[False])
         return merge_block(*args, **kwargs)
 
-    monkeypatch.setattr(upsert, "_merge_block", another_writer_first)
+    monkeypatch.setattr(postgresql_copy, "merge_block_counts", another_writer_first)
     rows = [deal(i, ours, TITLE="ours", PHONE=[{"VALUE": "+ours"}]) for i in range(1, 9)]
     with postgres.transaction() as connection:
-        assert upsert._text_copy_upsert(connection, layout, rows, synced_at=None) == counts
+        assert _writer(postgres).copy_upsert(connection, layout, rows, synced_at=None) == counts
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {**{i: "ours" for i in range(1, 9)}, 2: title, 9: "Deal 9", 20: "Deal 20"}
     phones = {r.parent_id: r.value for r in select_all(postgres, layout.children[0].table)}
@@ -273,7 +277,7 @@ def test_a_table_without_change_column_merges_every_row(postgres: Warehouse) -> 
     postgres.write_chunk(layout, [deal(i) for i in (2, 4, 6, 100)])
     rows = [deal(i, TITLE="again") for i in range(1, 8)]  # below the stored maximum
     with postgres.transaction() as connection:
-        counts = upsert._text_copy_upsert(connection, layout, rows, synced_at=None)
+        counts = _writer(postgres).copy_upsert(connection, layout, rows, synced_at=None)
     assert counts == WriteCounts(inserted=4, updated=3, skipped=0)
     titles = {r.id: r.title for r in select_all(postgres, layout.table)}
     assert titles == {**{i: "again" for i in range(1, 8)}, 100: "Deal 100"}
@@ -284,7 +288,8 @@ def test_a_table_without_change_column_merges_every_row(postgres: Warehouse) -> 
     ["99999999999999999999999"], ["999999999999999999", "1"], ["1.5"], [None], [True],
 ])  # fmt: skip
 def test_chunk_ids_are_read_as_the_id_converter_reads_them(ids: list[Any]) -> None:
-    layout = SimpleNamespace(converters=(columns.to_int,), id_field="ID")
+    id_column = ColumnSpec("id", "ID", "integer", "ID")
+    layout = SimpleNamespace(columns=(id_column,), converters=(to_int,), id_field="ID")
     rows = [{"ID": i} for i in ids]
 
     def outcome(read: Any) -> Any:
@@ -294,5 +299,5 @@ def test_chunk_ids_are_read_as_the_id_converter_reads_them(ids: list[Any]) -> No
             return type(error)
         return [(type(v), v) for v in values]
 
-    expected = outcome(lambda: [columns.to_int(row["ID"]) for row in rows])
-    assert outcome(lambda: upsert._ids_of(layout, rows)) == expected
+    expected = outcome(lambda: [to_int(row["ID"]) for row in rows])
+    assert outcome(lambda: postgresql_copy.ids_of(layout, rows)) == expected

@@ -1,4 +1,5 @@
-"""PostgreSQL conversion in SQL (pg_staging) stores exactly what the Python converters store."""
+"""PostgreSQL conversion in SQL (`dialects/postgresql_staging.py`, the warehouse resource's
+`convert_in_database`) stores exactly what the Python converters store."""
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -6,10 +7,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dagster_bitrix24 import upsert
-from dagster_bitrix24.layout import synced_at_value
+from dagster_bitrix24 import SQLWarehouseResource
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
-from dagster_bitrix24.warehouse_errors import RowConversionError
+from dagster_bitrix24.warehouse.dialects import PostgresWriter
+from dagster_bitrix24.warehouse.errors import RowConversionError
+from dagster_bitrix24.warehouse.schema.layout import convert_rows, synced_at_value
 from tests.dagster.test_warehouse_columns import _TRICKY
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
 
@@ -57,11 +59,11 @@ def compare_with_python_path(
                 row_id += 1
                 row = {**(base_row or {}), "ID": str(row_id), field: value}
                 try:
-                    converted = upsert.convert_rows(by_python, [row], synced_at=synced_at)
+                    converted = convert_rows(by_python, [row], synced_at=synced_at)
                 except RowConversionError:
                     converted = None
                 else:
-                    upsert._send(connection, by_python, converted)
+                    postgres.writer.send(connection, by_python, converted, fresh=[True])
                 counts = write(connection, by_path, [row], synced_at=synced_at)
                 if counts is None:  # declined: the chunk goes through the Python path
                     declined += 1
@@ -80,14 +82,14 @@ def test_sql_path_stores_what_the_python_path_stores_for_awkward_values(
     postgres: Warehouse,
 ) -> None:
     values = lambda field: [*_TRICKY, _COMMON[field]]  # noqa: E731
-    taken, declined = compare_with_python_path(postgres, "sql", upsert._staged_upsert, values)
+    writer = PostgresWriter(convert_in_database=True)
+    taken, declined = compare_with_python_path(postgres, "sql", writer.staged_upsert, values)
     assert taken > 150 and declined > 50
 
 
 @pytest.fixture
-def in_sql(postgres: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
-    postgres.convert_in_database = True
-    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+def in_sql(postgres: Warehouse) -> None:
+    postgres.writer = PostgresWriter(copy_threshold=10, convert_in_database=True)
 
 
 @pytest.mark.usefixtures("in_sql")
@@ -125,3 +127,18 @@ def test_sql_path_hands_bad_values_and_duplicates_to_the_python_path(postgres: W
     assert postgres.write_chunk(layout, rows) == WriteCounts(20, 0, 1)
     stored = {r.id: r for r in select_all(postgres, layout.table)}
     assert stored[8].probability == 7 and stored[3].title == "newest"
+
+
+def test_the_warehouse_resource_lets_a_user_choose_the_sql_path(warehouse_url: str) -> None:
+    chosen = SQLWarehouseResource(url=warehouse_url, convert_in_database=True).get_warehouse()
+    default = SQLWarehouseResource(url=warehouse_url).get_warehouse()
+    try:
+        writers = chosen.writer, default.writer
+    finally:
+        chosen.engine.dispose()
+        default.engine.dispose()
+    if not warehouse_url.startswith("postgresql"):  # the other writers have no such path
+        assert not any(isinstance(w, PostgresWriter) for w in writers)
+        return
+    assert isinstance(writers[0], PostgresWriter) and writers[0].convert_in_database
+    assert isinstance(writers[1], PostgresWriter) and not writers[1].convert_in_database

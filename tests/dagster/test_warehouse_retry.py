@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dagster_bitrix24 import write_retry
-from dagster_bitrix24.warehouse import Warehouse, WriteCounts
-from dagster_bitrix24.warehouse_errors import WarehouseWriteError
+from dagster_bitrix24.warehouse import Warehouse, WriteCounts, write_retry
+from dagster_bitrix24.warehouse.errors import WarehouseWriteError
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal
 
 OLD, NEW = "2024-09-01T10:00:00+03:00", "2024-09-03T10:00:00+03:00"
@@ -152,20 +151,17 @@ def test_postgresql_serialization_failure_redoes_the_chunk(
 
 
 @pytest.mark.slow
-def test_mariadb_lock_wait_timeout_that_persists_fails_naming_the_table_and_ids(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_mariadb_lock_wait_timeout_that_persists_fails_naming_the_table_and_ids() -> None:
     """A row held for longer than every retry: the run fails with the named error, the
     chunk did not land, and no value of it is in the message."""
     url = _url("BITRIX24_TEST_MYSQL_URL")
     engine = sa.create_engine(url, connect_args={"init_command": "SET innodb_lock_wait_timeout=1"})
-    monkeypatch.setattr("dagster_bitrix24.warehouse.ATTEMPTS", 2)
     for warehouse in cleaned_warehouse(url):
         layout = warehouse.prepare_table(
             "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
         )
         warehouse.write_chunk(layout, [deal(i, OLD) for i in range(1, 4)])
-        impatient = Warehouse(engine, table_prefix=warehouse.table_prefix)
+        impatient = Warehouse(engine, table_prefix=warehouse.table_prefix, write_attempts=2)
         table = engine.dialect.identifier_preparer.format_table(layout.table)
         with warehouse.engine.connect() as other:
             other.exec_driver_sql(f"UPDATE {table} SET title = 'other' WHERE id = 2")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dagster_bitrix24.warehouse import DeleteCounts, Warehouse
-from dagster_bitrix24.warehouse_errors import FieldMetadataError
+from dagster_bitrix24.warehouse.errors import FieldMetadataError
 from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
     deal,

@@ -5,9 +5,9 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from dagster_bitrix24.columns import identifier
 from dagster_bitrix24.warehouse import Warehouse
-from dagster_bitrix24.warehouse_errors import FieldMetadataError
+from dagster_bitrix24.warehouse.errors import FieldMetadataError
+from dagster_bitrix24.warehouse.schema.columns import identifier
 from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
     HOSTILE,

@@ -6,10 +6,11 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from dagster_bitrix24 import upsert
-from dagster_bitrix24.screening import ID_REASON
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
-from dagster_bitrix24.warehouse_errors import RowConversionError
+from dagster_bitrix24.warehouse.dialects import PostgresWriter
+from dagster_bitrix24.warehouse.errors import RowConversionError
+from dagster_bitrix24.warehouse.schema.layout import convert_rows
+from dagster_bitrix24.warehouse.screening import ID_REASON
 from tests.dagster.test_warehouse_support import (
     DEAL_FIELDS,
     deal,
@@ -97,9 +98,9 @@ def test_guard_in_sql_refuses_older_rows_even_without_the_pre_read(warehouse: Wa
     """A concurrent writer stored a newer version between our read and our write."""
     layout = _deals(warehouse)
     warehouse.write_chunk(layout, [deal(1, NEW, TITLE="newer")])
-    older = upsert.convert_rows(layout, [deal(1, OLD, TITLE="older")], synced_at=None)
+    older = convert_rows(layout, [deal(1, OLD, TITLE="older")], synced_at=None)
     with warehouse.transaction() as connection:
-        upsert._send(connection, layout, older)
+        warehouse.writer.send(connection, layout, older, fresh=[False])
     assert select_all(warehouse, layout.table)[0].title == "newer"
 
 
@@ -147,7 +148,7 @@ def test_a_bad_value_lands_as_null_and_is_recorded_as_a_reject(warehouse: Wareho
     ])  # fmt: skip
     assert warehouse.rejects("crm.deal", "r2") == (0, [])
     with pytest.raises(RowConversionError, match=r"PROBABILITY.*row id '2'") as raised:
-        upsert.convert_rows(layout, [deal(2, PROBABILITY="fifty")], synced_at=None)
+        convert_rows(layout, [deal(2, PROBABILITY="fifty")], synced_at=None)
     assert "fifty" not in str(raised.value)  # row values go to the rejects table only
 
 
@@ -200,15 +201,15 @@ def test_a_row_refused_after_the_pre_read_keeps_the_newer_rows_children(
         return deal(1, modified, TITLE=title, PHONE=[{"ID": "9", "VALUE": number}])
 
     warehouse.write_chunk(layout, [with_phone(OLD, "v1", "+111")])
-    read_stored = upsert._stored_changes
+    read_stored = warehouse.writer.stored_changes
 
     def other_writer_commits_after_the_read(*args, **kwargs):
         stored = read_stored(*args, **kwargs)
-        monkeypatch.setattr(upsert, "_stored_changes", read_stored)
+        monkeypatch.setattr(warehouse.writer, "stored_changes", read_stored)
         other.write_chunk(other_layout, [with_phone(NEW, "v3", "+333")])
         return stored
 
-    monkeypatch.setattr(upsert, "_stored_changes", other_writer_commits_after_the_read)
+    monkeypatch.setattr(warehouse.writer, "stored_changes", other_writer_commits_after_the_read)
     try:
         counts = warehouse.write_chunk(layout, [with_phone(MID, "v2", "+222")])
     finally:
@@ -230,11 +231,10 @@ def test_a_failing_chunk_rolls_back_parent_and_children(warehouse: Warehouse) ->
     assert len(select_all(warehouse, layout.children[0].table)) == 1
 
 
-def test_large_chunks_take_the_bulk_path(
-    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_large_chunks_take_the_bulk_path(warehouse: Warehouse) -> None:
     """On PostgreSQL this is binary COPY; elsewhere the same executemany path."""
-    monkeypatch.setattr(upsert, "COPY_THRESHOLD", 10)
+    if warehouse.dialect_name == "postgresql":
+        warehouse.writer = PostgresWriter(copy_threshold=10)
     layout = _deals(warehouse)
     first = [deal(i, MID, PHONE=[{"ID": str(i), "VALUE": f"+{i}"}]) for i in range(1, 301)]
     assert warehouse.write_chunk(layout, first) == WriteCounts(300, 0, 0)
@@ -258,10 +258,10 @@ def test_copy_of_an_id_another_writer_inserted_falls_back_to_the_guarded_merge(
         pytest.skip("the COPY path is PostgreSQL's")
     layout = _deals(warehouse)
     warehouse.write_chunk(layout, [deal(1, NEW, TITLE="newer"), deal(2, OLD)])
-    rows = upsert.convert_rows(
+    rows = convert_rows(
         layout, [deal(1, OLD, TITLE="stale"), deal(2, NEW, TITLE="fresh")], synced_at=None
     )
     with warehouse.transaction() as connection:  # both believed new: the COPY hits the key
-        upsert._copy_send(connection, layout, rows, fresh=[True, True])
+        PostgresWriter(copy_threshold=1).send(connection, layout, rows, fresh=[True, True])
     titles = {r.id: r.title for r in select_all(warehouse, layout.table)}
     assert titles == {1: "newer", 2: "fresh"}

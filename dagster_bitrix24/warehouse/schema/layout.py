@@ -1,8 +1,10 @@
 """A `TableLayout`: one entity's table, child tables and precomputed row converters.
 
-`build_layout(...)` turns planned columns into SQLAlchemy tables; `convert_rows(layout,
-rows)` turns API rows into driver-ready tuples column by column (one converter call per
-value, no per-row lookups) and `child_rows(...)` flattens multi-field lists.
+`entity_table(...)` and `child_table(...)` turn planned columns into SQLAlchemy tables;
+`with_converters(layout, conversions)` compiles the layout's row functions once;
+`convert_rows(layout, rows)` turns API rows into driver-ready tuples (one compiled pass,
+value by value only for a chunk the fast path cannot read) and `child_rows(...)` flattens
+multi-field lists.
 """
 
 from __future__ import annotations
@@ -14,20 +16,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_bitrix24.columns import (
+from dagster_bitrix24.warehouse.convert.compile import (
+    Conversions,
+    LineBuilder,
+    RowConverter,
+    RowStager,
+    ValueBuilder,
+)
+from dagster_bitrix24.warehouse.convert.rules import rule_for
+from dagster_bitrix24.warehouse.convert.values import Caches, Converter
+from dagster_bitrix24.warehouse.errors import RowConversionError
+from dagster_bitrix24.warehouse.schema.columns import (
     ColumnSpec,
-    Converter,
     Dialect,
     Kind,
     MultiFieldSpec,
-    converter,
     fit_identifier,
     sql_type,
 )
-from dagster_bitrix24.pg_copy import LineBuilder, ValueBuilder, compile_line_builder
-from dagster_bitrix24.pg_staging import RowStager, compile_stager
-from dagster_bitrix24.row_converter import RowConverter, compile_row_converter
-from dagster_bitrix24.warehouse_errors import RowConversionError
 
 SYNCED_AT = "_synced_at"
 DELETED_AT = "_deleted_at"
@@ -169,23 +175,24 @@ def child_table(
     )  # fmt: skip
 
 
-def with_converters(layout: TableLayout) -> TableLayout:
+def with_converters(layout: TableLayout, conversions: Conversions) -> TableLayout:
     """The layout with one converter per written column (and PostgreSQL's COPY line builder
-    and stager), once."""
-    converters = tuple(converter(c.kind, layout.dialect, part=c.part) for c in layout.columns)
-    row_converter = compile_row_converter([c.field for c in layout.columns], converters)
-    if layout.dialect != "postgresql":
+    and stager), compiled once by `conversions`."""
+    dialect = layout.dialect
+    converters = tuple(conversions.converter(c.kind, dialect, part=c.part) for c in layout.columns)
+    row_converter = conversions.row_converter(layout.columns, dialect)
+    if dialect != "postgresql":
         return replace(layout, converters=converters, row_converter=row_converter)
     return replace(
         layout, converters=converters, row_converter=row_converter,
-        row_stager=compile_stager(layout.columns),
-        line_builder=compile_line_builder(layout.columns, converters),
+        row_stager=conversions.stager(layout.columns),
+        line_builder=conversions.line_builder(layout.columns),
     )  # fmt: skip
 
 
 def synced_at_value(dialect: Dialect) -> Any:
     """Now, as the driver value of a bookkeeping timestamp on `dialect`."""
-    return converter("datetime", dialect)(datetime.now(UTC))
+    return rule_for("datetime", dialect).python(Caches())(datetime.now(UTC))
 
 
 def convert_rows(

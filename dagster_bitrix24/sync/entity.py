@@ -25,113 +25,34 @@ incremental run; a full refresh marks it deleted.
 The cursor (largest change time landed, but never later than the moment the run started
 reading) is committed only after every chunk has landed, so a run killed half-way leaves the
 old cursor and the rerun fetches the same window again; the writer's upsert makes that rerun
-free of duplicates. No Dagster import here.
+free of duplicates. The warehouse is any `WarehouseWriter`.
 """
 
 import asyncio
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
-from bitrix_core.pagination.query import find_key
+from bitrix_core.pagination import find_key
 from bitrix_core.stats import CallStats, ListStats
-from dagster_bitrix24.field_types import sampled_metadata, typed_metadata
+from dagster_bitrix24.sync.cursor import (
+    capped_cursor,
+    own_filter,
+    parse_change_time,
+    partitions_state_key,
+    read_started,
+)
+from dagster_bitrix24.sync.options import SyncOptions, SyncResult
+from dagster_bitrix24.sync.protocol import WarehouseWriter
+from dagster_bitrix24.warehouse import TableLayout
+from dagster_bitrix24.warehouse.schema.field_types import sampled_metadata, typed_metadata
 
-Mode = Literal["full", "incremental", "window"]
 _MULTIFIELD = "crm_multifield"
-
-
-_LONGEST_LOOKBACK = timedelta(days=36_500)  # a cursor minus more leaves the datetime range
-
-
-def lookback_from_minutes(minutes: float) -> timedelta:
-    """A lookback given in minutes (run config, component YAML) as a timedelta; a value that
-    is not a number of minutes from 0 to `_LONGEST_LOOKBACK` raises the named error."""
-    if isinstance(minutes, bool) or not isinstance(minutes, int | float):
-        raise BitrixParameterError("lookback_minutes", f"must be a number, not {minutes!r}")
-    try:
-        lookback = timedelta(minutes=minutes)
-    except (ValueError, OverflowError):
-        raise BitrixParameterError(
-            "lookback_minutes", f"must be a finite number of minutes, not {minutes!r}"
-        ) from None
-    if not timedelta(0) <= lookback <= _LONGEST_LOOKBACK:
-        raise BitrixParameterError(
-            "lookback_minutes", f"must be 0 to {_LONGEST_LOOKBACK.days} days, not {minutes!r}"
-        )
-    return lookback
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """How to run one entity's sync.
-
-    `window` (start, end) syncs one partition range; `partition_key` maps a change time to
-    its partition key so rows are counted per key; `chunk_rows` bounds the rows held in
-    memory before a chunk is written.
-    """
-
-    full_refresh: bool = False
-    reset_cursor: bool = False
-    lookback: timedelta = timedelta(minutes=15)
-    check_deletes: bool = False
-    window: tuple[datetime, datetime] | None = None
-    partition_key: Callable[[datetime], str | None] | None = None
-    chunk_rows: int = 5_000
-    """5,000: large enough for PostgreSQL's COPY path (2,000 rows and up), small enough that
-    a killed run re-reads little; a 200k-deal sync into PostgreSQL kept its writer busy 54%
-    of the time at 1,000 rows a chunk and 23% at 5,000."""
-    run_id: str | None = None
-    """The run the rejects (values not stored as sent) are recorded under; a new id when
-    None. Assets pass the Dagster run id."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.lookback, timedelta) or self.lookback < timedelta(0):
-            raise BitrixParameterError("lookback", "must be a non-negative timedelta")
-        if self.chunk_rows < 1:
-            raise BitrixParameterError("chunk_rows", "must be at least 1")
-        if self.window is not None:
-            start, end = self.window
-            if start.tzinfo is None or end.tzinfo is None:
-                raise BitrixParameterError("window", "start and end must be timezone-aware")
-            if start >= end:
-                raise BitrixParameterError("window", "start must be before end")
-            if self.full_refresh or self.reset_cursor:
-                raise BitrixParameterError(
-                    "window", "a partition window cannot be combined with a full refresh"
-                )
-
-
-@dataclass
-class SyncResult:
-    """What one entity's sync did: rows, writes, cursor, window, engine statistics."""
-
-    entity: str
-    table_name: str
-    mode: Mode
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    cursor_before: datetime | None = None
-    cursor_after: datetime | None = None
-    rows: int = 0
-    inserted: int = 0
-    updated: int = 0
-    skipped: int = 0
-    unchanged: int = 0
-    """Rows received that the warehouse already held exactly so (not written again)."""
-    deleted: int = 0
-    restored: int = 0
-    rejected: int = 0
-    chunks: int = 0
-    partition_counts: Counter[str] = field(default_factory=Counter)
-    stats: ListStats = field(default_factory=ListStats)
-    layout: Any = None
+T = TypeVar("T")
 
 
 class EntitySync:
@@ -141,7 +62,7 @@ class EntitySync:
         self,
         *,
         client: BitrixClient,
-        warehouse: Any,
+        warehouse: WarehouseWriter,
         spec: EntitySpec,
         options: SyncOptions | None = None,
         write_lock: asyncio.Lock | None = None,
@@ -152,7 +73,7 @@ class EntitySync:
         self.table_name = warehouse.table_name(spec.name)
         self.options = options or SyncOptions()
         self._write_lock = write_lock or asyncio.Lock()
-        self._filter_key, self._own_filter = _own_filter(spec)
+        self._filter_key, self._own_filter = own_filter(spec)
         self._run_id = self.options.run_id or uuid.uuid4().hex
 
     async def run(self) -> SyncResult:
@@ -286,7 +207,7 @@ class EntitySync:
         """The state key of the latest partition run that reached the present."""
         return partitions_state_key(self.table_name)
 
-    async def _blocking(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _blocking(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a warehouse call in a worker thread, one at a time, so pages keep flowing."""
         async with self._write_lock:
             return await asyncio.to_thread(function, *args, **kwargs)
@@ -352,7 +273,9 @@ class EntitySync:
             self.options.full_refresh or not self.spec.change_time_field
         )
 
-    def _count_row(self, row: Mapping[str, Any], result: SyncResult, newest: datetime | None):  # noqa: ANN202
+    def _count_row(
+        self, row: Mapping[str, Any], result: SyncResult, newest: datetime | None
+    ) -> datetime | None:
         """Count a row (per partition too); return the newest change time seen so far."""
         result.rows += 1
         key = self._change_row_key()
@@ -365,7 +288,9 @@ class EntitySync:
                 result.partition_counts[partition] += 1
         return moment if newest is None or moment > newest else newest
 
-    async def _write(self, layout: Any, rows: list[dict[str, Any]], result: SyncResult) -> None:
+    async def _write(
+        self, layout: TableLayout, rows: list[dict[str, Any]], result: SyncResult
+    ) -> None:
         counts = await self._blocking(
             self.warehouse.write_chunk, layout, rows, run_id=self._run_id
         )
@@ -389,72 +314,7 @@ class EntitySync:
         return ids
 
 
-def partitions_state_key(table_name: str) -> str:
-    """The state key recording when a partition run last reached the present."""
-    return f"{table_name}#partitions"
-
-
-def read_started() -> datetime:
-    """Now, to the whole second (portal change times have no fractions): a run's start."""
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def capped_cursor(
-    newest: datetime | None, *, started: datetime, before: datetime | None
-) -> datetime | None:
-    """The cursor to store: the newest change time seen, but no later than `started`.
-
-    Pages are read in parallel id windows, so a row changed while the run reads may sit in
-    a window already read; its change time is after `started`. Were the cursor to move past
-    `started` (to a later change seen in another window), the next run's window (cursor
-    minus lookback) could start after that change and lose it for good. The cursor never
-    moves back behind `before`.
-    """
-    if newest is None:
-        return before
-    cursor = min(newest, started)
-    return cursor if before is None or cursor > before else before
-
-
-def _own_filter(spec: EntitySpec) -> tuple[str, dict[str, Any]]:
-    """The key and conditions of the filter in the spec's `extra_params`.
-
-    Its bounds on the change time (`>=` and `<`, the ones a window sets too) are read as
-    times, so a run can keep the narrower of its own and the window's; a bound that is not
-    a timezone-aware time is a named error before any request.
-    """
-    key = find_key(spec.extra_params, spec.filter_param) or spec.filter_param
-    given = spec.extra_params.get(key)
-    name = f"EntitySpec.extra_params[{key}]"
-    if given is not None and not isinstance(given, Mapping):
-        raise BitrixParameterError(name, "must be a mapping of conditions")
-    conditions = dict(given or {})
-    change = spec.change_time_field
-    for operator in (">=", "<"):
-        own_key = find_key(conditions, f"{operator}{change}") if change else None
-        if own_key is None:
-            continue
-        moment = parse_change_time(conditions[own_key])
-        if moment is None:
-            raise BitrixParameterError(
-                f"{name}[{own_key}]", "must be a timezone-aware ISO 8601 time"
-            )
-        conditions[own_key] = moment
-    return key, conditions
 
 
 def _is_multifield(meta: Any) -> bool:
     return isinstance(meta, Mapping) and str(meta.get("type", "")).lower() == _MULTIFIELD
-
-
-def parse_change_time(value: Any) -> datetime | None:
-    """A change time from a row (ISO 8601 with the portal's offset), or None."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None

@@ -3,7 +3,7 @@
 
 `screen(layout, rows)` runs only when a chunk failed to convert (hostile values are rare):
 each row goes through the compiled row converter first and only a failing row is read value
-by value with the converters of `columns.py`, the one statement of the rules. What it returns
+by value with the converters of `convert/values.py`, the one statement of the rules. What it returns
 is raw API rows again, every value of which every write path (the converters, PostgreSQL's
 COPY text and SQL staging) stores alike, so all paths store the same values and name the
 same rejects. A row whose id cannot be stored cannot land at all: it is dropped, and is a
@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dagster_bitrix24.columns import ColumnSpec, Converter, Unstorable
+from dagster_bitrix24.warehouse.convert.values import Converter, Unstorable
+from dagster_bitrix24.warehouse.schema.columns import ColumnSpec
 
 if TYPE_CHECKING:
-    from dagster_bitrix24.layout import TableLayout
+    from dagster_bitrix24.warehouse.schema.layout import TableLayout
 
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 ID_REASON = "id cannot be stored: row not written"

@@ -18,7 +18,10 @@ SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy 2; no Dagster in here.
     >>> warehouse.column_schema(layout)    # [(name, SQL type, description), ...]
 
 A Warehouse built from a SQLite file URL runs that file in WAL mode with
-`synchronous=NORMAL` (see `_tune_sqlite_file`). `prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
+`synchronous=NORMAL` (see `connect.py`). Rows are written by the database's `DialectWriter`
+(`dialects/`); on PostgreSQL chunks of `copy_threshold` rows or more go by COPY, merged
+`merge_block` rows at a time, and `convert_in_database=True` converts them in SQL.
+`prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
 multi-field (`bitrix24_crm_deal_phone`), adds columns for new fields, leaves removed fields'
 columns in place, and reports (and logs) a field whose type changed: that column is no longer
 written until someone migrates it. To write a chunk and the cursor atomically, or to make a
@@ -33,105 +36,58 @@ to the rejects table (`rejects.py`) in the same transaction.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_bitrix24.columns import (
-    Dialect,
-    converter,
-    fit_identifier,
-    plan_columns,
-    same_family,
-    type_family,
+from dagster_bitrix24.warehouse.connect import dialect_of, open_engine
+from dagster_bitrix24.warehouse.convert import Conversions
+from dagster_bitrix24.warehouse.dialects import (
+    DeleteCounts,
+    DialectWriter,
+    MysqlWriter,
+    PostgresWriter,
+    SqliteWriter,
+    WriteCounts,
 )
-from dagster_bitrix24.layout import (
+from dagster_bitrix24.warehouse.dialects.postgresql import COPY_THRESHOLD, MERGE_BLOCK
+from dagster_bitrix24.warehouse.errors import FieldMetadataError, RowConversionError
+from dagster_bitrix24.warehouse.links import LinkTable, link_table
+from dagster_bitrix24.warehouse.rejects import (
+    count_rejects,
+    latest_run_key,
+    rejects_table,
+    write_rejects,
+)
+from dagster_bitrix24.warehouse.schema.columns import Dialect, fit_identifier, plan_columns
+from dagster_bitrix24.warehouse.schema.evolve import evolve
+from dagster_bitrix24.warehouse.schema.layout import (
     DELETED_AT,
-    SYNCED_AT,
     ChildTable,
     SchemaChanges,
     TableLayout,
-    TypeChange,
     child_table,
     entity_table,
     synced_at_value,
     with_converters,
 )
-from dagster_bitrix24.rejects import count_rejects, latest_run_key, rejects_table, write_rejects
-from dagster_bitrix24.screening import screen
-from dagster_bitrix24.sync_state import (
+from dagster_bitrix24.warehouse.screening import screen
+from dagster_bitrix24.warehouse.state import (
     CursorState,
     delete_state,
     read_state,
     state_table,
     write_state,
 )
-from dagster_bitrix24.upsert import WriteCounts, upsert_chunk
-from dagster_bitrix24.warehouse_errors import (
-    FieldMetadataError,
-    RowConversionError,
-    WarehouseUnavailableError,
-)
-from dagster_bitrix24.write_retry import ATTEMPTS, write_with_retry
-
-__all__ = [
-    "CursorState", "DeleteCounts", "SchemaChanges", "TableLayout", "TypeChange", "Warehouse",
-    "WriteCounts",
-]  # fmt: skip
+from dagster_bitrix24.warehouse.write_retry import ATTEMPTS, write_with_retry
 
 log = logging.getLogger(__name__)
 _PREFIX = re.compile(r"[A-Za-z0-9_]*\Z")
-_PRESENT = "_bitrix24_present_ids"
-
-
-@dataclass(frozen=True)
-class DeleteCounts:
-    """Rows newly marked deleted, and rows that came back and were un-marked."""
-
-    marked: int
-    restored: int
-
-
-def _tune_sqlite_file(engine: sa.Engine) -> None:
-    """An embedded SQLite file warehouse writes in WAL mode with synchronous=NORMAL: a commit
-    no longer waits for an fsync (the database stays consistent; a power cut may lose the
-    last commits, which the next sync fetches again because the cursor did not move either).
-    Engines passed in by the caller are left as they are."""
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-
-def _check_sqlite_file(engine: sa.Engine) -> None:
-    """Name the path when SQLite could not open its file (it says only "unable to open
-    database file"): the folder must exist and be writable."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-        return
-    path = Path(database).resolve()
-    problem = None
-    if not path.parent.is_dir():
-        problem = f"the folder {path.parent} does not exist"
-    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        problem = "it is not writable"
-    if problem:
-        raise WarehouseUnavailableError(
-            f"SQLite cannot open the warehouse file {path}: {problem}; create the folder or "
-            "set the warehouse URL (WAREHOUSE_URL) to another path"
-        )
 
 
 def _chunk_ids(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -165,24 +121,30 @@ class Warehouse:
         schema: str | None = None,
         table_prefix: str = "bitrix24_",
         convert_in_database: bool = False,
+        copy_threshold: int = COPY_THRESHOLD,
+        merge_block: int = MERGE_BLOCK,
+        write_attempts: int = ATTEMPTS,
     ) -> None:
         if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
             raise FieldMetadataError(
                 f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
             )
-        if isinstance(engine_or_url, str):  # errors never print the rows' values
-            self.engine = sa.create_engine(engine_or_url, hide_parameters=True)
-            _check_sqlite_file(self.engine)
-            _tune_sqlite_file(self.engine)
-        else:
-            self.engine = engine_or_url
-        name = self.engine.dialect.name
-        if name not in ("sqlite", "postgresql", "mysql", "mariadb"):
-            raise FieldMetadataError(f"unsupported warehouse dialect {name!r}")
-        self.dialect_name: Dialect = "mysql" if name == "mariadb" else name  # type: ignore[assignment]
+        self.engine = (
+            open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+        )
+        self.dialect_name: Dialect = dialect_of(self.engine)
         self.schema = schema
         self.table_prefix = table_prefix
-        self.convert_in_database = convert_in_database
+        self.write_attempts = write_attempts
+        self.conversions = Conversions()
+        self.writer: DialectWriter = (
+            PostgresWriter(
+                copy_threshold=copy_threshold, merge_block=merge_block,
+                convert_in_database=convert_in_database,
+            )
+            if self.dialect_name == "postgresql"
+            else SqliteWriter() if self.dialect_name == "sqlite" else MysqlWriter()
+        )  # fmt: skip
         self._state = state_table(
             sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema
         )
@@ -224,7 +186,7 @@ class Warehouse:
                 metadata.create_all(connection)
                 changes = SchemaChanges(created=True)
             else:
-                changes = self._evolve(connection, inspector, table, columns)
+                changes = evolve(connection, inspector, table, columns, schema=self.schema)
                 metadata.create_all(connection, tables=[c for c in children], checkfirst=True)
         self._log(entity_name, name, changes)
         frozen = {change.column for change in changes.type_changes}
@@ -240,49 +202,14 @@ class Warehouse:
             ),
             frozen=tuple(sorted(frozen)),
         )
-        return replace(with_converters(layout), changes=changes)
+        return replace(with_converters(layout, self.conversions), changes=changes)
 
-    def _evolve(
-        self, connection: sa.Connection, inspector: sa.Inspector, table: sa.Table,
-        columns: Sequence[Any],
-    ) -> SchemaChanges:  # fmt: skip
-        stored = {c["name"]: c["type"] for c in inspector.get_columns(table.name, self.schema)}
-        kinds = {c.name: c for c in columns}
-        added: list[str] = []
-        type_changes: list[TypeChange] = []
-        for column in table.columns:
-            if column.name not in stored:
-                self._add_column(connection, column)
-                added.append(column.name)
-                continue
-            spec = kinds.get(column.name)
-            family = type_family(stored[column.name])
-            if spec is not None and not same_family(family, spec.kind):
-                type_changes.append(TypeChange(
-                    column.name, spec.field, str(stored[column.name]), spec.kind
-                ))  # fmt: skip
-            elif self.dialect_name == "mysql" and type(stored[column.name]).__name__ == "TEXT":
-                self._widen(connection, column)
-        removed = tuple(sorted(set(stored) - set(table.columns.keys())))
-        for name in removed:  # kept in place, and described, but no longer written
-            table.append_column(sa.Column(name, stored[name], comment="no longer on the portal"))
-        return SchemaChanges(False, tuple(added), tuple(type_changes), removed)
-
-    def _add_column(self, connection: sa.Connection, column: sa.Column[Any]) -> None:
-        dialect = connection.dialect
-        spec = sa.schema.CreateColumn(column).compile(dialect=dialect)
-        table = dialect.identifier_preparer.format_table(column.table)
-        connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {spec}")
-        if self.dialect_name == "postgresql" and column.comment:
-            connection.execute(sa.schema.SetColumnComment(column))
-
-    def _widen(self, connection: sa.Connection, column: sa.Column[Any]) -> None:
-        """MySQL: a TEXT column made before text became LONGTEXT (TEXT holds 64 KB)."""
-        dialect = connection.dialect
-        spec = sa.schema.CreateColumn(column).compile(dialect=dialect)
-        table = dialect.identifier_preparer.format_table(column.table)
-        connection.exec_driver_sql(f"ALTER TABLE {table} MODIFY COLUMN {spec}")
-        log.info("%s: column %s widened from TEXT to %s", table, column.name, column.type)
+    def link_table(self, entity_name: str) -> LinkTable:
+        """The deal-contact link table of `entity_name` (created if missing)."""
+        table = link_table(sa.MetaData(), self.table_name(entity_name), self.dialect_name,
+                           schema=self.schema)  # fmt: skip
+        table.create(self.engine, checkfirst=True)
+        return LinkTable(self.engine, table, self.dialect_name)
 
     def _log(self, entity: str, table: str, changes: SchemaChanges) -> None:
         if changes.created:
@@ -317,9 +244,9 @@ class Warehouse:
         `run_id`; a row whose id cannot be stored is counted as skipped.
 
         In its own transaction, a chunk that meets a deadlock, lock wait timeout or
-        serialization failure is rolled back and redone (`write_retry`); in the caller's,
-        the caller redoes its transaction. A database error is a `WarehouseWriteError`
-        without row values."""
+        serialization failure is rolled back and redone, `write_attempts` times in all
+        (`write_retry`); in the caller's, the caller redoes its transaction. A database error
+        is a `WarehouseWriteError` without row values."""
 
         def attempt() -> WriteCounts:
             if connection is not None:
@@ -329,25 +256,22 @@ class Warehouse:
 
         return write_with_retry(
             attempt, table=layout.table.name, ids=lambda: _chunk_ids(layout, rows),
-            attempts=1 if connection is not None else ATTEMPTS,
+            attempts=1 if connection is not None else self.write_attempts,
         )  # fmt: skip
 
     def _write(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
         run_id: str | None,
     ) -> WriteCounts:  # fmt: skip
-        options = {
-            "synced_at": synced_at_value(layout.dialect),
-            "convert_in_database": self.convert_in_database,
-        }
+        synced_at = synced_at_value(layout.dialect)
         try:  # every path converts before it writes: a refused chunk has written nothing
-            return upsert_chunk(connection, layout, rows, **options)
+            return self.writer.upsert(connection, layout, rows, synced_at=synced_at)
         except RowConversionError:
             screened = screen(layout, rows)
         # (every time: a retried chunk's rollback may have taken the table's creation along)
         self._rejects.create(connection, checkfirst=True)
         write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id)
-        counts = upsert_chunk(connection, layout, screened.rows, **options)
+        counts = self.writer.upsert(connection, layout, screened.rows, synced_at=synced_at)
         return replace(counts, skipped=counts.skipped + screened.dropped)
 
     @property
@@ -389,58 +313,18 @@ class Warehouse:
         row written since (by an overlapping run) is never stamped. MySQL keeps whole seconds,
         so there a row written in that second is not stamped either.
         """
-        to_id = converter(layout.columns[0].kind, layout.dialect)
+        to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
         ids = [(value,) for value in {to_id(i) for i in present_ids} if value is not None]
         before = None
         if written_before is not None:
             if layout.dialect == "mysql":
                 written_before = written_before.replace(microsecond=0)
-            before = converter("datetime", layout.dialect)(written_before)
-        if connection is not None:
-            return self._mark_deleted(connection, layout, ids, before)
-        with self.engine.begin() as own:
-            return self._mark_deleted(own, layout, ids, before)
-
-    def _mark_deleted(
-        self, connection: sa.Connection, layout: TableLayout, ids: list[tuple[Any]], before: Any
-    ) -> DeleteCounts:
-        quote = connection.dialect.identifier_preparer
-        table = quote.format_table(layout.table)
-        id_col, deleted = quote.quote(layout.id_column), quote.quote(DELETED_AT)
-        id_type = layout.table.c[layout.id_column].type.compile(dialect=connection.dialect)
-        temporary = {"postgresql": "TEMP", "sqlite": "TEMP", "mysql": "TEMPORARY"}[
-            self.dialect_name
-        ]
-        # MySQL commits the open transaction on a DROP TABLE, but not on DROP TEMPORARY TABLE
-        drop = "DROP TEMPORARY TABLE" if self.dialect_name == "mysql" else "DROP TABLE"
-        connection.exec_driver_sql(f"{drop} IF EXISTS {_PRESENT}")
-        connection.exec_driver_sql(
-            f"CREATE {temporary} TABLE {_PRESENT} (id {id_type} PRIMARY KEY)"
-        )
-        if self.dialect_name == "postgresql":
-            raw = connection.connection.driver_connection
-            with raw.cursor() as cursor, cursor.copy(f"COPY {_PRESENT} (id) FROM STDIN") as copy:  # type: ignore[union-attr]
-                for row in ids:
-                    copy.write_row(row)
-        elif ids:
-            marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-            connection.exec_driver_sql(f"INSERT INTO {_PRESENT} (id) VALUES ({marker})", ids)
+            before = self.conversions.converter("datetime", layout.dialect)(written_before)
         now = synced_at_value(layout.dialect)
-        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        present = f"EXISTS (SELECT 1 FROM {_PRESENT} p WHERE p.id = {table}.{id_col})"
-        stale, stamps = "", [now]
-        if before is not None:  # (compared in the same statement: no row slips in between)
-            stale, stamps = f" AND {quote.quote(SYNCED_AT)} < {marker}", [now, before]
-        marked = connection.exec_driver_sql(
-            f"UPDATE {table} SET {deleted} = {marker} "
-            f"WHERE {deleted} IS NULL AND NOT {present}{stale}",
-            tuple(stamps),
-        ).rowcount
-        restored = connection.exec_driver_sql(
-            f"UPDATE {table} SET {deleted} = NULL WHERE {deleted} IS NOT NULL AND {present}"
-        ).rowcount
-        connection.exec_driver_sql(f"{drop} {_PRESENT}")
-        return DeleteCounts(marked, restored)
+        if connection is not None:
+            return self.writer.mark_deleted(connection, layout, ids, now=now, before=before)
+        with self.engine.begin() as own:
+            return self.writer.mark_deleted(own, layout, ids, now=now, before=before)
 
     # -- cursors --------------------------------------------------------------------------
 

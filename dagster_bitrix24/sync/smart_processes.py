@@ -14,11 +14,12 @@ only within a type, and every type has its own `ufCrm<N>_*` fields):
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
-from dagster_bitrix24.sync import EntitySync, SyncOptions, SyncResult
+from dagster_bitrix24.sync.entity import EntitySync
+from dagster_bitrix24.sync.options import SyncOptions, SyncResult
+from dagster_bitrix24.sync.protocol import ClientSource, WarehouseWriter
 
 #: The entity name of the all-smart-processes asset.
 SMART_PROCESSES = "crm.item"
@@ -41,7 +42,7 @@ async def smart_process_types(client: BitrixClient, *, invoices: bool = True) ->
     return sorted(found)
 
 
-def discover_smart_processes(*, bitrix24: Any, invoices: bool = True) -> list[str]:
+def discover_smart_processes(*, bitrix24: ClientSource, invoices: bool = True) -> list[str]:
     """Entity names (`crm.item.<id>`, `crm.smart_invoice`) of the portal's smart processes.
 
     Calls the portal now (use it at definition time only with the portal reachable)::
@@ -63,7 +64,7 @@ class SmartProcessesSync:
         self,
         *,
         client: BitrixClient,
-        warehouse: Any,
+        warehouse: WarehouseWriter,
         options: SyncOptions,
         exclude: Iterable[str] = (),
         write_lock: asyncio.Lock | None = None,

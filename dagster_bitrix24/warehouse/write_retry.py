@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from dagster_bitrix24.warehouse_errors import WarehouseWriteError
+from dagster_bitrix24.warehouse.errors import WarehouseWriteError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

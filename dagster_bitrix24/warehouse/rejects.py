@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_bitrix24.columns import fit_identifier
-from dagster_bitrix24.screening import Reject
+from dagster_bitrix24.warehouse.schema.columns import fit_identifier
+from dagster_bitrix24.warehouse.screening import Reject
 
 RAW_LIMIT = 1_000
 

@@ -1,8 +1,9 @@
-"""Issue #4 "Done when", on SQLite, PostgreSQL and MariaDB (the `clean_url` fixture).
+"""The incremental window and new portal fields, on SQLite, PostgreSQL and MariaDB (the
+`clean_url` fixture).
 
 The incremental window is exactly `change time >= cursor - lookback`, and a user field added
-on the portal becomes a column the materialisation reports. The other "Done when" checks run
-on the same three dialects elsewhere: the first full sync and the run after changes
+on the portal becomes a column the materialisation reports. The project's other end-to-end
+checks run on the same three dialects elsewhere: the first full sync and the run after changes
 (test_assets.py), the run killed half-way and the range backfill (test_sync.py).
 """
 

@@ -1,0 +1,97 @@
+"""The deal-contact link table: (deal_id, contact_id) -> sort, role_id, is_primary.
+
+Each deal's links are replaced in one transaction per page, as the multi-field child tables
+are; a full sync also drops the links of deals the portal no longer lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from dagster_bitrix24.warehouse.schema.columns import Dialect, sql_type
+from dagster_bitrix24.warehouse.schema.layout import SYNCED_AT
+
+LINK_COLUMNS = ("deal_id", "contact_id", "sort", "role_id", "is_primary")
+_DELETE_BATCH = 500
+
+
+def link_table(
+    metadata: sa.MetaData, name: str, dialect: Dialect, *, schema: str | None
+) -> sa.Table:
+    """The SQLAlchemy table of deal-contact links, keyed by (deal_id, contact_id)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("deal_id", sa.BigInteger, primary_key=True, autoincrement=False,
+                  comment="ID of the deal"),
+        sa.Column("contact_id", sa.BigInteger, primary_key=True, autoincrement=False,
+                  comment="ID of the linked contact"),
+        sa.Column("sort", sa.Integer, comment="SORT: position among the deal's contacts"),
+        sa.Column("role_id", sa.Integer, comment="ROLE_ID"),
+        sa.Column("is_primary", sa.Boolean, comment="IS_PRIMARY: the deal's main contact"),
+        sa.Column(SYNCED_AT, sql_type("datetime", dialect), comment="when this row was written"),
+        schema=schema,
+    )  # fmt: skip
+
+
+class LinkTable:
+    """One link table of one warehouse: replace a page's links, drop the gone deals'."""
+
+    def __init__(self, engine: sa.Engine, table: sa.Table, dialect: Dialect) -> None:
+        self.engine = engine
+        self.table = table
+        self.dialect = dialect
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def replace(self, deal_ids: Sequence[int], links: list[tuple[Any, ...]]) -> int:
+        """Delete the deals' links and insert `links` (`LINK_COLUMNS` tuples) in one
+        transaction; return the rows written."""
+        table = self.table
+        synced_at = datetime.now(UTC)
+        if self.dialect != "postgresql":  # naive UTC, as the writer stores it
+            synced_at = synced_at.replace(tzinfo=None)
+        with self.engine.begin() as connection:
+            for batch in _batches(deal_ids):
+                connection.execute(table.delete().where(table.c.deal_id.in_(batch)))
+            if links:
+                connection.execute(
+                    table.insert(),
+                    [dict(zip(LINK_COLUMNS, link, strict=True), **{SYNCED_AT: synced_at})
+                     for link in links],
+                )  # fmt: skip
+        return len(links)
+
+    def drop_missing(self, seen: set[int]) -> int:
+        """Delete the links of deals not in `seen`; return the rows removed."""
+        table = self.table
+        with self.engine.begin() as connection:
+            stored = {r[0] for r in connection.execute(sa.select(table.c.deal_id).distinct())}
+            removed = 0
+            for batch in _batches(sorted(stored - seen)):
+                removed += connection.execute(
+                    table.delete().where(table.c.deal_id.in_(batch))
+                ).rowcount
+        return removed
+
+    def row_count(self) -> int:
+        """Links stored now."""
+        with self.engine.connect() as connection:
+            query = sa.select(sa.func.count()).select_from(self.table)
+            return int(connection.execute(query).scalar_one())
+
+    def column_schema(self) -> list[tuple[str, str, str]]:
+        """(column, SQL type, description) of the link table."""
+        dialect = self.engine.dialect
+        return [(c.name, c.type.compile(dialect=dialect), c.comment or "") for c in self.table.c]
+
+
+def _batches(items: Sequence[Any] | Iterable[Any]) -> list[list[Any]]:
+    values = list(items)
+    return [values[i : i + _DELETE_BATCH] for i in range(0, len(values), _DELETE_BATCH)]
