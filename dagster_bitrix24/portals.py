@@ -33,6 +33,8 @@ from dagster import (
     EnvVar,
     define_asset_job,
 )
+from dagster.components import Model, Resolvable
+from pydantic import Field
 
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixParameterError
@@ -183,3 +185,39 @@ def _check_portals(portals: Sequence[Bitrix24Portal]) -> None:
                 f"portal {portal.name!r}: name the environment variable holding the webhook "
                 "URL (letters, digits, '_')",
             )
+
+
+class PortalModel(Model, Resolvable):
+    """One portal of the `dg` component's `portals` list."""
+
+    name: str = Field(description="Portal name: key prefix, pool, table prefix or schema.")
+    webhook_url_env: str = Field(description="Variable holding the portal's webhook URL.")
+    entities: list[str] = Field(description="Entities to sync: crm.deal, user, crm.item.128...")
+    plan: Literal["standard", "enterprise", "unlimited"] = Field(
+        default="standard", description="The portal's plan: its request limits."
+    )
+
+
+def component_portals_defs(component: Any) -> Definitions:
+    """What a `Bitrix24Component` with `portals` builds: `build_bitrix24_portals` over them,
+    with the component's warehouse, separation, table prefix, limiter, schedule and checks."""
+    limiter_url = component.limiter_url
+    if component.limiter_url_env:
+        limiter_url = EnvVar(component.limiter_url_env)
+    return build_bitrix24_portals(
+        [
+            Bitrix24Portal(
+                portal.name,
+                webhook_url_env=portal.webhook_url_env,
+                entities=portal.entities,
+                plan=portal.plan,
+            )
+            for portal in component.portals
+        ],
+        warehouse=component.warehouse_resource(),
+        separate_by=component.separate_by,
+        table_prefix=component.table_prefix,
+        limiter_url=limiter_url,
+        cron_schedule=component.schedule,
+        checks=component.checks,
+    )

@@ -156,3 +156,31 @@ def test_bad_portal_definitions_fail_before_anything_is_built(portals, options, 
             warehouse=SQLWarehouseResource(url="sqlite:///unused.sqlite"),
             **options,
         )
+
+
+COMPONENT_YAML = """
+portals:
+{portals}
+warehouse_url: {url}
+table_prefix: {prefix}
+schedule: "45 * * * *"
+"""
+
+
+def test_the_component_takes_a_list_of_portals(portals, tmp_path):
+    from dagster.components.testing.utils import component_defs
+
+    from dagster_bitrix24 import Bitrix24Component
+
+    listed = "\n".join(
+        f"  - {{name: {name}, webhook_url_env: TEST_{name.upper()}_WEBHOOK, plan: unlimited, "
+        f"entities: [crm.deal, crm.contact]}}"
+        for name in portals
+    )
+    url = f"sqlite:///{tmp_path / 'component.sqlite'}"
+    yaml = COMPONENT_YAML.format(portals=listed, url=url, prefix="cp_")
+    defs = component_defs(component=Bitrix24Component.resolve_from_yaml(yaml))
+    assert defs.resolve_schedule_def("bitrix24_portals_schedule").cron_schedule == "45 * * * *"
+    assert {f"bitrix24_{name}" for name in portals} <= set(defs.resources)
+    _run_all(defs)
+    _assert_each_portal_equal(url, portals, lambda name, t: f"cp_{name}_{t}")
