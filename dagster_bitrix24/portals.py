@@ -201,6 +201,10 @@ class PortalModel(Model, Resolvable):
 def component_portals_defs(component: Any) -> Definitions:
     """What a `Bitrix24Component` with `portals` builds: `build_bitrix24_portals` over them,
     with the component's warehouse, separation, table prefix, limiter, schedule and checks."""
+    if component.entities:
+        raise BitrixParameterError(
+            "entities", "with portals, list the entities of each portal in its entry"
+        )
     limiter_url = component.limiter_url
     if component.limiter_url_env:
         limiter_url = EnvVar(component.limiter_url_env)

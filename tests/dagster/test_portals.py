@@ -184,3 +184,18 @@ def test_the_component_takes_a_list_of_portals(portals, tmp_path):
     assert {f"bitrix24_{name}" for name in portals} <= set(defs.resources)
     _run_all(defs)
     _assert_each_portal_equal(url, portals, lambda name, t: f"cp_{name}_{t}")
+
+
+def test_the_component_refuses_top_level_entities_beside_portals(tmp_path):
+    from dagster.components.testing.utils import component_defs
+
+    from dagster_bitrix24 import Bitrix24Component
+
+    yaml = COMPONENT_YAML.format(
+        portals="  - {name: acme, webhook_url_env: ACME, entities: [crm.deal]}",
+        url=f"sqlite:///{tmp_path / 'w.sqlite'}",
+        prefix="cp_",
+    )
+    component = Bitrix24Component.resolve_from_yaml(yaml + "entities: [crm.deal]\n")
+    with pytest.raises(BitrixParameterError, match="entities of each portal"):
+        component_defs(component=component)
