@@ -149,6 +149,16 @@ class LimiterBackend(Protocol):
         """Store a method's operating-time record."""
         ...
 
+    async def reserve_operating(
+        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
+    ) -> float:
+        """One atomic step: reserve `seconds` of a method's operating time, starting no
+        earlier than `after_s` from now nor before the live reservations of every process
+        sharing this backend leave room for it under `limit_s`; it counts from its start
+        and expires `hold_s` later (a killed process's reservations lapse on their own).
+        Return the seconds from now until it starts."""
+        ...
+
 
 class InProcessLimiterBackend:
     """Limiter state in this process's memory (one event loop, no locking needed)."""
@@ -171,6 +181,12 @@ class InProcessLimiterBackend:
 
     async def put_budget(self, method: str, budget: MethodBudget) -> None:
         self._budgets[method] = budget
+
+    async def reserve_operating(
+        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
+    ) -> float:
+        """One process: the throttle's own commitments are the whole ledger already."""
+        return after_s
 
 
 class AdaptiveConcurrency:
@@ -385,6 +401,14 @@ class Throttle:
             await self.backend.put_budget(name, budget)
         # the portal charges each command when it ends (a batch runs its commands one after
         # another) and keeps the time for a window after that minute's first call
+        if cost > 0:  # every process sharing the backend: one atomic reservation
+            delay = await self.backend.reserve_operating(
+                name,
+                seconds=cost,
+                after_s=delay,
+                hold_s=cost + self._hold_s,
+                limit_s=limits.operating_budget_s * limits.operating_hard,
+            )
         entry = [now + delay + cost + self._hold_s, cost, 0.0, float(count)]
         self._spent.setdefault(name, []).append(entry)
         return delay, [entry]

@@ -11,6 +11,7 @@ from dagster_bitrix24.assets import (
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.component import Bitrix24Component
 from dagster_bitrix24.partitions import change_time_partitions
+from dagster_bitrix24.portals import Bitrix24Portal, build_bitrix24_portals
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
 from dagster_bitrix24.sync import EntitySync, SyncOptions, SyncResult
@@ -21,6 +22,7 @@ __all__ = [
     "ENTITIES",
     "Bitrix24Component",
     "Bitrix24EntityProps",
+    "Bitrix24Portal",
     "Bitrix24Resource",
     "Bitrix24SyncConfig",
     "DagsterBitrix24Translator",
@@ -33,6 +35,7 @@ __all__ = [
     "bitrix24_assets",
     "build_bitrix24_assets",
     "build_bitrix24_checks",
+    "build_bitrix24_portals",
     "build_bitrix24_schedule",
     "change_time_partitions",
     "crm_item",

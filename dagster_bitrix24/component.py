@@ -36,6 +36,7 @@ from bitrix_core.errors import BitrixParameterError
 from dagster_bitrix24.assets import build_bitrix24_assets, partitionable, resolve_entities
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.partitions import change_time_partitions
+from dagster_bitrix24.portals import PortalModel, component_portals_defs
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
 from dagster_bitrix24.sync import lookback_from_minutes
@@ -87,7 +88,17 @@ class Bitrix24Component(Component, Model, Resolvable):
         "default"
     )
     name: Annotated[str | None, _doc("Multi-asset name (default bitrix24_<portal>).")] = None
-    entities: Annotated[list[str], _doc("Entities to sync: crm.deal, user, crm.item.128...")]
+    entities: Annotated[
+        list[str], _doc("Entities to sync: crm.deal, user, crm.item.128... (one portal).")
+    ] = []
+    portals: Annotated[
+        list[PortalModel] | None,
+        _doc("Many portals instead of one: name, webhook_url_env, plan, entities each."),
+    ] = None
+    separate_by: Annotated[
+        Literal["table_prefix", "schema"],
+        _doc("With portals: tables <prefix><portal>_<entity>, or a schema per portal."),
+    ] = "table_prefix"
     webhook_url_env: Annotated[str, _doc("Variable holding the webhook URL.")] = (
         "BITRIX24_WEBHOOK_URL"
     )
@@ -128,6 +139,8 @@ class Bitrix24Component(Component, Model, Resolvable):
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         """The multi-asset(s), their checks, the resources and (optionally) a schedule."""
+        if self.portals:
+            return component_portals_defs(self)
         warehouse = self.warehouse_resource()
         assets = self.build_assets(warehouse)
         schedules = []

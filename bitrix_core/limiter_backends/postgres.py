@@ -5,17 +5,22 @@ Every step is one statement in its own transaction: the bucket step is an upsert
 on the row and never lose an update; it runs on the database server's clock
 (`clock_timestamp()`), so machines whose clocks disagree share one clock. A process killed
 mid-step leaves nothing held: PostgreSQL rolls back a dropped connection's transaction and
-releases its lock, and a reservation is only a moment in the bucket, which drains.
+releases its lock, a slot reservation is only a moment in the bucket, which drains, and an
+operating-time reservation is a row with its own expiry (deleted once past it). The
+operating-time step is one transaction under an advisory lock per portal and method.
 
-Tables (created if missing): `bitrix24_limiter_bucket(portal, tat)` and
-`bitrix24_limiter_budget(portal, method, <MethodBudget fields>)`.
+Tables (created if missing): `bitrix24_limiter_bucket(portal, tat)`,
+`bitrix24_limiter_budget(portal, method, <MethodBudget fields>)` and
+`bitrix24_limiter_operating(portal, method, expires_at, seconds)`.
 """
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import fields, replace
 from typing import Any
 
+from bitrix_core.limiter_backends.operating import reservation_start
 from bitrix_core.store_urls import psycopg_conninfo, redact_store_url
 from bitrix_core.throttle import MethodBudget
 
@@ -34,6 +39,7 @@ class PostgresLimiterBackend:
         self.portal = portal
         self._bucket = f"{table_prefix}bucket"
         self._budget = f"{table_prefix}budget"
+        self._operating = f"{table_prefix}operating"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._connection: Any = None  # psycopg.AsyncConnection of `_loop`
@@ -42,21 +48,29 @@ class PostgresLimiterBackend:
         return f"PostgresLimiterBackend({redact_store_url(self._url)!r}, portal={self.portal!r})"
 
     async def _execute(self, sql: str, params: tuple) -> Any:
-        """Run one statement in its own (autocommit) transaction; the first row, if any.
-        A dropped connection (a database restart) is replaced once."""
+        """Run one statement in its own (autocommit) transaction; the first row, if any."""
+
+        async def work(connection: Any) -> Any:
+            cursor = await connection.execute(sql, params)
+            return await cursor.fetchone() if cursor.description else None
+
+        return await self._run(work)
+
+    async def _run(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`await work(connection)` on this process's connection, one at a time. A dropped
+        connection (a database restart) is replaced once."""
         import psycopg
 
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new event loop: its own connection
             self._loop, self._lock, self._connection = loop, asyncio.Lock(), None
         assert self._lock is not None
-        async with self._lock:  # one statement at a time on this process's connection
+        async with self._lock:  # one step at a time on this process's connection
             for attempt in (1, 2):
                 if self._connection is None or self._connection.closed:
                     self._connection = await self._connect()
                 try:
-                    cursor = await self._connection.execute(sql, params)
-                    return await cursor.fetchone() if cursor.description else None
+                    return await work(self._connection)
                 except psycopg.OperationalError:
                     if attempt == 2 or not self._connection.closed:
                         raise
@@ -77,6 +91,11 @@ class PostgresLimiterBackend:
             "(portal text PRIMARY KEY, tat double precision NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self._budget} "
             f"(portal text NOT NULL, method text NOT NULL, {columns}, PRIMARY KEY (portal, method))",
+            f"CREATE TABLE IF NOT EXISTS {self._operating} (portal text NOT NULL, "
+            "method text NOT NULL, expires_at double precision NOT NULL, "
+            "seconds double precision NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {self._operating}_live "
+            f"ON {self._operating} (portal, method, expires_at)",
         ):
             try:
                 await connection.execute(statement)
@@ -132,6 +151,46 @@ class PostgresLimiterBackend:
             f"ON CONFLICT (portal, method) DO UPDATE SET {updates}",
             (self.portal, method, *(getattr(stored, name) for name in _BUDGET_FIELDS)),
         )
+
+    async def reserve_operating(
+        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
+    ) -> float:
+        """Reserve operating time against every process's live reservations: one
+        transaction under an advisory lock per portal and method, on the database clock
+        (expired reservations are deleted); the seconds until it starts."""
+        key = (self.portal, method)
+
+        async def work(connection: Any) -> float:
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (f"{self._operating}:{self.portal}:{method}",),
+                )
+                cursor = await connection.execute(
+                    f"WITH gone AS (DELETE FROM {self._operating} WHERE portal = %s "
+                    f"AND method = %s AND expires_at <= {_NOW}) SELECT {_NOW}",
+                    key,
+                )
+                (now,) = await cursor.fetchone()
+                cursor = await connection.execute(
+                    f"SELECT expires_at, seconds FROM {self._operating} "
+                    "WHERE portal = %s AND method = %s AND expires_at > %s",
+                    (*key, now + after_s),
+                )
+                start = reservation_start(
+                    await cursor.fetchall(),
+                    earliest=now + after_s,
+                    seconds=seconds,
+                    limit_s=limit_s,
+                )
+                await connection.execute(
+                    f"INSERT INTO {self._operating} (portal, method, expires_at, seconds) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (*key, start + hold_s, seconds),
+                )
+            return float(start - now)
+
+        return await self._run(work)
 
     async def aclose(self) -> None:
         """Close this process's connection."""

@@ -7,12 +7,15 @@ wall clock (as in the SQLite backend). Every key expires: the bucket key when th
 has drained (a process killed after reserving slots holds nothing past them), a budget
 key `budget_ttl_s` after its last reset or block, so a dead process leaves nothing behind.
 
-Keys: `<prefix>:<portal>:bucket` (the GCRA "theoretical arrival time") and
-`<prefix>:<portal>:budget:<method>` (a hash of the `MethodBudget` fields).
+Keys: `<prefix>:<portal>:bucket` (the GCRA "theoretical arrival time"),
+`<prefix>:<portal>:budget:<method>` (a hash of the `MethodBudget` fields) and
+`<prefix>:<portal>:operating:<method>` (operating-time reservations: a sorted set scored
+by expiry, trimmed at each step, the key expiring with its last reservation).
 """
 
 import asyncio
 import time
+import uuid
 from dataclasses import fields
 from typing import Any
 
@@ -62,6 +65,33 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+#: Reserve operating time (see limiter_backends/operating.py, the same steps): a sorted set
+#: of reservations scored by expiry, members "<seconds>:<id>", on the Redis clock. ARGV:
+#: seconds, after_s, hold_s, limit_s, id. Returns the seconds until the reservation starts.
+_OPERATING_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local seconds, after, hold, limit = tonumber(ARGV[1]), tonumber(ARGV[2]),
+  tonumber(ARGV[3]), tonumber(ARGV[4])
+local start = now + after
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now))
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.6f', start),
+  '+inf', 'WITHSCORES')
+local used = 0
+for i = 1, #live, 2 do used = used + tonumber(string.match(live[i], '^[^:]+')) end
+local i = 1
+while used + seconds > limit and i <= #live do
+  used = used - tonumber(string.match(live[i], '^[^:]+'))
+  start = math.max(start, tonumber(live[i + 1]))
+  i = i + 2
+end
+redis.call('ZADD', KEYS[1], string.format('%.6f', start + hold),
+  string.format('%.6f', seconds) .. ':' .. ARGV[5])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + 1000)
+return string.format('%.6f', start - now)
+"""
+
 
 class RedisLimiterBackend:
     """Leaky-bucket and operating-budget state for one portal, shared through Redis."""
@@ -81,7 +111,7 @@ class RedisLimiterBackend:
         self.prefix = prefix
         self.budget_ttl_s = budget_ttl_s
         self._clients: dict[
-            int, tuple[Any, Any, Any]
+            int, tuple[Any, Any, Any, Any]
         ] = {}  # one client per event loop (a loop owns sockets)
 
     def __repr__(self) -> str:
@@ -94,8 +124,12 @@ class RedisLimiterBackend:
     def budget_key(self, method: str) -> str:
         return f"{self.prefix}:{self.portal}:budget:{method}"
 
-    def _client(self) -> tuple[Any, Any, Any]:
-        """(client, bucket script, put-budget script) for the running event loop."""
+    def operating_key(self, method: str) -> str:
+        return f"{self.prefix}:{self.portal}:operating:{method}"
+
+    def _client(self) -> tuple[Any, Any, Any, Any]:
+        """(client, bucket script, put-budget script, operating script) for the running
+        event loop."""
         import redis.asyncio as aioredis
 
         loop = id(asyncio.get_running_loop())
@@ -106,18 +140,19 @@ class RedisLimiterBackend:
                 client,
                 client.register_script(_BUCKET_SCRIPT),
                 client.register_script(_PUT_BUDGET_SCRIPT),
+                client.register_script(_OPERATING_SCRIPT),
             )
         return self._clients[loop]
 
     async def take_slot(self, *, now: float, interval_s: float, burst: int) -> float:
         """Reserve the next slot (GCRA, on the Redis clock); the seconds to wait."""
-        _, bucket, _ = self._client()
+        bucket = self._client()[1]
         wait = await bucket(keys=[self.bucket_key], args=[interval_s, burst, 0])
         return float(wait)
 
     async def fill_bucket(self, *, now: float, interval_s: float, burst: int) -> None:
         """Hold the bucket `burst` slots full: the portal answered 503 QUERY_LIMIT_EXCEEDED."""
-        _, bucket, _ = self._client()
+        bucket = self._client()[1]
         await bucket(keys=[self.bucket_key], args=[interval_s, burst, 1])
 
     async def get_budget(self, method: str) -> MethodBudget | None:
@@ -151,8 +186,20 @@ class RedisLimiterBackend:
         ttl_ms = int((max(0.0, latest - time.time()) + self.budget_ttl_s) * 1000)
         await self._client()[2](keys=[self.budget_key(method)], args=[ttl_ms, *pairs])
 
+    async def reserve_operating(
+        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
+    ) -> float:
+        """Reserve operating time against every process's live reservations (one Lua step
+        on the Redis clock; the key expires with its last reservation); the seconds until
+        it starts."""
+        wait = await self._client()[3](
+            keys=[self.operating_key(method)],
+            args=[seconds, after_s, hold_s, limit_s, uuid.uuid4().hex],
+        )
+        return float(wait)
+
     async def aclose(self) -> None:
         """Close this process's connections."""
-        for client, _, _ in self._clients.values():
+        for client, *_ in self._clients.values():
             await client.aclose()
         self._clients.clear()

@@ -1,7 +1,9 @@
 """A limiter backend in a SQLite file, so processes of one machine share one portal's bucket.
 
 Implements the engine's `LimiterBackend` protocol (`bitrix_core.throttle`). Every step is one
-`BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock. Times
+`BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock; a
+process killed mid-step leaves its transaction rolled back, and an operating-time
+reservation is deleted once it has expired. Times
 are stored on the wall clock (the engine hands in its monotonic clock; the offset between
 the two is taken at each call), so processes started at different times agree.
 
@@ -18,6 +20,7 @@ from contextlib import closing
 from dataclasses import fields, replace
 from pathlib import Path
 
+from bitrix_core.limiter_backends.operating import reservation_start
 from bitrix_core.throttle import MethodBudget
 
 _TIME_FIELDS = ("reset_at", "server_now", "blocked_until", "next_at")
@@ -31,6 +34,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS limiter_budget (portal TEXT NOT NULL, method TEXT NOT NULL, "
     + ", ".join(f"{name} REAL NOT NULL" for name in _BUDGET_FIELDS)
     + ", PRIMARY KEY (portal, method))",
+    "CREATE TABLE IF NOT EXISTS limiter_operating (portal TEXT NOT NULL, method TEXT NOT NULL, "
+    "expires_at REAL NOT NULL, seconds REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS limiter_operating_live "
+    "ON limiter_operating (portal, method, expires_at)",
 )
 
 
@@ -146,6 +153,37 @@ class SqliteLimiterBackend:
             )
 
         await asyncio.to_thread(self._transaction, work)
+
+    async def reserve_operating(
+        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
+    ) -> float:
+        """Reserve operating time against every process's live reservations (one
+        transaction, wall clock; expired ones are deleted); the seconds until it starts."""
+
+        def work(connection: sqlite3.Connection) -> float:
+            now = time.time()
+            key = (self.portal, method)
+            connection.execute(
+                "DELETE FROM limiter_operating WHERE portal = ? AND method = ? "
+                "AND expires_at <= ?",
+                (*key, now),
+            )
+            live = connection.execute(
+                "SELECT expires_at, seconds FROM limiter_operating "
+                "WHERE portal = ? AND method = ? AND expires_at > ?",
+                (*key, now + after_s),
+            ).fetchall()
+            start = reservation_start(
+                live, earliest=now + after_s, seconds=seconds, limit_s=limit_s
+            )
+            connection.execute(
+                "INSERT INTO limiter_operating (portal, method, expires_at, seconds) "
+                "VALUES (?, ?, ?, ?)",
+                (*key, start + hold_s, seconds),
+            )
+            return start - now
+
+        return await asyncio.to_thread(self._transaction, work)
 
     def _store_tat(self, connection: sqlite3.Connection, tat: float) -> None:
         connection.execute(

@@ -10,6 +10,7 @@
 - `bitrix24_hourly` schedule: every hour, re-sync the changes of yesterday and today, the
   directory and the funnel.
 - resources: your portal (`BITRIX24_WEBHOOK_URL`) or the demo portal, and the warehouse.
+- executor: Dagster's default, or Celery workers with `BITRIX24_EXECUTOR=celery` (executor.py).
 """
 
 from pathlib import Path
@@ -23,6 +24,7 @@ from dagster import (
 )
 
 from bitrix24_example.analytics import sales_funnel
+from bitrix24_example.executor import executor_from_env
 from bitrix24_example.resources import bitrix24_resource, data_dir, warehouse_resource
 from dagster_bitrix24 import build_bitrix24_schedule
 
@@ -67,5 +69,6 @@ defs = Definitions.merge(
         assets=[sales_funnel],
         schedules=[bitrix24_hourly],
         resources={"bitrix24": bitrix24_resource(_folder), "warehouse": warehouse},
+        executor=executor_from_env(),  # BITRIX24_EXECUTOR=celery: steps on Celery workers
     ),
 )
