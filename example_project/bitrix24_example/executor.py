@@ -21,7 +21,12 @@ def executor_from_env() -> ExecutorDefinition | None:
     if not kind:
         return None
     if kind == "celery":
-        from dagster_celery import celery_executor
+        try:
+            from dagster_celery import celery_executor
+        except ModuleNotFoundError:
+            raise BitrixParameterError(
+                "BITRIX24_EXECUTOR", "celery needs pip install 'bitrix24-example[celery]'"
+            ) from None
 
         broker = {"env": "CELERY_BROKER_URL"}
         return celery_executor.configured({"broker": broker, "backend": broker})
