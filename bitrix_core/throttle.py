@@ -25,6 +25,10 @@ from bitrix_core.backoff import QueryLimitBackoff
 logger = logging.getLogger("bitrix_core")
 
 Clock = Callable[[], float]
+UNKNOWN_COMMANDS = 24
+"""Commands in a batch of a method whose cost is not known yet (its first): priced at 2.5 s
+each, above the dearest list page measured (tasks.task.list, 0.9-1.6 s:
+../shared/bitrix24-api.md), they end well within the portal's 60 s request cap."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -42,6 +46,9 @@ class Limits:
         the budget too) / sending stops; the client prices what it commits at a method's
         dearest recent call, so 3% is left for cost it could not foresee;
     max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx);
+    request_timeout_s: the portal's cap on one request's processing (b24restdocs
+        settings/performance/limits.md: "one REST request must finish within 60 seconds";
+        past it the answer is 500 INTERNAL_SERVER_ERROR): batches are sized well under it;
     query_limit_patience_s: how long a streak of 503 QUERY_LIMIT_EXCEEDED answers (a bucket
         kept full, e.g. by other applications on the portal) is waited out with exponential
         backoff before the request fails.
@@ -59,6 +66,7 @@ class Limits:
     operating_soft: float = 0.7
     operating_hard: float = 0.97
     query_limit_patience_s: float = 300.0
+    request_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.bucket_size < 1:
@@ -73,6 +81,8 @@ class Limits:
             raise ValueError("margin_slots and jitter_s must not be negative")
         if self.query_limit_patience_s < 0:
             raise ValueError("query_limit_patience_s must not be negative")
+        if self.request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be positive")
 
     @classmethod
     def for_plan(cls, plan: str) -> Limits:
@@ -104,6 +114,7 @@ class Limits:
             operating_window_s=self.operating_window_s * factor,
             basket_s=self.basket_s * factor,
             query_limit_patience_s=self.query_limit_patience_s * factor,
+            request_timeout_s=self.request_timeout_s * factor,
         )
 
     @property
@@ -261,12 +272,43 @@ class Throttle:
     def commands_per_request(self, method: str, most: int) -> int:
         """How many commands of `method` one batch should hold (at most `most`): as many as
         run in a sixth of a basket (10 s on the portal's clock; a batch runs its commands
-        one after another), so an expensive method's time is committed and freed in small
-        steps and a request stays well under the portal's 60 s."""
+        one after another) and in a quarter of the request cap, so an expensive method's
+        time is committed and freed in small steps and a request stays well under the
+        portal's 60 s. A method whose cost is not known yet: `UNKNOWN_COMMANDS`."""
         cost = self._costs.get(method.lower(), 0.0)
         if cost <= 0:
-            return most
-        return max(1, min(most, int(self.limits.basket_s / 6 / cost)))
+            return min(most, UNKNOWN_COMMANDS)
+        per_request = min(self.limits.basket_s / 6, self.limits.request_timeout_s / 4)
+        return max(1, min(most, int(per_request / cost)))
+
+    def on_request_cut(self, method_names: Iterable[str], elapsed_s: float) -> bool:
+        """A request answered 5xx after `elapsed_s`: if that is the portal's request cap, its
+        commands (run one after another) took at least that long, so each is priced at no
+        less than its share of it and the next batches are sized from that. True when it
+        was the cap (resending the same request would be cut again)."""
+        names = [name.lower() for name in method_names]
+        if not names or elapsed_s < 0.9 * self.limits.request_timeout_s:
+            return False
+        share = elapsed_s / len(names)
+        for name in set(names):
+            self._price(name, max(share, self._costs.get(name, 0.0)))
+        logger.warning(
+            "a request of %d commands was cut after %.3g s (the portal's cap); %s priced at "
+            ">= %.3g s a command",
+            len(names),
+            elapsed_s,
+            ", ".join(sorted(set(names))),
+            share,
+        )
+        return True
+
+    def _price(self, name: str, price: float) -> None:
+        """Set what commitments of `name` are priced at (commitments made before its cost
+        was known included)."""
+        self._costs[name] = price
+        for entry in self._spent.get(name, []):
+            if entry[1] == 0 and not entry[2]:  # sent before the cost was known
+                entry[1] = price * entry[3]
 
     def slot_wait(self) -> float:
         """Seconds until the next bucket slot is free, as far as this process knows (a hint:
@@ -326,6 +368,11 @@ class Throttle:
                 await asyncio.wait_for(probe.wait(), timeout=self.limits.basket_s)
             waited += max(0.0, self._clock() - started)
         return waited
+
+    def probing(self, method: str) -> bool:
+        """True while the first request of `method` is out and its cost still unknown."""
+        name = method.lower()
+        return name in self._probes and name not in self._seen
 
     def _learnt(self, name: str) -> None:
         """The portal answered for `name`: its batches need not wait for a probe."""
@@ -421,6 +468,11 @@ class Throttle:
         """Feed a `time` block: operating seconds used and reset time, on the server's clock."""
         name = method.lower()
         self._learnt(name)
+        if processing is not None:
+            # what commitments are priced at: up at once with a dearer call (a page that
+            # also COUNTs), back down by a tenth per call, so a burst is never underpriced
+            peak = self._costs.get(name, processing)
+            self._price(name, max(float(processing), 0.9 * peak + 0.1 * float(processing)))
         if server_now is None:
             return
         now = self._clock()
@@ -433,13 +485,6 @@ class Throttle:
         cost = budget.cost_s if budget else 0.0
         if processing is not None:
             cost = processing if cost == 0 else 0.8 * cost + 0.2 * processing
-            # what commitments are priced at: up at once with a dearer call (a page that
-            # also COUNTs), back down by a tenth per call, so a burst is never underpriced
-            peak = self._costs.get(name, processing)
-            self._costs[name] = max(float(processing), 0.9 * peak + 0.1 * float(processing))
-            for entry in self._spent.get(name, []):
-                if entry[1] == 0 and not entry[2]:  # sent before the cost was known
-                    entry[1] = self._costs[name] * entry[3]
         fresh = MethodBudget(
             operating=float(operating),
             reset_at=now + (float(reset_at) - server_now),
