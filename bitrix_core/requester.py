@@ -114,6 +114,7 @@ class Requester:
                     _count_request(sinks, method, waited)
                     sent_at = time.monotonic()
                     envelope = await self._post(method, params)
+                    self.throttle.observe_request(time.monotonic() - sent_at)
             except BitrixAuthError as error:
                 if renewed or self._renew is None or not await self._renew(error):
                     raise

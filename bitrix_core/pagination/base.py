@@ -66,6 +66,10 @@ class LinkedRunner(Runner, Protocol):
         """How many commands of `method` one batch holds (fewer for expensive methods)."""
         ...
 
+    def slots_per_batch(self, method: str) -> float:
+        """Bucket slots that drain while a full batch of `method` runs (0: cost unknown)."""
+        ...
+
     async def wait_backlog_below(self, limit: int) -> None:
         """Return once fewer than `limit` commands are queued."""
         ...

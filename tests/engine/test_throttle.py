@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from bitrix_core.throttle import AdaptiveConcurrency, InProcessLimiterBackend, Limits, Throttle
+from bitrix_core.concurrency import AdaptiveConcurrency
+from bitrix_core.throttle import InProcessLimiterBackend, Limits, Throttle
 
 
 class FakeTime:
@@ -158,3 +159,22 @@ async def test_adaptive_concurrency_aimd():
     await asyncio.gather(*(worker() for _ in range(10)))
     assert peak == 2
     assert gate.in_flight == 0
+
+
+def test_slow_requests_raise_the_concurrency_ceiling_to_keep_the_bucket_busy():
+    # standard plan: 48 requests at once, 2 per s. Batches of 50 pages of 68 ms take 3.4 s:
+    # 16 in flight would send the burst in three waves; 48 + 2 x 3.4 keep the bucket busy
+    throttle = Throttle(Limits.for_plan("standard"))
+    throttle.observe_request(0.3)
+    assert throttle.concurrency_ceiling == 49  # quick requests: the burst at once
+    throttle.observe_request(3.4)
+    assert throttle.concurrency_ceiling == throttle.concurrency_limit == 48 + 7
+    throttle.on_overload()
+    assert throttle.concurrency_limit == 27  # still halved on overload
+    for _ in range(40):
+        throttle.observe_request(0.01)  # back down, a tenth per request
+    assert throttle.concurrency_ceiling == 49
+    slow = Throttle(Limits.for_plan("standard"))
+    slow.observe_request(600.0)
+    assert slow.concurrency_ceiling == 4 * 16  # bounded
+    assert Throttle(Limits.for_plan("standard")).concurrency_ceiling == 16  # before any answer
