@@ -96,9 +96,10 @@ class Batcher:
         and while batches that failed whole have shrunk the batch size)."""
         return self._requester.throttle.commands_per_request(method, self.batch_size)
 
-    def slots_per_batch(self, method: str) -> float:
-        """Bucket slots that drain while a full batch of `method` runs (0: cost unknown)."""
-        return self._requester.throttle.slots_per_batch(method, self.max_batch)
+    def slots_per_batch(self, method: str, commands: int) -> float:
+        """Bucket slots that drain while a full batch of `method` runs, when the bucket is
+        what limits `commands` of it (0: cost unknown, or the operating budget limits)."""
+        return self._requester.throttle.slots_per_batch(method, self.max_batch, commands)
 
     def room(self) -> int:
         """Requests that could go now without waiting for the bucket, after those queued."""

@@ -36,9 +36,10 @@ class AdaptiveConcurrency:
         self.limit = max(1.0, self.limit / 2)
 
     def set_maximum(self, maximum: int) -> None:
-        """Move the ceiling; the limit moves by as much (growing by 1/limit per success, it
-        would take a thousand requests to follow a ceiling that rose from 16 to 48). Waiters
-        see a raised limit when the next slot is released."""
+        """Move the ceiling. A raised one lifts the limit by as much (growing by 1/limit per
+        success, it would take a thousand requests to follow a ceiling that rose from 16 to
+        48); a lowered one caps it. Waiters see a raised limit when a slot is released."""
         maximum = max(1, maximum)
-        self.limit = max(1.0, min(float(maximum), self.limit + (maximum - self.maximum)))
+        raised = self.limit + max(0, maximum - self.maximum)
+        self.limit = max(1.0, min(float(maximum), raised))
         self.maximum = maximum

@@ -215,6 +215,7 @@ class Throttle:
         self._skew: float | None = None  # local clock minus server clock
         self._concurrency = AdaptiveConcurrency(limits.max_concurrency)
         self._request_s = 0.0  # the dearest recent request's time (see observe_request)
+        self._budget_bound_until = 0.0  # a window after the last wait for a budget
         self._tat_hint = 0.0  # this process's view of the bucket (GCRA), for slot_wait()
         self._backoff = QueryLimitBackoff(limits)
         # Operating time this process has committed per method: (moment it stops counting
@@ -262,10 +263,14 @@ class Throttle:
         per_request = min(self.limits.basket_s / 6, self.limits.request_timeout_s / 4)
         return max(1, min(most, int(per_request / cost)))
 
-    def slots_per_batch(self, method: str, most: int) -> float:
+    def slots_per_batch(self, method: str, most: int, commands: int) -> float:
         """Bucket slots that drain while a full batch of `method` (at most `most` commands)
-        runs: what waiting for one costs when the bucket is what limits (0: cost unknown)."""
+        runs: what waiting for one costs while the bucket is what limits `commands` of it.
+        0 when its cost is unknown, or when they need more than one operating budget (the
+        budget, not the bucket, then limits them)."""
         cost = self._costs.get(method.lower(), 0.0)
+        if cost * commands > self.limits.operating_budget_s * self.limits.operating_hard:
+            return 0.0
         return cost * self.commands_per_request(method, most) * self.limits.drain_per_s
 
     def on_request_cut(self, method_names: Iterable[str], elapsed_s: float) -> bool:
@@ -320,6 +325,7 @@ class Throttle:
         waited += await self._await_probes(counts)
         delay, committed = await self._operating_delay(counts)
         if delay > 0:
+            self._budget_bound_until = self._clock() + delay + self.limits.operating_window_s
             await self._sleep(delay)
             waited += delay
         now, interval = self._clock(), 1.0 / self.limits.drain_per_s
@@ -541,10 +547,16 @@ class Throttle:
         """A request took `seconds` from sending to its answer. The in-flight ceiling follows
         the dearest recent request (down by a tenth per request): enough in flight to keep
         the bucket busy, what it takes at once plus what it drains meanwhile (burst + drain x
-        seconds), from `max_concurrency` up to 4x it. (Batches of 50 pages of 68 ms take
-        3.4 s: 16 in flight sent a standard plan's burst in three waves.)"""
+        seconds), from `max_concurrency` up to 4x it; `max_concurrency` for a window after
+        waiting for an operating budget. (Batches of 50 pages of 68 ms take 3.4 s: 16 in
+        flight sent a standard plan's burst in three waves.)"""
         self._request_s = max(seconds, 0.9 * self._request_s + 0.1 * seconds)
         floor = self.limits.max_concurrency
+        if self._clock() < self._budget_bound_until:
+            # an operating budget, not the bucket, limits now: pacing sets what is in
+            # flight, and more at once only blurs when the portal charges their time
+            self._concurrency.set_maximum(floor)
+            return
         wanted = self.burst + math.ceil(self.limits.drain_per_s * self._request_s)
         self._concurrency.set_maximum(max(floor, min(4 * floor, wanted)))
 

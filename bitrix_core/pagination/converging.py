@@ -252,7 +252,7 @@ class _Walk:
             if pages <= self._room() * MAX_BATCH * 0.9:  # the bucket takes it all at once:
                 count = math.ceil(pages / (2 * _SCOUT_PAGES))  # gaps one scout round covers
             else:
-                gap_pages, max_gaps = self._gap_pages()
+                gap_pages, max_gaps = self._gap_pages(math.ceil(pages))
                 count = min(max_gaps, math.ceil(pages / gap_pages))
         elif gap.remaining is not None and len(self.live) < 2 * self.max_gaps:
             pages = gap.remaining / PAGE_SIZE
@@ -269,11 +269,13 @@ class _Walk:
         self.live.update(parts)
         return parts
 
-    def _gap_pages(self) -> tuple[int, int]:
-        """Pages per gap and the most gaps when the bucket cannot take everything at once:
+    def _gap_pages(self, pages: int) -> tuple[int, int]:
+        """Pages per gap and the most gaps when the bucket cannot take all `pages` at once:
         `gap_pages` (few wide gaps, few extra commands), but with slow batches (expensive
-        pages) gaps each finished in two rounds after the scout, as many as that takes."""
-        slots = self.grouped.slots_per_batch(self.spec.list_method) if self.grouped else 0.0
+        pages, the bucket still what limits) gaps each finished in two rounds after the
+        scout, as many as that takes."""
+        method = self.spec.list_method
+        slots = self.grouped.slots_per_batch(method, pages) if self.grouped else 0.0
         if slots <= _SLOW_BATCH_SLOTS or self.gap_pages <= _TWO_ROUND_PAGES:
             return self.gap_pages, self.max_gaps
         return _TWO_ROUND_PAGES, math.ceil(self.max_gaps * self.gap_pages / _TWO_ROUND_PAGES)

@@ -178,3 +178,24 @@ def test_slow_requests_raise_the_concurrency_ceiling_to_keep_the_bucket_busy():
     slow.observe_request(600.0)
     assert slow.concurrency_ceiling == 4 * 16  # bounded
     assert Throttle(Limits.for_plan("standard")).concurrency_ceiling == 16  # before any answer
+
+
+def test_a_lowered_concurrency_ceiling_caps_the_limit_without_cutting_it_further():
+    gate = AdaptiveConcurrency(64)
+    gate.on_overload()  # 32
+    gate.set_maximum(16)
+    assert (gate.maximum, gate.limit) == (16, 16.0)
+    gate.set_maximum(48)  # raised: the limit follows by as much
+    assert gate.limit == 48.0
+
+
+async def test_slots_per_batch_tell_a_slow_batch_while_the_bucket_limits():
+    throttle = Throttle(Limits.for_plan("standard"))
+    assert throttle.slots_per_batch("crm.item.list", 50, 4000) == 0.0  # cost unknown
+    await throttle.record_time("crm.item.list", 1.0, None, None, processing=0.068)
+    # a batch of 50 pages of 68 ms: 3.4 s, 6.8 slots of a bucket draining 2 per s
+    assert throttle.slots_per_batch("crm.item.list", 50, 4000) == pytest.approx(6.8)
+    await throttle.record_time("tasks.task.list", 1.0, None, None, processing=1.25)
+    # 4000 task pages need ten operating budgets: the budget, not the bucket, limits
+    assert throttle.slots_per_batch("tasks.task.list", 50, 4000) == 0.0
+    assert throttle.slots_per_batch("tasks.task.list", 50, 100) == pytest.approx(16.0)
