@@ -198,4 +198,5 @@ async def test_slots_per_batch_tell_a_slow_batch_while_the_bucket_limits():
     await throttle.record_time("tasks.task.list", 1.0, None, None, processing=1.25)
     # 4000 task pages need ten operating budgets: the budget, not the bucket, limits
     assert throttle.slots_per_batch("tasks.task.list", 50, 4000) == 0.0
-    assert throttle.slots_per_batch("tasks.task.list", 50, 100) == pytest.approx(16.0)
+    # (8 pages a batch: 10 s, 20 slots)
+    assert throttle.slots_per_batch("tasks.task.list", 50, 100) == pytest.approx(20.0)
