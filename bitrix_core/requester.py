@@ -110,10 +110,14 @@ class Requester:
                 # The bucket slot is taken inside the concurrency slot, right before sending:
                 # a wait after reserving would let requests bunch up past their slot times.
                 async with self.throttle.concurrency():
-                    waited = await self.throttle.reserve(methods, on_slot=on_slot)
+                    held: list[list[float]] = []
+                    waited = await self.throttle.reserve(methods, on_slot=on_slot, held=held)
                     _count_request(sinks, method, waited)
                     sent_at = time.monotonic()
-                    envelope = await self._post(method, params)
+                    try:
+                        envelope = await self._post(method, params)
+                    finally:
+                        self.throttle.answered(held)
                     self.throttle.observe_request(time.monotonic() - sent_at)
             except BitrixAuthError as error:
                 if renewed or self._renew is None or not await self._renew(error):

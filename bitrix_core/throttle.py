@@ -316,14 +316,21 @@ class Throttle:
         return max(0, math.floor(self.burst - used))
 
     async def reserve(
-        self, method_names: Iterable[str], *, on_slot: Callable[[], None] | None = None
+        self,
+        method_names: Iterable[str],
+        *,
+        on_slot: Callable[[], None] | None = None,
+        held: list[list[float]] | None = None,
     ) -> float:
         """Wait for the methods' operating budgets, then reserve a bucket slot (`on_slot` is
-        called once it is reserved, before waiting for it); return the seconds waited."""
+        called once it is reserved, before waiting for it); return the seconds waited.
+        `held` receives the operating time committed for the request (see `answered`)."""
         waited = 0.0
         counts = Counter(name.lower() for name in method_names)
         waited += await self._await_probes(counts)
         delay, committed = await self._operating_delay(counts)
+        if held is not None:
+            held.extend(committed)
         if delay > 0:
             self._budget_bound_until = self._clock() + delay + self.limits.operating_window_s
             await self._sleep(delay)
@@ -341,6 +348,14 @@ class Throttle:
             await self._sleep(slot_delay)
             waited += slot_delay
         return waited
+
+    def answered(self, held: Iterable[list[float]]) -> None:
+        """The request that committed `held` was answered now: its commands ended by now, so
+        the portal keeps their time no longer than a window from now (an answer later than
+        its commands' cost, e.g. a loaded portal, pushes their release back)."""
+        until = self._clock() + self._hold_s
+        for entry in held:
+            entry[0] = max(entry[0], until)
 
     async def _await_probes(self, counts: Counter[str]) -> float:
         """A method never answered yet has an unknown cost: the first request learns it (its
