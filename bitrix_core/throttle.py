@@ -356,6 +356,7 @@ class Throttle:
         until = self._clock() + self._hold_s
         for entry in held:
             entry[0] = max(entry[0], until)
+        self._end_probes()  # (an error answer too: batches waiting for it need not wait on)
 
     async def _await_probes(self, counts: Counter[str]) -> float:
         """A method never answered yet has an unknown cost: the first request learns it (its

@@ -5,11 +5,13 @@ INTERNAL_SERVER_ERROR), and a request cut there is not resent as it was.
 tasks.task.list pages cost 1.25 s each under the calibrated costs: 48 of them in one batch
 pass the cap. Over real HTTP against the emulator on a fast time scale."""
 
+import contextlib
 import time
 
 from bitrix_core import BitrixClient, Limits
 from bitrix_core.emulator import EmulatedPortal, Plan
 from bitrix_core.emulator.sizes import PortalSizes
+from bitrix_core.errors import BitrixError
 
 SCALE = 0.01
 LIMITS = Limits.for_plan("standard").scaled(SCALE)
@@ -61,3 +63,21 @@ async def test_a_request_cut_at_the_cap_is_not_resent_as_it_was():
     assert not [r for r in results if isinstance(r, BaseException)]
     assert total.status_500 == 1
     assert [len(r["tasks"]) for r in results] == [50] * 50
+
+
+async def test_a_refused_first_call_does_not_hold_back_the_batches_after_it():
+    # the first call of a method (its cost unknown) answered with an error: the batches of
+    # that method queued behind it go at once, not one at a time nor after a basket's wait
+    sizes = PortalSizes(deals=50, tasks=500)
+    async with (
+        EmulatedPortal(sizes=sizes, plan="standard", time_scale=SCALE) as portal,
+        BitrixClient(portal.webhook_url, limits=LIMITS, verbose=False) as client,
+    ):
+        portal.faults.add("invalid_arg_value", method="tasks.task.list", times=1)
+        with contextlib.suppress(BitrixError):
+            await client.call("tasks.task.list", {})
+        started = time.perf_counter()
+        results = await client.call_many(_pages(10))
+        elapsed = time.perf_counter() - started
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert elapsed < LIMITS.basket_s / 2
