@@ -206,7 +206,8 @@ def main() -> int:
         ours = rows / ours_s
         print(f"ours ({'order=id' if ordered else 'order=None'}): {rows} rows in {ours_s:.2f} s "
               f"({ours:,.0f} rows/s); portal saw {served['requests']} requests, "
-              f"{served['status_503']} x 503, {served['status_429']} x 429", flush=True)
+              f"{served['status_503']} x 503, {served['status_429']} x 429, "
+              f"{served.get('status_500', 0)} x 500", flush=True)
 
     limit_s = ideal_export_seconds(
         args.rows, plan=Plan.for_name("standard"), cost=CostProfile.for_name(args.cost_profile),

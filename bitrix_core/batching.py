@@ -92,8 +92,14 @@ class Batcher:
         return len(self._queue)
 
     def commands_per_request(self, method: str) -> int:
-        """How many commands of `method` one batch holds (fewer for expensive methods)."""
-        return self._requester.throttle.commands_per_request(method, self.max_batch)
+        """How many commands of `method` one batch holds now (fewer for expensive methods,
+        and while batches that failed whole have shrunk the batch size)."""
+        return self._requester.throttle.commands_per_request(method, self.batch_size)
+
+    def slots_per_batch(self, method: str, commands: int) -> float:
+        """Bucket slots that drain while a full batch of `method` runs, when the bucket is
+        what limits `commands` of it (0: cost unknown, or the operating budget limits)."""
+        return self._requester.throttle.slots_per_batch(method, self.max_batch, commands)
 
     def room(self) -> int:
         """Requests that could go now without waiting for the bucket, after those queued."""
@@ -200,7 +206,9 @@ class Batcher:
             ):
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            while len(self._dispatches) >= self._requester.throttle.concurrency_limit:
+            while len(self._dispatches) >= self._requester.throttle.concurrency_limit or (
+                self._dispatches and any(throttle.probing(c.method) for c in self._queue)
+            ):  # (the first batch of a method tells its cost: the next ones are sized by it)
                 self._wakeup.clear()
                 await self._wakeup.wait()
             taken = [c for c in self._take() if not c.future.done()]

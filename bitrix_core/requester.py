@@ -3,6 +3,9 @@
 An auth error the credentials can cure (an expired OAuth token) is renewed once and the
 request resent through the throttle like any other send.
 
+A 5xx that came after the portal's request cap (`Limits.request_timeout_s`) is not resent as
+it is: the throttle prices its commands from it and the caller sends them in smaller batches.
+
 Limit answers (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT) mean the call did not run,
 so any method is resent after the throttle's wait: 503s for as long as the limits'
 `query_limit_patience_s` (backoff.py), 429s up to `max_limit_resends` times. Timeouts and
@@ -24,6 +27,7 @@ from bitrix_core.errors import (
     BitrixError,
     BitrixLimitError,
     BitrixResendableError,
+    BitrixServerError,
     OperationTimeLimitError,
     QueryLimitExceededError,
 )
@@ -101,13 +105,20 @@ class Requester:
         renewed = False
         refused_at: float | None = None  # when this request first got a 503
         while True:
+            sent_at = time.monotonic()
             try:
                 # The bucket slot is taken inside the concurrency slot, right before sending:
                 # a wait after reserving would let requests bunch up past their slot times.
                 async with self.throttle.concurrency():
-                    waited = await self.throttle.reserve(methods, on_slot=on_slot)
+                    held: list[list[float]] = []
+                    waited = await self.throttle.reserve(methods, on_slot=on_slot, held=held)
                     _count_request(sinks, method, waited)
-                    envelope = await self._post(method, params)
+                    sent_at = time.monotonic()
+                    try:
+                        envelope = await self._post(method, params)
+                    finally:
+                        self.throttle.answered(held)
+                    self.throttle.observe_request(time.monotonic() - sent_at)
             except BitrixAuthError as error:
                 if renewed or self._renew is None or not await self._renew(error):
                     raise
@@ -127,7 +138,10 @@ class Requester:
                 else:
                     self.throttle.on_overload()
                     retries += 1
-                    if not idempotent or retries > allowed:
+                    cut = isinstance(error, BitrixServerError) and self.throttle.on_request_cut(
+                        methods, time.monotonic() - sent_at
+                    )  # the same request would be cut again: the caller makes it smaller
+                    if cut or not idempotent or retries > allowed:
                         raise
                     delay = self.retry.backoff(retries)
                     logger.info(

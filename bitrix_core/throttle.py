@@ -15,16 +15,21 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bitrix_core.backoff import QueryLimitBackoff
+from bitrix_core.concurrency import AdaptiveConcurrency
 
 logger = logging.getLogger("bitrix_core")
 
 Clock = Callable[[], float]
+UNKNOWN_COMMANDS = 24
+"""Commands in a batch of a method whose cost is not known yet (its first): priced at 2.5 s
+each, above the dearest list page measured (tasks.task.list, 0.9-1.6 s:
+../shared/bitrix24-api.md), they end well within the portal's 60 s request cap."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -41,7 +46,12 @@ class Limits:
     operating_soft / operating_hard: budget fractions where pacing starts (when others spend
         the budget too) / sending stops; the client prices what it commits at a method's
         dearest recent call, so 3% is left for cost it could not foresee;
-    max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx);
+    max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx)
+        while requests are quick; slow ones (a batch of expensive pages) raise it up to 4x,
+        as far as keeps the bucket busy (see `Throttle.observe_request`);
+    request_timeout_s: the portal's cap on one request's processing (b24restdocs
+        settings/performance/limits.md: "one REST request must finish within 60 seconds";
+        past it the answer is 500 INTERNAL_SERVER_ERROR): batches are sized well under it;
     query_limit_patience_s: how long a streak of 503 QUERY_LIMIT_EXCEEDED answers (a bucket
         kept full, e.g. by other applications on the portal) is waited out with exponential
         backoff before the request fails.
@@ -59,6 +69,7 @@ class Limits:
     operating_soft: float = 0.7
     operating_hard: float = 0.97
     query_limit_patience_s: float = 300.0
+    request_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.bucket_size < 1:
@@ -73,6 +84,8 @@ class Limits:
             raise ValueError("margin_slots and jitter_s must not be negative")
         if self.query_limit_patience_s < 0:
             raise ValueError("query_limit_patience_s must not be negative")
+        if self.request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be positive")
 
     @classmethod
     def for_plan(cls, plan: str) -> Limits:
@@ -104,6 +117,7 @@ class Limits:
             operating_window_s=self.operating_window_s * factor,
             basket_s=self.basket_s * factor,
             query_limit_patience_s=self.query_limit_patience_s * factor,
+            request_timeout_s=self.request_timeout_s * factor,
         )
 
     @property
@@ -189,34 +203,6 @@ class InProcessLimiterBackend:
         return after_s
 
 
-class AdaptiveConcurrency:
-    """A semaphore whose size adapts: +1/limit per success, halved on overload (AIMD)."""
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = float(maximum)
-        self.in_flight = 0
-        self._changed = asyncio.Condition()
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < int(self.limit))
-            self.in_flight += 1
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self.in_flight -= 1
-                self._changed.notify_all()
-
-    def on_success(self) -> None:
-        self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
-
-    def on_overload(self) -> None:
-        self.limit = max(1.0, self.limit / 2)
-
-
 def _roll_forward(budget: MethodBudget, now: float, limits: Limits) -> None:
     """Past `reset_at` only the OLDEST basket has left the window, holding an unknown share:
     assume the time was spread evenly, so each basket passed frees one basket's share and
@@ -244,6 +230,8 @@ class Throttle:
         self._sleep = sleep
         self._skew: float | None = None  # local clock minus server clock
         self._concurrency = AdaptiveConcurrency(limits.max_concurrency)
+        self._request_s = 0.0  # the dearest recent request's time (see observe_request)
+        self._budget_bound_until = 0.0  # a window after the last wait for a budget
         self._tat_hint = 0.0  # this process's view of the bucket (GCRA), for slot_wait()
         self._backoff = QueryLimitBackoff(limits)
         # Operating time this process has committed per method: (moment it stops counting
@@ -270,6 +258,11 @@ class Throttle:
         """How many requests may be in flight right now."""
         return int(self._concurrency.limit)
 
+    @property
+    def concurrency_ceiling(self) -> int:
+        """The most requests that may be in flight (see `observe_request`)."""
+        return self._concurrency.maximum
+
     def concurrency(self) -> AbstractAsyncContextManager[None]:
         """`async with throttle.concurrency():` holds one in-flight request slot."""
         return self._concurrency.slot()
@@ -277,12 +270,53 @@ class Throttle:
     def commands_per_request(self, method: str, most: int) -> int:
         """How many commands of `method` one batch should hold (at most `most`): as many as
         run in a sixth of a basket (10 s on the portal's clock; a batch runs its commands
-        one after another), so an expensive method's time is committed and freed in small
-        steps and a request stays well under the portal's 60 s."""
+        one after another) and in a quarter of the request cap, so an expensive method's
+        time is committed and freed in small steps and a request stays well under the
+        portal's 60 s. A method whose cost is not known yet: `UNKNOWN_COMMANDS`."""
         cost = self._costs.get(method.lower(), 0.0)
         if cost <= 0:
-            return most
-        return max(1, min(most, int(self.limits.basket_s / 6 / cost)))
+            return min(most, UNKNOWN_COMMANDS)
+        per_request = min(self.limits.basket_s / 6, self.limits.request_timeout_s / 4)
+        return max(1, min(most, int(per_request / cost)))
+
+    def slots_per_batch(self, method: str, most: int, commands: int) -> float:
+        """Bucket slots that drain while a full batch of `method` (at most `most` commands)
+        runs: what waiting for one costs while the bucket is what limits `commands` of it.
+        0 when its cost is unknown, or when they need more than one operating budget (the
+        budget, not the bucket, then limits them)."""
+        cost = self._costs.get(method.lower(), 0.0)
+        if cost * commands > self.limits.operating_budget_s * self.limits.operating_hard:
+            return 0.0
+        return cost * self.commands_per_request(method, most) * self.limits.drain_per_s
+
+    def on_request_cut(self, method_names: Iterable[str], elapsed_s: float) -> bool:
+        """A request answered 5xx after `elapsed_s`: if that is the portal's request cap, its
+        commands (run one after another) took at least that long, so each is priced at no
+        less than its share of it and the next batches are sized from that. True when it
+        was the cap (resending the same request would be cut again)."""
+        names = [name.lower() for name in method_names]
+        if not names or elapsed_s < 0.9 * self.limits.request_timeout_s:
+            return False
+        share = elapsed_s / len(names)
+        for name in set(names):
+            self._price(name, max(share, self._costs.get(name, 0.0)))
+        logger.warning(
+            "a request of %d commands was cut after %.3g s (the portal's cap); %s priced at "
+            ">= %.3g s a command",
+            len(names),
+            elapsed_s,
+            ", ".join(sorted(set(names))),
+            share,
+        )
+        return True
+
+    def _price(self, name: str, price: float) -> None:
+        """Set what commitments of `name` are priced at (commitments made before its cost
+        was known included)."""
+        self._costs[name] = price
+        for entry in self._spent.get(name, []):
+            if entry[1] == 0 and not entry[2]:  # sent before the cost was known
+                entry[1] = price * entry[3]
 
     def slot_wait(self) -> float:
         """Seconds until the next bucket slot is free, as far as this process knows (a hint:
@@ -298,15 +332,23 @@ class Throttle:
         return max(0, math.floor(self.burst - used))
 
     async def reserve(
-        self, method_names: Iterable[str], *, on_slot: Callable[[], None] | None = None
+        self,
+        method_names: Iterable[str],
+        *,
+        on_slot: Callable[[], None] | None = None,
+        held: list[list[float]] | None = None,
     ) -> float:
         """Wait for the methods' operating budgets, then reserve a bucket slot (`on_slot` is
-        called once it is reserved, before waiting for it); return the seconds waited."""
+        called once it is reserved, before waiting for it); return the seconds waited.
+        `held` receives the operating time committed for the request (see `answered`)."""
         waited = 0.0
         counts = Counter(name.lower() for name in method_names)
         waited += await self._await_probes(counts)
         delay, committed = await self._operating_delay(counts)
+        if held is not None:
+            held.extend(committed)
         if delay > 0:
+            self._budget_bound_until = self._clock() + delay + self.limits.operating_window_s
             await self._sleep(delay)
             waited += delay
         now, interval = self._clock(), 1.0 / self.limits.drain_per_s
@@ -322,6 +364,15 @@ class Throttle:
             await self._sleep(slot_delay)
             waited += slot_delay
         return waited
+
+    def answered(self, held: Iterable[list[float]]) -> None:
+        """The request that committed `held` was answered now: its commands ended by now, so
+        the portal keeps their time no longer than a window from now (an answer later than
+        its commands' cost, e.g. a loaded portal, pushes their release back)."""
+        until = self._clock() + self._hold_s
+        for entry in held:
+            entry[0] = max(entry[0], until)
+        self._end_probes()  # (an error answer too: batches waiting for it need not wait on)
 
     async def _await_probes(self, counts: Counter[str]) -> float:
         """A method never answered yet has an unknown cost: the first request learns it (its
@@ -342,6 +393,11 @@ class Throttle:
                 await asyncio.wait_for(probe.wait(), timeout=self.limits.basket_s)
             waited += max(0.0, self._clock() - started)
         return waited
+
+    def probing(self, method: str) -> bool:
+        """True while the first request of `method` is out and its cost still unknown."""
+        name = method.lower()
+        return name in self._probes and name not in self._seen
 
     def _learnt(self, name: str) -> None:
         """The portal answered for `name`: its batches need not wait for a probe."""
@@ -445,6 +501,11 @@ class Throttle:
         """Feed a `time` block: operating seconds used and reset time, on the server's clock."""
         name = method.lower()
         self._learnt(name)
+        if processing is not None:
+            # what commitments are priced at: up at once with a dearer call (a page that
+            # also COUNTs), back down by a tenth per call, so a burst is never underpriced
+            peak = self._costs.get(name, processing)
+            self._price(name, max(float(processing), 0.9 * peak + 0.1 * float(processing)))
         if server_now is None:
             return
         now = self._clock()
@@ -457,13 +518,6 @@ class Throttle:
         cost = budget.cost_s if budget else 0.0
         if processing is not None:
             cost = processing if cost == 0 else 0.8 * cost + 0.2 * processing
-            # what commitments are priced at: up at once with a dearer call (a page that
-            # also COUNTs), back down by a tenth per call, so a burst is never underpriced
-            peak = self._costs.get(name, processing)
-            self._costs[name] = max(float(processing), 0.9 * peak + 0.1 * float(processing))
-            for entry in self._spent.get(name, []):
-                if entry[1] == 0 and not entry[2]:  # sent before the cost was known
-                    entry[1] = self._costs[name] * entry[3]
         fresh = MethodBudget(
             operating=float(operating),
             reset_at=now + (float(reset_at) - server_now),
@@ -528,6 +582,23 @@ class Throttle:
                 until - now,
             )
         return until - now
+
+    def observe_request(self, seconds: float) -> None:
+        """A request took `seconds` from sending to its answer. The in-flight ceiling follows
+        the dearest recent request (down by a tenth per request): enough in flight to keep
+        the bucket busy, what it takes at once plus what it drains meanwhile (burst + drain x
+        seconds), from `max_concurrency` up to 4x it; `max_concurrency` for a window after
+        waiting for an operating budget. (Batches of 50 pages of 68 ms take 3.4 s: 16 in
+        flight sent a standard plan's burst in three waves.)"""
+        self._request_s = max(seconds, 0.9 * self._request_s + 0.1 * seconds)
+        floor = self.limits.max_concurrency
+        if self._clock() < self._budget_bound_until:
+            # an operating budget, not the bucket, limits now: pacing sets what is in
+            # flight, and more at once only blurs when the portal charges their time
+            self._concurrency.set_maximum(floor)
+            return
+        wanted = self.burst + math.ceil(self.limits.drain_per_s * self._request_s)
+        self._concurrency.set_maximum(max(floor, min(4 * floor, wanted)))
 
     def on_success(self) -> None:
         """A request completed: let concurrency and the burst grow back."""

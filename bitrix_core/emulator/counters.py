@@ -14,6 +14,7 @@ class MethodCounters:
     rows: int = 0  # rows served
     status_503: int = 0  # QUERY_LIMIT_EXCEEDED, OVERLOAD_LIMIT and 503 pages
     status_429: int = 0  # OPERATION_TIME_LIMIT, for sub-commands too
+    status_500: int = 0  # INTERNAL_SERVER_ERROR: requests cut at the plan's cap, 500 faults
     operating_s: float = 0.0  # operating seconds charged
 
 
@@ -51,6 +52,8 @@ class Counters:
             self[method].status_503 += 1
         elif status == 429:
             self[method].status_429 += 1
+        elif status == 500:
+            self[method].status_500 += 1
 
     def clear(self) -> None:
         """Forget everything."""

@@ -7,10 +7,16 @@ smart processes. Unlike the classic methods, an unknown filter or order key is a
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from bitrix_core.emulator.crm_entities import SMART_PROCESSES
-from bitrix_core.emulator.crm_methods import write_values
+from bitrix_core.emulator.crm_entities import (
+    CURRENCIES,
+    SMART_CATEGORY_BASE,
+    SMART_PROCESSES,
+    SOURCES,
+)
+from bitrix_core.emulator.crm_methods import WEBHOOK_USER, write_values
 from bitrix_core.emulator.filters import UnknownFieldError, php_int
 from bitrix_core.emulator.listing import fetch_page
 from bitrix_core.emulator.method_kit import (
@@ -96,9 +102,38 @@ class CrmItems:
         entity = self._entity(params)
         values, _ = write_values(self.store, entity, self._fields_from(entity, params),
                                  creating=True)
+        smart = entity.entity_type_id in SMART_CATEGORY_BASE
+        if smart:
+            values = {**self._smart_defaults(entity, values), **values}
         new_id = self.store.insert(entity.name, values)
+        if smart and values.get("TITLE") is None:
+            name = SMART_PROCESSES.get(int(entity.entity_type_id or 0), "Invoice")
+            self.store.update(entity.name, new_id, {"TITLE": f"{name} #{new_id}"})
         row = self.store.raw_rows(entity.name, [new_id])[0]
         return MethodResult(result={"item": self._item(entity, row, self._item_fields(entity))})
+
+    def _smart_defaults(self, entity: Entity, given: dict[str, Any]) -> dict[str, Any]:
+        """What crm-item-add.md (SPA and Invoice tabs) says a field not passed defaults to:
+        assignedById "the user ID who calls the method", opened "`Y`", begindate "Create
+        date item", closedate "Create date item + 7 days", stageId "the first available
+        stage relative to the funnel", sourceId "first available source", currencyId
+        "default currency", isManualOpportunity "`N`"; title "{entityTypeName} #{id}" is
+        set once the id is known. categoryId has no documented default: the default
+        pipeline (an assumption)."""
+        type_id = int(entity.entity_type_id or 0)
+        category = php_int(given.get("CATEGORY_ID") or SMART_CATEGORY_BASE[type_id])
+        today = datetime.fromtimestamp(self.store.now(), self.store.tz).date()
+        return {
+            "ASSIGNED_BY_ID": WEBHOOK_USER,
+            "OPENED": "Y",
+            "BEGINDATE": today.isoformat(),
+            "CLOSEDATE": (today + timedelta(days=7)).isoformat(),
+            "CATEGORY_ID": category,
+            "STAGE_ID": f"DT{type_id}_{category}:NEW",  # org_entities: NEW is a funnel's first
+            "SOURCE_ID": SOURCES[0][0],
+            "CURRENCY_ID": CURRENCIES[0],
+            "IS_MANUAL_OPPORTUNITY": "N",
+        }
 
     def update(self, params: dict[str, Any]) -> MethodResult:
         entity = self._entity(params)

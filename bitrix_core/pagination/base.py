@@ -66,6 +66,11 @@ class LinkedRunner(Runner, Protocol):
         """How many commands of `method` one batch holds (fewer for expensive methods)."""
         ...
 
+    def slots_per_batch(self, method: str, commands: int) -> float:
+        """Bucket slots that drain while a full batch of `method` runs, when the bucket is
+        what limits `commands` of it (0: cost unknown, or the operating budget limits)."""
+        ...
+
     async def wait_backlog_below(self, limit: int) -> None:
         """Return once fewer than `limit` commands are queued."""
         ...

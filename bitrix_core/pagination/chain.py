@@ -121,6 +121,12 @@ class LinkedWalker:
         self.grouped = linked(runner)
         self.linked = self.grouped is not None  # (off once the portal leaves links unresolved)
 
+    def commands_per_request(self) -> int:
+        """Linked pages one request may carry now (see Throttle.commands_per_request)."""
+        if self.grouped is None:
+            return 1
+        return self.grouped.commands_per_request(self.spec.list_method)
+
     def _query(
         self, window: IdWindow, after: str | None, *, counted: bool = False
     ) -> dict[str, Any]:

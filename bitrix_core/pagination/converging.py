@@ -66,7 +66,7 @@ from bitrix_core.pagination.query import (
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
 
-_PROBE_PAGES = 12
+_PROBE_PAGES = 6
 """Pages per end in round 0: 24 commands come back within the first second's drain of the
 request bucket, so the next requests are planned before the bucket has room for them."""
 _MAX_STALLS = 5
@@ -74,6 +74,13 @@ _MAX_STALLS = 5
 _MAX_RECOUNTS = 2
 """Rounds of one gap in a row that may end short of its count without a row (a row that is
 always lost) before the gap ends there: the list run's counts then decide."""
+_SLOW_BATCH_SLOTS = 2.0
+"""A full batch that runs longer than this many bucket slots drain is slow: a gap's rounds
+then go in lockstep with as few round trips as can be (see `_gap_pages`)."""
+_TWO_ROUND_PAGES = 100
+"""Gap pages when batches are slow: its scout (20 pages) and one final round of at most
+2 x 50, with room for a quarter more rows than the density promised (a third round, sent
+only once the second is back, would hold up the end of the run by a whole batch time)."""
 _SCOUT_PAGES = 10
 """Pages per end in a gap's first round, sized from a guess: round 0 tells the density at the
 ends of the range only, and ids may cluster, so a long first chain could run past the rows
@@ -245,7 +252,8 @@ class _Walk:
             if pages <= self._room() * MAX_BATCH * 0.9:  # the bucket takes it all at once:
                 count = math.ceil(pages / (2 * _SCOUT_PAGES))  # gaps one scout round covers
             else:
-                count = min(self.max_gaps, math.ceil(pages / self.gap_pages))
+                gap_pages, max_gaps = self._gap_pages(math.ceil(pages))
+                count = min(max_gaps, math.ceil(pages / gap_pages))
         elif gap.remaining is not None and len(self.live) < 2 * self.max_gaps:
             pages = gap.remaining / PAGE_SIZE
             count = math.ceil(pages / self.gap_pages) if pages > 2 * self.gap_pages else 1
@@ -260,6 +268,17 @@ class _Walk:
         parts = [Gap(a, b) for a, b in itertools.pairwise(cuts)]
         self.live.update(parts)
         return parts
+
+    def _gap_pages(self, pages: int) -> tuple[int, int]:
+        """Pages per gap and the most gaps when the bucket cannot take all `pages` at once:
+        `gap_pages` (few wide gaps, few extra commands), but with slow batches (expensive
+        pages, the bucket still what limits) gaps each finished in two rounds after the
+        scout, as many as that takes."""
+        method = self.spec.list_method
+        slots = self.grouped.slots_per_batch(method, pages) if self.grouped else 0.0
+        if slots <= _SLOW_BATCH_SLOTS or self.gap_pages <= _TWO_ROUND_PAGES:
+            return self.gap_pages, self.max_gaps
+        return _TWO_ROUND_PAGES, math.ceil(self.max_gaps * self.gap_pages / _TWO_ROUND_PAGES)
 
     def _room(self) -> int:
         """Requests the runner could send now without waiting (0 when it cannot tell)."""

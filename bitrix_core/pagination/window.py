@@ -129,13 +129,17 @@ class IdWindowPaging:
         async for page in self._walk(walker, start, stop):
             yield page
 
-    def _group_size(self, window: IdWindow, density: Density) -> int:
-        """Linked pages for the window's next request: the pages it is expected to hold."""
+    def _group_size(self, window: IdWindow, walker: LinkedWalker) -> int:
+        """Linked pages for the window's next request: the pages it is expected to hold, at
+        most what one request of the method holds (fewer for an expensive method, see
+        Throttle.commands_per_request: a group is never split across requests)."""
+        density = walker.density
         expected = _expected_pages(window, density)
+        most = walker.commands_per_request()
         if window.remaining is not None:  # counted: its pages and the short one that ends it
-            return max(1, min(MAX_BATCH, math.floor(expected) + 1))
+            return max(1, min(most, math.floor(expected) + 1))
         cap = MAX_BATCH if density.rows >= _YOUNG_ROWS else _YOUNG_LINKED
-        return max(1, min(cap, math.ceil(expected)))
+        return max(1, min(cap, most, math.ceil(expected)))
 
     async def _walk(self, walker: LinkedWalker, start: int, stop: int) -> AsyncIterator[Page]:
         """Open windows in id order, step each one, release pages (in order if asked)."""
@@ -182,7 +186,7 @@ class IdWindowPaging:
                         if paced is not None and steps and paced.backlog + queued >= _BACKLOG:
                             waiting = True
                             break
-                        count = self._group_size(window, walker.density)
+                        count = self._group_size(window, walker)
                         steps[asyncio.ensure_future(walker.step(window, count=count))] = window
                         queued += count
                 if not steps:

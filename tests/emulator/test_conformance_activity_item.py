@@ -4,6 +4,7 @@ request cap with the documented examples of b24restdocs (each test names the pag
 import json
 import re
 import time
+from datetime import date
 
 import aiohttp
 import pytest
@@ -177,6 +178,37 @@ async def test_smart_items_carry_the_documented_keys_and_value_formats(portal):
     assert (item["observers"], item["createdBy"], item["updatedBy"]) == ([2, 3], 1, 1)
     assert item["begindate"] == "2024-06-18T00:00:00+03:00" and "contacts" not in item
     assert list(item)[-1] == "entityTypeId" and item["entityTypeId"] == 128
+
+
+async def test_a_smart_item_added_without_fields_takes_the_documented_defaults(portal):
+    # crm-item-add.md, "Parameter fields", SPA tab: title "By default, it is generated
+    # according to the template `{entityTypeName} #{id}`"; assignedById "Default - the user
+    # ID who calls the method"; opened "Default - `Y`"; begindate "Default - Create date
+    # item"; closedate "Default - Create date item + 7 days"; stageId "Default - the first
+    # available stage relative to the funnel"; sourceId "Default - first available source";
+    # isManualOpportunity "Default - `N`"; webformId, observers "Default is `null`"
+    added = (await _call(portal, "crm.item.add", {"entityTypeId": 128, "fields": {}}))["item"]
+    assert added["title"] == f"Projects #{added['id']}"
+    assert (added["assignedById"], added["opened"], added["isManualOpportunity"]) == (1, "Y", "N")
+    begin = added["begindate"][:10]
+    assert begin == time.strftime("%Y-%m-%d", time.gmtime(time.time() + 3 * 3600))  # +03:00
+    assert _day(added["closedate"]) - _day(added["begindate"]) == 7
+    category = added["categoryId"]
+    stages = await _call(portal, "crm.status.list", {
+        "filter": {"ENTITY_ID": f"DYNAMIC_128_STAGE_{category}"}, "order": {"SORT": "ASC"}})  # fmt: skip
+    assert added["stageId"] == stages[0]["STATUS_ID"]
+    sources = await _call(portal, "crm.status.list", {
+        "filter": {"ENTITY_ID": "SOURCE"}, "order": {"SORT": "ASC"}})  # fmt: skip
+    assert added["sourceId"] == sources[0]["STATUS_ID"]
+    assert added["webformId"] is None and added["observers"] == []
+    given = (await _call(portal, "crm.item.add", {"entityTypeId": 128, "fields": {
+        "title": "Pilot", "opened": "N", "stageId": "DT128_20:CLIENT"}}))["item"]  # fmt: skip
+    assert (given["title"], given["opened"], given["stageId"]) == ("Pilot", "N", "DT128_20:CLIENT")
+
+
+def _day(value: str) -> int:
+    """The day number of an ISO date-time's date."""
+    return date.fromisoformat(value[:10]).toordinal()
 
 
 async def test_dates_are_sent_as_midnight_with_the_portal_offset(portal):

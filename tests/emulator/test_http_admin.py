@@ -40,7 +40,7 @@ async def test_counters_over_http_and_from_python(portal):
     assert status == 200
     deal_list = body["methods"]["crm.deal.list"]
     assert deal_list == {"requests": 1, "batches": 1, "subcommands": 1, "rows": 80,
-                         "status_503": 0, "status_429": 0,
+                         "status_503": 0, "status_429": 0, "status_500": 0,
                          "operating_s": pytest.approx(deal_list["operating_s"])}
     assert deal_list["operating_s"] > 0
     assert body["methods"]["batch"]["requests"] == 1

@@ -125,13 +125,13 @@ async def test_counted_first_page_sizes_groups_and_only_a_short_page_ends_a_wind
     await walker.step(window, count=2)
     assert [int(row["ID"]) for page in window.pages for row in page] == ids[300:400]
     assert not window.done and window.remaining == 0
-    assert IdWindowPaging()._group_size(window, walker.density) == 1
+    assert IdWindowPaging()._group_size(window, walker) == 1
     await walker.step(window, count=1)
     assert window.done and len(window.pages) == 2
     wide = IdWindow(ids[1_000], ids[1_230])
     await walker.step(wide, count=1)
     assert (wide.remaining, wide.done) == (180, False)
-    assert IdWindowPaging()._group_size(wide, walker.density) == 4  # 180 rows: 4 pages
+    assert IdWindowPaging()._group_size(wide, walker) == 4  # 180 rows: 4 pages
 
 
 class UnresolvedReferences:

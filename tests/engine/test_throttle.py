@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from bitrix_core.throttle import AdaptiveConcurrency, InProcessLimiterBackend, Limits, Throttle
+from bitrix_core.concurrency import AdaptiveConcurrency
+from bitrix_core.throttle import InProcessLimiterBackend, Limits, Throttle
 
 
 class FakeTime:
@@ -158,3 +159,44 @@ async def test_adaptive_concurrency_aimd():
     await asyncio.gather(*(worker() for _ in range(10)))
     assert peak == 2
     assert gate.in_flight == 0
+
+
+def test_slow_requests_raise_the_concurrency_ceiling_to_keep_the_bucket_busy():
+    # standard plan: 48 requests at once, 2 per s. Batches of 50 pages of 68 ms take 3.4 s:
+    # 16 in flight would send the burst in three waves; 48 + 2 x 3.4 keep the bucket busy
+    throttle = Throttle(Limits.for_plan("standard"))
+    throttle.observe_request(0.3)
+    assert throttle.concurrency_ceiling == 49  # quick requests: the burst at once
+    throttle.observe_request(3.4)
+    assert throttle.concurrency_ceiling == throttle.concurrency_limit == 48 + 7
+    throttle.on_overload()
+    assert throttle.concurrency_limit == 27  # still halved on overload
+    for _ in range(40):
+        throttle.observe_request(0.01)  # back down, a tenth per request
+    assert throttle.concurrency_ceiling == 49
+    slow = Throttle(Limits.for_plan("standard"))
+    slow.observe_request(600.0)
+    assert slow.concurrency_ceiling == 4 * 16  # bounded
+    assert Throttle(Limits.for_plan("standard")).concurrency_ceiling == 16  # before any answer
+
+
+def test_a_lowered_concurrency_ceiling_caps_the_limit_without_cutting_it_further():
+    gate = AdaptiveConcurrency(64)
+    gate.on_overload()  # 32
+    gate.set_maximum(16)
+    assert (gate.maximum, gate.limit) == (16, 16.0)
+    gate.set_maximum(48)  # raised: the limit follows by as much
+    assert gate.limit == 48.0
+
+
+async def test_slots_per_batch_tell_a_slow_batch_while_the_bucket_limits():
+    throttle = Throttle(Limits.for_plan("standard"))
+    assert throttle.slots_per_batch("crm.item.list", 50, 4000) == 0.0  # cost unknown
+    await throttle.record_time("crm.item.list", 1.0, None, None, processing=0.068)
+    # a batch of 50 pages of 68 ms: 3.4 s, 6.8 slots of a bucket draining 2 per s
+    assert throttle.slots_per_batch("crm.item.list", 50, 4000) == pytest.approx(6.8)
+    await throttle.record_time("tasks.task.list", 1.0, None, None, processing=1.25)
+    # 4000 task pages need ten operating budgets: the budget, not the bucket, limits
+    assert throttle.slots_per_batch("tasks.task.list", 50, 4000) == 0.0
+    # (8 pages a batch: 10 s, 20 slots)
+    assert throttle.slots_per_batch("tasks.task.list", 50, 100) == pytest.approx(20.0)
