@@ -8,14 +8,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24.warehouse.dialects.mysql_load import connect_args
 from dagster_bitrix24.warehouse.errors import FieldMetadataError, WarehouseUnavailableError
 from dagster_bitrix24.warehouse.schema.columns import Dialect
 
 
 def open_engine(url: str) -> sa.Engine:
     """An engine for `url` whose errors never print the rows' values; a SQLite file must be
-    writable and runs in WAL mode."""
-    engine = sa.create_engine(url, hide_parameters=True)
+    writable and runs in WAL mode; a MySQL/MariaDB connection may LOAD DATA LOCAL INFILE."""
+    engine = sa.create_engine(url, hide_parameters=True, connect_args=connect_args(url))
     _check_sqlite_file(engine)
     _tune_sqlite_file(engine)
     return engine
