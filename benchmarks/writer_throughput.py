@@ -232,9 +232,11 @@ class _LoadText(str):
 
 
 def _drop(warehouse: Warehouse, prefix: str) -> None:
-    metadata = sa.MetaData()
-    metadata.reflect(warehouse.engine, only=lambda name, _: name.startswith((prefix, "_" + prefix)))
-    metadata.drop_all(warehouse.engine)
+    quote = warehouse.engine.dialect.identifier_preparer.quote
+    with warehouse.engine.begin() as connection:
+        for name in sa.inspect(connection).get_table_names():
+            if name.startswith((prefix, "_" + prefix)):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
     warehouse.engine.dispose()
 
 

@@ -23,7 +23,7 @@ def open_engine(url: str) -> sa.Engine:
 
 
 def warehouse_kind(url: str) -> str:
-    """The dialect of a SQLAlchemy URL as a Dagster kind tag: sqlite, postgres or mysql."""
+    """The dialect of a SQLAlchemy URL as a Dagster kind tag: sqlite, postgres, mysql or duckdb."""
     backend = sa.engine.make_url(url).get_backend_name()
     return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
 
@@ -33,7 +33,7 @@ def dialect_of(engine: sa.Engine) -> Dialect:
     name = engine.dialect.name
     if name == "mariadb":
         return "mysql"
-    if name not in ("sqlite", "postgresql", "mysql"):
+    if name not in ("sqlite", "postgresql", "mysql", "duckdb"):
         raise FieldMetadataError(f"unsupported warehouse dialect {name!r}")
     return name  # type: ignore[return-value]
 
