@@ -5,13 +5,17 @@ chunks of deals), so every bulk write here hands DuckDB the rows as an Arrow tab
 with the target columns' types (`arrow_table`, registered as a view for the statement):
 upserts, the child tables' rows, the ids read back and the present ids of delete marking.
 The guard and the comparison are PostgreSQL's (`IS DISTINCT FROM`); DuckDB counts only the
-rows it inserted or updated, as PostgreSQL does. Times are naive UTC (`TIMESTAMP`), as on
+rows it inserted or updated, as PostgreSQL does. The rows of a chunk (converted first, as on
+every dialect: a chunk a converter refuses writes nothing) are sent in blocks of `BLOCK`:
+DuckDB runs one block's statement without the GIL in a worker thread while Python builds
+the next block's Arrow table, one statement at a time on the connection. Times are naive UTC (`TIMESTAMP`), as on
 MySQL and SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from typing import Any, ClassVar
 
@@ -21,12 +25,14 @@ from dagster_bitrix24.warehouse.dialects.base import (
     PRESENT,
     OnConflictWriter,
     child_names,
+    ids_above,
     names,
 )
 from dagster_bitrix24.warehouse.schema.columns import Dialect
 from dagster_bitrix24.warehouse.schema.layout import ChildTable, TableLayout
 
 _VIEWS = count()
+BLOCK = 5_000
 
 
 class DuckdbWriter(OnConflictWriter):
@@ -34,6 +40,7 @@ class DuckdbWriter(OnConflictWriter):
 
     dialect: ClassVar[Dialect] = "duckdb"
     distinct: ClassVar[str] = "IS DISTINCT FROM"
+    block: ClassVar[int] = BLOCK
 
     def send(
         self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
@@ -44,24 +51,41 @@ class DuckdbWriter(OnConflictWriter):
         table, quoted = names(connection, layout)
         columns = ", ".join(quoted)
         types = [layout.table.c[name].type for name in layout.written_names]
-        with _registered(connection, arrow_table(rows, types)) as view:
-            return _count(connection, (
-                f"INSERT INTO {table} AS cur ({columns}) SELECT * FROM {view} "
-                f"{self.on_conflict(layout, quoted)}"
-            ))  # fmt: skip
+        tail = self.on_conflict(layout, quoted)
+
+        def write(arrow: Any) -> int:
+            with _registered(connection, arrow) as view:
+                sql = f"INSERT INTO {table} AS cur ({columns}) SELECT * FROM {view} {tail}"
+                return _count(connection, sql)
+
+        written = 0
+        with ThreadPoolExecutor(max_workers=1) as database:  # DuckDB runs without the GIL
+            pending = None
+            for start in range(0, len(rows), self.block):
+                arrow = arrow_table(rows[start : start + self.block], types)
+                if pending is not None:
+                    written += pending.result()
+                pending = database.submit(write, arrow)
+            assert pending is not None
+            written += pending.result()
+        return written
 
     def stored_changes(
         self, connection: sa.Connection, layout: TableLayout, ids: list[Any], *,
         latest: bool = False,
     ) -> dict[Any, Any]:  # fmt: skip
-        """Read by a join with the ids (DuckDB sees every committed version: no lock)."""
+        """Read by a join with the ids, none when every id is above the stored maximum (a
+        first sync). DuckDB reads the newest committed versions: no lock is needed."""
         if not ids:
             return {}
         table, quoted = names(connection, layout)
+        highest = _run(connection, f"SELECT max({quoted[0]}) FROM {table}")[0][0]
+        if all(ids_above(ids, highest)):
+            return {}
         change = layout.change_index
         stored = f"t.{quoted[change]}" if change is not None else "NULL"
         id_type = layout.table.c[layout.id_column].type
-        with _registered(connection, arrow_table([(i,) for i in ids], [id_type])) as view:
+        with _registered(connection, arrow_column(ids, id_type)) as view:
             sql = f"SELECT t.{quoted[0]}, {stored} FROM {table} t JOIN {view} v ON t.{quoted[0]} = v.c0"
             return dict(_run(connection, sql))
 
@@ -75,7 +99,7 @@ class DuckdbWriter(OnConflictWriter):
         parents = self.may_have_children(connection, table, parents)
         id_type = child.table.c.parent_id.type
         if parents:
-            with _registered(connection, arrow_table([(p,) for p in parents], [id_type])) as view:
+            with _registered(connection, arrow_column(parents, id_type)) as view:
                 _run(connection, f"DELETE FROM {table} WHERE parent_id IN (SELECT c0 FROM {view})")
         if values:
             types = [column.type for column in child.table.columns]
@@ -87,6 +111,13 @@ class DuckdbWriter(OnConflictWriter):
             id_type = sa.BigInteger() if isinstance(ids[0][0], int) else sa.Text()
             with _registered(connection, arrow_table(ids, [id_type])) as view:
                 _run(connection, f"INSERT INTO {PRESENT} (id) SELECT c0 FROM {view}")
+
+
+def arrow_column(values: Sequence[Any], sql_type: sa.types.TypeEngine[Any]) -> Any:
+    """One column `c0` of `values` as an Arrow table."""
+    import pyarrow as pa  # the duckdb extra
+
+    return pa.Table.from_arrays([pa.array(values, type=_arrow_type(pa, sql_type))], names=["c0"])
 
 
 def arrow_table(rows: Sequence[tuple[Any, ...]], types: Sequence[sa.types.TypeEngine[Any]]) -> Any:
