@@ -66,3 +66,17 @@ def test_demo_with_a_warehouse_url_then_a_real_portal_on_it_is_refused(tmp_path)
         deals = connection.execute(sa.text("SELECT COUNT(*) FROM bitrix24_crm_deal")).scalar_one()
     engine.dispose()
     assert deals == store.count("crm.deal")  # nothing of the other portal landed
+
+
+@pytest.mark.slow
+def test_the_demo_writes_a_duckdb_file_with_one_setting(tmp_path):
+    url = f"duckdb:///{tmp_path / 'mine.duckdb'}"
+    output = run_demo(tmp_path / "data", WAREHOUSE_URL=url)
+    store = DemoPortal(data_dir=tmp_path / "data" / "demo").load()
+    assert printed_rows(output, "bitrix24_crm_deal") == store.count("crm.deal")
+    assert printed_rows(output, "sales_funnel") > 0
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        deals = connection.execute(sa.text("SELECT COUNT(*) FROM bitrix24_crm_deal")).scalar_one()
+    engine.dispose()
+    assert deals == store.count("crm.deal")
