@@ -22,12 +22,18 @@ from dagster_bitrix24.warehouse.dialects import mysql_load
 from dagster_bitrix24.warehouse.dialects.base import (
     DialectWriter,
     WriteCounts,
+    child_names,
     names,
     newest_per_id,
     placeholder,
 )
 from dagster_bitrix24.warehouse.schema.columns import Dialect
-from dagster_bitrix24.warehouse.schema.layout import TableLayout, convert_rows
+from dagster_bitrix24.warehouse.schema.layout import (
+    ChildTable,
+    TableLayout,
+    child_rows,
+    convert_rows,
+)
 
 _FOUND_ROWS = 2  # CLIENT_FOUND_ROWS of the MySQL protocol
 LOAD_THRESHOLD = 1_000
@@ -124,12 +130,12 @@ class MysqlWriter(DialectWriter):
         if not mysql_load.stage(connection, table, columns, mysql_load.tsv_builder(kinds)(staged)):
             return None
         inserted = mysql_load.count_new(connection, table, id_col)
-        to_write = staged
+        to_write, refused_at_first = staged, set()
         if change is not None and inserted < len(staged):
-            refused = mysql_load.refused_ids(connection, table, id_col, quoted[change])
-            if refused:  # older than the stored version: not merged
-                to_write = [row for row in staged if row[0] not in refused]
-                mysql_load.unstage(connection, id_col, list(refused))
+            refused_at_first = mysql_load.refused_ids(connection, table, id_col, quoted[change])
+            if refused_at_first:  # older than the stored version: not merged
+                to_write = [row for row in staged if row[0] not in refused_at_first]
+                mysql_load.unstage(connection, id_col, list(refused_at_first))
         affected = mysql_load.merge(connection, table, columns, self._update(layout, quoted,
                                                                              f"{table}."))  # fmt: skip
         sent = _written(connection, affected, len(to_write), inserted)
@@ -139,12 +145,40 @@ class MysqlWriter(DialectWriter):
                                              latest=True)  # fmt: skip
             to_write = [row for row in to_write if row[0] not in refused]
             inserted = min(sent, inserted)
-        mysql_load.drop_stage(connection)
-        self.replace_children(connection, layout, [rows[newest[row[0]]] for row in to_write],
-                              [row[0] for row in to_write])  # fmt: skip
+        kept_rows = [rows[newest[row[0]]] for row in to_write]
+        kept_ids = [row[0] for row in to_write]
+        if len(to_write) == len(staged) - len(refused_at_first):  # the stage holds the kept rows
+            for child in layout.children:
+                _, values = child_rows(child, kept_rows, kept_ids)
+                self._replace_staged_child(connection, child, values, id_col)
+            mysql_load.drop_stage(connection)
+        else:
+            mysql_load.drop_stage(connection)
+            self.replace_children(connection, layout, kept_rows, kept_ids)
         unchanged = max(len(to_write) - sent, 0)
         return WriteCounts(inserted, len(to_write) - inserted - unchanged,
                            len(rows) - len(to_write), unchanged)  # fmt: skip
+
+    def _replace_staged_child(
+        self, connection: sa.Connection, child: ChildTable, values: list[tuple[Any, ...]],
+        id_column: str,
+    ) -> None:  # fmt: skip
+        """Replace the child rows of every staged parent: one DELETE joined with the stage,
+        the new rows by LOAD DATA (by executemany when the server does not take them)."""
+        table, columns = child_names(connection, child)
+        delete = f"DELETE c FROM {table} c JOIN {mysql_load.STAGE} s ON c.parent_id = s.{id_column}"
+        connection.exec_driver_sql(delete)
+        if not values:
+            return
+        id_kind = "integer" if isinstance(values[0][0], int) else "key"
+        kinds = (id_kind, "integer", "integer", "text", "text", "text")
+        text = mysql_load.tsv_builder(kinds)(values)
+        if not mysql_load.load_table(connection, table, columns, text):
+            connection.exec_driver_sql(delete)  # what the load left
+            markers = ", ".join([placeholder(connection)] * len(child.table.columns))
+            connection.exec_driver_sql(
+                f"INSERT INTO {table} ({columns}) VALUES ({markers})", values
+            )
 
 
 def _written(connection: sa.Connection, rowcount: int, sent: int, inserted: int) -> int:

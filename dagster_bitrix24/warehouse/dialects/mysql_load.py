@@ -25,6 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from operator import methodcaller
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ TsvBuilder = Callable[[Sequence[tuple[Any, ...]]], str]
 
 STAGE = "_bitrix24_load"
 _NULL = "\\N"
+_NONES = methodcaller("count", None)
 _BOOLEANS = {True: "1", False: "0", None: _NULL}
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})
 # Errors meaning "LOCAL INFILE is not allowed here": the server's 1148 (MySQL's "used command
@@ -60,7 +62,7 @@ def tsv_builder(kinds: tuple[str, ...]) -> TsvBuilder:
 
     def build(rows: Sequence[tuple[Any, ...]]) -> str:
         text: str = lines(rows)
-        nulls = sum(row.count(None) for row in rows)
+        nulls = sum(map(_NONES, rows))
         if (  # every backslash one of our NULLs, every tab and newline a separator
             text.count("\\") == nulls
             and "\r" not in text
@@ -83,29 +85,34 @@ def _escaped(value: Any) -> str:
 
 def stage(connection: sa.Connection, table: str, columns: str, text: str) -> bool:
     """Load `text` into a new temporary copy of `table` (`STAGE`); False (no stage left)
-    when LOCAL INFILE is refused, or when the server did not take every line as it is: a
-    LOCAL load runs as LOAD DATA IGNORE (the server cannot stop the client's stream), so a
-    value its column refuses, or a row a CHECK constraint refuses, is a warning there, not
-    an error. The chunk then goes by executemany, which fails or stores it as it would."""
+    when `load_table` says the load was not whole."""
+    connection.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {STAGE}")
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {STAGE} LIKE {table}")
+    if load_table(connection, STAGE, columns, text):
+        return True
+    connection.exec_driver_sql(f"DROP TEMPORARY TABLE {STAGE}")
+    return False
+
+
+def load_table(connection: sa.Connection, table: str, columns: str, text: str) -> bool:
+    """LOAD DATA LOCAL INFILE of `text` into `table`; False when LOCAL INFILE is refused or
+    the server did not take every line as it is (the caller removes what landed): a LOCAL
+    load runs as LOAD DATA IGNORE (the server cannot stop the client's stream), so a value
+    its column refuses, or a row a CHECK constraint refuses, is a warning there, not an
+    error. The rows then go by executemany, which fails or stores them as it would."""
     raw = connection.connection.dbapi_connection
     cursor = raw.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {STAGE}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} LIKE {table}")
         try:
-            load_into(cursor, STAGE, columns, text)
+            load_into(cursor, table, columns, text)
         except Exception as error:
             if _code(error) in _REFUSED:
-                cursor.execute(f"DROP TEMPORARY TABLE {STAGE}")
                 return False
             raise
         loaded = cursor.rowcount
         cursor.execute("SELECT @@warning_count")
         warnings = (cursor.fetchone() or (0,))[0]
-        if loaded != text.count("\n") or warnings:
-            cursor.execute(f"DROP TEMPORARY TABLE {STAGE}")
-            return False
-        return True
+        return bool(loaded == text.count("\n") and not warnings)
     finally:
         cursor.close()
 
