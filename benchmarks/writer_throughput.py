@@ -12,14 +12,16 @@ the CPU figure).
 It also prints two bounds measured on the same host in the same run, so that a figure can be
 read against what the host allows: the writer's Python work alone (rows made ready for the
 driver: PostgreSQL's COPY text, other dialects' converted tuples; no database) and the
-database alone (those ready rows loaded into an empty table in the same chunks: COPY, or an
-executemany INSERT). A writer can reach neither bound; the lower one is its ceiling here.
+database alone (those ready rows loaded into an empty table in the same chunks: COPY on
+PostgreSQL, LOAD DATA LOCAL INFILE on MySQL/MariaDB, one INSERT ... SELECT from an Arrow
+table on DuckDB, an executemany INSERT on SQLite). A writer can reach neither bound; the lower one is its ceiling here.
 
     .venv/bin/python benchmarks/writer_throughput.py --rows 200000 \\
         --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/bitrix24_test
 
 PostgreSQL and MariaDB run when their URL is given or BITRIX24_TEST_POSTGRES_URL /
-BITRIX24_TEST_MYSQL_URL is set; SQLite always runs (a file in a temporary directory).
+BITRIX24_TEST_MYSQL_URL is set; SQLite and DuckDB always run (files in a temporary
+directory; DuckDB needs the `duckdb` extra).
 On a shared host, `--repeat 5` runs each dialect five times and prints the median and range.
 """
 
@@ -40,9 +42,11 @@ import sqlalchemy as sa
 from dagster_bitrix24.warehouse import Warehouse
 from dagster_bitrix24.warehouse.convert import copy_value
 from dagster_bitrix24.warehouse.convert.copy_blocks import copy_blocks
+from dagster_bitrix24.warehouse.dialects.duckdb import arrow_table
+from dagster_bitrix24.warehouse.dialects.mysql_load import load_into, tsv_builder
 from dagster_bitrix24.warehouse.schema.layout import TableLayout, convert_rows, synced_at_value
 
-TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": None}
+TARGETS = {"sqlite": 50_000, "postgresql": 100_000, "mysql": 15_000, "duckdb": None}
 _PORTAL_TZ = timezone(timedelta(hours=3))
 
 FIELDS: dict[str, dict[str, Any]] = {
@@ -195,6 +199,9 @@ def _bounds(url: str, rows: list[dict[str, Any]], chunk: int) -> tuple[float, fl
 
 
 def _ready(layout: TableLayout, rows: list[dict[str, Any]], synced_at: Any) -> Any:
+    if layout.dialect == "mysql":  # LOAD DATA text (`mysql_load`)
+        kinds = tuple(spec.kind for spec in layout.columns) + ("datetime", "datetime")
+        return _LoadText(tsv_builder(kinds)(convert_rows(layout, rows, synced_at=synced_at)))
     if layout.line_builder is None:
         return convert_rows(layout, rows, synced_at=synced_at)
     lines, values = layout.line_builder
@@ -207,6 +214,18 @@ def _load(connection: sa.Connection, layout: TableLayout, ready: Any) -> None:
     quote = connection.dialect.identifier_preparer
     table = quote.format_table(layout.table)
     names = ", ".join(quote.quote(name) for name in layout.written_names)
+    if layout.dialect == "duckdb":
+        types = [layout.table.c[name].type for name in layout.written_names]
+        raw = connection.connection.driver_connection
+        raw.register("_bench_ready", arrow_table(ready, types))
+        raw.execute(f"INSERT INTO {table} ({names}) SELECT * FROM _bench_ready").fetchall()
+        raw.unregister("_bench_ready")
+        return
+    if isinstance(ready, _LoadText):
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        load_into(cursor, table, names, ready)
+        assert cursor.rowcount == ready.count("\n")
+        return
     if isinstance(ready, str):
         raw = connection.connection.driver_connection
         copy_sql = f"COPY {table} ({names}) FROM STDIN (NULL '')"
@@ -218,10 +237,16 @@ def _load(connection: sa.Connection, layout: TableLayout, ready: Any) -> None:
     connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({markers})", ready)
 
 
+class _LoadText(str):
+    """MySQL's ready rows: LOAD DATA text."""
+
+
 def _drop(warehouse: Warehouse, prefix: str) -> None:
-    metadata = sa.MetaData()
-    metadata.reflect(warehouse.engine, only=lambda name, _: name.startswith((prefix, "_" + prefix)))
-    metadata.drop_all(warehouse.engine)
+    quote = warehouse.engine.dialect.identifier_preparer.quote
+    with warehouse.engine.begin() as connection:
+        for name in sa.inspect(connection).get_table_names():
+            if name.startswith((prefix, "_" + prefix)):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
     warehouse.engine.dispose()
 
 
@@ -250,6 +275,7 @@ def main() -> None:
         action="store_true",
         help="PostgreSQL: stage raw text and convert in SQL (convert_in_database)",
     )
+    parser.add_argument("--only", help="comma-separated dialects to run, e.g. mysql,duckdb")
     options = parser.parse_args()
     began = time.perf_counter()
     rows = deal_rows(options.rows)
@@ -257,8 +283,11 @@ def main() -> None:
           f"{time.perf_counter() - began:.1f} s; chunks of {options.chunk:,}")  # fmt: skip
     with tempfile.TemporaryDirectory() as directory:
         urls = {"sqlite": f"sqlite:///{directory}/bench.sqlite",
+                "duckdb": f"duckdb:///{directory}/bench.duckdb",
                 "postgresql": options.postgres_url, "mysql": options.mysql_url}  # fmt: skip
         for dialect, url in urls.items():
+            if options.only and dialect not in options.only.split(","):
+                continue
             if not url:
                 print(f"{dialect:>10}: skipped (no URL)")
                 continue

@@ -90,7 +90,7 @@ def partitionable(spec: EntitySpec) -> bool:
 
 
 def dialect_kind(warehouse: SQLWarehouseResource | str | None) -> str | None:
-    """The Dagster kind (sqlite, postgres, mysql) of a warehouse resource or URL.
+    """The Dagster kind (sqlite, postgres, mysql, duckdb) of a warehouse resource or URL.
 
     An `EnvVar` URL is read from the environment now; None when it is not set here.
     """

@@ -31,6 +31,7 @@ from dagster_bitrix24.sync import partitions_state_key
 from dagster_bitrix24.sync.links import DEAL_CONTACT
 from dagster_bitrix24.sync.smart_processes import SMART_PROCESSES
 from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse.schema.evolve import reflect_table
 from dagster_bitrix24.warehouse.schema.layout import DELETED_AT
 
 COUNT_CHECK = "row_count_matches_portal"
@@ -157,9 +158,7 @@ async def _count(client: BitrixClient, entity: EntitySpec) -> int | None:
 def _reflect(writer: Warehouse, table_name: str) -> sa.Table | None:
     """The warehouse table as it exists now, or None before the first sync."""
     try:
-        return sa.Table(
-            table_name, sa.MetaData(), schema=writer.schema, autoload_with=writer.engine
-        )
+        return reflect_table(writer.engine, table_name, schema=writer.schema)
     except sa.exc.NoSuchTableError:
         return None
 

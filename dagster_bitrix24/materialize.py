@@ -46,7 +46,7 @@ from dagster_bitrix24.warehouse import Warehouse
 from dagster_bitrix24.warehouse.connect import warehouse_kind
 
 #: The kinds that name a warehouse dialect.
-_DIALECT_KINDS = frozenset({"sqlite", "postgres", "mysql"})
+_DIALECT_KINDS = frozenset({"sqlite", "postgres", "mysql", "duckdb"})
 
 
 class PortalSource(ClientSource, Protocol):

@@ -289,7 +289,7 @@ class SQLWarehouseResource(ConfigurableResource):
 
     @property
     def kind(self) -> str:
-        """The Dagster kind for this dialect: sqlite, postgres or mysql."""
+        """The Dagster kind for this dialect: sqlite, postgres, mysql or duckdb."""
         return warehouse_kind(_plain(self.url))
 
     def get_warehouse(self, *, table_prefix: str = "bitrix24_") -> Warehouse:

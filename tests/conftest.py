@@ -16,11 +16,14 @@ def _database_url(variable: str) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql", "duckdb"])
 def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A SQLAlchemy URL for each warehouse dialect the environment provides."""
+    """A SQLAlchemy URL for each warehouse dialect the environment provides (SQLite and
+    DuckDB: a file in the test's temporary directory)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
     if request.param == "postgres":
         return _database_url("BITRIX24_TEST_POSTGRES_URL")
     return _database_url("BITRIX24_TEST_MYSQL_URL")

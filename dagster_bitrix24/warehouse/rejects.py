@@ -22,12 +22,16 @@ from dagster_bitrix24.warehouse.screening import Reject
 RAW_LIMIT = 1_000
 
 
-def rejects_table(metadata: sa.MetaData, name: str, *, schema: str | None) -> sa.Table:
-    """The rejects table definition."""
+def rejects_table(
+    metadata: sa.MetaData, name: str, *, schema: str | None, sequence: bool = False
+) -> sa.Table:
+    """The rejects table definition; `sequence`: its key numbered by a sequence (DuckDB has
+    neither SERIAL nor AUTO_INCREMENT)."""
+    numbered = [sa.Sequence(fit_identifier(f"{name}_seq"), schema=schema)] if sequence else []
     return sa.Table(
         name,
         metadata,
-        sa.Column("reject_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("reject_id", sa.Integer, *numbered, primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(64), comment="the sync run that met the value"),
         sa.Column("entity", sa.String(255), nullable=False, comment="e.g. crm.deal"),
         sa.Column("row_id", sa.String(255), comment="the row's id as the portal sent it"),

@@ -58,7 +58,7 @@ def write_state(
 ) -> None:  # fmt: skip
     """Insert or replace the cursor under `key` within the caller's transaction."""
     now = datetime.now(UTC)
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name not in ("postgresql", "duckdb"):  # their column has a zone
         now = now.replace(tzinfo=None)
     values = {
         "cursor_value": value,

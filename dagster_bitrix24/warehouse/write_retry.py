@@ -7,7 +7,9 @@ it alone; redoing it after a short jittered pause succeeds. Retried, and nothing
 - MySQL/MariaDB 1213 (deadlock: the whole transaction was rolled back) and 1205 (lock wait
   timeout: the writer rolls the whole transaction back itself);
 - PostgreSQL SQLSTATE 40P01 (deadlock detected) and 40001 (serialization failure, under
-  REPEATABLE READ or SERIALIZABLE engines).
+  REPEATABLE READ or SERIALIZABLE engines);
+- DuckDB's TransactionException "Conflict on update" (two writers changed one row: DuckDB's
+  optimistic concurrency aborts the one that commits second).
 
 The whole chunk transaction is redone, so a chunk is written fully or not at all, and the
 cursor (committed only after every chunk) stays consistent. Any error that leaves the writer
@@ -53,7 +55,8 @@ def driver_error(error: BaseException) -> BaseException:
 
 
 def error_code(error: BaseException) -> str | None:
-    """SQLSTATE (PostgreSQL), the error number (MySQL) or the SQLite error name, if any."""
+    """SQLSTATE (PostgreSQL), the error number (MySQL), the SQLite error name or the DuckDB
+    exception class (ConstraintException, ...), if any."""
     orig = driver_error(error)
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int):  # MySQL drivers: (errno, message)
@@ -62,13 +65,22 @@ def error_code(error: BaseException) -> str | None:
     if sqlstate:
         return str(sqlstate)
     name = getattr(orig, "sqlite_errorname", None)
-    return str(name) if name else None
+    if name:
+        return str(name)
+    if type(orig).__module__.lstrip("_") == "duckdb":  # no codes: the class names the kind
+        return type(orig).__name__
+    return None
 
 
 def transient_reason(error: BaseException) -> str | None:
     """'deadlock', 'lock wait timeout' or 'serialization failure' when redoing the
     transaction can succeed; None for any other error."""
     code = error_code(error)
+    orig = driver_error(error)
+    if type(orig).__name__ == "TransactionException" and "Conflict on" in str(orig):
+        # DuckDB: another transaction committed a change to a row this one wrote
+        # (optimistic concurrency: "TransactionContext Error: Conflict on update")
+        return "write-write conflict"
     return None if code is None else _TRANSIENT.get(code)
 
 
@@ -140,7 +152,7 @@ def write_with_retry(
 def _driver_errors() -> tuple[type[BaseException], ...]:
     """The DB-API base errors of the installed drivers (raw cursors raise them unwrapped)."""
     found: list[type[BaseException]] = []
-    for module in ("psycopg", "pymysql", "MySQLdb", "sqlite3"):
+    for module in ("psycopg", "pymysql", "MySQLdb", "sqlite3", "duckdb"):
         try:
             found.append(__import__(module).Error)
         except ImportError:

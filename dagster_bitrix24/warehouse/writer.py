@@ -1,6 +1,7 @@
 """The warehouse writer: typed tables from Bitrix24 field metadata, safe upserts, cursors.
 
-SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy 2; no Dagster in here.
+SQLite, PostgreSQL, MySQL/MariaDB and DuckDB (`duckdb:///path.duckdb`, the `duckdb` extra)
+through SQLAlchemy 2; no Dagster in here.
 
     >>> from dagster_bitrix24.warehouse import Warehouse
     >>> warehouse = Warehouse("sqlite:///bitrix24.sqlite", table_prefix="bitrix24_")
@@ -50,6 +51,7 @@ from dagster_bitrix24.warehouse.convert import Conversions
 from dagster_bitrix24.warehouse.dialects import (
     DeleteCounts,
     DialectWriter,
+    DuckdbWriter,
     MysqlWriter,
     PostgresWriter,
     SqliteWriter,
@@ -143,15 +145,17 @@ class Warehouse:
                 convert_in_database=convert_in_database,
             )
             if self.dialect_name == "postgresql"
-            else SqliteWriter() if self.dialect_name == "sqlite" else MysqlWriter()
+            else SqliteWriter() if self.dialect_name == "sqlite"
+            else DuckdbWriter() if self.dialect_name == "duckdb" else MysqlWriter()
         )  # fmt: skip
         self._state = state_table(
             sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema
         )
         self._state_ready = False
         self._rejects = rejects_table(
-            sa.MetaData(), fit_identifier(f"_{table_prefix}rejects"), schema=schema
-        )
+            sa.MetaData(), fit_identifier(f"_{table_prefix}rejects"), schema=schema,
+            sequence=self.dialect_name == "duckdb",
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)

@@ -32,13 +32,13 @@ def sales_funnel(
     engine = sa.create_engine(warehouse.url)
     try:
         schema = warehouse.schema_name
-        deals = pd.read_sql_table("bitrix24_crm_deal", engine, schema=schema)
-        stages = pd.read_sql_table("bitrix24_crm_status", engine, schema=schema)
-        pipelines = pd.read_sql_table("bitrix24_crm_category", engine, schema=schema)
+        deals = _read_table(engine, "bitrix24_crm_deal", schema)
+        stages = _read_table(engine, "bitrix24_crm_status", schema)
+        pipelines = _read_table(engine, "bitrix24_crm_category", schema)
         funnel = stage_funnel(deals, stages, pipelines=pipelines)
         summary = pipeline_summary(deals, stages, pipelines=pipelines)
-        funnel.to_sql(FUNNEL_TABLE, engine, schema=schema, if_exists="replace", index=False)
-        summary.to_sql(SUMMARY_TABLE, engine, schema=schema, if_exists="replace", index=False)
+        _replace_table(engine, funnel, FUNNEL_TABLE, schema)
+        _replace_table(engine, summary, SUMMARY_TABLE, schema)
     finally:
         engine.dispose()
     path = data_dir() / "charts" / "sales_funnel.png"
@@ -57,6 +57,25 @@ def sales_funnel(
             "win_rate": _overall_win_rate(summary),
         }
     )
+
+
+def _read_table(engine: sa.Engine, name: str, schema: str | None) -> pd.DataFrame:
+    """Every row of a warehouse table by a plain SELECT (pandas' read_sql_table reflects the
+    table, which duckdb_engine cannot do on SQLAlchemy 2.1)."""
+    quote = engine.dialect.identifier_preparer.quote
+    table = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+    with engine.connect() as connection:
+        return pd.read_sql_query(sa.text(f"SELECT * FROM {table}"), connection)
+
+
+def _replace_table(engine: sa.Engine, frame: pd.DataFrame, name: str, schema: str | None) -> None:
+    """Write `frame` as the table `name`, replacing it in one transaction (dropped by name:
+    pandas' if_exists="replace" reflects the table first)."""
+    quote = engine.dialect.identifier_preparer.quote
+    table = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        frame.to_sql(name, connection, schema=schema, if_exists="append", index=False)
 
 
 def _overall_win_rate(summary: pd.DataFrame) -> float:

@@ -42,7 +42,8 @@ def pipeline_table(url: str) -> str:
     """The funnel's pipeline summary as text."""
     engine = sa.create_engine(url)
     try:
-        summary = pd.read_sql_table(SUMMARY_TABLE, engine)
+        with engine.connect() as connection:  # a plain SELECT: no reflection (DuckDB)
+            summary = pd.read_sql_query(sa.select(sa.text("*")).select_from(sa.table(SUMMARY_TABLE)), connection)
     finally:
         engine.dispose()
     return summary.drop(columns=["pipeline"]).to_string(index=False)

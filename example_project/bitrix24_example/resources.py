@@ -58,7 +58,7 @@ def first_day() -> str:
 
 @template_var
 def warehouse_kind() -> str:
-    """The warehouse's dialect as a Dagster kind (sqlite, postgres, mysql)."""
+    """The warehouse's dialect as a Dagster kind (sqlite, postgres, mysql, duckdb)."""
     return kind_of_url(os.environ.get("WAREHOUSE_URL") or "sqlite://")
 
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from bitrix_core.emulator.portal import EmulatedPortal
 from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.warehouse import Warehouse
+from dagster_bitrix24.warehouse.schema.evolve import reflect_table
 from tests.dagster.test_warehouse_support import cleaned_warehouse
 
 
@@ -67,7 +68,7 @@ def select_columns(url: str, table: str, *columns: str, schema: str | None = Non
     """Every row of a warehouse table, only `columns`, in no particular order."""
     engine = sa.create_engine(url)
     try:
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
+        reflected = reflect_table(engine, table, schema=schema)
         with engine.connect() as connection:
             query = sa.select(*(reflected.c[c] for c in columns))
             return [tuple(row) for row in connection.execute(query)]
@@ -100,7 +101,7 @@ def stored_rows(url: str, table: str, *columns: str) -> dict[int, tuple]:
     """id -> (columns...) of the live (not deleted) rows of a warehouse table."""
     engine = sa.create_engine(url)
     try:
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
+        reflected = reflect_table(engine, table)
         query = sa.select(reflected.c.id, *(reflected.c[c] for c in columns)).where(
             reflected.c._deleted_at.is_(None)
         )

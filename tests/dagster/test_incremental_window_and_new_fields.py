@@ -15,6 +15,7 @@ from dagster import materialize
 
 from bitrix_core.client import BitrixClient
 from dagster_bitrix24 import build_bitrix24_assets
+from dagster_bitrix24.warehouse.schema.evolve import reflect_table
 from tests.dagster.conftest import PREFIX, materializations, resources, stored_rows
 
 TABLE = f"{PREFIX}crm_deal"
@@ -87,7 +88,7 @@ def test_a_user_field_added_on_the_portal_becomes_a_reported_column(portal, clea
     assert second["bitrix24/added_columns"] == ["uf_crm_loyalty"]
     engine = sa.create_engine(clean_url)
     try:
-        physical = {c["name"] for c in sa.inspect(engine).get_columns(TABLE)}
+        physical = set(reflect_table(engine, TABLE).columns.keys())
     finally:
         engine.dispose()
     assert "uf_crm_loyalty" in physical

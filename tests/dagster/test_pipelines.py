@@ -5,6 +5,7 @@ from dagster import materialize
 
 from bitrix_core.emulator.methods import PortalMethods
 from dagster_bitrix24 import build_bitrix24_assets
+from dagster_bitrix24.warehouse.schema.evolve import reflect_table
 from tests.dagster.conftest import PREFIX, materializations, resources, stored_rows
 
 
@@ -24,7 +25,7 @@ def test_deal_pipelines_land_typed_and_equal_to_the_portal(portal, clean_url):
     }
     engine = sa.create_engine(clean_url)
     try:
-        kinds = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns(table)}
+        kinds = {c.name: c.type for c in reflect_table(engine, table).columns}
     finally:
         engine.dispose()
     assert isinstance(kinds["sort"], sa.Integer) and isinstance(kinds["entity_type_id"], sa.Integer)

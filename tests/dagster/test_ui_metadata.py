@@ -228,10 +228,11 @@ def test_a_range_ending_on_a_partition_not_yet_there_counts_every_stored_row(por
     assert f"1 row(s) changed after the last existing partition {yesterday}" in warning
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres", "mysql"])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres", "mysql", "duckdb"])
 def test_kinds_name_the_warehouse_dialect(dialect, monkeypatch):
     url = {
         "sqlite": "sqlite:///w.sqlite",
+        "duckdb": "duckdb:///w.duckdb",
         "postgres": "postgresql+psycopg://postgres@db:5432/w",
         "mysql": "mysql+pymysql://root@db:3306/w",
     }[dialect]
@@ -240,8 +241,8 @@ def test_kinds_name_the_warehouse_dialect(dialect, monkeypatch):
     for warehouse in (from_env, url):
         assets = build_bitrix24_assets(entities=["crm.deal"], warehouse=warehouse)
         assert assets.specs_by_key[DEAL].kinds == {"bitrix24", dialect}
-    explicit = build_bitrix24_assets(entities=["crm.deal"], warehouse=url, warehouse_kind="duckdb")
-    assert explicit.specs_by_key[DEAL].kinds == {"bitrix24", "duckdb"}
+    explicit = build_bitrix24_assets(entities=["crm.deal"], warehouse=url, warehouse_kind="lake")
+    assert explicit.specs_by_key[DEAL].kinds == {"bitrix24", "lake"}
 
     component = Bitrix24Component.resolve_from_yaml(
         "entities: [crm.deal]\nwarehouse_url_env: TEST_KIND_WAREHOUSE_URL\n"

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from dagster import materialize
 
 from dagster_bitrix24 import build_bitrix24_assets
+from dagster_bitrix24.warehouse.schema.evolve import reflect_table
 from dagster_bitrix24.warehouse.schema.field_types import sampled_type, typed_metadata
 from tests.dagster.conftest import PREFIX, resources
 
@@ -16,11 +17,11 @@ def test_users_are_typed_booleans_integers_and_utc_times(portal, clean_url):
     assert materialize([assets], resources=resources(portal, clean_url)).success
     engine = sa.create_engine(clean_url)
     try:
-        table = sa.Table(f"{PREFIX}user", sa.MetaData(), autoload_with=engine)
+        table = reflect_table(engine, f"{PREFIX}user")
         types = {c.name: c.type for c in table.columns}
         with engine.connect() as connection:
             rows = {r.id: r for r in connection.execute(sa.select(table))}
-        departments = sa.Table(f"{PREFIX}department", sa.MetaData(), autoload_with=engine)
+        departments = reflect_table(engine, f"{PREFIX}department")
         parent = departments.c.parent.type
     finally:
         engine.dispose()

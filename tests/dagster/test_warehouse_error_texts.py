@@ -26,6 +26,8 @@ CANARY = "CANARY-7f3a9c"
 def _refuse_canary_titles(engine: sa.Engine, table: str) -> None:
     """Make the database refuse a row whose title holds the canary."""
     dialect = engine.dialect.name
+    if dialect == "duckdb":
+        pytest.skip("DuckDB has no triggers and cannot add a CHECK constraint to a table")
     with engine.begin() as connection:
         if dialect == "sqlite":
             for event in ("INSERT", "UPDATE"):
@@ -72,7 +74,8 @@ def test_database_messages_quoting_a_value_are_masked(warehouse: Warehouse) -> N
         "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
     )
     table = layout.table.name
-    marker = "?" if warehouse.engine.dialect.paramstyle == "qmark" else "%s"
+    qmark = warehouse.engine.dialect.paramstyle == "qmark" or warehouse.dialect_name == "duckdb"
+    marker = "?" if qmark else "%s"
     insert = f"INSERT INTO {table} (id, stage_id) VALUES ({marker}, {marker})"
     with warehouse.engine.connect() as connection:
         connection.exec_driver_sql(f"CREATE UNIQUE INDEX {table}_stage ON {table} (stage_id)")
@@ -83,7 +86,8 @@ def test_database_messages_quoting_a_value_are_masked(warehouse: Warehouse) -> N
         assert CANARY in str(raised.value.orig)  # what the database said
     described = describe(raised.value)
     assert CANARY not in described and error_code(raised.value) in described
-    assert "IntegrityError" in described or "UniqueViolation" in described
+    assert any(kind in described for kind in ("IntegrityError", "UniqueViolation",
+                                              "ConstraintException"))  # fmt: skip
 
 
 def _event_log_text(instance: DagsterInstance, run_id: str) -> str:

@@ -58,9 +58,11 @@ def cleaned_warehouse(warehouse_url: str) -> Iterator[Warehouse]:
 
 def drop_prefixed(engine: sa.Engine, prefix: str) -> None:
     """Drop every table whose name starts with `prefix` (or `_` + prefix)."""
-    metadata = sa.MetaData()
-    metadata.reflect(engine, only=lambda name, _: name.startswith((prefix, "_" + prefix)))
-    metadata.drop_all(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as connection:
+        for name in sa.inspect(connection).get_table_names():
+            if name.startswith((prefix, "_" + prefix)):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
 
 
 def select_all(warehouse: Warehouse, table: sa.Table) -> list[sa.Row[Any]]:

@@ -86,3 +86,17 @@ def test_a_wrong_webhook_code_is_one_message_naming_the_cause(tmp_path):
     assert "bitrix24/user" in message and "What to do: check BITRIX24_WEBHOOK_URL" in message
     assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr + done.stdout
     assert "wr0ngc0de" not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_writes_a_duckdb_file_with_one_setting(tmp_path):
+    url = f"duckdb:///{tmp_path / 'mine.duckdb'}"
+    output = run_demo(tmp_path / "data", WAREHOUSE_URL=url)
+    store = DemoPortal(data_dir=tmp_path / "data" / "demo").load()
+    assert printed_rows(output, "bitrix24_crm_deal") == store.count("crm.deal")
+    assert printed_rows(output, "sales_funnel") > 0
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        deals = connection.execute(sa.text("SELECT COUNT(*) FROM bitrix24_crm_deal")).scalar_one()
+    engine.dispose()
+    assert deals == store.count("crm.deal")

@@ -343,8 +343,8 @@ def rule_for(kind: Kind, dialect: Dialect, *, part: str = "value") -> Rule:
     """The rule of a column of `kind` (a money column's currency `part`) on `dialect`."""
     if part == "currency":
         return RULES["currency"]
-    if kind == "datetime":
-        return RULES[f"datetime/{dialect}"]
+    if kind == "datetime":  # DuckDB stores naive UTC as MySQL does
+        return RULES["datetime/mysql" if dialect == "duckdb" else f"datetime/{dialect}"]
     if dialect == "sqlite" and kind in ("decimal", "date"):
         return RULES[f"{kind}/sqlite"]
     return RULES[kind]

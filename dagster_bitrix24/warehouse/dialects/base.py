@@ -342,4 +342,6 @@ def child_names(connection: sa.Connection, child: ChildTable) -> tuple[str, str]
 
 
 def placeholder(connection: sa.Connection) -> str:
-    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    """The driver's positional parameter marker (DuckDB takes `?` with a tuple)."""
+    qmark = connection.dialect.paramstyle == "qmark" or connection.dialect.name == "duckdb"
+    return "?" if qmark else "%s"

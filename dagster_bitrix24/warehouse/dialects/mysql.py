@@ -4,19 +4,39 @@ The change-time column is assigned LAST because later assignments see earlier up
 values; `_synced_at` is assigned FIRST, only when a column differs byte for byte (`CAST AS
 BINARY`: a collation finds 'Acme' = 'ACME'), so an unchanged row stays as it was and its
 affected-rows count says unchanged.
+
+Chunks of `load_threshold` rows or more go by the bulk path (`mysql_load`): LOAD DATA LOCAL
+INFILE into a temporary stage, new and refused ids found by joins on the server, one guarded
+INSERT ... SELECT with the same ON DUPLICATE KEY UPDATE (its stored columns qualified by the
+table's name); executemany when the connection or server does not allow LOCAL INFILE.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from dagster_bitrix24.warehouse.dialects.base import DialectWriter, names, placeholder
+from dagster_bitrix24.warehouse.dialects import mysql_load
+from dagster_bitrix24.warehouse.dialects.base import (
+    DialectWriter,
+    WriteCounts,
+    child_names,
+    names,
+    newest_per_id,
+    placeholder,
+)
 from dagster_bitrix24.warehouse.schema.columns import Dialect
-from dagster_bitrix24.warehouse.schema.layout import TableLayout
+from dagster_bitrix24.warehouse.schema.layout import (
+    ChildTable,
+    TableLayout,
+    child_rows,
+    convert_rows,
+)
 
 _FOUND_ROWS = 2  # CLIENT_FOUND_ROWS of the MySQL protocol
+LOAD_THRESHOLD = 1_000
 
 
 class MysqlWriter(DialectWriter):
@@ -26,14 +46,16 @@ class MysqlWriter(DialectWriter):
     temporary: ClassVar[str] = "TEMPORARY"
     # MySQL commits the open transaction on a DROP TABLE, but not on DROP TEMPORARY TABLE
     drop_temporary: ClassVar[str] = "DROP TEMPORARY TABLE"
+    load_threshold: ClassVar[int] = LOAD_THRESHOLD  # rows from which LOAD DATA is used
 
     def differs(self, layout: TableLayout, quoted: list[str], old: str, new: str) -> str:
-        """Against VALUES(): text compared byte for byte, not by collation."""
+        """Against VALUES() (`new` unused); `old` qualifies the stored columns ("" or
+        "table."). Text compared byte for byte, not by collation."""
         content = [*quoted[1 : len(layout.columns)], quoted[-1]]
         kinds = [spec.kind for spec in layout.columns[1:]] + ["datetime"]
         same = " AND ".join(
-            f"CAST({q} AS BINARY) <=> CAST(VALUES({q}) AS BINARY)"
-            if kind in ("text", "key", "json") else f"{q} <=> VALUES({q})"
+            f"CAST({old}{q} AS BINARY) <=> CAST(VALUES({q}) AS BINARY)"
+            if kind in ("text", "key", "json") else f"{old}{q} <=> VALUES({q})"
             for q, kind in zip(content, kinds, strict=True)
         )  # fmt: skip
         return f"NOT ({same})"
@@ -61,21 +83,102 @@ class MysqlWriter(DialectWriter):
         result = connection.exec_driver_sql(f"{insert} {self._update(layout, quoted)}", rows)
         return _written(connection, result.rowcount, len(rows), sum(fresh))
 
-    def _update(self, layout: TableLayout, quoted: list[str]) -> str:
-        """ON DUPLICATE KEY UPDATE with the guard per column (see the module docstring)."""
+    def _update(self, layout: TableLayout, quoted: list[str], target: str = "") -> str:
+        """ON DUPLICATE KEY UPDATE with the guard per column (see the module docstring);
+        `target` ("table.") qualifies the stored columns, as an INSERT ... SELECT needs."""
+        t = target
         synced = quoted[len(layout.columns)]
-        differs = self.differs(layout, quoted, "", "")
+        differs = self.differs(layout, quoted, t, "")
         change = layout.change_index
         if change is None:
-            first = f"{synced} = IF({differs}, VALUES({synced}), {synced})"
-            rest = ", ".join(f"{q} = VALUES({q})" for q in quoted[1:] if q != synced)
+            first = f"{t}{synced} = IF({differs}, VALUES({synced}), {t}{synced})"
+            rest = ", ".join(f"{t}{q} = VALUES({q})" for q in quoted[1:] if q != synced)
             return f"ON DUPLICATE KEY UPDATE {first}, {rest}"
         column = quoted[change]
-        guard = self.newer(column, f"VALUES({column})")
-        first = f"{synced} = IF({guard} AND {differs}, VALUES({synced}), {synced})"
+        guard = self.newer(f"{t}{column}", f"VALUES({column})")
+        first = f"{t}{synced} = IF({guard} AND {differs}, VALUES({synced}), {t}{synced})"
         ordered = [q for q in quoted[1:] if q not in (column, synced)] + [column]
-        sets = ", ".join(f"{q} = IF({guard}, VALUES({q}), {q})" for q in ordered)
+        sets = ", ".join(f"{t}{q} = IF({guard}, VALUES({q}), {t}{q})" for q in ordered)
         return f"ON DUPLICATE KEY UPDATE {first}, {sets}"
+
+    def upsert(
+        self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
+        *, synced_at: Any,
+    ) -> WriteCounts:  # fmt: skip
+        """Large chunks by the bulk path when LOCAL INFILE is allowed, others as every
+        dialect writes them."""
+        if len(rows) >= self.load_threshold and mysql_load.local_infile_enabled(connection):
+            counts = self._load_upsert(connection, layout, rows, synced_at=synced_at)
+            if counts is not None:
+                return counts
+        return super().upsert(connection, layout, rows, synced_at=synced_at)
+
+    def _load_upsert(
+        self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
+        *, synced_at: Any,
+    ) -> WriteCounts | None:  # fmt: skip
+        """The newest versions staged; the stored versions compared on the server (no
+        stored values read back); the refused rows taken out, the rest merged; counted as
+        `DialectWriter.upsert` counts. None when the server did not take the load (nothing
+        written)."""
+        converted = convert_rows(layout, rows, synced_at=synced_at)
+        newest = newest_per_id(converted, layout.change_index)
+        table, quoted = names(connection, layout)
+        columns, id_col, change = ", ".join(quoted), quoted[0], layout.change_index
+        kinds = tuple(spec.kind for spec in layout.columns) + ("datetime", "datetime")
+        staged = [converted[position] for position in newest.values()]
+        if not mysql_load.stage(connection, table, columns, mysql_load.tsv_builder(kinds)(staged)):
+            return None
+        inserted = mysql_load.count_new(connection, table, id_col)
+        to_write, refused_at_first = staged, set()
+        if change is not None and inserted < len(staged):
+            refused_at_first = mysql_load.refused_ids(connection, table, id_col, quoted[change])
+            if refused_at_first:  # older than the stored version: not merged
+                to_write = [row for row in staged if row[0] not in refused_at_first]
+                mysql_load.unstage(connection, id_col, list(refused_at_first))
+        affected = mysql_load.merge(connection, table, columns, self._update(layout, quoted,
+                                                                             f"{table}."))  # fmt: skip
+        sent = _written(connection, affected, len(to_write), inserted)
+        if sent != len(to_write) and change is not None:  # unchanged rows, or a newer
+            # version another writer stored since the comparison: read under lock
+            refused = mysql_load.refused_ids(connection, table, id_col, quoted[change],
+                                             latest=True)  # fmt: skip
+            to_write = [row for row in to_write if row[0] not in refused]
+            inserted = min(sent, inserted)
+        kept_rows = [rows[newest[row[0]]] for row in to_write]
+        kept_ids = [row[0] for row in to_write]
+        if len(to_write) == len(staged) - len(refused_at_first):  # the stage holds the kept rows
+            for child in layout.children:
+                _, values = child_rows(child, kept_rows, kept_ids)
+                self._replace_staged_child(connection, child, values, id_col)
+            mysql_load.drop_stage(connection)
+        else:
+            mysql_load.drop_stage(connection)
+            self.replace_children(connection, layout, kept_rows, kept_ids)
+        unchanged = max(len(to_write) - sent, 0)
+        return WriteCounts(inserted, len(to_write) - inserted - unchanged,
+                           len(rows) - len(to_write), unchanged)  # fmt: skip
+
+    def _replace_staged_child(
+        self, connection: sa.Connection, child: ChildTable, values: list[tuple[Any, ...]],
+        id_column: str,
+    ) -> None:  # fmt: skip
+        """Replace the child rows of every staged parent: one DELETE joined with the stage,
+        the new rows by LOAD DATA (by executemany when the server does not take them)."""
+        table, columns = child_names(connection, child)
+        delete = f"DELETE c FROM {table} c JOIN {mysql_load.STAGE} s ON c.parent_id = s.{id_column}"
+        connection.exec_driver_sql(delete)
+        if not values:
+            return
+        id_kind = "integer" if isinstance(values[0][0], int) else "key"
+        kinds = (id_kind, "integer", "integer", "text", "text", "text")
+        text = mysql_load.tsv_builder(kinds)(values)
+        if not mysql_load.load_table(connection, table, columns, text):
+            connection.exec_driver_sql(delete)  # what the load left
+            markers = ", ".join([placeholder(connection)] * len(child.table.columns))
+            connection.exec_driver_sql(
+                f"INSERT INTO {table} ({columns}) VALUES ({markers})", values
+            )
 
 
 def _written(connection: sa.Connection, rowcount: int, sent: int, inserted: int) -> int:

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import mysql
 from dagster_bitrix24.warehouse.errors import FieldMetadataError
 
 Kind = Literal["integer", "float", "decimal", "boolean", "date", "datetime", "text", "key", "json"]
-Dialect = Literal["sqlite", "postgresql", "mysql"]
+Dialect = Literal["sqlite", "postgresql", "mysql", "duckdb"]
 
 MAX_IDENTIFIER = 63  # PostgreSQL's limit; MySQL allows 64
 
