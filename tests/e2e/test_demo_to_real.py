@@ -1,4 +1,5 @@
-"""Done when (issue 13): `dg check defs`, then a `dg dev`-served instance driven over GraphQL:
+"""Done when (issue 13): `dg check defs` (test_dg.py::test_the_example_is_a_dg_project runs
+exactly that check on the example), then a `dg dev`-served instance driven over GraphQL:
 a range backfill of the demo, its checks green right after it (and the demo portal left
 alone by them), a switch to a "real" portal (an emulated one on loopback, named by
 BITRIX24_WEBHOOK_URL) whose range run leaves no demo row in its tables, and a wrong webhook
@@ -13,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from bitrix24_example.demo_portal import DemoPortal
 
-from tests.e2e.dagster_dev import EXAMPLE_DIR, DagsterDev, dagster_dev
+from tests.e2e.dagster_dev import DagsterDev, dagster_dev
 from tests.e2e.test_dagster_dev import (
     BACKFILL_STATUS,
     CHECKS_OF_RUN,
@@ -29,7 +30,6 @@ from tests.e2e.test_dagster_dev import (
     rounded,
     warehouse_rows,
 )
-from tests.e2e.test_dg import dg
 
 CRM_ASSETS = [["bitrix24", table.removeprefix("bitrix24_")] for table in CRM_TABLES.values()]
 ERRORS_OF_RUN = """
@@ -75,9 +75,6 @@ def launch(dev: DagsterDev, selector: dict, **params) -> str:
 @pytest.mark.slow
 def test_demo_backfill_checks_then_a_real_portal_then_a_wrong_code(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    assert "All definitions loaded" in dg(
-        "check", "defs", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=str(data_dir)
-    )
     demo = DemoPortal(data_dir=data_dir / "demo")
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     demo_url = f"sqlite:///{data_dir / 'demo' / 'warehouse.sqlite'}"
