@@ -220,7 +220,10 @@ def _stored_tat(url: str, portal: str) -> float | None:
 
     with psycopg.connect(psycopg_conninfo(url)) as connection:
         query = "SELECT tat FROM bitrix24_limiter_bucket WHERE portal = %s"
-        row = connection.execute(query, (portal,)).fetchone()
+        try:
+            row = connection.execute(query, (portal,)).fetchone()
+        except psycopg.errors.UndefinedTable:  # the first client has not created it yet
+            return None
         return None if row is None else row[0]
 
 

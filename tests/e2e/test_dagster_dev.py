@@ -165,6 +165,34 @@ def launch_backfill(dev: DagsterDev, first: str, last: str, assets: list[list[st
     return answer["backfillId"]
 
 
+def wait_for_backfill_run(dev: DagsterDev, backfill: str) -> None:
+    """Wait until the backfill's runs have ended; there is one (the range), a success.
+
+    The daemon marks the backfill itself complete at its next tick, up to 30 s later:
+    `assert_backfill_completed` checks that after the test's next steps, not before them.
+    """
+
+    def ended() -> str:
+        runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
+        return "ended" if runs and all(run["status"] in DONE_RUN for run in runs) else "going"
+
+    dev.wait_for(ended, {"ended"}, timeout=120)
+    runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
+    assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", (runs, dev.log.read_text()[-3000:])
+
+
+def assert_backfill_completed(dev: DagsterDev, backfill: str) -> None:
+    """The backfill ends completed, still with its one successful run."""
+    status = dev.wait_for(
+        lambda: dev.query(BACKFILL_STATUS, {"id": backfill})["partitionBackfillOrError"]["status"],
+        DONE_BACKFILL,
+        timeout=120,
+    )
+    runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, runs)
+    assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs  # one run for the range
+
+
 def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str:
     """Evaluate the hourly schedule now and launch its run request on the schedule's job."""
     selector = {
@@ -204,14 +232,7 @@ def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
 
         crm_assets = [["bitrix24", table.removeprefix("bitrix24_")] for table in CRM_TABLES.values()]
         backfill = launch_backfill(dev, first, today, crm_assets)
-        status = dev.wait_for(
-            lambda: dev.query(BACKFILL_STATUS, {"id": backfill})["partitionBackfillOrError"]["status"],
-            DONE_BACKFILL,
-            timeout=120,
-        )
-        runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
-        assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, runs)
-        assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs  # one run for the range
+        wait_for_backfill_run(dev, backfill)
         assert_warehouse_equals_portal(url, portal)
 
         deals_before = deal_values(portal.load())
@@ -253,3 +274,4 @@ def test_backfill_then_scheduled_incremental_run(tmp_path: Path) -> None:
         entries = {entry["label"]: entry for entry in event["metadataEntries"]}
         assert entries["chart"]["mdStr"].startswith("![Sales funnel](data:image/png;base64,")
         assert Path(data_dir / "demo" / "charts" / "sales_funnel.png").stat().st_size > 10_000
+        assert_backfill_completed(dev, backfill)

@@ -16,18 +16,17 @@ from bitrix24_example.demo_portal import DemoPortal
 
 from tests.e2e.dagster_dev import DagsterDev, dagster_dev
 from tests.e2e.test_dagster_dev import (
-    BACKFILL_STATUS,
     CHECKS_OF_RUN,
     CRM_TABLES,
-    DONE_BACKFILL,
     DONE_RUN,
     LAUNCH_RUN,
     RUN_STATUS,
-    RUNS_OF_BACKFILL,
+    assert_backfill_completed,
     assert_warehouse_equals_portal,
     deal_values,
     launch_backfill,
     rounded,
+    wait_for_backfill_run,
     warehouse_rows,
 )
 
@@ -45,19 +44,6 @@ query($id: ID!) {
     }
   }
 }"""
-
-
-def backfill_range(dev: DagsterDev, first: str, last: str) -> None:
-    """Backfill the CRM assets over first..last; one run, and it succeeded."""
-    backfill = launch_backfill(dev, first, last, CRM_ASSETS)
-    status = dev.wait_for(
-        lambda: dev.query(BACKFILL_STATUS, {"id": backfill})["partitionBackfillOrError"]["status"],
-        DONE_BACKFILL,
-        timeout=120,
-    )
-    runs = dev.query(RUNS_OF_BACKFILL, {"id": backfill})["runsOrError"]["results"]
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, runs, dev.log.read_text()[-3000:])
-    assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs
 
 
 def launch(dev: DagsterDev, selector: dict, **params) -> str:
@@ -83,7 +69,8 @@ def test_demo_backfill_checks_then_a_real_portal_then_a_wrong_code(tmp_path: Pat
     ) as dev:
         location, repository = dev.wait_until_loaded(timeout=90)
         selector = {"repositoryLocationName": location, "repositoryName": repository}
-        backfill_range(dev, demo.first_day().isoformat(), today)
+        backfill = launch_backfill(dev, demo.first_day().isoformat(), today, CRM_ASSETS)
+        wait_for_backfill_run(dev, backfill)  # one run, and it succeeded
         assert_warehouse_equals_portal(demo_url, demo)
 
         checks = [
@@ -106,6 +93,7 @@ def test_demo_backfill_checks_then_a_real_portal_then_a_wrong_code(tmp_path: Pat
         # A checks-only run leaves the demo portal alone (the hourly schedule may still tick
         # during the test and advance it for its own run: that change carries its run id).
         assert run_id not in {change.key for change in demo.changes()}
+        assert_backfill_completed(dev, backfill)
 
     real = DemoPortal(data_dir=tmp_path / "real_portal", seed=77)  # another portal's data
     real_url = f"sqlite:///{data_dir / 'portal' / 'warehouse.sqlite'}"
