@@ -47,8 +47,10 @@ def test_repr_of_an_auth_with_an_empty_store_does_not_raise():
 
 
 async def test_resend_after_a_refresh_takes_its_own_throttle_slot():
-    """16 calls with an expired token are 32 requests: each resend reserves a bucket slot."""
-    scale = 0.01
+    """16 calls with an expired token are 32 requests: each resend reserves a bucket slot.
+    Time scale 0.05 (40 requests/s): at 0.01 a loaded host that stalls the emulator's thread
+    for 20 ms delivers paced requests together and the portal refuses some (4 x 503 seen)."""
+    scale = 0.05
     plan = Plan("small", bucket_size=20, drain_per_s=2.0, operating_limit_s=None)
     async with EmulatedPortal(deals=5, plan=plan, time_scale=scale) as portal:
         auth = await _authorised(portal)
