@@ -191,6 +191,15 @@ class SqlAlchemyTokenStore:
     ) -> None:
         if not key:
             raise BitrixParameterError("key", "must be a non-empty string")
+        dialect = sa.make_url(engine).get_backend_name() if isinstance(engine, str) else (
+            engine.dialect.name
+        )
+        if dialect == "duckdb":  # no row lock: two refreshers would both spend the token
+            raise BitrixParameterError(
+                "token store",
+                "DuckDB cannot lock a row for a refresh; keep OAuth tokens in PostgreSQL,"
+                " MySQL/MariaDB, SQLite, Redis or a JSON file",
+            )
         self._owns_engine = isinstance(engine, str)
         self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
         self.key = key

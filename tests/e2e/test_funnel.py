@@ -178,9 +178,9 @@ def test_funnel_from_a_sync_of_the_emulator_shows_in_progress_stages(
         assert result.success, [str(e.event_specific_data.error) for e in result.all_events
                                 if e.is_step_failure]  # fmt: skip
     engine = sa.create_engine(url)
-    stages = pd.read_sql_table("bitrix24_crm_status", engine)
-    funnel = pd.read_sql_table("sales_funnel", engine)
-    summary = pd.read_sql_table("sales_pipeline_summary", engine)
+    stages = pd.read_sql_query("SELECT * FROM bitrix24_crm_status", engine)
+    funnel = pd.read_sql_query("SELECT * FROM sales_funnel", engine)
+    summary = pd.read_sql_query("SELECT * FROM sales_pipeline_summary", engine)
     engine.dispose()
     _drop_example_tables(url)
     assert summary["avg_cycle_days"].notna().all()  # days to win, from the deal dates

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from bitrix_core.errors import BitrixParameterError
 from bitrix_core.token_stores import (
     InMemoryTokenStore,
     JsonFileTokenStore,
@@ -99,8 +100,17 @@ async def test_json_file_lock_gives_up_after_its_timeout(tmp_path):
                 pass
 
 
+def test_duckdb_is_refused_as_a_token_store_before_any_table_is_made(tmp_path):
+    url = f"duckdb:///{tmp_path / 'tokens.duckdb'}"
+    with pytest.raises(BitrixParameterError, match="DuckDB cannot lock a row"):
+        SqlAlchemyTokenStore(url)
+    assert not (tmp_path / "tokens.duckdb").exists()
+
+
 @pytest.fixture
 def table_name(warehouse_url: str) -> Iterator[str]:
+    if warehouse_url.startswith("duckdb"):
+        pytest.skip("DuckDB is refused as a token store (no row lock): tested above")
     name = f"oauth_tokens_{uuid.uuid4().hex[:10]}"
     yield name
     engine = sa.create_engine(warehouse_url)
