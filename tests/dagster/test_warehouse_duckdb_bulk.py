@@ -42,7 +42,7 @@ def _stored_links(warehouse: Warehouse) -> list[tuple[Any, ...]]:
     return [tuple(row)[:5] for row in select_all(warehouse, table)]
 
 
-def test_links_stored_and_counted_as_sqlite_stores_them(pair: tuple[Warehouse, Warehouse]) -> None:
+def test_links_stored_and_counted_as_sqlite_stores_them(pair: tuple[Warehouse, ...]) -> None:
     first = _links(range(1, DEALS + 1), 2)
     # the second run: deals 1..1000 lose a contact, 1001..2000 change theirs, 2001..2500
     # have none, 2501..3000 are not listed (a full sync drops them), 3001..3200 are new
@@ -90,7 +90,7 @@ def _stored_rejects(warehouse: Warehouse) -> list[tuple[Any, ...]]:
             for r in rows]  # fmt: skip
 
 
-def test_rejects_stored_and_counted_as_sqlite_stores_them(pair: tuple[Warehouse, Warehouse]) -> None:
+def test_rejects_stored_and_counted_as_sqlite_stores_them(pair: tuple[Warehouse, ...]) -> None:
     rows = [_hostile(i) for i in range(1, 1_801)]
     results = []
     for warehouse in pair:
