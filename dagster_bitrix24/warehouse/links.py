@@ -1,22 +1,23 @@
 """The deal-contact link table: (deal_id, contact_id) -> sort, role_id, is_primary.
 
 Each deal's links are replaced in one transaction per page, as the multi-field child tables
-are; a full sync also drops the links of deals the portal no longer lists.
+are; a full sync also drops the links of deals the portal no longer lists. The deletes and
+inserts are the dialect writer's (`delete_in`, `insert_rows`: in bulk on DuckDB).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24.warehouse.dialects.base import DialectWriter
 from dagster_bitrix24.warehouse.schema.columns import Dialect, sql_type
 from dagster_bitrix24.warehouse.schema.layout import SYNCED_AT
 
 LINK_COLUMNS = ("deal_id", "contact_id", "sort", "role_id", "is_primary")
-_DELETE_BATCH = 500
 
 
 def link_table(
@@ -41,10 +42,13 @@ def link_table(
 class LinkTable:
     """One link table of one warehouse: replace a page's links, drop the gone deals'."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, dialect: Dialect) -> None:
+    def __init__(
+        self, engine: sa.Engine, table: sa.Table, dialect: Dialect, writer: DialectWriter
+    ) -> None:
         self.engine = engine
         self.table = table
         self.dialect = dialect
+        self.writer = writer
 
     @property
     def name(self) -> str:
@@ -53,19 +57,13 @@ class LinkTable:
     def replace(self, deal_ids: Sequence[int], links: list[tuple[Any, ...]]) -> int:
         """Delete the deals' links and insert `links` (`LINK_COLUMNS` tuples) in one
         transaction; return the rows written."""
-        table = self.table
         synced_at = datetime.now(UTC)
         if self.dialect != "postgresql":  # naive UTC, as the writer stores it
             synced_at = synced_at.replace(tzinfo=None)
         with self.engine.begin() as connection:
-            for batch in _batches(deal_ids):
-                connection.execute(table.delete().where(table.c.deal_id.in_(batch)))
-            if links:
-                connection.execute(
-                    table.insert(),
-                    [dict(zip(LINK_COLUMNS, link, strict=True), **{SYNCED_AT: synced_at})
-                     for link in links],
-                )  # fmt: skip
+            self.writer.delete_in(connection, self.table, "deal_id", deal_ids)
+            self.writer.insert_rows(connection, self.table, (*LINK_COLUMNS, SYNCED_AT),
+                                    [(*link, synced_at) for link in links])  # fmt: skip
         return len(links)
 
     def drop_missing(self, seen: set[int]) -> int:
@@ -73,12 +71,7 @@ class LinkTable:
         table = self.table
         with self.engine.begin() as connection:
             stored = {r[0] for r in connection.execute(sa.select(table.c.deal_id).distinct())}
-            removed = 0
-            for batch in _batches(sorted(stored - seen)):
-                removed += connection.execute(
-                    table.delete().where(table.c.deal_id.in_(batch))
-                ).rowcount
-        return removed
+            return self.writer.delete_in(connection, table, "deal_id", sorted(stored - seen))
 
     def row_count(self) -> int:
         """Links stored now."""
@@ -90,8 +83,3 @@ class LinkTable:
         """(column, SQL type, description) of the link table."""
         dialect = self.engine.dialect
         return [(c.name, c.type.compile(dialect=dialect), c.comment or "") for c in self.table.c]
-
-
-def _batches(items: Sequence[Any] | Iterable[Any]) -> list[list[Any]]:
-    values = list(items)
-    return [values[i : i + _DELETE_BATCH] for i in range(0, len(values), _DELETE_BATCH)]

@@ -16,10 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24.warehouse.dialects.base import DialectWriter
 from dagster_bitrix24.warehouse.schema.columns import fit_identifier
 from dagster_bitrix24.warehouse.screening import Reject
 
 RAW_LIMIT = 1_000
+_WRITTEN = ("run_id", "entity", "row_id", "field", "raw_value", "reason", "rejected_at")
 
 
 def rejects_table(
@@ -64,15 +66,15 @@ def _text(value: Any, limit: int = 255) -> str | None:
 
 def write_rejects(
     connection: sa.Connection, table: sa.Table, entity: str, rejects: Sequence[Reject],
-    *, run_id: str | None,
+    *, run_id: str | None, writer: DialectWriter,
 ) -> None:  # fmt: skip
-    """Record `rejects` in the caller's transaction."""
+    """Record `rejects` in the caller's transaction (`writer.insert_rows`: in bulk on
+    DuckDB; `reject_id` numbered in their order)."""
     if not rejects:
         return
     now = datetime.now(UTC)
-    connection.execute(table.insert(), [
-        {"run_id": run_id, "entity": entity, "row_id": _text(r.row_id), "field": _text(r.field),
-         "raw_value": raw_text(r.raw), "reason": r.reason[:255], "rejected_at": now}
+    writer.insert_rows(connection, table, _WRITTEN, [
+        (run_id, entity, _text(r.row_id), _text(r.field), raw_text(r.raw), r.reason[:255], now)
         for r in rejects
     ])  # fmt: skip
 

@@ -213,7 +213,7 @@ class Warehouse:
         table = link_table(sa.MetaData(), self.table_name(entity_name), self.dialect_name,
                            schema=self.schema)  # fmt: skip
         table.create(self.engine, checkfirst=True)
-        return LinkTable(self.engine, table, self.dialect_name)
+        return LinkTable(self.engine, table, self.dialect_name, self.writer)
 
     def _log(self, entity: str, table: str, changes: SchemaChanges) -> None:
         if changes.created:
@@ -274,7 +274,8 @@ class Warehouse:
             screened = screen(layout, rows)
         # (every time: a retried chunk's rollback may have taken the table's creation along)
         self._rejects.create(connection, checkfirst=True)
-        write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id)
+        write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id,
+                      writer=self.writer)  # fmt: skip
         counts = self.writer.upsert(connection, layout, screened.rows, synced_at=synced_at)
         return replace(counts, skipped=counts.skipped + screened.dropped)
 

@@ -34,6 +34,7 @@ from dagster_bitrix24.warehouse.schema.layout import (
 )
 
 ID_BATCH = 5_000
+DELETE_BATCH = 500  # ids in one `IN (...)` of `delete_in`
 PRESENT = "_bitrix24_present_ids"
 CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 
@@ -71,7 +72,8 @@ class DeleteCounts:
 
 
 class DialectWriter:
-    """The writes of one database: `upsert` a chunk, `mark_deleted` rows. Subclasses give
+    """The writes of one database: `upsert` a chunk, `mark_deleted` rows, and the plain
+    deletes and inserts of the link and rejects tables (`delete_in`, `insert_rows`). Subclasses give
     the guard (`newer`), the comparison (`differs`), the statement sending rows (`send`)
     and their temporary tables."""
 
@@ -160,6 +162,26 @@ class DialectWriter:
             connection.exec_driver_sql(
                 f"INSERT INTO {PRESENT} (id) VALUES ({placeholder(connection)})", ids
             )
+
+    def delete_in(
+        self, connection: sa.Connection, table: sa.Table, column: str, values: Sequence[Any]
+    ) -> int:
+        """Delete the rows of `table` whose `column` is one of `values`; the rows removed."""
+        removed = 0
+        for batch in batches(values, DELETE_BATCH):
+            where = table.c[column].in_(list(batch))
+            removed += connection.execute(table.delete().where(where)).rowcount
+        return removed
+
+    def insert_rows(
+        self, connection: sa.Connection, table: sa.Table, columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:  # fmt: skip
+        """Insert `rows` (values of `columns`, in order) into `table`; a column left out
+        takes its default (a sequence's next number)."""
+        if rows:
+            named = [dict(zip(columns, row, strict=True)) for row in rows]
+            connection.execute(table.insert(), named)
 
     # -- the algorithm, the same everywhere ------------------------------------------------
 

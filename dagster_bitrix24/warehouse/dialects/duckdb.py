@@ -112,6 +112,35 @@ class DuckdbWriter(OnConflictWriter):
             with _registered(connection, arrow_table(ids, [id_type])) as view:
                 _run(connection, f"INSERT INTO {PRESENT} (id) SELECT c0 FROM {view}")
 
+    def delete_in(
+        self, connection: sa.Connection, table: sa.Table, column: str, values: Sequence[Any]
+    ) -> int:
+        """One `DELETE ... IN (SELECT ...)` of the values as an Arrow column."""
+        if not values:
+            return 0
+        quote = connection.dialect.identifier_preparer
+        delete = f"DELETE FROM {quote.format_table(table)} WHERE {quote.quote(column)}"
+        with _registered(connection, arrow_column(values, table.c[column].type)) as view:
+            return _count(connection, f"{delete} IN (SELECT c0 FROM {view})")
+
+    def insert_rows(
+        self, connection: sa.Connection, table: sa.Table, columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:  # fmt: skip
+        """One `INSERT ... SELECT` of the rows as an Arrow table; a left-out column numbered
+        by a sequence takes `nextval` in the row order."""
+        if not rows:
+            return
+        quote = connection.dialect.identifier_preparer
+        sequences = [(c.name, c.default) for c in table.c if isinstance(c.default, sa.Sequence)]
+        numbered = [(name, s) for name, s in sequences if name not in columns]
+        targets = [quote.quote(name) for name, _ in numbered] + [quote.quote(c) for c in columns]
+        values = [f"nextval('{quote.format_sequence(s)}')" for _, s in numbered]
+        values += [f"c{i}" for i in range(len(columns))]
+        into = f"INSERT INTO {quote.format_table(table)} ({', '.join(targets)})"
+        with _registered(connection, arrow_table(rows, [table.c[c].type for c in columns])) as view:
+            _run(connection, f"{into} SELECT {', '.join(values)} FROM {view}")
+
 
 def arrow_column(values: Sequence[Any], sql_type: sa.types.TypeEngine[Any]) -> Any:
     """One column `c0` of `values` as an Arrow table."""
@@ -141,8 +170,8 @@ def _arrow_type(pa: Any, sql_type: sa.types.TypeEngine[Any]) -> Any:
         return pa.float64()
     if isinstance(sql_type, sa.Numeric):
         return pa.decimal128(sql_type.precision or 18, sql_type.scale or 0)
-    if isinstance(sql_type, sa.DateTime):
-        return pa.timestamp("us")
+    if isinstance(sql_type, sa.DateTime):  # aware values as UTC instants
+        return pa.timestamp("us", tz="UTC" if sql_type.timezone else None)
     if isinstance(sql_type, sa.Date):
         return pa.date32()
     return pa.string()
