@@ -1,7 +1,7 @@
 """A limiter backend in a SQLite file, so processes of one machine share one portal's bucket.
 
-Implements the engine's `LimiterBackend` protocol (`bitrix_core.throttle`). Every step is one
-`BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock; a
+Implements the engine's `LimiterBackend` protocol (`bitrix_core.limiter_state`). Every step
+is one `BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock; a
 process killed mid-step leaves its transaction rolled back, and an operating-time
 reservation is deleted once it has expired. Times
 are stored on the wall clock (the engine hands in its monotonic clock; the offset between
@@ -21,7 +21,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from bitrix_core.limiter_backends.operating import reservation_start
-from bitrix_core.throttle import MethodBudget
+from bitrix_core.limiter_state import MethodBudget
 
 _TIME_FIELDS = ("reset_at", "server_now", "blocked_until", "next_at")
 _BUDGET_FIELDS = tuple(f.name for f in fields(MethodBudget))
