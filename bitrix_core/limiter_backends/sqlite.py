@@ -99,11 +99,8 @@ class SqliteLimiterBackend:
         offset = time.time() - now
 
         def work(connection: sqlite3.Connection) -> float:
-            row = connection.execute(
-                "SELECT tat FROM limiter_bucket WHERE portal = ?", (self.portal,)
-            ).fetchone()
             wall_now = now + offset
-            tat = max(row[0] if row else 0.0, wall_now)
+            tat = max(self._tat(connection), wall_now)
             allowed_at = tat - (burst - 1) * interval_s
             self._store_tat(connection, tat + interval_s)
             return max(0.0, allowed_at - wall_now)
@@ -115,11 +112,8 @@ class SqliteLimiterBackend:
         offset = time.time() - now
 
         def work(connection: sqlite3.Connection) -> None:
-            row = connection.execute(
-                "SELECT tat FROM limiter_bucket WHERE portal = ?", (self.portal,)
-            ).fetchone()
             full = now + offset + burst * interval_s
-            self._store_tat(connection, max(row[0] if row else 0.0, full))
+            self._store_tat(connection, max(self._tat(connection), full))
 
         await asyncio.to_thread(self._transaction, work)
 
@@ -184,6 +178,13 @@ class SqliteLimiterBackend:
             return start - now
 
         return await asyncio.to_thread(self._transaction, work)
+
+    def _tat(self, connection: sqlite3.Connection) -> float:
+        """The bucket's stored theoretical arrival time (0: none yet)."""
+        row = connection.execute(
+            "SELECT tat FROM limiter_bucket WHERE portal = ?", (self.portal,)
+        ).fetchone()
+        return row[0] if row else 0.0
 
     def _store_tat(self, connection: sqlite3.Connection, tat: float) -> None:
         connection.execute(

@@ -40,27 +40,22 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.base import Page, Runner
 from bitrix_core.pagination.gap_walk import GapWalk
 from bitrix_core.pagination.gaps import Gap
-from bitrix_core.pagination.query import pages_by_id, split_id_bounds
+from bitrix_core.pagination.query import IdOrderPaging, split_id_bounds
 
 if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
 
 
-class ConvergingPaging:
+class ConvergingPaging(IdOrderPaging):
     """Gaps of the id range walked from both ends, packed into full batches (unordered)."""
 
     name = "converging"
-    disjoint = True
 
     def __init__(self, *, gap_pages: int = 180, max_gaps: int = 23) -> None:
         if gap_pages < 1 or max_gaps < 1:
             raise ValueError("gap_pages and max_gaps must be at least 1")
         self.gap_pages = gap_pages
         self.max_gaps = max_gaps
-
-    def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
-        """Lists the id order can serve (`query.pages_by_id`)."""
-        return pages_by_id(spec, params)
 
     async def pages(
         self,
