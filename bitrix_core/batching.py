@@ -3,11 +3,8 @@
 Callers `await batcher.run(method, params)`; queued commands are packed, up to 50 at a
 time, into one `batch` request as soon as an in-flight slot is free (after a short
 linger), and each caller gets its own `CommandResult` or its own exception. When things
-fail, the fallback ladder runs per command, never losing or repeating one::
-
-    retry_failed  only the failed commands are queued again (limit answers, 5xx reads)
-    shrink        the whole batch failed (timeout, 5xx): smaller batches from now on
-    single        a command that failed twice, or a refused batch: sent on its own
+fail, the fallback ladder (`batch_fallback`: retry_failed, shrink, single) runs per command,
+never losing or repeating one.
 
 A batch is packed when its bucket slot is due, not before: commands queued meanwhile still
 join it, and `backlog` (commands waiting) tells producers such as an export's id windows
@@ -28,12 +25,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bitrix_core.batch_fallback import FallbackLadder
 from bitrix_core.batch_results import (
-    BatchSections,
     CommandResult,
     Outcome,
     QueuedCommand,
-    command_error,
     fail,
     new_group_id,
     resolve,
@@ -42,14 +38,10 @@ from bitrix_core.encoding import encode_command
 from bitrix_core.errors import (
     BatchError,
     BitrixError,
-    BitrixLimitError,
-    BitrixProtocolError,
     BitrixResendableError,
-    BitrixRetryableError,
-    OperationTimeLimitError,
     QueryLimitExceededError,
 )
-from bitrix_core.requester import Requester, wait_for_limit
+from bitrix_core.requester import Requester
 from bitrix_core.stats import CallStats
 
 logger = logging.getLogger("bitrix_core")
@@ -76,15 +68,21 @@ class Batcher:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
         self._requester = requester
         self.max_batch = max_batch
-        self.batch_size = max_batch
         self.linger_s = linger_s
-        self.max_command_failures = max_command_failures
         self.stats = stats
+        self._ladder = FallbackLadder(
+            requester, max_batch=max_batch, max_command_failures=max_command_failures, stats=stats
+        )
         self._queue: list[QueuedCommand] = []
         self._flusher: asyncio.Task[None] | None = None
         self._dispatches: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._taken = asyncio.Event()
+
+    @property
+    def batch_size(self) -> int:
+        """Commands a batch holds now (shrunk while batches fail whole, see batch_fallback)."""
+        return self._ladder.batch_size
 
     @property
     def backlog(self) -> int:
@@ -269,20 +267,13 @@ class Batcher:
                 self._flusher = asyncio.create_task(self._flush_loop())
             self._wakeup.set()
 
-    def _sinks(self, commands: list[QueuedCommand]) -> list[CallStats]:
-        sinks: dict[int, CallStats] = {}
-        for stats in (self.stats, *(c.stats for c in commands)):
-            if stats is not None:
-                sinks[id(stats)] = stats
-        return list(sinks.values())
-
     async def _send_single(self, command: QueuedCommand, on_slot: Callable[[], None]) -> None:
         try:
             envelope = await self._requester.send(
                 command.method,
                 command.params,
                 idempotent=command.idempotent,
-                stats=self._sinks([command]),
+                stats=self._ladder.sinks([command]),
                 on_slot=on_slot,
             )
         except BitrixError as error:
@@ -294,9 +285,9 @@ class Batcher:
         self, commands: list[QueuedCommand], outcome: Outcome, on_slot: Callable[[], None]
     ) -> None:
         keyed = {c.key or f"cmd{i}": c for i, c in enumerate(commands)}
-        sinks = self._sinks(commands)
+        sinks = self._ladder.sinks(commands)
         for command in commands:
-            for sink in self._sinks([command]):
+            for sink in self._ladder.sinks([command]):
                 sink.subcommands += 1
         try:
             envelope = await self._requester.send(
@@ -319,7 +310,7 @@ class Batcher:
                 if command.group is not None:
                     fail(command, error)
                     continue
-                self._note_fallback(command, "single")
+                self._ladder.note_fallback(command, "single")
                 outcome.single.append(command)
             return
         except QueryLimitExceededError as error:  # the requester's patience ran out
@@ -327,129 +318,14 @@ class Batcher:
                 fail(command, error)
             return
         except BitrixResendableError as error:
-            self._whole_batch_failed(commands, error, outcome)
+            self._ladder.whole_batch_failed(commands, error, outcome)
             return
         except BitrixError as error:
             for command in commands:
                 fail(command, error)
             return
-        self.batch_size = min(self.max_batch, self.batch_size + max(1, self.batch_size // 4))
-        await self._unpack(keyed, envelope, outcome)
-
-    def _whole_batch_failed(
-        self, commands: list[QueuedCommand], error: BitrixError, outcome: Outcome
-    ) -> None:
-        self.batch_size = max(1, self.batch_size // 2)
-        logger.info(
-            "batch of %d failed (%s); batch size now %d",
-            len(commands),
-            type(error).__name__,
-            self.batch_size,
-        )
-        did_not_run = isinstance(error, BitrixLimitError)
-        for command in commands:
-            if command.group is not None or not (command.idempotent or did_not_run):
-                fail(command, error)  # a write whose outcome is unknown: never resent
-                continue
-            self._note_fallback(command, "shrink")
-            self._retry_or_fail(command, error, outcome)
-
-    async def _unpack(
-        self, keyed: dict[str, QueuedCommand], envelope: Mapping[str, Any], outcome: Outcome
-    ) -> None:
-        body = envelope.get("result")
-        if not isinstance(body, Mapping):
-            malformed = BitrixProtocolError(
-                "batch answer 'result' is not an object", method="batch"
-            )
-            for command in keyed.values():
-                fail(command, malformed)
-            return
-        sections = BatchSections.read(body)
-        throttle = self._requester.throttle
-        for key, command in keyed.items():
-            timing = sections.times.get(key)
-            if isinstance(timing, Mapping):
-                await throttle.record_time(
-                    command.method,
-                    timing.get("operating"),
-                    timing.get("operating_reset_at"),
-                    timing.get("finish"),
-                    processing=timing.get("processing"),
-                )
-            if key in sections.errors:
-                error = command_error(command.method, sections.errors[key])
-                await self._command_failed(command, error, outcome)
-            elif key in sections.results:
-                resolve(command, sections.result_of(key))
-            elif command.idempotent and command.group is None:
-                missing = BitrixProtocolError(
-                    "the batch returned nothing for this command", method=command.method
-                )
-                self._retry_or_fail(command, missing, outcome)
-            else:
-                what = (  # a linked read's successors refer to it: its caller resumes
-                    "read; its caller resumes" if command.idempotent else "write; not resent"
-                )
-                fail(
-                    command,
-                    BitrixProtocolError(
-                        f"the batch returned nothing for this {what}", method=command.method
-                    ),
-                )
-
-    async def _command_failed(
-        self, command: QueuedCommand, error: BitrixError, outcome: Outcome
-    ) -> None:
-        throttle = self._requester.throttle
-        if isinstance(error, BitrixLimitError):  # it did not run
-            refused = await wait_for_limit(error, command.method, throttle, self._sinks([command]))
-            if command.group is not None:  # its successors refer to it: the caller resumes
-                fail(command, error)
-                return
-            if isinstance(error, OperationTimeLimitError):
-                command.limit_resends += 1
-                if command.limit_resends > self._requester.retry.max_limit_resends:
-                    refused = error
-            if refused is not None:
-                fail(command, refused)
-                return
-            self._note_fallback(command, "retry_failed")
-            self._count_retry(command)
-            outcome.requeue.append(command)
-        elif command.group is not None:  # its successors refer to it: the caller resumes
-            fail(command, error)
-        elif isinstance(error, BatchError):  # not allowed inside a batch: it did not run
-            self._note_fallback(command, "single")
-            self._retry_or_fail(command, error, outcome, alone=True)
-        elif isinstance(error, BitrixRetryableError) and command.idempotent:
-            throttle.on_overload()
-            self._note_fallback(command, "retry_failed")
-            self._retry_or_fail(command, error, outcome)
-        else:
-            fail(command, error)
-
-    def _retry_or_fail(
-        self, command: QueuedCommand, error: BitrixError, outcome: Outcome, *, alone: bool = False
-    ) -> None:
-        command.failures += 1
-        if command.failures > self.max_command_failures:
-            fail(command, error)
-            return
-        self._count_retry(command)
-        if alone or command.failures >= 2 or self.batch_size == 1:
-            self._note_fallback(command, "single")
-            outcome.single.append(command)
-        else:
-            outcome.requeue.append(command)
-
-    def _count_retry(self, command: QueuedCommand) -> None:
-        for sink in self._sinks([command]):
-            sink.retries += 1
-
-    def _note_fallback(self, command: QueuedCommand, name: str) -> None:
-        for sink in self._sinks([command]):
-            sink.add_fallback(name)
+        self._ladder.succeeded()
+        await self._ladder.unpack(keyed, envelope, outcome)
 
 
 async def _first_of(event: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -24,12 +24,13 @@ from bitrix_core.auth import Auth, WebhookAuth
 from bitrix_core.batching import Batcher
 from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import BitrixAuthError, BitrixParameterError
+from bitrix_core.limiter_state import LimiterBackend
 from bitrix_core.pagination import ListRun, PageStrategy, paginate
 from bitrix_core.pagination.base import LinkedRunner
 from bitrix_core.pagination.run import StrategyName, count_rows, list_spec
 from bitrix_core.requester import Requester, RetryPolicy, is_read_method
 from bitrix_core.stats import CallStats, ListStats
-from bitrix_core.throttle import LimiterBackend, Limits, Throttle
+from bitrix_core.throttle import Limits, Throttle
 from bitrix_core.transport import Transport
 from bitrix_core.validation import validate_call
 

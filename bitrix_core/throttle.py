@@ -1,27 +1,36 @@
-"""Client-side limits: a leaky bucket reserved before sending, per-method operating budgets,
-and adaptive (AIMD) concurrency.
+"""The throttle: waits before each request so the portal's limits are never the ones that
+say no. It combines the request bucket (a slot reserved before sending, state in a
+`LimiterBackend`), per-method operating budgets (what this process has committed, priced at
+a method's dearest recent call), probes of unknown costs and adaptive (AIMD) concurrency.
 
-The bucket is kept as a GCRA "theoretical arrival time": reserving a slot is one atomic
-step that returns how long the caller must wait, so hundreds of concurrent callers are
-spaced out without overshooting the plan. State lives in a pluggable `LimiterBackend`
-(in-process here; a shared store lets several processes respect one portal's limits).
+`Limits` (bitrix_core.limits) and the backend types (bitrix_core.limiter_state) are imported
+from here too: `from bitrix_core.throttle import Limits, Throttle`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
-from typing import Protocol
 
 from bitrix_core.backoff import QueryLimitBackoff
 from bitrix_core.concurrency import AdaptiveConcurrency
+from bitrix_core.cost_probes import CostProbes
+from bitrix_core.limiter_state import InProcessLimiterBackend, LimiterBackend, MethodBudget
+from bitrix_core.limits import Limits
+
+__all__ = [
+    "UNKNOWN_COMMANDS",
+    "InProcessLimiterBackend",
+    "LimiterBackend",
+    "Limits",
+    "MethodBudget",
+    "Throttle",
+]
 
 logger = logging.getLogger("bitrix_core")
 
@@ -31,176 +40,6 @@ UNKNOWN_COMMANDS = 24
 each, above the dearest list page measured (tasks.task.list, 0.9-1.6 s:
 ../shared/bitrix24-api.md), they end well within the portal's 60 s request cap."""
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A portal plan's limits as the client respects them.
-
-    bucket_size / drain_per_s: the request-rate leaky bucket (a batch is one request);
-    operating_budget_s over operating_window_s, in baskets of basket_s: per-method time;
-    margin_slots / jitter_s / bucket_headroom: the bucket is left that much below full, the
-        largest of: `margin_slots` slots, `jitter_s` real seconds of drain (requests may bunch
-        up on the way by that much; on an emulator's fast time scale this is the larger one;
-        not scaled), a `bucket_headroom` fraction of the bucket;
-    operating_soft / operating_hard: budget fractions where pacing starts (when others spend
-        the budget too) / sending stops; the client prices what it commits at a method's
-        dearest recent call, so 3% is left for cost it could not foresee;
-    max_concurrency: the ceiling of in-flight requests (adapted down on timeouts and 5xx)
-        while requests are quick; slow ones (a batch of expensive pages) raise it up to 4x,
-        as far as keeps the bucket busy (see `Throttle.observe_request`);
-    request_timeout_s: the portal's cap on one request's processing (b24restdocs
-        settings/performance/limits.md: "one REST request must finish within 60 seconds";
-        past it the answer is 500 INTERNAL_SERVER_ERROR): batches are sized well under it;
-    query_limit_patience_s: how long a streak of 503 QUERY_LIMIT_EXCEEDED answers (a bucket
-        kept full, e.g. by other applications on the portal) is waited out with exponential
-        backoff before the request fails.
-    """
-
-    bucket_size: int
-    drain_per_s: float
-    operating_budget_s: float = 480.0
-    operating_window_s: float = 600.0
-    basket_s: float = 60.0
-    max_concurrency: int = 16
-    margin_slots: int = 2
-    jitter_s: float = 0.1
-    bucket_headroom: float = 0.0
-    operating_soft: float = 0.7
-    operating_hard: float = 0.97
-    query_limit_patience_s: float = 300.0
-    request_timeout_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.bucket_size < 1:
-            raise ValueError("bucket_size must be at least 1")
-        if self.drain_per_s <= 0:
-            raise ValueError("drain_per_s must be positive")
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if not 0 <= self.bucket_headroom < 1:
-            raise ValueError("bucket_headroom must be in [0, 1)")
-        if self.margin_slots < 0 or self.jitter_s < 0:
-            raise ValueError("margin_slots and jitter_s must not be negative")
-        if self.query_limit_patience_s < 0:
-            raise ValueError("query_limit_patience_s must not be negative")
-        if self.request_timeout_s <= 0:
-            raise ValueError("request_timeout_s must be positive")
-
-    @classmethod
-    def for_plan(cls, plan: str) -> Limits:
-        """Preset limits: "standard" (50 / 2 per s), "enterprise" (250 / 5 per s), "unlimited"."""
-        presets = {
-            "standard": cls(bucket_size=50, drain_per_s=2.0),
-            "enterprise": cls(bucket_size=250, drain_per_s=5.0),
-            "unlimited": cls(
-                bucket_size=100_000,
-                drain_per_s=100_000.0,
-                operating_budget_s=float("inf"),
-                margin_slots=0,
-                jitter_s=0.0,
-            ),
-        }
-        try:
-            return presets[plan.lower()]
-        except KeyError:
-            raise ValueError(f"unknown plan {plan!r}; expected one of {sorted(presets)}") from None
-
-    def scaled(self, factor: float) -> Limits:
-        """The same plan on a time scale: durations times `factor`, drain rate divided by it."""
-        if factor <= 0:
-            raise ValueError("factor must be positive")
-        return replace(
-            self,
-            drain_per_s=self.drain_per_s / factor,
-            operating_budget_s=self.operating_budget_s * factor,
-            operating_window_s=self.operating_window_s * factor,
-            basket_s=self.basket_s * factor,
-            query_limit_patience_s=self.query_limit_patience_s * factor,
-            request_timeout_s=self.request_timeout_s * factor,
-        )
-
-    @property
-    def burst(self) -> int:
-        """Requests the client lets into the bucket at once (size minus the largest margin)."""
-        margin = max(
-            self.margin_slots,
-            math.ceil(self.jitter_s * self.drain_per_s - 1e-9),
-            round(self.bucket_size * self.bucket_headroom),
-        )
-        return max(1, self.bucket_size - margin)
-
-
-@dataclass
-class MethodBudget:
-    """What the client knows of one method's operating time (times on the local clock)."""
-
-    operating: float
-    reset_at: float
-    server_now: float
-    cost_s: float = 0.0
-    blocked_until: float = 0.0
-    next_at: float = 0.0
-
-
-class LimiterBackend(Protocol):
-    """Where limiter state lives; shared state lets several processes share one portal."""
-
-    async def take_slot(self, *, now: float, interval_s: float, burst: int) -> float:
-        """Reserve the next bucket slot; return the seconds to wait before sending."""
-        ...
-
-    async def fill_bucket(self, *, now: float, interval_s: float, burst: int) -> None:
-        """Mark the bucket as holding `burst` requests at `now` (the portal answered 503
-        QUERY_LIMIT_EXCEEDED; a level over the burst holds the next slot back longer)."""
-        ...
-
-    async def get_budget(self, method: str) -> MethodBudget | None:
-        """The stored operating-time record of a method (lower-case name), if any."""
-        ...
-
-    async def put_budget(self, method: str, budget: MethodBudget) -> None:
-        """Store a method's operating-time record."""
-        ...
-
-    async def reserve_operating(
-        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
-    ) -> float:
-        """One atomic step: reserve `seconds` of a method's operating time, starting no
-        earlier than `after_s` from now nor before the live reservations of every process
-        sharing this backend leave room for it under `limit_s`; it counts from its start
-        and expires `hold_s` later (a killed process's reservations lapse on their own).
-        Return the seconds from now until it starts."""
-        ...
-
-
-class InProcessLimiterBackend:
-    """Limiter state in this process's memory (one event loop, no locking needed)."""
-
-    def __init__(self) -> None:
-        self._tat = 0.0
-        self._budgets: dict[str, MethodBudget] = {}
-
-    async def take_slot(self, *, now: float, interval_s: float, burst: int) -> float:
-        tat = max(self._tat, now)
-        allowed_at = tat - (burst - 1) * interval_s
-        self._tat = tat + interval_s
-        return max(0.0, allowed_at - now)
-
-    async def fill_bucket(self, *, now: float, interval_s: float, burst: int) -> None:
-        self._tat = max(self._tat, now + burst * interval_s)
-
-    async def get_budget(self, method: str) -> MethodBudget | None:
-        return self._budgets.get(method)
-
-    async def put_budget(self, method: str, budget: MethodBudget) -> None:
-        self._budgets[method] = budget
-
-    async def reserve_operating(
-        self, method: str, *, seconds: float, after_s: float, hold_s: float, limit_s: float
-    ) -> float:
-        """One process: the throttle's own commitments are the whole ledger already."""
-        return after_s
 
 
 def _roll_forward(budget: MethodBudget, now: float, limits: Limits) -> None:
@@ -235,12 +74,11 @@ class Throttle:
         self._tat_hint = 0.0  # this process's view of the bucket (GCRA), for slot_wait()
         self._backoff = QueryLimitBackoff(limits)
         # Operating time this process has committed per method: (moment it stops counting
-        # on the portal, seconds), and methods whose cost is still being learnt.
+        # on the portal, seconds).
         # [expires, seconds, 1.0 if counted by the portal beyond our commitments else 0.0,
         #  commands]; seconds stay 0 until the method's cost is known
         self._spent: dict[str, list[list[float]]] = {}
-        self._seen: set[str] = set()
-        self._probes: dict[str, asyncio.Event] = {}
+        self._probes = CostProbes(clock)  # methods whose cost is still being learnt
         self._costs: dict[str, float] = {}  # a call's price per method (seconds), see record_time
 
     @property
@@ -343,7 +181,7 @@ class Throttle:
         `held` receives the operating time committed for the request (see `answered`)."""
         waited = 0.0
         counts = Counter(name.lower() for name in method_names)
-        waited += await self._await_probes(counts)
+        waited += await self._probes.wait(counts, timeout_s=self.limits.basket_s)
         delay, committed = await self._operating_delay(counts)
         if held is not None:
             held.extend(committed)
@@ -372,39 +210,11 @@ class Throttle:
         until = self._clock() + self._hold_s
         for entry in held:
             entry[0] = max(entry[0], until)
-        self._end_probes()  # (an error answer too: batches waiting for it need not wait on)
-
-    async def _await_probes(self, counts: Counter[str]) -> float:
-        """A method never answered yet has an unknown cost: the first request learns it (its
-        time block) while batches of it wait, at most one basket, so a first wave of
-        batches cannot overspend a budget it knows nothing of."""
-        waited = 0.0
-        for name in sorted(counts):
-            if name in self._seen:
-                continue
-            probe = self._probes.get(name)
-            if probe is None:
-                self._probes[name] = asyncio.Event()
-                continue
-            if counts[name] == 1:
-                continue
-            started = self._clock()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(probe.wait(), timeout=self.limits.basket_s)
-            waited += max(0.0, self._clock() - started)
-        return waited
+        self._probes.end()  # (an error answer too: batches waiting for it need not wait on)
 
     def probing(self, method: str) -> bool:
         """True while the first request of `method` is out and its cost still unknown."""
-        name = method.lower()
-        return name in self._probes and name not in self._seen
-
-    def _learnt(self, name: str) -> None:
-        """The portal answered for `name`: its batches need not wait for a probe."""
-        self._seen.add(name)
-        probe = self._probes.pop(name, None)
-        if probe is not None:
-            probe.set()
+        return self._probes.probing(method.lower())
 
     @property
     def _hold_s(self) -> float:
@@ -500,7 +310,7 @@ class Throttle:
     ) -> None:
         """Feed a `time` block: operating seconds used and reset time, on the server's clock."""
         name = method.lower()
-        self._learnt(name)
+        self._probes.learnt(name)
         if processing is not None:
             # what commitments are priced at: up at once with a dearer call (a page that
             # also COUNTs), back down by a tenth per call, so a burst is never underpriced
@@ -556,7 +366,7 @@ class Throttle:
         for `retry_after_s` (relative: no clock skew applies); return the wait in s."""
         now = self._clock()
         name = method.lower()
-        self._learnt(name)
+        self._probes.learnt(name)
         budget = await self.backend.get_budget(name)
         if retry_after_s is not None and reset_at is None:
             until = now + retry_after_s
@@ -604,16 +414,9 @@ class Throttle:
         """A request completed: let concurrency and the burst grow back."""
         self._concurrency.on_success()
         self._backoff.succeeded(self._clock())
-        self._end_probes()
+        self._probes.end()
 
     def on_overload(self) -> None:
         """A timeout or 5xx: halve concurrency."""
         self._concurrency.on_overload()
-        self._end_probes()
-
-    def _end_probes(self) -> None:
-        """A request ended: batches waiting for a probe go (if it taught nothing, the next
-        request of that method probes again)."""
-        for probe in self._probes.values():
-            probe.set()
-        self._probes.clear()
+        self._probes.end()

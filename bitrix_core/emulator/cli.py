@@ -42,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from bitrix_core.emulator.crm_entities import SMART_ENTITIES
     from bitrix_core.emulator.portal import EmulatedPortal
     from bitrix_core.emulator.sizes import PortalSizes
+    from bitrix_core.emulator.smart_entities import SMART_ENTITIES
 
     sizes = PortalSizes(deals=args.deals, tasks=args.tasks)
     if args.smart_items is not None:

@@ -1,31 +1,21 @@
 """The CRM entities of the emulated portal: leads, deals, contacts, companies, activities,
-smart invoices and smart processes, with their standard and custom fields."""
+with their standard and custom fields (smart processes: `smart_entities`; the dictionaries
+their values come from: `crm_dictionaries`)."""
 
 from __future__ import annotations
 
+from bitrix_core.emulator.crm_dictionaries import (
+    COMPANY_TYPES,
+    CONTACT_TYPES,
+    CURRENCIES,
+    DEAL_STAGES,
+    DEAL_TYPES,
+    INDUSTRIES,
+    LEAD_STATUSES,
+    SOURCES,
+)
 from bitrix_core.emulator.generate import multi_present
 from bitrix_core.emulator.schema import Entity, Field, pick, user_field
-
-DEAL_STAGES = (
-    ("NEW", "New"), ("PREPARATION", "Preparation"), ("PREPAYMENT_INVOICE", "Prepayment invoice"),
-    ("EXECUTING", "In progress"), ("FINAL_INVOICE", "Final invoice"), ("WON", "Deal won"),
-    ("LOSE", "Deal lost"),
-)
-DEAL_CATEGORIES = ((0, "General"), (1, "Wholesale"), (2, "Partners"))
-LEAD_STATUSES = (("NEW", "Unassigned"), ("IN_PROCESS", "In progress"), ("PROCESSED", "Processed"),
-                 ("JUNK", "Junk lead"), ("CONVERTED", "Good lead"))
-SOURCES = (("CALL", "Call"), ("EMAIL", "E-mail"), ("WEB", "Website"), ("ADVERTISING", "Advertising"),
-           ("PARTNER", "Existing client"), ("RECOMMENDATION", "By recommendation"), ("OTHER", "Other"))
-DEAL_TYPES = (("SALE", "Sales"), ("COMPLEX", "Complex sale"), ("GOODS", "Merchandise sale"),
-              ("SERVICES", "Service sale"), ("SERVICE", "After-sale service"))
-CONTACT_TYPES = (("CLIENT", "Clients"), ("SUPPLIER", "Suppliers"), ("PARTNER", "Partners"),
-                 ("OTHER", "Other"))
-COMPANY_TYPES = (("CUSTOMER", "Client"), ("SUPPLIER", "Supplier"), ("COMPETITOR", "Competitor"),
-                 ("PARTNER", "Partner"), ("OTHER", "Other"))
-INDUSTRIES = (("IT", "Information Technology"), ("TELECOM", "Telecommunication"),
-              ("MANUFACTURING", "Manufacturing"), ("BANKING", "Banking Services"),
-              ("CONSULTING", "Consulting"), ("FINANCE", "Finance"), ("OTHER", "Other"))
-CURRENCIES = ("RUB", "USD", "EUR")
 
 _WORDS = ("Supply of", "Support for", "Licences for", "Audit of", "Installation of", "Upgrade of")
 _THINGS = ("servers", "office chairs", "CRM seats", "printers", "laptops", "cloud storage")
@@ -113,21 +103,21 @@ def _people() -> tuple[Field, ...]:
     )
 
 
-def _ref(type_: str, title: str, gen: str, parent: int, *, read_only: bool = False) -> Field:
+def ref_field(type_: str, title: str, gen: str, parent: int, *, read_only: bool = False) -> Field:
     return Field(f"{type_.upper()[4:]}_ID", type_, title, gen=gen, read_only=read_only,
                  settings={"parentEntityTypeId": parent})
 
 
-_CATEGORY = f"(CASE WHEN R(5) % 10 < 7 THEN 0 WHEN R(5) % 10 < 9 THEN 1 ELSE {2} END)"
+CATEGORY_SQL = f"(CASE WHEN R(5) % 10 < 7 THEN 0 WHEN R(5) % 10 < 9 THEN 1 ELSE {2} END)"
 _STAGE_INDEX = ("(CASE WHEN R(6) % 20 < 5 THEN 0 WHEN R(6) % 20 < 8 THEN 1 WHEN R(6) % 20 < 10"
                 " THEN 2 WHEN R(6) % 20 < 13 THEN 3 WHEN R(6) % 20 < 14 THEN 4"
                 " WHEN R(6) % 20 < 18 THEN 5 ELSE 6 END)")  # more open deals than closed
-_STAGE = ("(CASE WHEN R(5) % 10 < 7 THEN '' ELSE 'C' || " + _CATEGORY + " || ':' END || "
+_STAGE = ("(CASE WHEN R(5) % 10 < 7 THEN '' ELSE 'C' || " + CATEGORY_SQL + " || ':' END || "
           + "(CASE " + _STAGE_INDEX + " " + " ".join(f"WHEN {i} THEN '{s}'"
                                 for i, (s, _) in enumerate(DEAL_STAGES)) + " END))")
 _CLOSED = f"(CASE WHEN {_STAGE_INDEX} >= 5 THEN 'Y' ELSE 'N' END)"
 _TITLE = ("(" + pick(1, list(_WORDS)) + " || ' ' || " + pick(2, list(_THINGS)) + ")")
-_DAY = "date(created + TZ, 'unixepoch')"
+CREATED_DAY_SQL = "date(created + TZ, 'unixepoch')"
 
 # straight from R(6), as _STAGE_INDEX draws it: 14..17 is WON (S), 18..19 LOSE (F), 0..4 NEW
 _STAGE_SEMANTIC = "(CASE WHEN R(6) % 20 >= 18 THEN 'F' WHEN R(6) % 20 >= 14 THEN 'S' ELSE 'P' END)"
@@ -146,7 +136,7 @@ DEAL = Entity(
         Field("TITLE", "string", "Title", gen=_TITLE + " || ' #' || id"),
         Field("TYPE_ID", "crm_status", "Type", gen=pick(3, [t for t, _ in DEAL_TYPES]),
               status_type="DEAL_TYPE"),
-        Field("CATEGORY_ID", "crm_category", "Sales Funnel", gen=_CATEGORY, immutable=True),
+        Field("CATEGORY_ID", "crm_category", "Sales Funnel", gen=CATEGORY_SQL, immutable=True),
         Field("STAGE_ID", "crm_status", "Deal Stage", gen=_STAGE, status_type="DEAL_STAGE"),
         Field("STAGE_SEMANTIC_ID", "string", "Stage Group", gen=_STAGE_SEMANTIC, read_only=True),
         Field("IS_NEW", "char", "New Deal", read_only=True,
@@ -160,12 +150,12 @@ DEAL = Entity(
         Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 5000000) / 100.0, 2)"),
         Field("IS_MANUAL_OPPORTUNITY", "char", "IS_MANUAL_OPPORTUNITY", gen=pick(10, ["Y", "N"])),
         Field("TAX_VALUE", "double", "Tax Rate", gen="ROUND((R(9) % 5000000) / 600.0, 2)"),
-        _ref("crm_company", "Company", "REF(company, 11, 20)", 4),
+        ref_field("crm_company", "Company", "REF(company, 11, 20)", 4),
         Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 15)", deprecated=True),
         Field("CONTACT_IDS", "crm_contact", "Contacts", multiple=True, ids_of="CONTACT_ID",
               ids_sql=_DEAL_CONTACTS),
-        _ref("crm_quote", "Estimate", "NULL", 7, read_only=True),
-        Field("BEGINDATE", "date", "Start Date", gen=_DAY),
+        ref_field("crm_quote", "Estimate", "NULL", 7, read_only=True),
+        Field("BEGINDATE", "date", "Start Date", gen=CREATED_DAY_SQL),
         Field("CLOSEDATE", "date", "Close Date",
               gen="date(created + TZ + 86400 * (7 + R(13) % 60), 'unixepoch')"),
         Field("OPENED", "char", "Available to All", gen=pick(33, ["Y", "N"], [4, 1])),
@@ -180,7 +170,7 @@ DEAL = Entity(
         Field("SOURCE_ID", "crm_status", "Source", gen=pick(15, [s for s, _ in SOURCES]),
               status_type="SOURCE"),
         Field("SOURCE_DESCRIPTION", "string", "Additional Info about Source"),
-        _ref("crm_lead", "Lead", "REF(lead, 16, 70)", 1, read_only=True),
+        ref_field("crm_lead", "Lead", "REF(lead, 16, 70)", 1, read_only=True),
         Field("ADDITIONAL_INFO", "string", "Additional Information"),
         Field("LOCATION_ID", "location", "Location"),
         *_origin(),
@@ -193,7 +183,7 @@ DEAL = Entity(
                    gen=pick(18, [101, 102, 103, None], [5, 3, 2, 2])),
         user_field("UF_CRM_IS_VIP", "boolean", "VIP", gen="(R(19) % 7 = 0)"),
         user_field("UF_CRM_CONTRACT_DATE", "date", "Contract date",
-                   gen="(CASE WHEN R(20) % 2 = 0 THEN " + _DAY + " END)"),
+                   gen="(CASE WHEN R(20) % 2 = 0 THEN " + CREATED_DAY_SQL + " END)"),
         user_field("UF_CRM_BUDGET", "money", "Budget",
                    gen="printf('%.2f|', (R(21) % 300000) / 100.0) || " + pick(8, list(CURRENCIES),
                                                                             [6, 2, 1])),
@@ -236,7 +226,7 @@ LEAD = Entity(
         _moved()[0],
         *_people()[3:],
         _moved()[1],
-        _ref("crm_company", "Company", "REF(company, 11, 80)", 4),
+        ref_field("crm_company", "Company", "REF(company, 11, 80)", 4),
         Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 80)", deprecated=True),
         Field("CONTACT_IDS", "crm_contact", "CONTACT_IDS", multiple=True, ids_of="CONTACT_ID"),
         Field("IS_RETURN_CUSTOMER", "char", "Returning Lead", gen="'N'", read_only=True),
@@ -280,7 +270,7 @@ CONTACT = Entity(
         *_people(),
         Field("COMPANY_ID", "crm_company", "Company", gen="REF(company, 11, 30)", deprecated=True),
         Field("COMPANY_IDS", "crm_company", "COMPANY_IDS", multiple=True, ids_of="COMPANY_ID"),
-        _ref("crm_lead", "Lead", "NULL", 1, read_only=True),
+        ref_field("crm_lead", "Lead", "NULL", 1, read_only=True),
         *_origin(version=True),
         *UTM,
         Field("LAST_ACTIVITY_TIME", "datetime", "Last Activity", gen="modified", read_only=True),
@@ -321,7 +311,7 @@ COMPANY = Entity(
         Field("IS_MY_COMPANY", "char", "My Company", gen="'N'"),
         *_people(),
         Field("CONTACT_ID", "crm_contact", "Contact", multiple=True),
-        _ref("crm_lead", "Lead", "NULL", 1, read_only=True),
+        ref_field("crm_lead", "Lead", "NULL", 1, read_only=True),
         *_origin(version=True),
         *UTM,
         *_last_activity(read_only=False),
@@ -418,85 +408,4 @@ ACTIVITY = Entity(
 )
 
 
-SMART_CATEGORY_BASE = {31: 10, 128: 20, 130: 30}  # pipeline ids of smart types: base + 0..2
-
-
-def smart_entity(entity_type_id: int, title: str, *, salt: int) -> Entity:
-    """A smart process (or the smart invoice, 31): reachable only through crm.item.*.
-
-    The documented field set, in its order, with its names (`upperName`), titles and flags:
-    b24restdocs api-reference/crm/universal/crm-item-fields.md (a smart process's fields,
-    without its portal-specific `parentId1248`). Values as crm-item-add.md's item shows them:
-    `"opened": "N"` and `"isManualOpportunity": "Y"` (described "boolean", sent Y/N),
-    `"observers": [2, 3]`, `"contactIds": [4, 5]`, `"taxValue": 0`, `"webformId": null`,
-    `"parentId1220": 2`; `contacts` is described but absent from the item (not listed).
-    """
-    category = f"({SMART_CATEGORY_BASE[entity_type_id]} + {_CATEGORY})"
-    stage = (f"'DT{entity_type_id}_' || {category} || ':' || "
-             + pick(6, ["NEW", "PREPARATION", "CLIENT", "SUCCESS", "FAIL"], [3, 2, 2, 2, 1]))
-    uf = f"UF_CRM_{entity_type_id}_"
-    stages = f"DYNAMIC_{entity_type_id}_STAGE"
-    return Entity(
-        name=f"crm.item.{entity_type_id}", table=f"item_{entity_type_id}", size_key="smart_items",
-        entity_type_id=entity_type_id, uf_entity_id=f"CRM_{entity_type_id}", salt=salt,
-        created_field="CREATED_TIME", modified_field="UPDATED_TIME",
-        fields=(
-            Field("ID", "integer", "ID", gen="id", read_only=True),
-            Field("TITLE", "string", "Name", gen=f"'{title} #' || id"),
-            Field("XML_ID", "string", "External code", gen="NULL"),
-            Field("CREATED_TIME", "datetime", "Created at", gen="created", read_only=True),
-            Field("UPDATED_TIME", "datetime", "Updated at", gen="modified", read_only=True),
-            Field("CREATED_BY", "user", "Created by", gen="USER(31)", read_only=True),
-            Field("UPDATED_BY", "user", "Updated by", gen="USER(32)", read_only=True),
-            Field("ASSIGNED_BY_ID", "user", "Assigned to", gen="USER(30)"),
-            Field("OPENED", "char", "Publicly available", gen=pick(33, ["Y", "N"], [4, 1]),
-                  required=True, described_type="boolean"),
-            Field("WEBFORM_ID", "integer", "Created by CRM form"),
-            Field("BEGINDATE", "date", "Start date", gen=_DAY),
-            Field("CLOSEDATE", "date", "End date",
-                  gen="date(created + TZ + 86400 * (7 + R(13) % 60), 'unixepoch')"),
-            _ref("crm_company", "Company", "REF(company, 11, 20)", 4),
-            Field("CONTACT_ID", "crm_contact", "Contact", gen="REF(contact, 12, 20)",
-                  deprecated=True),
-            Field("CONTACT_IDS", "crm_contact", "CONTACT_IDS", multiple=True, ids_of="CONTACT_ID"),
-            Field("CONTACTS", "crm_contact", "CONTACTS", multiple=True, listed=False),
-            Field("OBSERVERS", "user", "Observers", multiple=True,
-                  gen="(CASE WHEN R(19) % 4 = 0 THEN '[' || USER(19) || ']' END)"),
-            Field("CATEGORY_ID", "crm_category", "Pipeline", gen=category),
-            Field("MOVED_TIME", "datetime", "Moved at", read_only=True,
-                  gen="(created + (modified - created) / 2)"),
-            Field("MOVED_BY", "user", "Moved by", gen="USER(30)", read_only=True),
-            Field("STAGE_ID", "crm_status", "Stage", gen=stage, status_type=stages),
-            Field("PREVIOUS_STAGE_ID", "crm_status", "Previous stage", read_only=True,
-                  status_type=stages),
-            Field("SOURCE_ID", "crm_status", "Source", gen=pick(15, [s for s, _ in SOURCES]),
-                  status_type="SOURCE"),
-            Field("SOURCE_DESCRIPTION", "text", "Additional source info"),
-            Field("CURRENCY_ID", "crm_currency", "Currency",
-                  gen=pick(8, list(CURRENCIES), [6, 2, 1])),
-            Field("IS_MANUAL_OPPORTUNITY", "char", "Amount calculation mode",
-                  gen=pick(10, ["Y", "N"]), described_type="boolean"),
-            Field("OPPORTUNITY", "double", "Amount", gen="ROUND((R(9) % 1000000) / 100.0, 2)"),
-            Field("TAX_VALUE", "double", "Tax amount", gen="0"),
-            Field("MYCOMPANY_ID", "crm_company", "Your company details",
-                  settings={"isMyCompany": True, "parentEntityTypeId": 4,
-                            "isEmbeddedEditorEnabled": True}),
-            Field("LAST_ACTIVITY_BY", "user", "Last activity in timeline by", gen="USER(30)",
-                  read_only=True),
-            Field("LAST_ACTIVITY_TIME", "datetime", "Last activity", gen="modified",
-                  read_only=True),
-            Field("PARENT_ID_1", "crm_entity", "Lead", gen="REF(lead, 23, 80)",
-                  settings={"parentEntityTypeId": 1}),
-            Field("PARENT_ID_2", "crm_entity", "Deal", gen="REF(deal, 24, 60)",
-                  settings={"parentEntityTypeId": 2}),
-            user_field(f"{uf}PROJECT_CODE", "string", "Project code",
-                       gen="'PRJ-' || (R(17) % 9000 + 1000)"),
-            user_field(f"{uf}HOURS", "double", "Hours", gen="ROUND((R(18) % 4000) / 10.0, 1)"),
-        ),
-    )
-
-
-INVOICE = smart_entity(31, "Invoice", salt=31)
-SMART_PROCESSES = {128: "Projects", 130: "Supplier contracts"}
-SMART_ENTITIES = (INVOICE, *(smart_entity(t, title, salt=t) for t, title in SMART_PROCESSES.items()))
 CLASSIC_ENTITIES = (COMPANY, CONTACT, LEAD, DEAL, ACTIVITY)

@@ -10,12 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bitrix_core.emulator.crm_entities import (
-    CURRENCIES,
-    SMART_CATEGORY_BASE,
-    SMART_PROCESSES,
-    SOURCES,
-)
+from bitrix_core.emulator.crm_dictionaries import CURRENCIES, SOURCES
 from bitrix_core.emulator.crm_methods import WEBHOOK_USER, write_values
 from bitrix_core.emulator.filters import UnknownFieldError, php_int
 from bitrix_core.emulator.listing import fetch_page
@@ -29,6 +24,7 @@ from bitrix_core.emulator.method_kit import (
 )
 from bitrix_core.emulator.schema import Entity, Field, describe_camel
 from bitrix_core.emulator.shapes import camel_value, id_list_text, row_shape, select_fields
+from bitrix_core.emulator.smart_entities import SMART_CATEGORY_BASE, SMART_PROCESSES
 from bitrix_core.emulator.store import PortalStore
 
 _CLASSIC_BY_TYPE = {1: "crm.lead", 2: "crm.deal", 3: "crm.contact", 4: "crm.company"}

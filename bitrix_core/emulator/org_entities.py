@@ -3,7 +3,7 @@ dictionaries (crm.status rows and pipelines) that the CRM entities refer to."""
 
 from __future__ import annotations
 
-from bitrix_core.emulator.crm_entities import (
+from bitrix_core.emulator.crm_dictionaries import (
     COMPANY_TYPES,
     CONTACT_TYPES,
     DEAL_CATEGORIES,
@@ -11,11 +11,10 @@ from bitrix_core.emulator.crm_entities import (
     DEAL_TYPES,
     INDUSTRIES,
     LEAD_STATUSES,
-    SMART_CATEGORY_BASE,
-    SMART_ENTITIES,
     SOURCES,
 )
 from bitrix_core.emulator.schema import Entity, Field, pick
+from bitrix_core.emulator.smart_entities import SMART_CATEGORY_BASE, SMART_ENTITIES
 
 _FIRST = ("Alexey", "Natalia", "Boris", "Svetlana", "Yuri", "Tatiana", "Nikolai", "Vera")
 _LAST = ("Orlov", "Fedorova", "Morozov", "Nikitina", "Zaitsev", "Pavlova", "Semenov", "Belova")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bitrix_core.emulator import generate
-from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, DEAL, SMART_ENTITIES
+from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, DEAL
 from bitrix_core.emulator.living import LivingPortal
 from bitrix_core.emulator.org_entities import (
     DEPARTMENT,
@@ -30,6 +30,7 @@ from bitrix_core.emulator.org_entities import (
 from bitrix_core.emulator.planted import PlantedValues
 from bitrix_core.emulator.schema import Entity, Field
 from bitrix_core.emulator.sizes import PortalSizes, parse_tz
+from bitrix_core.emulator.smart_entities import SMART_ENTITIES
 
 _CHUNK = 100_000  # ordinals generated per INSERT
 

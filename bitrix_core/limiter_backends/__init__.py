@@ -9,8 +9,8 @@ or a plain path -> `SqliteLimiterBackend` (processes of one machine share the fi
 """
 
 from bitrix_core.limiter_backends.sqlite import SqliteLimiterBackend
+from bitrix_core.limiter_state import LimiterBackend
 from bitrix_core.store_urls import redact_store_url, sqlite_path, store_kind
-from bitrix_core.throttle import LimiterBackend
 
 __all__ = [
     "PostgresLimiterBackend",

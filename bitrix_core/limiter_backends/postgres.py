@@ -21,8 +21,8 @@ from dataclasses import fields, replace
 from typing import Any
 
 from bitrix_core.limiter_backends.operating import reservation_start
+from bitrix_core.limiter_state import MethodBudget
 from bitrix_core.store_urls import psycopg_conninfo, redact_store_url
-from bitrix_core.throttle import MethodBudget
 
 _BUDGET_FIELDS = tuple(f.name for f in fields(MethodBudget))
 _TIME_FIELDS = ("reset_at", "server_now", "blocked_until", "next_at")

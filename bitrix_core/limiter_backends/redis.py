@@ -19,8 +19,8 @@ import uuid
 from dataclasses import fields
 from typing import Any
 
+from bitrix_core.limiter_state import MethodBudget
 from bitrix_core.store_urls import redact_store_url
-from bitrix_core.throttle import MethodBudget
 
 _BUDGET_FIELDS = tuple(f.name for f in fields(MethodBudget))
 _TIME_FIELDS = ("reset_at", "server_now", "blocked_until", "next_at")

@@ -1,7 +1,7 @@
 """A limiter backend in a SQLite file, so processes of one machine share one portal's bucket.
 
-Implements the engine's `LimiterBackend` protocol (`bitrix_core.throttle`). Every step is one
-`BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock; a
+Implements the engine's `LimiterBackend` protocol (`bitrix_core.limiter_state`). Every step
+is one `BEGIN IMMEDIATE` transaction, so concurrent processes serialise on the file lock; a
 process killed mid-step leaves its transaction rolled back, and an operating-time
 reservation is deleted once it has expired. Times
 are stored on the wall clock (the engine hands in its monotonic clock; the offset between
@@ -21,7 +21,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from bitrix_core.limiter_backends.operating import reservation_start
-from bitrix_core.throttle import MethodBudget
+from bitrix_core.limiter_state import MethodBudget
 
 _TIME_FIELDS = ("reset_at", "server_now", "blocked_until", "next_at")
 _BUDGET_FIELDS = tuple(f.name for f in fields(MethodBudget))
@@ -99,11 +99,8 @@ class SqliteLimiterBackend:
         offset = time.time() - now
 
         def work(connection: sqlite3.Connection) -> float:
-            row = connection.execute(
-                "SELECT tat FROM limiter_bucket WHERE portal = ?", (self.portal,)
-            ).fetchone()
             wall_now = now + offset
-            tat = max(row[0] if row else 0.0, wall_now)
+            tat = max(self._tat(connection), wall_now)
             allowed_at = tat - (burst - 1) * interval_s
             self._store_tat(connection, tat + interval_s)
             return max(0.0, allowed_at - wall_now)
@@ -115,11 +112,8 @@ class SqliteLimiterBackend:
         offset = time.time() - now
 
         def work(connection: sqlite3.Connection) -> None:
-            row = connection.execute(
-                "SELECT tat FROM limiter_bucket WHERE portal = ?", (self.portal,)
-            ).fetchone()
             full = now + offset + burst * interval_s
-            self._store_tat(connection, max(row[0] if row else 0.0, full))
+            self._store_tat(connection, max(self._tat(connection), full))
 
         await asyncio.to_thread(self._transaction, work)
 
@@ -184,6 +178,13 @@ class SqliteLimiterBackend:
             return start - now
 
         return await asyncio.to_thread(self._transaction, work)
+
+    def _tat(self, connection: sqlite3.Connection) -> float:
+        """The bucket's stored theoretical arrival time (0: none yet)."""
+        row = connection.execute(
+            "SELECT tat FROM limiter_bucket WHERE portal = ?", (self.portal,)
+        ).fetchone()
+        return row[0] if row else 0.0
 
     def _store_tat(self, connection: sqlite3.Connection, tat: float) -> None:
         connection.execute(

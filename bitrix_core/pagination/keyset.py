@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.base import Page, Runner
 from bitrix_core.pagination.query import (
+    IdOrderPaging,
     checked_ids,
-    pages_by_id,
     rows_of,
     split_id_bounds,
     window_params,
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bitrix_core.stats import ListStats
 
 
-class KeysetPaging:
+class KeysetPaging(IdOrderPaging):
     """The documented export loop: `order[ID]=ASC`, `filter[>=ID]=last+1`, `start=-1`.
 
     Sequential (each page needs the previous page's last id) but never pays the COUNT and
@@ -33,11 +33,6 @@ class KeysetPaging:
     """
 
     name = "keyset"
-    disjoint = True
-
-    def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
-        """Lists the id order can serve (`query.pages_by_id`)."""
-        return pages_by_id(spec, params)
 
     async def pages(
         self,

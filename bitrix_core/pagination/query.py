@@ -185,6 +185,17 @@ def pages_by_id(spec: EntitySpec, params: Mapping[str, Any]) -> bool:
     return spec.keyset and not has_foreign_order(spec, params) and not _has_or_filter(spec, params)
 
 
+class IdOrderPaging:
+    """What the id strategies (keyset, window, converging) share: their pages never overlap,
+    and they serve the lists `pages_by_id` accepts."""
+
+    disjoint = True
+
+    def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
+        """Lists the id order can serve (`pages_by_id`)."""
+        return pages_by_id(spec, params)
+
+
 def _has_or_filter(spec: EntitySpec, params: Mapping[str, Any]) -> bool:
     filter_key = find_key(params, spec.filter_param)
     conditions = params.get(filter_key) if filter_key else None

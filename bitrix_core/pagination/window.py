@@ -14,8 +14,8 @@ from bitrix_core.pagination.base import Page, Runner, run_read
 from bitrix_core.pagination.chain import Density, IdWindow, LinkedWalker
 from bitrix_core.pagination.query import (
     PAGE_SIZE,
+    IdOrderPaging,
     checked_ids,
-    pages_by_id,
     rows_of,
     split_id_bounds,
     window_params,
@@ -36,7 +36,7 @@ _BACKLOG = 3 * MAX_BATCH
 limits, more queued pages only wait longer, and the lowest windows should go first."""
 
 
-class IdWindowPaging:
+class IdWindowPaging(IdOrderPaging):
     """Parallel id windows, each walked by linked keyset pages: the fast path for big tables.
 
     Two probes (lowest ids with the caller's select, highest ids only) give the id range.
@@ -66,7 +66,6 @@ class IdWindowPaging:
     """
 
     name = "idwindow"
-    disjoint = True
 
     def __init__(
         self,
@@ -82,10 +81,6 @@ class IdWindowPaging:
         self.max_windows = max_windows
         self.max_buffered_rows = max_buffered_rows
         self.ordered = ordered
-
-    def applies_to(self, spec: EntitySpec, params: Mapping[str, Any]) -> bool:
-        """Lists the id order can serve (`query.pages_by_id`)."""
-        return pages_by_id(spec, params)
 
     async def pages(
         self,

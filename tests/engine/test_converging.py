@@ -16,7 +16,8 @@ from bitrix_core.errors import (
     InvalidTokenError,
 )
 from bitrix_core.pagination import ConvergingPaging, paginate
-from bitrix_core.pagination.converging import Gap, _Walk
+from bitrix_core.pagination.gap_walk import GapWalk
+from bitrix_core.pagination.gaps import Gap
 from bitrix_core.pagination.packing import BatchPacker
 from bitrix_core.stats import ListStats
 from bitrix_core.throttle import Limits
@@ -210,7 +211,7 @@ def test_packer_fills_the_fullest_batch_first_and_drains_the_rest():
 
 
 def test_a_gap_counted_far_denser_than_planned_is_cut_again(client):
-    walk = _Walk(client.batcher, ENTITIES["crm.deal"], {}, None, gap_pages=180, max_gaps=23)
+    walk = GapWalk(client.batcher, ENTITIES["crm.deal"], {}, None, gap_pages=180, max_gaps=23)
     planned = Gap(1_000, 101_000, remaining=9_000)  # 180 pages: as planned, walked as one
     assert walk._cut(planned) == [planned]
     dense = Gap(1_000, 101_000, remaining=50_000)  # 1,000 pages: six gaps of ~170 pages
