@@ -137,6 +137,15 @@ class DialectWriter:
             return
         table, columns = child_names(connection, child)
         parents = self.may_have_children(connection, table, parents)
+        self.swap_child_rows(connection, child, (table, columns), parents, values)
+
+    def swap_child_rows(
+        self, connection: sa.Connection, child: ChildTable, target: tuple[str, str],
+        parents: list[Any], values: list[tuple[Any, ...]],
+    ) -> None:  # fmt: skip
+        """Delete the child rows of `parents` (each may have some), insert `values`;
+        `target` is the quoted table and its column list."""
+        table, columns = target
         marker = placeholder(connection)
         for batch in batches(parents):
             sql = f"DELETE FROM {table} WHERE parent_id IN ({', '.join([marker] * len(batch))})"

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from dagster_bitrix24.warehouse.dialects.base import (
     PRESENT,
     OnConflictWriter,
-    child_names,
     ids_above,
     names,
 )
@@ -89,14 +88,12 @@ class DuckdbWriter(OnConflictWriter):
             sql = f"SELECT t.{quoted[0]}, {stored} FROM {table} t JOIN {view} v ON t.{quoted[0]} = v.c0"
             return dict(_run(connection, sql))
 
-    def replace_child(
-        self, connection: sa.Connection, child: ChildTable, parents: list[Any],
-        values: list[tuple[Any, ...]],
+    def swap_child_rows(
+        self, connection: sa.Connection, child: ChildTable, target: tuple[str, str],
+        parents: list[Any], values: list[tuple[Any, ...]],
     ) -> None:  # fmt: skip
-        if not parents:
-            return
-        table, columns = child_names(connection, child)
-        parents = self.may_have_children(connection, table, parents)
+        """One DELETE and one INSERT, each of an Arrow relation."""
+        table, columns = target
         id_type = child.table.c.parent_id.type
         if parents:
             with _registered(connection, arrow_column(parents, id_type)) as view:

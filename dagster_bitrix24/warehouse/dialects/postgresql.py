@@ -19,7 +19,6 @@ from dagster_bitrix24.warehouse.dialects.base import (
     PRESENT,
     OnConflictWriter,
     WriteCounts,
-    child_names,
     names,
 )
 from dagster_bitrix24.warehouse.dialects.postgresql_copy import copy_upsert
@@ -142,15 +141,12 @@ class PostgresWriter(OnConflictWriter):
             cursor.execute(f"DROP TABLE {_STAGE}")
         return copied + merged
 
-    def replace_child(
-        self, connection: sa.Connection, child: ChildTable, parents: list[Any],
-        values: list[tuple[Any, ...]],
+    def swap_child_rows(
+        self, connection: sa.Connection, child: ChildTable, target: tuple[str, str],
+        parents: list[Any], values: list[tuple[Any, ...]],
     ) -> None:  # fmt: skip
         """DELETE by `= ANY(array)`, then binary COPY of the new values."""
-        if not parents:
-            return
-        table, columns = child_names(connection, child)
-        parents = self.may_have_children(connection, table, parents)
+        table, columns = target
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:  # type: ignore[union-attr]
             if parents:
