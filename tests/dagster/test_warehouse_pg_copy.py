@@ -130,23 +130,29 @@ def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fa
     outcome: list[Any] = []
 
     def write() -> None:
-        with postgres.transaction() as connection:
-            outcome.append(_writer(postgres).copy_upsert(connection, layout, ours, synced_at=None))
+        try:
+            with postgres.transaction() as connection:
+                outcome.append(
+                    _writer(postgres).copy_upsert(connection, layout, ours, synced_at=None)
+                )
+        except BaseException as error:  # shown by the assertion below, not lost in the thread
+            outcome.append(error)
 
     writer = threading.Thread(target=write)
     writer.start()
     try:  # the other transaction ends whatever happens, or the table's teardown waits on it
         with postgres.engine.connect() as watcher:
-            deadline = time.monotonic() + 30  # a loaded host may take seconds to get there
+            deadline = time.monotonic() + 90  # a loaded host may take seconds to get there
             while time.monotonic() < deadline:  # until our merge waits on the other one
                 blocked = watcher.exec_driver_sql(
                     f"SELECT count(*) FROM pg_stat_activity WHERE {other_pid} = "
                     "ANY(pg_blocking_pids(pid))"
                 ).scalar()
-                if blocked:
+                if blocked or not writer.is_alive():  # waiting, or ended without waiting
                     break
                 time.sleep(0.01)
-        assert blocked, "the merge never waited on the uncommitted insert"
+        assert blocked, ("the merge never waited on the uncommitted insert", writer.is_alive(),
+                         outcome)  # fmt: skip
         other.commit()
     finally:
         other.close()
