@@ -1,0 +1,119 @@
+"""Integrity attacks on the entity kinds beyond deals: smart-process items (crm.item.list),
+tasks (tasks.task.list) and users (user.get, which has no change time: every sync of it is a
+full read that marks deletes), over real HTTP into SQLite and PostgreSQL.
+
+A row dropped from one page (`drop_row_*`, now also on the `{"items": [...]}` and
+`{"tasks": [...]}` pages) fails the run loudly: no live row stamped deleted, the cursor where
+it was; with the fault gone the rerun equals the portal. Deals have the same attacks in
+test_delete_marking.py and test_chaos.py.
+"""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bitrix_core.client import BitrixClient
+from bitrix_core.emulator.portal import EmulatedPortal
+from bitrix_core.emulator.sizes import PortalSizes
+from bitrix_core.entities import ENTITIES, EntitySpec, crm_item
+from bitrix_core.errors import IncompletePaginationError
+from bitrix_core.throttle import Limits
+from dagster_bitrix24.sync import EntitySync, SyncOptions
+from dagster_bitrix24.warehouse import Warehouse
+from tests.dagster.test_warehouse_support import cleaned_warehouse
+
+SCALE = 0.02
+SIZES = PortalSizes(deals=500, users=260, tasks=600, smart_items=600)
+#: entity name on the emulated portal -> its spec
+KINDS: dict[str, EntitySpec] = {
+    "crm.item.128": crm_item(128),
+    "tasks.task": ENTITIES["tasks.task"],
+    "user": ENTITIES["user"],
+}
+METHOD = {"crm.item.128": "crm.item.list", "tasks.task": "tasks.task.list", "user": "user.get"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path):
+    """A warehouse on a SQLite file and on PostgreSQL (when BITRIX24_TEST_POSTGRES_URL is set)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    else:
+        url = os.environ.get("BITRIX24_TEST_POSTGRES_URL") or pytest.skip(
+            "BITRIX24_TEST_POSTGRES_URL is not set"
+        )
+    yield from cleaned_warehouse(url)
+
+
+async def sync(portal: EmulatedPortal, warehouse: Warehouse, spec: EntitySpec, **options):
+    """One entity's sync on its own client (standard plan, scaled time)."""
+    limits = Limits.for_plan("standard").scaled(SCALE)
+    async with BitrixClient(portal.webhook_url, limits=limits, verbose=False) as client:
+        return await EntitySync(
+            client=client, warehouse=warehouse, spec=spec, options=SyncOptions(**options)
+        ).run()
+
+
+def stored(warehouse: Warehouse, entity: str) -> dict[int, bool]:
+    """id -> marked deleted, of every stored row."""
+    table = warehouse.table_name(entity)
+    with warehouse.engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"SELECT id, _deleted_at FROM {table}")
+        return {int(i): deleted is not None for i, deleted in rows}
+
+
+def cursor(warehouse: Warehouse, entity: str) -> str | None:
+    state = warehouse.read_cursor(warehouse.table_name(entity))
+    return None if state is None else state.value
+
+
+@pytest.mark.parametrize("place", ["low", "high", "middle"])
+@pytest.mark.parametrize("entity", list(KINDS))
+async def test_a_full_refresh_missing_one_row_fails_and_stamps_nothing(
+    warehouse: Warehouse, entity: str, place: str
+) -> None:
+    spec = KINDS[entity]
+    with EmulatedPortal(seed=8, sizes=SIZES, plan="standard", time_scale=SCALE) as portal:
+        await sync(portal, warehouse, spec)
+        before = cursor(warehouse, entity)
+        gone = portal.store.ids(entity)[::100]
+        for row_id in gone:
+            portal.store.delete(entity, row_id)
+        # two: the count page (one request of its own) may take the first drop harmlessly
+        fault = portal.faults.add(f"drop_row_{place}", method=METHOD[entity], times=2)
+        with pytest.raises(IncompletePaginationError) as raised:
+            await sync(portal, warehouse, spec, full_refresh=True)
+        assert fault.fired >= 1
+        assert raised.value.received < raised.value.expected == portal.store.count(entity)
+        assert not any(stored(warehouse, entity).values())
+        assert cursor(warehouse, entity) == before
+
+        portal.faults.clear()
+        await sync(portal, warehouse, spec, full_refresh=True)
+        rows = stored(warehouse, entity)
+        assert {i for i, deleted in rows.items() if deleted} == set(gone)
+        assert {i for i, deleted in rows.items() if not deleted} == set(portal.store.ids(entity))
+
+
+@pytest.mark.parametrize("entity", ["crm.item.128", "tasks.task"])
+async def test_an_incremental_or_window_read_missing_one_row_fails_keeping_the_cursor(
+    warehouse: Warehouse, entity: str
+) -> None:
+    spec = KINDS[entity]
+    with EmulatedPortal(seed=8, sizes=SIZES, plan="standard", time_scale=SCALE) as portal:
+        await sync(portal, warehouse, spec)
+        before = cursor(warehouse, entity)
+        portal.store.mutate(3, updates=200, entities=[entity])
+        fault = portal.faults.add("drop_row_middle", method=METHOD[entity], times=3)
+        with pytest.raises(IncompletePaginationError):
+            await sync(portal, warehouse, spec, lookback=timedelta(0))
+        assert fault.fired >= 1 and cursor(warehouse, entity) == before
+
+        portal.faults.clear()
+        now = datetime.now(UTC)
+        window = (now - timedelta(days=3650), now + timedelta(days=1))
+        portal.faults.add("drop_row_middle", method=METHOD[entity], times=3)
+        with pytest.raises(IncompletePaginationError):
+            await sync(portal, warehouse, spec, window=window)
+        assert cursor(warehouse, entity) == before
