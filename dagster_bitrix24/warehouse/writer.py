@@ -303,6 +303,19 @@ class Warehouse:
                 return 0, []
             return count_rejects(connection, self._rejects, entity_name, run_id)
 
+    def deletion_candidates(
+        self, layout: TableLayout, present_ids: Iterable[Any], *,
+        written_before: datetime | None = None,
+    ) -> list[Any]:  # fmt: skip
+        """The ids `mark_deleted` would stamp with the same arguments: rows not marked
+        deleted, written before `written_before`, whose id is not in `present_ids`."""
+        to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
+        present = {to_id(i) for i in present_ids}
+        before = self._stamp_bound(layout, written_before)
+        with self.engine.connect() as connection:
+            live = self.writer.live_ids(connection, layout, before=before)
+        return [row_id for row_id in live if row_id not in present]
+
     def mark_deleted(
         self,
         layout: TableLayout,
@@ -320,16 +333,20 @@ class Warehouse:
         """
         to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
         ids = [(value,) for value in {to_id(i) for i in present_ids} if value is not None]
-        before = None
-        if written_before is not None:
-            if layout.dialect == "mysql":
-                written_before = written_before.replace(microsecond=0)
-            before = self.conversions.converter("datetime", layout.dialect)(written_before)
+        before = self._stamp_bound(layout, written_before)
         now = synced_at_value(layout.dialect)
         if connection is not None:
             return self.writer.mark_deleted(connection, layout, ids, now=now, before=before)
         with self.engine.begin() as own:
             return self.writer.mark_deleted(own, layout, ids, now=now, before=before)
+
+    def _stamp_bound(self, layout: TableLayout, written_before: datetime | None) -> Any:
+        """`written_before` as the dialect stores `_synced_at` (MySQL: whole seconds)."""
+        if written_before is None:
+            return None
+        if layout.dialect == "mysql":
+            written_before = written_before.replace(microsecond=0)
+        return self.conversions.converter("datetime", layout.dialect)(written_before)
 
     # -- cursors --------------------------------------------------------------------------
 
