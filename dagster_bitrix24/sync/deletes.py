@@ -19,19 +19,26 @@ from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
 from bitrix_core.pagination.query import row_id, rows_of, window_params
 from bitrix_core.stats import CallStats
-from dagster_bitrix24.warehouse.convert.values import to_int
 
 
 def id_runs(candidates: Iterable[Any], present: Collection[Any]) -> list[tuple[int, int]]:
     """[lo, hi] id ranges covering every candidate and no present id."""
-    seen = sorted({i for i in map(to_int, present) if i is not None})
+    seen = sorted({i for i in map(_as_int, present) if i is not None})
     runs: list[tuple[int, int]] = []
-    for candidate in sorted({i for i in map(to_int, candidates) if i is not None}):
+    for candidate in sorted({i for i in map(_as_int, candidates) if i is not None}):
         if runs and bisect.bisect_right(seen, runs[-1][1]) == bisect.bisect_left(seen, candidate):
             runs[-1] = (runs[-1][0], candidate)  # no present id between: one window
         else:
             runs.append((candidate, candidate))
     return runs
+
+
+def _as_int(value: Any) -> int | None:
+    """An id as an int; None for one that is not a whole number (no table row has it)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 async def still_listed(
