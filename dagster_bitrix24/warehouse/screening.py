@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dagster_bitrix24.warehouse.convert.values import Converter, Unstorable
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
 
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 ID_REASON = "id cannot be stored: row not written"
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a row's change time may run ahead of the warehouse's clock (a portal clock a
+little fast, hosts not in sync). An ASSUMPTION: no documented bound; Bitrix24 cloud portals
+keep time, so minutes are generous."""
+AHEAD_REASON = "change time ahead of the warehouse clock: stored as NULL"
 
 
 @dataclass(frozen=True)
@@ -137,3 +143,38 @@ def _replacement(
     except _CONVERSION_ERRORS:
         return None
     return candidate
+
+
+def change_times_ahead(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]]
+) -> tuple[Sequence[Mapping[str, Any]], list[Reject]]:
+    """`rows` with every change time later than now + CLOCK_SKEW made None, and a Reject
+    for each (the rows themselves when there is none).
+
+    Stored, such a time would make the newer-version guard refuse every real later version
+    of the row (a full refresh's too) until the clock caught up: the row would be frozen
+    on the bad version while every run reports success."""
+    field = layout.change_field
+    if field is None:
+        return rows, []
+    latest = datetime.now(UTC) + CLOCK_SKEW
+    rejects: list[Reject] = []
+    fixed: list[Mapping[str, Any]] = []
+    for row in rows:
+        raw = row.get(field)
+        if _after(raw, latest):
+            rejects.append(Reject(field, row.get(layout.id_field), raw, AHEAD_REASON))
+            row = {**row, field: None}
+        fixed.append(row)
+    return (fixed, rejects) if rejects else (rows, [])
+
+
+def _after(raw: Any, latest: datetime) -> bool:
+    """True when `raw` is an ISO 8601 time with an offset later than `latest`."""
+    if not isinstance(raw, str) or len(raw) < 20:
+        return False
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return False
+    return moment.tzinfo is not None and moment > latest

@@ -78,7 +78,7 @@ from dagster_bitrix24.warehouse.schema.layout import (
     synced_at_value,
     with_converters,
 )
-from dagster_bitrix24.warehouse.screening import screen
+from dagster_bitrix24.warehouse.screening import change_times_ahead, screen
 from dagster_bitrix24.warehouse.state import (
     CursorState,
     delete_state,
@@ -268,16 +268,20 @@ class Warehouse:
         run_id: str | None,
     ) -> WriteCounts:  # fmt: skip
         synced_at = synced_at_value(layout.dialect)
+        rows, rejects = change_times_ahead(layout, rows)
+        counts, dropped = None, 0
         try:  # every path converts before it writes: a refused chunk has written nothing
-            return self.writer.upsert(connection, layout, rows, synced_at=synced_at)
+            counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
         except RowConversionError:
             screened = screen(layout, rows)
-        # (every time: a retried chunk's rollback may have taken the table's creation along)
-        self._rejects.create(connection, checkfirst=True)
-        write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id,
-                      writer=self.writer)  # fmt: skip
-        counts = self.writer.upsert(connection, layout, screened.rows, synced_at=synced_at)
-        return replace(counts, skipped=counts.skipped + screened.dropped)
+            rows, dropped, rejects = screened.rows, screened.dropped, rejects + screened.rejects
+        if rejects:  # (each time: a retried chunk's rollback may have taken the table along)
+            self._rejects.create(connection, checkfirst=True)
+            write_rejects(connection, self._rejects, layout.entity, rejects, run_id=run_id,
+                          writer=self.writer)  # fmt: skip
+        if counts is None:
+            counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
+        return replace(counts, skipped=counts.skipped + dropped)
 
     @property
     def rejects_table_name(self) -> str:

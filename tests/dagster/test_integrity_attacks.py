@@ -173,3 +173,34 @@ def test_the_ranges_asked_hold_every_candidate_and_no_present_id() -> None:
         (2, 3), (6, 8), (10, 12),
     ]
     assert id_runs([], present) == []
+
+
+CHANGE_COLUMN = {"crm.deal": "DATE_MODIFY", "crm.item.128": "UPDATED_TIME",
+                 "tasks.task": "CHANGED_DATE"}  # fmt: skip
+
+
+@pytest.mark.parametrize("entity", list(CHANGE_COLUMN))
+async def test_a_change_time_from_the_future_is_a_reject_not_a_frozen_row(
+    warehouse: Warehouse, entity: str
+) -> None:
+    """A row once sent with a change time a day ahead (a portal clock set wrong, or the value
+    altered in flight) must not freeze the row: before, the guard "never older over newer"
+    refused every later version, even a full refresh's, and the run reported success with
+    the warehouse stuck on the bad version. Now the bad time is stored as NULL, recorded as
+    a reject, and the next version lands."""
+    spec, column = KINDS[entity], CHANGE_COLUMN[entity]
+    with EmulatedPortal(seed=8, sizes=SIZES, plan="standard", time_scale=SCALE) as portal:
+        row_id = portal.store.ids(entity)[7]
+        ahead = int(datetime.now(UTC).timestamp()) + 86_400
+        portal.store.update(entity, row_id, {column: ahead, "TITLE": "from the future"})
+        first = await sync(portal, warehouse, spec)
+        assert first.rejected == 1
+        portal.store.update(
+            entity, row_id, {column: int(datetime.now(UTC).timestamp()), "TITLE": "fixed"}
+        )
+        second = await sync(portal, warehouse, spec)
+        assert second.rejected == 0
+        table = warehouse.table_name(entity)
+        with warehouse.engine.connect() as connection:
+            query = f"SELECT title FROM {table} WHERE id = {row_id}"
+            assert connection.exec_driver_sql(query).scalar_one() == "fixed"
