@@ -12,6 +12,7 @@ reject too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 little fast, hosts not in sync). An ASSUMPTION: no documented bound; Bitrix24 cloud portals
 keep time, so minutes are generous."""
 AHEAD_REASON = "change time ahead of the warehouse clock: stored as NULL"
+SURROGATE_REASON = "lone UTF-16 surrogates replaced by U+FFFD"
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -178,3 +181,38 @@ def _after(raw: Any, latest: datetime) -> bool:
     except ValueError:
         return False
     return moment.tzinfo is not None and moment > latest
+
+
+def surrogates_replaced(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Reject]]:
+    """`rows` with every lone UTF-16 surrogate in their text (top level or in a list)
+    replaced by U+FFFD, and a Reject per value holding one (its raw value escaped).
+
+    JSON may carry one (`"\\ud800"`, which the client decodes as it is); no driver can
+    encode it as UTF-8, so the chunk failed. Only a chunk that failed so is scanned."""
+    rejects: list[Reject] = []
+    fixed: list[Mapping[str, Any]] = []
+    for row in rows:
+        changed = {
+            key: _replaced(value) for key, value in row.items() if _has_surrogate(value)
+        }
+        for key in changed:
+            raw = row[key]
+            shown = raw if isinstance(raw, str) else repr(raw)
+            escaped = shown.encode("utf-8", "backslashreplace").decode("utf-8")
+            rejects.append(Reject(key, row.get(layout.id_field), escaped, SURROGATE_REASON))
+        fixed.append({**row, **changed} if changed else row)
+    return fixed, rejects
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATES.search(value) is not None
+    return isinstance(value, list) and any(_has_surrogate(item) for item in value)
+
+
+def _replaced(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    return [_replaced(item) for item in value]

@@ -78,7 +78,12 @@ from dagster_bitrix24.warehouse.schema.layout import (
     synced_at_value,
     with_converters,
 )
-from dagster_bitrix24.warehouse.screening import change_times_ahead, screen
+from dagster_bitrix24.warehouse.screening import (
+    Reject,
+    change_times_ahead,
+    screen,
+    surrogates_replaced,
+)
 from dagster_bitrix24.warehouse.state import (
     CursorState,
     delete_state,
@@ -250,25 +255,37 @@ class Warehouse:
         In its own transaction, a chunk that meets a deadlock, lock wait timeout or
         serialization failure is rolled back and redone, `write_attempts` times in all
         (`write_retry`); in the caller's, the caller redoes its transaction. A database error
-        is a `WarehouseWriteError` without row values."""
+        is a `WarehouseWriteError` without row values. Text no driver can encode (a lone
+        UTF-16 surrogate) fails the first try; in its own transaction the chunk is then
+        redone with each such character replaced (U+FFFD) and recorded as a reject."""
 
-        def attempt() -> WriteCounts:
+        def attempt(chunk: Sequence[Mapping[str, Any]], early: list[Reject]) -> WriteCounts:
             if connection is not None:
-                return self._write(connection, layout, rows, run_id)
+                return self._write(connection, layout, chunk, run_id, early)
             with self.engine.begin() as own:
-                return self._write(own, layout, rows, run_id)
+                return self._write(own, layout, chunk, run_id, early)
 
-        return write_with_retry(
-            attempt, table=layout.table.name, ids=lambda: _chunk_ids(layout, rows),
-            attempts=1 if connection is not None else self.write_attempts,
-        )  # fmt: skip
+        def retried(chunk: Sequence[Mapping[str, Any]], early: list[Reject]) -> WriteCounts:
+            return write_with_retry(
+                lambda: attempt(chunk, early), table=layout.table.name,
+                ids=lambda: _chunk_ids(layout, chunk),
+                attempts=1 if connection is not None else self.write_attempts,
+            )  # fmt: skip
+
+        try:
+            return retried(rows, [])
+        except UnicodeEncodeError:
+            if connection is not None:  # the caller's transaction cannot be redone here
+                raise
+        return retried(*surrogates_replaced(layout, rows))
 
     def _write(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
-        run_id: str | None,
+        run_id: str | None, early: list[Reject],
     ) -> WriteCounts:  # fmt: skip
         synced_at = synced_at_value(layout.dialect)
-        rows, rejects = change_times_ahead(layout, rows)
+        rows, ahead = change_times_ahead(layout, rows)
+        rejects = early + ahead
         counts, dropped = None, 0
         try:  # every path converts before it writes: a refused chunk has written nothing
             counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
