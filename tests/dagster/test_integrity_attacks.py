@@ -25,6 +25,7 @@ from bitrix_core.throttle import Limits
 from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource, build_bitrix24_assets
 from dagster_bitrix24.sync import EntitySync, SyncOptions
 from dagster_bitrix24.sync.deletes import id_runs
+from dagster_bitrix24.sync.links import DEAL_CONTACT, DealContactSync
 from dagster_bitrix24.warehouse import Warehouse
 from tests.dagster.conftest import materializations
 from tests.dagster.test_warehouse_support import cleaned_warehouse
@@ -325,3 +326,60 @@ async def test_two_concurrent_runs_of_one_entity_end_equal_to_the_portal(
         assert stored_cursor.timestamp() <= newest
         assert {r.cursor_after for r in results} >= {stored_cursor}
     other.engine.dispose()
+
+
+class _LinksDeletingADealTheyRead(Warehouse):
+    """The warehouse of a links refresh: as the first page of links lands, the first deal
+    of that page (read already) is deleted on the portal."""
+
+    def __init__(self, *args, portal: EmulatedPortal, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.portal = portal
+        self.deleted: int | None = None
+
+    def link_table(self, entity_name: str):
+        table = super().link_table(entity_name)
+        replace = table.replace
+
+        def replacing(deal_ids, links):
+            if self.deleted is None:
+                self.deleted = int(deal_ids[0])
+                self.portal.store.delete("crm.deal", self.deleted)
+            return replace(deal_ids, links)
+
+        table.replace = replacing
+        return table
+
+
+def stored_links(warehouse: Warehouse) -> set[tuple[int, int]]:
+    table = warehouse.table_name(DEAL_CONTACT)
+    with warehouse.engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"SELECT deal_id, contact_id FROM {table}")
+        return {(int(deal), int(contact)) for deal, contact in rows}
+
+
+async def test_deal_links_are_never_dropped_for_a_deal_the_read_missed(
+    warehouse: Warehouse,
+) -> None:
+    """The same blind spot of the counts as above, on the deal-contact links: before, the
+    links refresh succeeded and deleted the links of the live deal dropped in flight."""
+    limits = Limits.for_plan("standard").scaled(SCALE)
+    with EmulatedPortal(seed=8, sizes=SIZES, plan="standard", time_scale=SCALE) as portal:
+        async with BitrixClient(portal.webhook_url, limits=limits, verbose=False) as client:
+            await DealContactSync(client=client, warehouse=warehouse).run()
+        before = stored_links(warehouse)
+        url = warehouse.engine.url.render_as_string(hide_password=False)
+        refresh = _LinksDeletingADealTheyRead(
+            url, table_prefix=warehouse.table_prefix, portal=portal
+        )
+        fault = portal.faults.add("drop_row_middle", method="crm.deal.list", times=1)
+        try:
+            async with BitrixClient(portal.webhook_url, limits=limits, verbose=False) as client:
+                with pytest.raises(IncompletePaginationError):
+                    await DealContactSync(
+                        client=client, warehouse=refresh, options=SyncOptions(full_refresh=True)
+                    ).run()
+        finally:
+            refresh.engine.dispose()
+        assert fault.fired == 1 and refresh.deleted is not None
+        assert stored_links(warehouse) == before
