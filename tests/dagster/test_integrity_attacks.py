@@ -144,7 +144,7 @@ class _DeletesARowItRead(Warehouse):
         return super().write_chunk(layout, rows, **kwargs)
 
 
-@pytest.mark.parametrize("entity", ["crm.deal", "crm.item.128", "user"])
+@pytest.mark.parametrize("entity", ["crm.deal", "crm.item.128", "tasks.task", "user"])
 async def test_a_row_dropped_while_a_read_row_is_deleted_is_never_stamped(
     warehouse: Warehouse, entity: str
 ) -> None:
