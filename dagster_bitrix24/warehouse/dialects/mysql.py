@@ -8,7 +8,8 @@ affected-rows count says unchanged.
 Chunks of `load_threshold` rows or more go by the bulk path (`mysql_load`): LOAD DATA LOCAL
 INFILE into a temporary stage, new and refused ids found by joins on the server, one guarded
 INSERT ... SELECT with the same ON DUPLICATE KEY UPDATE (its stored columns qualified by the
-table's name); executemany when the connection or server does not allow LOCAL INFILE.
+table's name); executemany when the connection or server does not allow LOCAL INFILE, and
+always with `bulk_load=False` (`Warehouse(mysql_bulk_load=False)`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ class MysqlWriter(DialectWriter):
     temporary: ClassVar[str] = "TEMPORARY"
     # MySQL commits the open transaction on a DROP TABLE, but not on DROP TEMPORARY TABLE
     drop_temporary: ClassVar[str] = "DROP TEMPORARY TABLE"
-    load_threshold: ClassVar[int] = LOAD_THRESHOLD  # rows from which LOAD DATA is used
+    load_threshold: int = LOAD_THRESHOLD  # rows from which LOAD DATA is used
+
+    def __init__(self, *, bulk_load: bool = True, load_threshold: int | None = None) -> None:
+        """`bulk_load=False`: every chunk by executemany; `load_threshold`: rows from which
+        a chunk is loaded (the class's default unless given)."""
+        self.bulk_load = bulk_load
+        if load_threshold is not None:
+            self.load_threshold = load_threshold
 
     def differs(self, layout: TableLayout, quoted: list[str], old: str, new: str) -> str:
         """Against VALUES() (`new` unused); `old` qualifies the stored columns ("" or
@@ -105,9 +113,13 @@ class MysqlWriter(DialectWriter):
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
         *, synced_at: Any,
     ) -> WriteCounts:  # fmt: skip
-        """Large chunks by the bulk path when LOCAL INFILE is allowed, others as every
-        dialect writes them."""
-        if len(rows) >= self.load_threshold and mysql_load.local_infile_enabled(connection):
+        """Large chunks by the bulk path when it is on and LOCAL INFILE is allowed, others
+        as every dialect writes them."""
+        if (
+            self.bulk_load
+            and len(rows) >= self.load_threshold
+            and mysql_load.local_infile_enabled(connection)
+        ):
             counts = self._load_upsert(connection, layout, rows, synced_at=synced_at)
             if counts is not None:
                 return counts

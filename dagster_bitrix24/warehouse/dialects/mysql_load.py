@@ -13,10 +13,11 @@ affected-rows count means the same as the executemany's, so the caller counts al
 The text is sent from memory: an anonymous memory file (`os.memfd_create`, Linux) named by
 its `/proc/self/fd` path, which the driver opens and streams; elsewhere a temporary file.
 LOCAL INFILE needs the connection's `local_infile` flag (`Warehouse` sets it on engines it
-builds from a PyMySQL or mysqlclient URL) and the server's `local_infile` variable (ON by
-default in MariaDB, OFF in MySQL 8): when either is off, `load_send` says so (None) and the
-writer sends executemany. A server allowed LOCAL INFILE can ask the client for a file, so
-the flag is set only on warehouse engines, whose server the user names.
+builds from a PyMySQL or mysqlclient URL, unless the URL sets it or `mysql_bulk_load=False`)
+and the server's `local_infile` variable (ON by default in MariaDB, OFF in MySQL 8): when
+either is off, `stage` says so (False) and the writer sends executemany. A server allowed
+LOCAL INFILE can ask the client for any file the process can read, so the flag is set only
+on warehouse engines, whose server the user names, and `mysql_bulk_load=False` leaves it off.
 """
 
 from __future__ import annotations
@@ -175,11 +176,14 @@ def drop_stage(connection: sa.Connection) -> None:
 
 def connect_args(url: str | sa.URL) -> dict[str, Any]:
     """The connect arguments enabling LOCAL INFILE on a MySQL/MariaDB URL whose driver
-    knows the flag (PyMySQL, mysqlclient); none for other URLs."""
+    knows the flag (PyMySQL, mysqlclient); none for other URLs, and none when the URL sets
+    `local_infile` itself (`?local_infile=0` stays off)."""
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() in (
-        "pymysql", "mysqldb",
-    ):  # fmt: skip
+    if (
+        parsed.get_backend_name() in ("mysql", "mariadb")
+        and parsed.get_driver_name() in ("pymysql", "mysqldb")
+        and "local_infile" not in parsed.query
+    ):
         return {"local_infile": True}
     return {}
 
