@@ -132,7 +132,13 @@ class MysqlWriter(DialectWriter):
         """The newest versions staged; the stored versions compared on the server (no
         stored values read back); the refused rows taken out, the rest merged; counted as
         `DialectWriter.upsert` counts. None when the server did not take the load (nothing
-        written)."""
+        written).
+
+        After the merge the rows the guard refused are read under lock every time: the
+        affected rows cannot tell them apart when another writer committed, since our
+        comparison, a newer version of one id (1 affected row where 2 were counted) and an
+        older version of an id new to us (2 where 1 was counted). A refused id our
+        REPEATABLE READ snapshot does not hold was new to us: not counted as inserted."""
         converted = convert_rows(layout, rows, synced_at=synced_at)
         newest = newest_per_id(converted, layout.change_index)
         table, quoted = names(connection, layout)
@@ -150,12 +156,16 @@ class MysqlWriter(DialectWriter):
                 mysql_load.unstage(connection, id_col, list(refused_at_first))
         affected = mysql_load.merge(connection, table, columns, self._update(layout, quoted,
                                                                              f"{table}."))  # fmt: skip
-        sent = _written(connection, affected, len(to_write), inserted)
-        if sent != len(to_write) and change is not None:  # unchanged rows, or a newer
-            # version another writer stored since the comparison: read under lock
+        merged = len(to_write)
+        if change is not None:  # read under lock whatever the affected rows say (see below)
             refused = mysql_load.refused_ids(connection, table, id_col, quoted[change],
                                              latest=True)  # fmt: skip
-            to_write = [row for row in to_write if row[0] not in refused]
+            if refused:  # newer versions another writer committed since the comparison
+                to_write = [row for row in to_write if row[0] not in refused]
+                inserted -= len(refused) - mysql_load.count_seen(connection, table, id_col,
+                                                                  list(refused))  # fmt: skip
+        sent = _written(connection, affected, merged, inserted)
+        if sent != len(to_write):  # unchanged rows
             inserted = min(sent, inserted)
         kept_rows = [rows[newest[row[0]]] for row in to_write]
         kept_ids = [row[0] for row in to_write]

@@ -118,22 +118,25 @@ def load_table(connection: sa.Connection, table: str, columns: str, text: str) -
         cursor.close()
 
 
-def new_ids(connection: sa.Connection, table: str, id_column: str) -> set[Any]:
-    """The staged ids not stored in `table` (in one join; integers, no row values read)."""
-    return {row[0] for row in connection.exec_driver_sql(_new_sql(table, id_column, "s."))}
-
-
 def count_new(connection: sa.Connection, table: str, id_column: str) -> int:
     """How many staged ids are not stored in `table`."""
-    return int(connection.exec_driver_sql(_new_sql(table, id_column, "COUNT(*)")).scalar_one())
+    return int(connection.exec_driver_sql(
+        f"SELECT STRAIGHT_JOIN COUNT(*) FROM {STAGE} s LEFT JOIN {table} t "
+        f"ON t.{id_column} = s.{id_column} WHERE t.{id_column} IS NULL"
+    ).scalar_one())  # fmt: skip
 
 
-def _new_sql(table: str, id_column: str, what: str) -> str:
-    select = f"s.{id_column}" if what == "s." else what
-    return (
-        f"SELECT STRAIGHT_JOIN {select} FROM {STAGE} s "
-        f"LEFT JOIN {table} t ON t.{id_column} = s.{id_column} WHERE t.{id_column} IS NULL"
-    )
+def count_seen(connection: sa.Connection, table: str, id_column: str, ids: list[Any]) -> int:
+    """How many of `ids` a plain (non-locking) read finds in `table`: under REPEATABLE READ
+    the transaction's snapshot, plus the rows it wrote itself."""
+    seen = 0
+    for start in range(0, len(ids), 5_000):
+        batch = ids[start : start + 5_000]
+        markers = ", ".join(["%s"] * len(batch))
+        seen += int(connection.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {table} WHERE {id_column} IN ({markers})", tuple(batch)
+        ).scalar_one())  # fmt: skip
+    return seen
 
 
 def refused_ids(
