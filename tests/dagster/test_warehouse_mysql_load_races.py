@@ -5,7 +5,8 @@ Another connection writes some of the chunk's ids after our stage and our reads 
 stored versions, and holds its locks uncommitted while our merge runs: the merge waits, the
 other commits, and the guard decides on the newest committed versions. A version newer than
 ours stays (with its child rows), an older one is replaced by ours, and the counts say what
-happened to each row.
+happened to each row. A deadlock met by the merge redoes the chunk on the same connection,
+whose temporary stage the failed attempt left behind.
 """
 
 import os
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse.dialects import MysqlWriter, mysql_load
-from tests.dagster.test_warehouse_retry import _wait_until_blocked, _Writer
+from tests.dagster.test_warehouse_retry import _deadlock, _wait_until_blocked, _Writer
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
 
 T0, T1, T2, T3 = (f"2024-09-0{day}T10:00:00+03:00" for day in (1, 2, 3, 4))  # ours: T2
@@ -112,3 +113,32 @@ def test_other_writers_newer_versions_win_and_older_ones_lose_during_the_merge(
     # 6 and 7 were new when we read (6 then came from the other writer, older than ours)
     assert writer.counts == WriteCounts(inserted=2, updated=3, skipped=2)
 
+
+def test_a_deadlock_in_the_merge_redoes_the_chunk_over_the_stage_it_left(
+    mysql: Warehouse, staged: list[int], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The deadlock of `test_warehouse_retry` with the chunk on the LOAD DATA path; the
+    writer's engine has one connection, so the redo finds the failed attempt's stage."""
+    url = mysql.engine.url.render_as_string(hide_password=False)
+    engine = sa.create_engine(url, connect_args={"local_infile": True}, poolclass=sa.StaticPool)
+    writer = Warehouse(engine, table_prefix=mysql.table_prefix)
+    writer.writer = MysqlWriter(load_threshold=2)
+    left_over: list[int] = []
+    stage = mysql_load.stage
+
+    def noting_the_left_stage(connection: sa.Connection, *args: Any) -> bool:
+        try:
+            rows = connection.exec_driver_sql(f"SELECT count(*) FROM {mysql_load.STAGE}")
+            left_over.append(rows.scalar_one())
+        except sa.exc.ProgrammingError:  # 1146: no such table
+            pass
+        return stage(connection, *args)
+
+    monkeypatch.setattr(mysql_load, "stage", noting_the_left_stage)
+    try:
+        _deadlock(mysql, "mysql", caplog, writing=writer)
+    finally:
+        engine.dispose()
+    assert staged == [2, 2]  # the attempt the deadlock aborted, and the redo
+    assert len(left_over) == 1  # the redo replaced the stage the aborted attempt left
