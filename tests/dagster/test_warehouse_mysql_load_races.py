@@ -5,11 +5,13 @@ Another connection writes some of the chunk's ids after our stage and our reads 
 stored versions, and holds its locks uncommitted while our merge runs: the merge waits, the
 other commits, and the guard decides on the newest committed versions. A version newer than
 ours stays (with its child rows), an older one is replaced by ours, and the counts say what
-happened to each row. A deadlock met by the merge redoes the chunk on the same connection,
-whose temporary stage the failed attempt left behind.
+happened to each row. A deadlock or lock wait timeout met by the merge redoes the chunk on
+the same connection, whose temporary stage the failed attempt left behind.
 """
 
+import logging
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dagster_bitrix24.warehouse import Warehouse, WriteCounts
+from dagster_bitrix24.warehouse import Warehouse, WriteCounts, write_retry
 from dagster_bitrix24.warehouse.dialects import MysqlWriter, mysql_load
 from tests.dagster.test_warehouse_retry import _deadlock, _wait_until_blocked, _Writer
 from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
@@ -142,3 +144,43 @@ def test_a_deadlock_in_the_merge_redoes_the_chunk_over_the_stage_it_left(
         engine.dispose()
     assert staged == [2, 2]  # the attempt the deadlock aborted, and the redo
     assert len(left_over) == 1  # the redo replaced the stage the aborted attempt left
+
+
+def test_a_lock_wait_timeout_in_the_merge_redoes_the_chunk_once_the_lock_is_gone(
+    mysql: Warehouse, staged: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The merge waits 1 s for a row another connection holds (1205); the other lets go
+    once the writer has logged its redo; the redo lands the chunk by LOAD DATA again."""
+    url = mysql.engine.url.render_as_string(hide_password=False)
+    engine = sa.create_engine(url, poolclass=sa.StaticPool, connect_args={
+        "local_infile": True, "init_command": "SET innodb_lock_wait_timeout = 1",
+    })  # fmt: skip
+    writing = Warehouse(engine, table_prefix=mysql.table_prefix)
+    writing.writer = MysqlWriter(load_threshold=2)
+    layout = mysql.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                 change_field="DATE_MODIFY")  # fmt: skip
+    mysql.write_chunk(layout, [deal(i, T0) for i in (1, 2, 3)])
+    table = mysql.engine.dialect.identifier_preparer.format_table(layout.table)
+
+    def redone() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == write_retry.__name__]
+
+    try:
+        with mysql.engine.connect() as other, caplog.at_level(logging.WARNING):
+            other.exec_driver_sql(f"UPDATE {table} SET title = 'other' WHERE id = 2")
+            chunk = [deal(1, T2, TITLE="ours"), deal(2, T2, TITLE="ours")]
+            writer = _Writer(lambda: writing.write_chunk(layout, chunk))
+            writer.start()
+            deadline = time.monotonic() + 10
+            while not redone() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            other.rollback()
+            writer.join(30)
+    finally:
+        engine.dispose()
+    assert writer.error is None and writer.counts == WriteCounts(0, 2, 0)
+    assert redone() and all("lock wait timeout (1205)" in m for m in redone())
+    assert staged == [2] * (len(redone()) + 1)  # every attempt staged its rows anew
+    assert {r.id: r.title for r in select_all(mysql, layout.table)} == {
+        1: "ours", 2: "ours", 3: "Deal 3",
+    }  # fmt: skip
