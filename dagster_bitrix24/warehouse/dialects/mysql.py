@@ -109,6 +109,21 @@ class MysqlWriter(DialectWriter):
         sets = ", ".join(f"{t}{q} = IF({guard}, VALUES({q}), {t}{q})" for q in ordered)
         return f"ON DUPLICATE KEY UPDATE {first}, {sets}"
 
+    def kept_after_send(
+        self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
+        fresh: list[bool], written: int,
+    ) -> tuple[list[tuple[Any, ...]], int]:  # fmt: skip
+        """Read back also whenever an id was new at the read: the affected rows count a
+        newer version another writer inserted since (refused) as our insert, and an older
+        one (updated by us) one higher, hiding a refused row; each refused new id was
+        counted as written."""
+        if written == len(rows) and not any(fresh):
+            return rows, written
+        kept = self._stored_as_sent(connection, layout, rows)
+        ids = {row[0] for row in kept}
+        return kept, written - sum(new and row[0] not in ids
+                                   for row, new in zip(rows, fresh, strict=True))  # fmt: skip
+
     def upsert(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
         *, synced_at: Any,

@@ -1,12 +1,12 @@
-"""The MySQL/MariaDB bulk path (LOAD DATA into a stage, then one guarded INSERT ... SELECT)
-against another writer on the same rows, on real MariaDB.
+"""The MySQL/MariaDB writer against another writer on the same rows, on real MariaDB: the
+bulk path (LOAD DATA into a stage, then one guarded INSERT ... SELECT) and row batches.
 
-Another connection writes some of the chunk's ids after our stage and our reads of the
-stored versions, and holds its locks uncommitted while our merge runs: the merge waits, the
-other commits, and the guard decides on the newest committed versions. A version newer than
-ours stays (with its child rows), an older one is replaced by ours, and the counts say what
-happened to each row. A deadlock or lock wait timeout met by the merge redoes the chunk on
-the same connection, whose temporary stage the failed attempt left behind.
+Another connection writes some of the chunk's ids after our reads of the stored versions,
+and holds its locks uncommitted while our write runs: the write waits, the other commits,
+and the guard decides on the newest committed versions. A version newer than ours stays
+(with its child rows), an older one is replaced by ours, and the counts say what happened
+to each row. A deadlock or lock wait timeout met by the bulk merge redoes the chunk on the
+same connection, whose temporary stage the failed attempt left behind.
 """
 
 import logging
@@ -61,10 +61,11 @@ def _phones(warehouse: Warehouse, layout: Any) -> dict[int, list[str]]:
     return phones
 
 
+@pytest.mark.parametrize("bulk", [True, False], ids=["load_data", "row_batches"])
 def test_other_writers_newer_versions_win_and_older_ones_lose_during_the_merge(
-    mysql: Warehouse, staged: list[int], monkeypatch: pytest.MonkeyPatch
+    mysql: Warehouse, staged: list[int], monkeypatch: pytest.MonkeyPatch, bulk: bool
 ) -> None:
-    mysql.writer = MysqlWriter(load_threshold=2)
+    mysql.writer = MysqlWriter(load_threshold=2, bulk_load=bulk)
     layout = mysql.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
                                  change_field="DATE_MODIFY")  # fmt: skip
 
@@ -75,11 +76,13 @@ def test_other_writers_newer_versions_win_and_older_ones_lose_during_the_merge(
         WriteCounts(4, 0, 0)
     )
     table = mysql.engine.dialect.identifier_preparer.format_table(layout.table)
-    merge = mysql_load.merge
+    owner, name = (mysql_load, "merge") if bulk else (mysql.writer, "send")
+    write = getattr(owner, name)
     with mysql.engine.connect() as other:
 
-        def other_writes_before_our_merge(*args: Any) -> int:
-            """After our stage and reads: 1 and 5 newer than ours, 2 and 6 older."""
+        def other_writes_before_ours(*args: Any, **kwargs: Any) -> int:
+            """After our reads of the stored versions: 1 and 5 newer than ours, 2 and 6
+            older (uncommitted until our write waits for them)."""
             for deal_id, modified in ((1, T3), (2, T1)):
                 other.exec_driver_sql(
                     f"UPDATE {table} SET title = 'theirs', date_modify = %s WHERE id = %s",
@@ -90,17 +93,17 @@ def test_other_writers_newer_versions_win_and_older_ones_lose_during_the_merge(
                     f"INSERT INTO {table} (id, title, date_modify) VALUES (%s, 'theirs', %s)",
                     (deal_id, _utc(modified)),
                 )
-            return merge(*args)
+            return write(*args, **kwargs)
 
-        monkeypatch.setattr(mysql_load, "merge", other_writes_before_our_merge)
+        monkeypatch.setattr(owner, name, other_writes_before_ours)
         chunk = [version(i, T2, "ours") for i in range(1, 8)]
         writer = _Writer(lambda: mysql.write_chunk(layout, chunk))
         writer.start()
-        _wait_until_blocked(mysql.engine, "mysql")  # our merge waits for the other's row 1
+        _wait_until_blocked(mysql.engine, "mysql")  # our write waits for the other's row 1
         other.commit()
         writer.join(30)
     assert writer.error is None, writer.error
-    assert staged[-1] == 7  # the chunk took the LOAD DATA path
+    assert staged == ([4, 7] if bulk else [])  # the chunks took the path under test
     titles = {row.id: (row.title, row.date_modify) for row in select_all(mysql, layout.table)}
     assert titles == {
         1: ("theirs", _utc(T3)), 2: ("ours", _utc(T2)), 3: ("ours", _utc(T2)),
