@@ -15,6 +15,7 @@ always with `bulk_load=False` (`Warehouse(mysql_bulk_load=False)`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from dagster_bitrix24.warehouse.dialects import mysql_load
 from dagster_bitrix24.warehouse.dialects.base import (
     DialectWriter,
     WriteCounts,
+    batches,
     child_names,
     names,
     newest_per_id,
@@ -38,6 +40,7 @@ from dagster_bitrix24.warehouse.schema.layout import (
 
 _FOUND_ROWS = 2  # CLIENT_FOUND_ROWS of the MySQL protocol
 LOAD_THRESHOLD = 1_000
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
 
 
 class MysqlWriter(DialectWriter):
@@ -113,16 +116,48 @@ class MysqlWriter(DialectWriter):
         self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
         fresh: list[bool], written: int,
     ) -> tuple[list[tuple[Any, ...]], int]:  # fmt: skip
-        """Read back also whenever an id was new at the read: the affected rows count a
+        """Checked also whenever an id was new at the read: the affected rows count a
         newer version another writer inserted since (refused) as our insert, and an older
-        one (updated by us) one higher, hiding a refused row; each refused new id was
-        counted as written."""
-        if written == len(rows) and not any(fresh):
+        one (updated by us) one higher, hiding a refused row. When the count looks right,
+        one aggregate read (`_none_refused`) says whether any row was refused; if so, or
+        when the count is off, the rows are read back and each refused new id is taken out
+        of the written count."""
+        if written == len(rows) and (
+            not any(fresh) or self._none_refused(connection, layout, rows)
+        ):
             return rows, written
         kept = self._stored_as_sent(connection, layout, rows)
         ids = {row[0] for row in kept}
         return kept, written - sum(new and row[0] not in ids
                                    for row, new in zip(rows, fresh, strict=True))  # fmt: skip
+
+    def _none_refused(
+        self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]
+    ) -> bool:
+        """Whether every row sent is stored with its own change value, read under lock as
+        a count and a sum: the guard leaves each stored value at or above ours (a NULL of
+        ours under a stored value shows in the count), so equal figures mean none above.
+        False when the values cannot be summed here (the caller then reads them back)."""
+        change = layout.change_index
+        if change is None:
+            return True
+        kind = layout.columns[change].kind
+        table, quoted = names(connection, layout)
+        column = quoted[change]
+        try:
+            ours = [_measure(row[change], kind) for row in rows if row[change] is not None]
+        except TypeError:
+            return False
+        if kind == "datetime":
+            column = f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01', {column})"
+        marker, count, total = placeholder(connection), 0, 0
+        for batch in batches([row[0] for row in rows]):
+            found, summed = connection.exec_driver_sql(
+                f"SELECT COUNT({column}), SUM({column}) FROM {table} WHERE {quoted[0]} "
+                f"IN ({', '.join([marker] * len(batch))}) LOCK IN SHARE MODE", tuple(batch),
+            ).one()  # fmt: skip
+            count, total = count + found, total + int(summed or 0)
+        return (count, total) == (len(ours), sum(ours))
 
     def upsert(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
@@ -216,6 +251,16 @@ class MysqlWriter(DialectWriter):
             connection.exec_driver_sql(
                 f"INSERT INTO {table} ({columns}) VALUES ({markers})", values
             )
+
+
+def _measure(value: Any, kind: str) -> int:
+    """A change value as the integer `_none_refused` sums: microseconds since 1970 for a
+    (naive UTC) datetime; TypeError for anything else than that or an integer."""
+    if kind == "datetime" and isinstance(value, datetime) and value.tzinfo is None:
+        return (value - _EPOCH) // _MICROSECOND
+    if kind == "integer" and isinstance(value, int):
+        return value
+    raise TypeError(kind)
 
 
 def _written(connection: sa.Connection, rowcount: int, sent: int, inserted: int) -> int:
