@@ -142,6 +142,9 @@ class Bitrix24Component(Component, Model, Resolvable):
     warehouse_kind: Annotated[
         str | None, _doc("Asset kind naming the warehouse: sqlite, postgres, mysql.")
     ] = None
+    warehouse_mysql_bulk_load: Annotated[
+        bool, _doc("MySQL/MariaDB: LOAD DATA LOCAL INFILE for large chunks (false: off).")
+    ] = True
     table_prefix: Annotated[
         str, _doc("Prefix of the table names (with key_prefix: bitrix24_<key_prefix>_).")
     ] = "bitrix24_"
@@ -296,11 +299,10 @@ class Bitrix24Component(Component, Model, Resolvable):
             raise BitrixParameterError(
                 "warehouse_url", "give warehouse_url or warehouse_url_env, not both"
             )
-        if self.warehouse_url_env:
-            return SQLWarehouseResource(
-                url=EnvVar(self.warehouse_url_env), schema_name=self.warehouse_schema
-            )
         return SQLWarehouseResource(
-            url=self.warehouse_url or "sqlite:///bitrix24.sqlite",
+            url=EnvVar(self.warehouse_url_env)
+            if self.warehouse_url_env
+            else self.warehouse_url or "sqlite:///bitrix24.sqlite",
             schema_name=self.warehouse_schema,
+            mysql_bulk_load=self.warehouse_mysql_bulk_load,
         )

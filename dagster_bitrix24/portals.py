@@ -99,8 +99,10 @@ def build_bitrix24_portals(
         if separate_by == "schema":
             warehouse_key, prefix = f"warehouse_{portal.name}", table_prefix
             resources[warehouse_key] = SQLWarehouseResource(
-                url=warehouse.url, schema_name=portal.name
-            )
+                url=warehouse.url, schema_name=portal.name,
+                convert_in_database=warehouse.convert_in_database,
+                mysql_bulk_load=warehouse.mysql_bulk_load,
+            )  # fmt: skip
         multi_asset = build_bitrix24_assets(
             entities=portal.entities,
             portal=portal.name,

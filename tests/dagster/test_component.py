@@ -97,8 +97,19 @@ def test_a_partitioned_factory_refuses_entities_without_change_time_at_load():
 
 def test_every_yaml_attribute_is_described():
     schema = Bitrix24Component.get_model_cls().model_json_schema()  # what dg and editors show
-    assert len(schema["properties"]) == 23
+    assert len(schema["properties"]) == 24
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_component_can_turn_the_mysql_bulk_path_off() -> None:
+    """`warehouse_mysql_bulk_load: false` reaches the writer (no LOAD DATA LOCAL INFILE)."""
+    yaml = "entities: [crm.deal]\nwarehouse_url: mysql+pymysql://reader@127.0.0.1/crm\n"
+    default = Bitrix24Component.resolve_from_yaml(yaml).warehouse_resource()
+    off = Bitrix24Component.resolve_from_yaml(yaml + "warehouse_mysql_bulk_load: false\n")
+    resource = off.warehouse_resource()
+    assert default.mysql_bulk_load and not resource.mysql_bulk_load
+    assert not resource.get_warehouse().writer.bulk_load  # type: ignore[attr-defined]
+    assert default.get_warehouse().writer.bulk_load  # type: ignore[attr-defined]
 
 
 def test_component_limiter_url_from_the_environment_reaches_the_resource(
