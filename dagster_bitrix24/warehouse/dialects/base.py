@@ -257,6 +257,19 @@ class DialectWriter:
             parents, values = child_rows(child, rows, ids)
             self.replace_child(connection, child, parents, values)
 
+    def live_ids(self, connection: sa.Connection, layout: TableLayout, *, before: Any) -> list[Any]:
+        """Ids of the rows not marked deleted, only those written before `before` (if given):
+        the rows `mark_deleted` may stamp."""
+        quote = connection.dialect.identifier_preparer
+        query = (
+            f"SELECT {quote.quote(layout.id_column)} FROM {quote.format_table(layout.table)} "
+            f"WHERE {quote.quote(DELETED_AT)} IS NULL"
+        )
+        if before is None:
+            return [row[0] for row in connection.exec_driver_sql(query)]
+        query += f" AND {quote.quote(SYNCED_AT)} < {placeholder(connection)}"
+        return [row[0] for row in connection.exec_driver_sql(query, (before,))]
+
     def mark_deleted(
         self, connection: sa.Connection, layout: TableLayout, ids: list[tuple[Any]],
         *, now: Any, before: Any,
