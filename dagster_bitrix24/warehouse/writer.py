@@ -21,7 +21,9 @@ through SQLAlchemy 2; no Dagster in here.
 A Warehouse built from a SQLite file URL runs that file in WAL mode with
 `synchronous=NORMAL` (see `connect.py`). Rows are written by the database's `DialectWriter`
 (`dialects/`); on PostgreSQL chunks of `copy_threshold` rows or more go by COPY, merged
-`merge_block` rows at a time, and `convert_in_database=True` converts them in SQL.
+`merge_block` rows at a time, and `convert_in_database=True` converts them in SQL; on
+MySQL/MariaDB chunks of 1,000 rows or more go by LOAD DATA LOCAL INFILE, which
+`mysql_bulk_load=False` turns off (the engine then never sets the driver's `local_infile`).
 `prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
 multi-field (`bitrix24_crm_deal_phone`), adds columns for new fields, leaves removed fields'
 columns in place, and reports (and logs) a field whose type changed: that column is no longer
@@ -127,13 +129,16 @@ class Warehouse:
         copy_threshold: int = COPY_THRESHOLD,
         merge_block: int = MERGE_BLOCK,
         write_attempts: int = ATTEMPTS,
+        mysql_bulk_load: bool = True,
     ) -> None:
         if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
             raise FieldMetadataError(
                 f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
             )
         self.engine = (
-            open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+            open_engine(engine_or_url, local_infile=mysql_bulk_load)
+            if isinstance(engine_or_url, str)
+            else engine_or_url
         )
         self.dialect_name: Dialect = dialect_of(self.engine)
         self.schema = schema
@@ -148,7 +153,8 @@ class Warehouse:
             )
             if self.dialect_name == "postgresql"
             else SqliteWriter() if self.dialect_name == "sqlite"
-            else DuckdbWriter() if self.dialect_name == "duckdb" else MysqlWriter()
+            else DuckdbWriter() if self.dialect_name == "duckdb"
+            else MysqlWriter(bulk_load=mysql_bulk_load)
         )  # fmt: skip
         self._state = state_table(
             sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema

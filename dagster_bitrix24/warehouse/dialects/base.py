@@ -214,16 +214,27 @@ class DialectWriter:
             elif change is not None and not is_newer(row[change], stored[row_id]):
                 continue
             to_write.append(row)
-        sent = self.send(connection, layout, to_write, fresh=[r[0] not in stored for r in to_write])
-        if sent != len(to_write):  # unchanged rows, or a newer version another writer stored
-            to_write = self._stored_as_sent(connection, layout, to_write)
-            inserted = min(sent, sum(row[0] not in stored for row in to_write))
+        fresh = [r[0] not in stored for r in to_write]
+        sent = self.send(connection, layout, to_write, fresh=fresh)
+        to_write, sent = self.kept_after_send(connection, layout, to_write, fresh, sent)
+        inserted = min(sent, sum(row[0] not in stored for row in to_write))
         kept_positions = [newest[row[0]] for row in to_write]  # children follow every kept row
         self.replace_children(connection, layout, [rows[p] for p in kept_positions],
                               [row[0] for row in to_write])  # fmt: skip
         unchanged = max(len(to_write) - sent, 0)
         return WriteCounts(inserted, len(to_write) - inserted - unchanged,
                            len(rows) - len(to_write), unchanged)  # fmt: skip
+
+    def kept_after_send(
+        self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
+        fresh: list[bool], written: int,
+    ) -> tuple[list[tuple[Any, ...]], int]:  # fmt: skip
+        """The rows `send` was given that the guard kept, and how many it wrote: read back
+        when fewer were written than sent (unchanged rows, or a newer version another
+        writer stored since the read)."""
+        if written == len(rows):
+            return rows, written
+        return self._stored_as_sent(connection, layout, rows), written
 
     def _stored_as_sent(
         self, connection: sa.Connection, layout: TableLayout, sent: list[tuple[Any, ...]]
