@@ -45,7 +45,7 @@ class CostProbes:
                 self._probes[name] = Probe(name, self._clock())
                 claimed.append(self._probes[name])
                 continue
-            if counts[name] == 1:
+            if counts[name] == 1 or probe in claimed:  # (its own probe, on a resend)
                 continue
             started = self._clock()
             left = probe.started + self.patience_s - started

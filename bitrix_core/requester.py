@@ -10,7 +10,8 @@ batches.
 
 Every time block of an answer (a batch's commands' too) is fed to the throttle before the
 cost probes the request claimed are ended (cost_probes), so the commands waiting for them
-are grouped at the size the learnt cost allows.
+are grouped at the size the learnt cost allows; a probe refused with 503/429 stays the
+probe through its resend, and other methods' commands never wait for it.
 
 Limit answers (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT) mean the call did not run,
 so any method is resent after the throttle's wait: 503s for as long as the limits'
@@ -113,15 +114,18 @@ class Requester:
         retries = limit_resends = 0
         renewed = False
         refused_at: float | None = None  # when this request first got a 503
-        while True:
-            sent_at = time.monotonic()
-            probes: list[Probe] = []
-            try:
-                # The bucket slot is taken inside the concurrency slot, right before sending:
-                # a wait after reserving would let requests bunch up past their slot times.
-                async with self.throttle.concurrency():
-                    held: list[list[float]] = []
-                    try:
+        # the cost probes this request claimed: kept through its resends after a limit
+        # answer (the throttle holds every request back then anyway), ended once it is
+        # answered and recorded, or has failed for good (cost_probes)
+        probes: list[Probe] = []
+        try:
+            while True:
+                sent_at = time.monotonic()
+                try:
+                    # The bucket slot is taken inside the concurrency slot, right before sending:
+                    # a wait after reserving would let requests bunch up past their slot times.
+                    async with self.throttle.concurrency():
+                        held: list[list[float]] = []
                         waited = await self.throttle.reserve(
                             methods, on_slot=on_slot, held=held, probes=probes
                         )
@@ -131,54 +135,50 @@ class Requester:
                             envelope = await self._post(method, params)
                         finally:
                             self.throttle.answered(held)
-                    except BaseException:  # it taught nothing: the next request probes again
-                        self.throttle.probes_ended(probes)
+                        self.throttle.observe_request(time.monotonic() - sent_at)
+                except BitrixAuthError as error:
+                    if renewed or self._renew is None or not await self._renew(error):
                         raise
-                    self.throttle.observe_request(time.monotonic() - sent_at)
-            except BitrixAuthError as error:
-                if renewed or self._renew is None or not await self._renew(error):
-                    raise
-                renewed = True  # a renewal is not a retry: resend through the throttle
-                continue
-            except BitrixResendableError as error:
-                if isinstance(error, BitrixLimitError):  # it did not run: any method is resent
-                    if isinstance(error, QueryLimitExceededError):
-                        refused_at = time.monotonic() if refused_at is None else refused_at
+                    renewed = True  # a renewal is not a retry: resend through the throttle
+                    continue
+                except BitrixResendableError as error:
+                    if isinstance(error, BitrixLimitError):  # it did not run: any method is resent
+                        if isinstance(error, QueryLimitExceededError):
+                            refused_at = time.monotonic() if refused_at is None else refused_at
+                        else:
+                            limit_resends += 1
+                        refused = await wait_for_limit(error, method, self.throttle, sinks)
+                        if refused is not None:
+                            raise refused from None
+                        if limit_resends > self.retry.max_limit_resends:
+                            raise
                     else:
-                        limit_resends += 1
-                    refused = await wait_for_limit(error, method, self.throttle, sinks)
-                    if refused is not None:
-                        raise refused from None
-                    if limit_resends > self.retry.max_limit_resends:
-                        raise
+                        self.throttle.on_overload()
+                        retries += 1
+                        # the same request would be cut again: the caller makes it smaller
+                        cut = self._priced_from(error, methods, time.monotonic() - sent_at)
+                        if cut or not idempotent or retries > allowed:
+                            raise
+                        delay = self.retry.backoff(retries)
+                        logger.info(
+                            "%s failed (%s); retry %d in %.2f s",
+                            method,
+                            type(error).__name__,
+                            retries,
+                            delay,
+                        )
+                        await asyncio.sleep(delay)
                 else:
-                    self.throttle.on_overload()
-                    retries += 1
-                    # the same request would be cut again: the caller makes it smaller
-                    cut = self._priced_from(error, methods, time.monotonic() - sent_at)
-                    if cut or not idempotent or retries > allowed:
-                        raise
-                    delay = self.retry.backoff(retries)
-                    logger.info(
-                        "%s failed (%s); retry %d in %.2f s",
-                        method,
-                        type(error).__name__,
-                        retries,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-            else:
-                self.throttle.on_success()
-                if refused_at is not None:
-                    for sink in sinks:
-                        sink.query_limit_wait_s += time.monotonic() - refused_at
-                try:
+                    self.throttle.on_success()
+                    if refused_at is not None:
+                        for sink in sinks:
+                            sink.query_limit_wait_s += time.monotonic() - refused_at
                     await self._record(method, params, envelope)
-                finally:
-                    self.throttle.probes_ended(probes)
-                return envelope
-            for sink in sinks:
-                sink.retries += 1
+                    return envelope
+                for sink in sinks:
+                    sink.retries += 1
+        finally:
+            self.throttle.probes_ended(probes)
 
     def _priced_from(self, error: BitrixError, methods: list[str], elapsed_s: float) -> bool:
         """A request cut at the portal's cap (5xx) or left unanswered within the client's
