@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -238,7 +239,7 @@ class Batcher:
 
     async def _until_ready(self) -> None:
         """Every queued command is held back: wait until more are queued, a batch ends, the
-        probe of one of their methods settles or the first hold runs out."""
+        probe of one of their methods settles or the first 429 block runs out."""
         throttle = self._requester.throttle
         methods = {c.method.lower() for c in self._queue}
         holds = [hold for name in methods if (hold := throttle.holds_back(name)) > 0]
@@ -248,8 +249,11 @@ class Batcher:
             asyncio.ensure_future(throttle.probes_settled(methods)),
         ]
         try:
+            hold = min(holds, default=0.0)
             await asyncio.wait(
-                waiters, timeout=min(holds, default=0.0), return_when=asyncio.FIRST_COMPLETED
+                waiters,
+                timeout=None if math.isinf(hold) else hold,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             for waiter in waiters:

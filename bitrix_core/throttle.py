@@ -76,7 +76,7 @@ class Throttle:
         #  commands]; seconds stay 0 until the method's cost is known
         self._spent: dict[str, list[list[float]]] = {}
         # methods whose cost is still being learnt; what one command of each costs
-        self._probes = CostProbes(clock, patience_s=limits.basket_s)
+        self._probes = CostProbes(clock)
         self.costs = MethodCosts(limits, self._price_commitments)
         self._blocked: dict[str, float] = {}  # a method's 429 block as this process saw it
 
@@ -175,11 +175,13 @@ class Throttle:
 
     def holds_back(self, method: str) -> float:
         """Seconds the commands of `method` had better stay queued (0: they may go now):
-        while the first request of it is out and its cost unknown (see cost_probes), or
-        after a 429 until its operating budget resets (as far as this process knows)."""
+        while the first request of it is out and its cost unknown (until it ends: see
+        `probes_settled`), or after a 429 until its operating budget resets (as far as this
+        process knows)."""
         name = method.lower()
-        probe_left = self._probes.time_left(name)
-        return max(probe_left, self._blocked.get(name, 0.0) - self._clock(), 0.0)
+        if self._probes.probing(name):
+            return math.inf
+        return max(0.0, self._blocked.get(name, 0.0) - self._clock())
 
     async def probes_settled(self, methods: Iterable[str]) -> None:
         """Return once the probe of any of `methods` settles (at once when none is out)."""
