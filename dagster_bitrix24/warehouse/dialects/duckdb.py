@@ -5,7 +5,8 @@ chunks of deals), so every bulk write here hands DuckDB the rows as an Arrow tab
 with the target columns' types (`arrow_table`, registered as a view for the statement):
 upserts, the child tables' rows, the ids read back and the present ids of delete marking.
 The guard and the comparison are PostgreSQL's (`IS DISTINCT FROM`); DuckDB counts only the
-rows it inserted or updated, as PostgreSQL does. The rows of a chunk (converted first, as on
+rows it inserted or updated, as PostgreSQL does, and the rows it did not write were
+unchanged (no read-back: `_stored_as_sent`). The rows of a chunk (converted first, as on
 every dialect: a chunk a converter refuses writes nothing) are sent in blocks of `BLOCK`:
 DuckDB runs one block's statement without the GIL in a worker thread while Python builds
 the next block's Arrow table, one statement at a time on the connection. Times are naive UTC (`TIMESTAMP`), as on
@@ -68,6 +69,15 @@ class DuckdbWriter(OnConflictWriter):
             assert pending is not None
             written += pending.result()
         return written
+
+    def _stored_as_sent(
+        self, connection: sa.Connection, layout: TableLayout, sent: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """Every row sent: no read-back. A DuckDB transaction reads one snapshot, and a
+        row another transaction changed since it began cannot be written (DuckDB aborts
+        the write on the conflict, and the chunk is retried), so the guard refused none of
+        the rows classified as newer; the rows not written were unchanged."""
+        return sent
 
     def stored_changes(
         self, connection: sa.Connection, layout: TableLayout, ids: list[Any], *,
