@@ -1,16 +1,17 @@
-"""DuckDB: `INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE ... WHERE` from an Arrow table.
+"""DuckDB: new ids by `INSERT ... SELECT`, stored ones by `INSERT ... SELECT ... ON CONFLICT
+(id) DO UPDATE ... WHERE`, from Arrow tables.
 
 DuckDB runs an executemany one row at a time (about 140 rows/s measured on 20,000-row
 chunks of deals), so every bulk write here hands DuckDB the rows as an Arrow table built
 with the target columns' types (`arrow_table`, registered as a view for the statement):
-upserts, the child tables' rows, the ids read back and the present ids of delete marking.
+upserts, the child tables' rows, the ids looked up and the present ids of delete marking.
 The guard and the comparison are PostgreSQL's (`IS DISTINCT FROM`); DuckDB counts only the
 rows it inserted or updated, as PostgreSQL does, and the rows it did not write were
-unchanged (no read-back: `_stored_as_sent`). New ids go by a plain INSERT (`send`). The rows of a chunk (converted first, as on
+unchanged (no read-back: `_stored_as_sent`). The rows of a chunk (converted first, as on
 every dialect: a chunk a converter refuses writes nothing) are sent in blocks of `BLOCK`:
 DuckDB runs one block's statement without the GIL in a worker thread while Python builds
-the next block's Arrow table, one statement at a time on the connection. Times are naive UTC (`TIMESTAMP`), as on
-MySQL and SQLite.
+the next block's Arrow table, one statement at a time on the connection. Times are naive
+UTC (`TIMESTAMP`), as on MySQL and SQLite.
 """
 
 from __future__ import annotations
