@@ -15,6 +15,7 @@ code never leaves the configured portal::
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -231,6 +232,10 @@ def _parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
+        pass
+    try:  # valid JSON orjson refuses: a lone UTF-16 surrogate escape ("\ud800")
+        return json.loads(text)
+    except (ValueError, RecursionError):
         return _UNPARSED
 
 

@@ -14,6 +14,12 @@
 With `partitions`, the entities that have a change time form one partitioned multi-asset
 (`name`); the others (`user` above: users, departments, stages, pipelines) a second,
 unpartitioned one (`<name>_directory`), so every entity a YAML lists can run.
+
+A second portal in the same code location (another `defs.yaml`, or beside a `bitrix24`
+resource bound in Python) sets `key_prefix: acme`: asset keys `acme/bitrix24/<entity>` in
+the group `bitrix24_acme`, and unless set explicitly `portal: acme` (pool `bitrix24/acme`,
+multi-asset `bitrix24_acme`), `table_prefix: bitrix24_acme_`, `resource_key: bitrix24_acme`
+and `warehouse_resource_key: warehouse_acme`, so neither keys, resources nor rows collide.
 """
 
 from typing import Annotated, Literal
@@ -40,11 +46,15 @@ from dagster_bitrix24.portals import PortalModel, component_portals_defs
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
 from dagster_bitrix24.sync import lookback_from_minutes
-from dagster_bitrix24.translator import entity_slug
+from dagster_bitrix24.translator import (
+    DagsterBitrix24Translator,
+    PrefixedTranslator,
+    entity_slug,
+)
 
 #: What `dg scaffold defs dagster_bitrix24.Bitrix24Component <path>` writes: loads as is.
+#: No `portal`: it defaults to `default`, or follows a `key_prefix` added for a second portal.
 SCAFFOLD_ATTRIBUTES = {
-    "portal": "default",
     "webhook_url_env": "BITRIX24_WEBHOOK_URL",
     "plan": "standard",
     "entities": ["crm.deal", "crm.contact", "crm.company", "user"],
@@ -82,11 +92,30 @@ class Bitrix24Component(Component, Model, Resolvable):
     (`warehouse_kind`, else read from `warehouse_url_env` when the code location loads).
     `provide_resources: false` leaves the `bitrix24` and `warehouse` resources to the
     project's Python definitions (the example binds its demo portal that way).
+    `key_prefix` sets a second portal apart in one code location: see the module docstring.
     """
 
-    portal: Annotated[str, _doc("Portal name: its assets run in the pool bitrix24/<portal>.")] = (
-        "default"
-    )
+    portal: Annotated[
+        str,
+        _doc("Portal name: its assets run in the pool bitrix24/<portal> (default: the "
+             "key_prefix joined by '_', else 'default')."),
+    ] = "default"
+    key_prefix: Annotated[
+        str | list[str] | None,
+        _doc("Asset key prefix for a second portal in one code location: acme gives "
+             "acme/bitrix24/crm_deal in the group bitrix24_acme; portal, table_prefix, "
+             "resource_key and warehouse_resource_key follow it unless set."),
+    ] = None
+    resource_key: Annotated[
+        str | None,
+        _doc("Key of the Bitrix24 resource (default bitrix24, with key_prefix "
+             "bitrix24_<key_prefix>)."),
+    ] = None
+    warehouse_resource_key: Annotated[
+        str | None,
+        _doc("Key of the warehouse resource (default warehouse, with key_prefix "
+             "warehouse_<key_prefix>)."),
+    ] = None
     name: Annotated[str | None, _doc("Multi-asset name (default bitrix24_<portal>).")] = None
     entities: Annotated[
         list[str], _doc("Entities to sync: crm.deal, user, crm.item.128... (one portal).")
@@ -113,7 +142,12 @@ class Bitrix24Component(Component, Model, Resolvable):
     warehouse_kind: Annotated[
         str | None, _doc("Asset kind naming the warehouse: sqlite, postgres, mysql.")
     ] = None
-    table_prefix: Annotated[str, _doc("Prefix of the table names.")] = "bitrix24_"
+    warehouse_mysql_bulk_load: Annotated[
+        bool, _doc("MySQL/MariaDB: LOAD DATA LOCAL INFILE for large chunks (false: off).")
+    ] = True
+    table_prefix: Annotated[
+        str, _doc("Prefix of the table names (with key_prefix: bitrix24_<key_prefix>_).")
+    ] = "bitrix24_"
     lookback_minutes: Annotated[
         float, _doc("Re-read this far behind the cursor (late commits, clock skew).")
     ] = 15.0
@@ -143,6 +177,7 @@ class Bitrix24Component(Component, Model, Resolvable):
             return component_portals_defs(self)
         warehouse = self.warehouse_resource()
         assets = self.build_assets(warehouse)
+        bitrix24_key, warehouse_key = self.resource_keys()
         schedules = []
         if self.schedule:
             schedules.append(
@@ -156,7 +191,7 @@ class Bitrix24Component(Component, Model, Resolvable):
         resources = {}
         if self.provide_resources:
             resources = {
-                "bitrix24": Bitrix24Resource(
+                bitrix24_key: Bitrix24Resource(
                     webhook_url=EnvVar(self.webhook_url_env),
                     plan=self.plan,
                     limiter_path=self.limiter_path,
@@ -164,19 +199,66 @@ class Bitrix24Component(Component, Model, Resolvable):
                     if self.limiter_url_env
                     else self.limiter_url,
                 ),
-                "warehouse": warehouse,
+                warehouse_key: warehouse,
             }
+        checks = [
+            build_bitrix24_checks(
+                a, bitrix24_resource_key=bitrix24_key, warehouse_resource_key=warehouse_key
+            )
+            for a in assets
+        ]
         return Definitions(
             assets=assets,
-            asset_checks=[build_bitrix24_checks(a) for a in assets] if self.checks else [],
+            asset_checks=checks if self.checks else [],
             schedules=schedules,
             resources=resources,
+        )
+
+    def _separation(self) -> str | None:
+        """The key prefix as one name part (`acme`, `eu_acme`), None without one."""
+        if self.key_prefix is None:
+            return None
+        parts = [self.key_prefix] if isinstance(self.key_prefix, str) else self.key_prefix
+        joined = entity_slug("_".join(parts))
+        if not joined:
+            raise BitrixParameterError("key_prefix", "give a name: letters, digits or '_'")
+        return joined
+
+    def effective_portal(self) -> str:
+        """`portal` if set, else the key prefix's name, else `default`."""
+        separation = self._separation()
+        if "portal" in self.model_fields_set or separation is None:
+            return self.portal
+        return separation
+
+    def effective_table_prefix(self) -> str:
+        """`table_prefix` if set, else `bitrix24_<key prefix>_`, else `bitrix24_`."""
+        separation = self._separation()
+        if "table_prefix" in self.model_fields_set or separation is None:
+            return self.table_prefix
+        return f"bitrix24_{separation}_"
+
+    def resource_keys(self) -> tuple[str, str]:
+        """The Bitrix24 and warehouse resource keys the assets and checks require."""
+        separation = self._separation()
+        suffix = f"_{separation}" if separation else ""
+        return (
+            self.resource_key or f"bitrix24{suffix}",
+            self.warehouse_resource_key or f"warehouse{suffix}",
         )
 
     def build_assets(self, warehouse: SQLWarehouseResource) -> list[AssetsDefinition]:
         """One multi-asset, or with `partitions` a partitioned and an unpartitioned one."""
         specs = resolve_entities(self.entities)
-        base = self.name or f"bitrix24_{entity_slug(self.portal)}"
+        portal = self.effective_portal()
+        base = self.name or f"bitrix24_{entity_slug(portal)}"
+        separation = self._separation()
+        translator = None
+        if separation is not None and self.key_prefix is not None:
+            translator = PrefixedTranslator(
+                self.key_prefix, f"bitrix24_{separation}", DagsterBitrix24Translator()
+            )
+        bitrix24_key, warehouse_key = self.resource_keys()
         groups: list[tuple[str, list[EntitySpec], PartitionsDefinition | None]]
         groups = [(base, specs, None)]
         if self.partitions is not None:
@@ -197,13 +279,16 @@ class Bitrix24Component(Component, Model, Resolvable):
         return [
             build_bitrix24_assets(
                 entities=group,
-                portal=self.portal,
+                portal=portal,
                 name=name,
-                table_prefix=self.table_prefix,
+                translator=translator,
+                table_prefix=self.effective_table_prefix(),
                 warehouse_kind=self.warehouse_kind,
                 warehouse=warehouse,
                 partitions_def=partitions_def,
                 lookback=lookback_from_minutes(self.lookback_minutes),
+                bitrix24_resource_key=bitrix24_key,
+                warehouse_resource_key=warehouse_key,
             )
             for name, group, partitions_def in groups
         ]
@@ -214,11 +299,10 @@ class Bitrix24Component(Component, Model, Resolvable):
             raise BitrixParameterError(
                 "warehouse_url", "give warehouse_url or warehouse_url_env, not both"
             )
-        if self.warehouse_url_env:
-            return SQLWarehouseResource(
-                url=EnvVar(self.warehouse_url_env), schema_name=self.warehouse_schema
-            )
         return SQLWarehouseResource(
-            url=self.warehouse_url or "sqlite:///bitrix24.sqlite",
+            url=EnvVar(self.warehouse_url_env)
+            if self.warehouse_url_env
+            else self.warehouse_url or "sqlite:///bitrix24.sqlite",
             schema_name=self.warehouse_schema,
+            mysql_bulk_load=self.warehouse_mysql_bulk_load,
         )

@@ -4,7 +4,6 @@ reads the entity of each asset from its spec's metadata (`constants.py`).
 """
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from dagster import (
@@ -12,9 +11,7 @@ from dagster import (
     AssetKey,
     AssetSpec,
     Config,
-    Failure,
     MaterializeResult,
-    MetadataValue,
     TimeWindowPartitionsDefinition,
 )
 from pydantic import Field
@@ -28,7 +25,7 @@ from dagster_bitrix24.constants import (
     plain,
     spec_from_metadata,
 )
-from dagster_bitrix24.failures import CAUSES_KEY, failure_groups, group_message
+from dagster_bitrix24.failures import sync_failure
 from dagster_bitrix24.metadata import (
     aggregate_metadata,
     link_metadata,
@@ -153,12 +150,9 @@ def sync_selected_assets(
             metadata = {}
         yield MaterializeResult(asset_key=key, metadata=metadata)
     if failed:
-        # one message per cause (a wrong code fails every entity alike), in the Failure only
-        groups = failure_groups(failed)
-        raise Failure(
-            description="Bitrix24 sync failed: " + " | ".join(map(group_message, groups)),
-            metadata={CAUSES_KEY: MetadataValue.json([asdict(group) for group in groups])},
-        )
+        # one message per cause (a wrong code fails every entity alike), in the Failure only,
+        # and once per run: a cause another step of the run reported is referred to
+        raise sync_failure(context, failed)
 
 
 def _existing_partitions(

@@ -28,7 +28,6 @@ from typing import Any, Literal
 from dagster import (
     AssetsDefinition,
     AssetSelection,
-    AssetSpec,
     Definitions,
     EnvVar,
     define_asset_job,
@@ -42,7 +41,7 @@ from dagster_bitrix24.assets import build_bitrix24_assets, dialect_kind
 from dagster_bitrix24.checks import build_bitrix24_checks
 from dagster_bitrix24.resources import Bitrix24Resource, SQLWarehouseResource
 from dagster_bitrix24.schedules import build_bitrix24_schedule
-from dagster_bitrix24.translator import Bitrix24EntityProps, DagsterBitrix24Translator
+from dagster_bitrix24.translator import DagsterBitrix24Translator, PrefixedTranslator
 
 #: A portal's name is an asset key part, a resource key, a table prefix and a schema name.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -64,20 +63,6 @@ class Bitrix24Portal:
     entities: Sequence[str | EntitySpec]
     plan: str = "standard"
     options: Mapping[str, Any] = field(default_factory=dict)
-
-
-class _PortalTranslator(DagsterBitrix24Translator):
-    """Puts another translator's keys under the portal's name and its assets in its group."""
-
-    def __init__(self, portal: str, inner: DagsterBitrix24Translator) -> None:
-        self.portal = portal
-        self.inner = inner
-
-    def get_asset_spec(self, props: Bitrix24EntityProps) -> AssetSpec:
-        spec = self.inner.get_asset_spec(props)
-        return spec.replace_attributes(
-            key=spec.key.with_prefix(self.portal), group_name=f"bitrix24_{self.portal}"
-        )
 
 
 def build_bitrix24_portals(
@@ -114,12 +99,16 @@ def build_bitrix24_portals(
         if separate_by == "schema":
             warehouse_key, prefix = f"warehouse_{portal.name}", table_prefix
             resources[warehouse_key] = SQLWarehouseResource(
-                url=warehouse.url, schema_name=portal.name
-            )
+                url=warehouse.url, schema_name=portal.name,
+                convert_in_database=warehouse.convert_in_database,
+                mysql_bulk_load=warehouse.mysql_bulk_load,
+            )  # fmt: skip
         multi_asset = build_bitrix24_assets(
             entities=portal.entities,
             portal=portal.name,
-            translator=_PortalTranslator(portal.name, translator or DagsterBitrix24Translator()),
+            translator=PrefixedTranslator(
+                portal.name, f"bitrix24_{portal.name}", translator or DagsterBitrix24Translator()
+            ),
             table_prefix=prefix,
             warehouse=warehouse,
             bitrix24_resource_key=bitrix24_key,
@@ -205,6 +194,11 @@ def component_portals_defs(component: Any) -> Definitions:
         raise BitrixParameterError(
             "entities", "with portals, list the entities of each portal in its entry"
         )
+    for option in ("key_prefix", "resource_key", "warehouse_resource_key"):
+        if getattr(component, option) is not None:
+            raise BitrixParameterError(
+                option, "applies to one portal; with portals each is keyed by its name"
+            )
     limiter_url = component.limiter_url
     if component.limiter_url_env:
         limiter_url = EnvVar(component.limiter_url_env)

@@ -268,6 +268,12 @@ class SQLWarehouseResource(ConfigurableResource):
         description="PostgreSQL: COPY large chunks as raw text and convert them in SQL "
         "instead of in Python (the same values are stored either way).",
     )
+    mysql_bulk_load: bool = Field(
+        default=True,
+        description="MySQL/MariaDB: send chunks of 1,000 rows or more by LOAD DATA LOCAL "
+        "INFILE, which turns the driver's local_infile on: the server may then ask this "
+        "process for any file it can read. False: row batches only (slower).",
+    )
 
     def __init__(self, **data: Any) -> None:
         url = data.get("url")
@@ -299,6 +305,7 @@ class SQLWarehouseResource(ConfigurableResource):
             return Warehouse(
                 self.url, schema=self.schema_name, table_prefix=table_prefix,
                 convert_in_database=self.convert_in_database,
+                mysql_bulk_load=self.mysql_bulk_load,
             )  # fmt: skip
         except ModuleNotFoundError as error:
             raise WarehouseUnavailableError(

@@ -1,7 +1,7 @@
 """How a Bitrix24 entity becomes a Dagster asset: one overridable hook, `get_asset_spec`."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,4 +66,22 @@ class DagsterBitrix24Translator:
             kinds=kinds,
             metadata=metadata,
             tags={"bitrix24/entity": entity_slug(props.entity)},
+        )
+
+
+class PrefixedTranslator(DagsterBitrix24Translator):
+    """Puts another translator's keys under `key_prefix` and its assets in `group_name`:
+    one portal's assets beside another's in one code location."""
+
+    def __init__(
+        self, key_prefix: str | Sequence[str], group_name: str, inner: DagsterBitrix24Translator
+    ) -> None:
+        self.key_prefix = [key_prefix] if isinstance(key_prefix, str) else list(key_prefix)
+        self.group_name = group_name
+        self.inner = inner
+
+    def get_asset_spec(self, props: Bitrix24EntityProps) -> AssetSpec:
+        spec = self.inner.get_asset_spec(props)
+        return spec.replace_attributes(
+            key=spec.key.with_prefix(self.key_prefix), group_name=self.group_name
         )

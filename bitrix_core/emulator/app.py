@@ -201,12 +201,15 @@ class PortalServer:
             request.transport.abort()
         raise asyncio.CancelledError
 
-    def _ids(self, list_method: str) -> tuple[int, int] | None:
+    def _ids(self, list_method: str, params: dict[str, Any]) -> tuple[int, int] | None:
         """The lowest and highest id of a list method's entity (for row faults), or None."""
-        name, _, verb = list_method.rpartition(".")
-        if verb not in ("list", "get") or name not in self.state.store.entities:
+        store = self.state.store
+        name = store.planted.entity_of(list_method, params)
+        if list_method.lower().rpartition(".")[2] not in ("list", "get"):
             return None
-        table = self.state.store.entity(name).table
+        if name not in store.entities:
+            return None
+        table = store.entity(name).table
         low, high = self.state.store.tuples(f'SELECT MIN(ID), MAX(ID) FROM "{table}"')[0]
         return None if low is None else (int(low), int(high))
 
@@ -302,7 +305,9 @@ class PortalServer:
             result = methods.call(method, params)
         except MethodError as error:
             return _error_outcome(error.code, error.description), error.status
-        dropped = drop_row(self.state.faults, method, result.result, lambda: self._ids(method))
+        dropped = drop_row(
+            self.state.faults, method, result.result, lambda: self._ids(method, params)
+        )
         if dropped is not None:
             result = replace(result, result=dropped)
         processing = self.state.limits.processing(

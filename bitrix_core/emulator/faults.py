@@ -209,15 +209,16 @@ class FaultInjector:
 
 
 def drop_row(
-    faults: FaultInjector, method: str, rows: Any, id_range: Callable[[], tuple[int, int] | None]
-) -> list[Any] | None:
-    """`rows` less the row a row fault drops, or None when none fires.
+    faults: FaultInjector, method: str, result: Any, id_range: Callable[[], tuple[int, int] | None]
+) -> Any:
+    """`result` less the row a row fault drops, or None when none fires.
 
-    `drop_row_low` / `_high` / `_middle` fire on the next classic list page (rows with `ID`)
-    of their method (any list method when `method` is None) that holds the entity's lowest
-    id / its highest id / neither (`id_range()` gives them, or None for a method with no
-    entity table; it is asked only while a row fault is active). The row in the middle of
-    that page goes; the page keeps its `total` and `next`.
+    `drop_row_low` / `_high` / `_middle` fire on the next list page of their method (any
+    list method when `method` is None) whose rows carry ids (`ID`, or `id` as crm.item.list
+    and tasks.task.list spell it inside `{"items": [...]}` / `{"tasks": [...]}`) and that
+    holds the entity's lowest id / its highest id / neither (`id_range()` gives them, or
+    None for a method with no entity table; it is asked only while a row fault is active).
+    The row in the middle of that page goes; the page keeps its `total` and `next`.
 
     An ASSUMPTION, no captured response: it models a page missing a row its count holds: a
     proxy or cache between client and portal, a permission change, or a row deleted between
@@ -225,10 +226,14 @@ def drop_row(
     """
     method = method.lower()
     active = [f for f in faults.active() if f.kind in ROW_FAULTS and f.method in (None, method)]
-    if not active or not isinstance(rows, list) or len(rows) < 2:
+    if not active:
         return None
-    ids = [int(row["ID"]) for row in rows if isinstance(row, dict) and "ID" in row]
-    if len(ids) != len(rows):
+    wrapper = next(iter(result), None) if isinstance(result, dict) and len(result) == 1 else None
+    rows = result if wrapper is None else result[wrapper]
+    if not isinstance(rows, list) or len(rows) < 2:
+        return None
+    ids = [_row_id(row) for row in rows]
+    if None in ids:
         return None
     bounds = id_range()
     if bounds is None:
@@ -242,4 +247,11 @@ def drop_row(
         fault.times -= 1
     fault.fired += 1
     middle = len(rows) // 2
-    return rows[:middle] + rows[middle + 1 :]
+    kept = rows[:middle] + rows[middle + 1 :]
+    return kept if wrapper is None else {wrapper: kept}
+
+
+def _row_id(row: Any) -> int | None:
+    """A row's id (`ID` or `id`), or None for a row without one."""
+    value = row.get("ID", row.get("id")) if isinstance(row, dict) else None
+    return int(value) if value is not None and str(value).isdigit() else None

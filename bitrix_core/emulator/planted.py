@@ -57,7 +57,7 @@ class PlantedValues:
 
     def apply(self, method: str, params: Mapping[str, Any], result: Any) -> None:
         """Put the planted values into the rows of one method's `result`, in place."""
-        planted = self.values.get(self._entity_of(method, params))
+        planted = self.values.get(self.entity_of(method, params))
         if not planted:
             return
         rows = result
@@ -70,7 +70,7 @@ class PlantedValues:
                 if row_id is not None and str(row_id).isdigit():
                     row.update(planted.get(int(row_id), {}))
 
-    def _entity_of(self, method: str, params: Mapping[str, Any]) -> str:
+    def entity_of(self, method: str, params: Mapping[str, Any]) -> str:
         """`crm.deal.list` -> crm.deal, `user.get` -> user, crm.item.* by its entityTypeId."""
         name = method.lower().rsplit(".", 1)[0]
         if name != "crm.item":

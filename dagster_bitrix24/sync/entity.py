@@ -6,7 +6,8 @@
 Modes:
 - `full`: every row (first run, `full_refresh`, `reset_cursor`, or an entity with no change
   time); with `full_refresh` rows missing from the portal are marked deleted, but only rows
-  last written before the read started (another run may have written newer ones since).
+  last written before the read started (another run may have written newer ones since), and
+  only once the portal, asked for them by id, no longer lists them (`deletes`).
 - `incremental`: rows changed at or after `cursor - lookback` (late commits and clock skew).
 - `window`: rows changed in a partition's `[start, end)`; never moves the cursor, never
   marks deletes.
@@ -36,7 +37,11 @@ from typing import Any, TypeVar
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
-from bitrix_core.errors import BitrixMethodNotFoundError, BitrixParameterError
+from bitrix_core.errors import (
+    BitrixMethodNotFoundError,
+    BitrixParameterError,
+    IncompletePaginationError,
+)
 from bitrix_core.pagination import find_key
 from bitrix_core.stats import CallStats, ListStats
 from dagster_bitrix24.sync.cursor import (
@@ -46,6 +51,7 @@ from dagster_bitrix24.sync.cursor import (
     partitions_state_key,
     read_started,
 )
+from dagster_bitrix24.sync.deletes import still_listed
 from dagster_bitrix24.sync.options import SyncOptions, SyncResult
 from dagster_bitrix24.sync.protocol import WarehouseWriter
 from dagster_bitrix24.warehouse import TableLayout
@@ -121,6 +127,7 @@ class EntitySync:
             scan_started = datetime.now(UTC)
             seen_ids = await self._portal_ids(result.stats)
         if seen_ids is not None:
+            await self._confirm_gone(layout, seen_ids, scan_started, result)
             counts = await self._blocking(
                 self.warehouse.mark_deleted, layout, seen_ids, written_before=scan_started
             )
@@ -299,6 +306,27 @@ class EntitySync:
         result.skipped += counts.skipped
         result.unchanged += counts.unchanged
         result.chunks += 1
+
+    async def _confirm_gone(
+        self, layout: TableLayout, seen_ids: set[Any], scan_started: datetime, result: SyncResult
+    ) -> None:
+        """Raise IncompletePaginationError when a row about to be stamped deleted is still
+        on the portal: the read missed it although the counts agreed (see `deletes`)."""
+        candidates = await self._blocking(
+            self.warehouse.deletion_candidates, layout, seen_ids, written_before=scan_started
+        )
+        found = await still_listed(
+            self.client, self.spec, candidates, seen_ids, stats=result.stats
+        )
+        if found:
+            shown = ", ".join(map(str, sorted(found)[:5]))
+            raise IncompletePaginationError(
+                f"the read missed {len(found)} rows the portal still lists (ids {shown}"
+                f"{', ...' if len(found) > 5 else ''}); nothing was stamped deleted",
+                method=self.spec.list_method,
+                expected=len(seen_ids) + len(found),
+                received=len(seen_ids),
+            )
 
     async def _portal_ids(self, stats: ListStats) -> set[Any]:
         """Every id the portal holds now (ids only), for the periodic delete check.

@@ -6,14 +6,17 @@ only) are looked up with `crm.deal.contact.items.get`, 50 deals per batch reques
 deal's links are replaced in one transaction per page (`warehouse.links.LinkTable`). A full
 sync also drops the links of deals the portal no longer lists. The cursor (newest deal
 change time seen, capped at the run's start as `EntitySync` does) is committed under the
-link table's name after every page landed.
+link table's name after every page landed. A deal's links are dropped only once the portal,
+asked by id, no longer lists the deal (`deletes`).
 """
 
 from collections.abc import Mapping
 from typing import Any
 
 from bitrix_core.entities import ENTITIES, EntitySpec
+from bitrix_core.errors import IncompletePaginationError
 from dagster_bitrix24.sync.cursor import parse_change_time, read_started
+from dagster_bitrix24.sync.deletes import still_listed
 from dagster_bitrix24.sync.entity import EntitySync
 from dagster_bitrix24.sync.options import SyncResult
 from dagster_bitrix24.warehouse.convert.values import to_bool, to_int
@@ -93,9 +96,25 @@ class DealContactSync(EntitySync):
             result.inserted += await self._blocking(table.replace, deal_ids, links)
             result.chunks += 1
         if result.mode == "full":
-            result.deleted = await self._blocking(table.drop_missing, seen)
+            gone = await self._blocking(table.deals_missing, seen)
+            await self._refuse_if_listed(gone, seen, result)
+            result.deleted = await self._blocking(table.drop_deals, gone)
         await self._commit_cursor(result, newest, started=started)
         return result
+
+    async def _refuse_if_listed(self, gone: list[int], seen: set[int], result: SyncResult) -> None:
+        """IncompletePaginationError when a deal whose links are about to go is still on the
+        portal (see `deletes`); only confirmed deals lose their links, so links another run
+        wrote meanwhile for a deal this read did not see stay too."""
+        found = await still_listed(self.client, self.spec, gone, seen, stats=result.stats)
+        if found:
+            raise IncompletePaginationError(
+                f"the deal read missed {len(found)} deals the portal still lists (ids "
+                f"{', '.join(map(str, sorted(found)[:5]))}); no links were dropped",
+                method=self.spec.list_method,
+                expected=len(seen) + len(found),
+                received=len(seen),
+            )
 
     def _count_links(self, moment: Any, links: int, result: SyncResult) -> None:
         result.rows += links

@@ -39,6 +39,13 @@ class WarehouseWriter(Protocol):
         """Upsert `rows` by id, never older over newer."""
         ...
 
+    def deletion_candidates(
+        self, layout: TableLayout, present_ids: Iterable[Any], *,
+        written_before: datetime | None = None,
+    ) -> list[Any]:  # fmt: skip
+        """The ids `mark_deleted` would stamp with the same arguments."""
+        ...
+
     def mark_deleted(
         self, layout: TableLayout, present_ids: Iterable[Any], *,
         written_before: datetime | None = None,

@@ -15,14 +15,15 @@ from dagster_bitrix24.warehouse.errors import FieldMetadataError, WarehouseUnava
 from dagster_bitrix24.warehouse.schema.columns import Dialect
 
 
-def open_engine(url: str) -> sa.Engine:
+def open_engine(url: str, *, local_infile: bool = True) -> sa.Engine:
     """An engine for `url` whose errors never print the rows' values; a SQLite file must be
-    writable and runs in WAL mode; a MySQL/MariaDB connection may LOAD DATA LOCAL INFILE; a
-    DuckDB file is shared between processes (`duckdb_file`): its engine keeps no pooled
-    connection (a NullPool), the file stays open while transactions follow each other."""
+    writable and runs in WAL mode; a MySQL/MariaDB connection may LOAD DATA LOCAL INFILE
+    unless `local_infile` is False (`mysql_load.connect_args`); a DuckDB file is shared
+    between processes (`duckdb_file`): its engine keeps no pooled connection (a NullPool),
+    the file stays open while transactions follow each other."""
     duckdb = sa.make_url(url).get_backend_name() == "duckdb"
     engine = sa.create_engine(
-        url, hide_parameters=True, connect_args=connect_args(url),
+        url, hide_parameters=True, connect_args=connect_args(url) if local_infile else {},
         **({"poolclass": sa.pool.NullPool} if duckdb else {}),
     )  # fmt: skip
     _check_sqlite_file(engine)

@@ -66,12 +66,20 @@ class LinkTable:
                                     [(*link, synced_at) for link in links])  # fmt: skip
         return len(links)
 
+    def deals_missing(self, seen: set[int]) -> list[int]:
+        """The deals that have links stored and are not in `seen`."""
+        with self.engine.connect() as connection:
+            query = sa.select(self.table.c.deal_id).distinct()
+            return sorted({r[0] for r in connection.execute(query)} - seen)
+
+    def drop_deals(self, deal_ids: list[int]) -> int:
+        """Delete the links of `deal_ids`; return the rows removed."""
+        with self.engine.begin() as connection:
+            return self.writer.delete_in(connection, self.table, "deal_id", deal_ids)
+
     def drop_missing(self, seen: set[int]) -> int:
         """Delete the links of deals not in `seen`; return the rows removed."""
-        table = self.table
-        with self.engine.begin() as connection:
-            stored = {r[0] for r in connection.execute(sa.select(table.c.deal_id).distinct())}
-            return self.writer.delete_in(connection, table, "deal_id", sorted(stored - seen))
+        return self.drop_deals(self.deals_missing(seen))
 
     def row_count(self) -> int:
         """Links stored now."""

@@ -12,8 +12,10 @@ reject too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dagster_bitrix24.warehouse.convert.values import Converter, Unstorable
@@ -24,6 +26,13 @@ if TYPE_CHECKING:
 
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 ID_REASON = "id cannot be stored: row not written"
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a row's change time may run ahead of the warehouse's clock (a portal clock a
+little fast, hosts not in sync). An ASSUMPTION: no documented bound; Bitrix24 cloud portals
+keep time, so minutes are generous."""
+AHEAD_REASON = "change time ahead of the warehouse clock: stored as NULL"
+SURROGATE_REASON = "lone UTF-16 surrogates replaced by U+FFFD"
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -137,3 +146,73 @@ def _replacement(
     except _CONVERSION_ERRORS:
         return None
     return candidate
+
+
+def change_times_ahead(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]]
+) -> tuple[Sequence[Mapping[str, Any]], list[Reject]]:
+    """`rows` with every change time later than now + CLOCK_SKEW made None, and a Reject
+    for each (the rows themselves when there is none).
+
+    Stored, such a time would make the newer-version guard refuse every real later version
+    of the row (a full refresh's too) until the clock caught up: the row would be frozen
+    on the bad version while every run reports success."""
+    field = layout.change_field
+    if field is None:
+        return rows, []
+    latest = datetime.now(UTC) + CLOCK_SKEW
+    rejects: list[Reject] = []
+    fixed: list[Mapping[str, Any]] = []
+    for row in rows:
+        raw = row.get(field)
+        if _after(raw, latest):
+            rejects.append(Reject(field, row.get(layout.id_field), raw, AHEAD_REASON))
+            row = {**row, field: None}
+        fixed.append(row)
+    return (fixed, rejects) if rejects else (rows, [])
+
+
+def _after(raw: Any, latest: datetime) -> bool:
+    """True when `raw` is an ISO 8601 time with an offset later than `latest`."""
+    if not isinstance(raw, str) or len(raw) < 20:
+        return False
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return False
+    return moment.tzinfo is not None and moment > latest
+
+
+def surrogates_replaced(
+    layout: TableLayout, rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Reject]]:
+    """`rows` with every lone UTF-16 surrogate in their text (top level or in a list)
+    replaced by U+FFFD, and a Reject per value holding one (its raw value escaped).
+
+    JSON may carry one (`"\\ud800"`, which the client decodes as it is); no driver can
+    encode it as UTF-8, so the chunk failed. Only a chunk that failed so is scanned."""
+    rejects: list[Reject] = []
+    fixed: list[Mapping[str, Any]] = []
+    for row in rows:
+        changed = {
+            key: _replaced(value) for key, value in row.items() if _has_surrogate(value)
+        }
+        for key in changed:
+            raw = row[key]
+            shown = raw if isinstance(raw, str) else repr(raw)
+            escaped = shown.encode("utf-8", "backslashreplace").decode("utf-8")
+            rejects.append(Reject(key, row.get(layout.id_field), escaped, SURROGATE_REASON))
+        fixed.append({**row, **changed} if changed else row)
+    return fixed, rejects
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATES.search(value) is not None
+    return isinstance(value, list) and any(_has_surrogate(item) for item in value)
+
+
+def _replaced(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    return [_replaced(item) for item in value]

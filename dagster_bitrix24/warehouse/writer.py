@@ -21,7 +21,9 @@ through SQLAlchemy 2; no Dagster in here.
 A Warehouse built from a SQLite file URL runs that file in WAL mode with
 `synchronous=NORMAL` (see `connect.py`). Rows are written by the database's `DialectWriter`
 (`dialects/`); on PostgreSQL chunks of `copy_threshold` rows or more go by COPY, merged
-`merge_block` rows at a time, and `convert_in_database=True` converts them in SQL.
+`merge_block` rows at a time, and `convert_in_database=True` converts them in SQL; on
+MySQL/MariaDB chunks of 1,000 rows or more go by LOAD DATA LOCAL INFILE, which
+`mysql_bulk_load=False` turns off (the engine then never sets the driver's `local_infile`).
 `prepare_table` creates `<prefix><entity>` (`bitrix24_crm_deal`) and one child table per
 multi-field (`bitrix24_crm_deal_phone`), adds columns for new fields, leaves removed fields'
 columns in place, and reports (and logs) a field whose type changed: that column is no longer
@@ -78,7 +80,12 @@ from dagster_bitrix24.warehouse.schema.layout import (
     synced_at_value,
     with_converters,
 )
-from dagster_bitrix24.warehouse.screening import screen
+from dagster_bitrix24.warehouse.screening import (
+    Reject,
+    change_times_ahead,
+    screen,
+    surrogates_replaced,
+)
 from dagster_bitrix24.warehouse.state import (
     CursorState,
     delete_state,
@@ -126,13 +133,16 @@ class Warehouse:
         copy_threshold: int = COPY_THRESHOLD,
         merge_block: int = MERGE_BLOCK,
         write_attempts: int = ATTEMPTS,
+        mysql_bulk_load: bool = True,
     ) -> None:
         if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
             raise FieldMetadataError(
                 f"table_prefix must hold only letters, digits and '_', not {table_prefix!r}"
             )
         self.engine = (
-            open_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+            open_engine(engine_or_url, local_infile=mysql_bulk_load)
+            if isinstance(engine_or_url, str)
+            else engine_or_url
         )
         self.dialect_name: Dialect = dialect_of(self.engine)
         self.schema = schema
@@ -146,7 +156,8 @@ class Warehouse:
             )
             if self.dialect_name == "postgresql"
             else SqliteWriter() if self.dialect_name == "sqlite"
-            else DuckdbWriter() if self.dialect_name == "duckdb" else MysqlWriter()
+            else DuckdbWriter() if self.dialect_name == "duckdb"
+            else MysqlWriter(bulk_load=mysql_bulk_load)
         )  # fmt: skip
         self._state = state_table(
             sa.MetaData(), fit_identifier(f"_{table_prefix}sync_state"), schema=schema
@@ -250,34 +261,50 @@ class Warehouse:
         In its own transaction, a chunk that meets a deadlock, lock wait timeout or
         serialization failure is rolled back and redone, `write_attempts` times in all
         (`write_retry`); in the caller's, the caller redoes its transaction. A database error
-        is a `WarehouseWriteError` without row values."""
+        is a `WarehouseWriteError` without row values. Text no driver can encode (a lone
+        UTF-16 surrogate) fails the first try; in its own transaction the chunk is then
+        redone with each such character replaced (U+FFFD) and recorded as a reject."""
 
-        def attempt() -> WriteCounts:
+        def attempt(chunk: Sequence[Mapping[str, Any]], early: list[Reject]) -> WriteCounts:
             if connection is not None:
-                return self._write(connection, layout, rows, run_id)
+                return self._write(connection, layout, chunk, run_id, early)
             with self.engine.begin() as own:
-                return self._write(own, layout, rows, run_id)
+                return self._write(own, layout, chunk, run_id, early)
 
-        return write_with_retry(
-            attempt, table=layout.table.name, ids=lambda: _chunk_ids(layout, rows),
-            attempts=1 if connection is not None else self.write_attempts,
-        )  # fmt: skip
+        def retried(chunk: Sequence[Mapping[str, Any]], early: list[Reject]) -> WriteCounts:
+            return write_with_retry(
+                lambda: attempt(chunk, early), table=layout.table.name,
+                ids=lambda: _chunk_ids(layout, chunk),
+                attempts=1 if connection is not None else self.write_attempts,
+            )  # fmt: skip
+
+        try:
+            return retried(rows, [])
+        except UnicodeEncodeError:
+            if connection is not None:  # the caller's transaction cannot be redone here
+                raise
+        return retried(*surrogates_replaced(layout, rows))
 
     def _write(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
-        run_id: str | None,
+        run_id: str | None, early: list[Reject],
     ) -> WriteCounts:  # fmt: skip
         synced_at = synced_at_value(layout.dialect)
+        rows, ahead = change_times_ahead(layout, rows)
+        rejects = early + ahead
+        counts, dropped = None, 0
         try:  # every path converts before it writes: a refused chunk has written nothing
-            return self.writer.upsert(connection, layout, rows, synced_at=synced_at)
+            counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
         except RowConversionError:
             screened = screen(layout, rows)
-        # (every time: a retried chunk's rollback may have taken the table's creation along)
-        self._rejects.create(connection, checkfirst=True)
-        write_rejects(connection, self._rejects, layout.entity, screened.rejects, run_id=run_id,
-                      writer=self.writer)  # fmt: skip
-        counts = self.writer.upsert(connection, layout, screened.rows, synced_at=synced_at)
-        return replace(counts, skipped=counts.skipped + screened.dropped)
+            rows, dropped, rejects = screened.rows, screened.dropped, rejects + screened.rejects
+        if rejects:  # (each time: a retried chunk's rollback may have taken the table along)
+            self._rejects.create(connection, checkfirst=True)
+            write_rejects(connection, self._rejects, layout.entity, rejects, run_id=run_id,
+                          writer=self.writer)  # fmt: skip
+        if counts is None:
+            counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
+        return replace(counts, skipped=counts.skipped + dropped)
 
     @property
     def rejects_table_name(self) -> str:
@@ -303,6 +330,19 @@ class Warehouse:
                 return 0, []
             return count_rejects(connection, self._rejects, entity_name, run_id)
 
+    def deletion_candidates(
+        self, layout: TableLayout, present_ids: Iterable[Any], *,
+        written_before: datetime | None = None,
+    ) -> list[Any]:  # fmt: skip
+        """The ids `mark_deleted` would stamp with the same arguments: rows not marked
+        deleted, written before `written_before`, whose id is not in `present_ids`."""
+        to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
+        present = {to_id(i) for i in present_ids}
+        before = self._stamp_bound(layout, written_before)
+        with self.engine.connect() as connection:
+            live = self.writer.live_ids(connection, layout, before=before)
+        return [row_id for row_id in live if row_id not in present]
+
     def mark_deleted(
         self,
         layout: TableLayout,
@@ -320,16 +360,20 @@ class Warehouse:
         """
         to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
         ids = [(value,) for value in {to_id(i) for i in present_ids} if value is not None]
-        before = None
-        if written_before is not None:
-            if layout.dialect == "mysql":
-                written_before = written_before.replace(microsecond=0)
-            before = self.conversions.converter("datetime", layout.dialect)(written_before)
+        before = self._stamp_bound(layout, written_before)
         now = synced_at_value(layout.dialect)
         if connection is not None:
             return self.writer.mark_deleted(connection, layout, ids, now=now, before=before)
         with self.engine.begin() as own:
             return self.writer.mark_deleted(own, layout, ids, now=now, before=before)
+
+    def _stamp_bound(self, layout: TableLayout, written_before: datetime | None) -> Any:
+        """`written_before` as the dialect stores `_synced_at` (MySQL: whole seconds)."""
+        if written_before is None:
+            return None
+        if layout.dialect == "mysql":
+            written_before = written_before.replace(microsecond=0)
+        return self.conversions.converter("datetime", layout.dialect)(written_before)
 
     # -- cursors --------------------------------------------------------------------------
 

@@ -138,6 +138,26 @@ def test_portals_by_schema_land_apart_in_one_postgres_database(portals):
         engine.dispose()
 
 
+def test_a_warehouse_per_schema_keeps_the_writer_options() -> None:
+    """Each portal's warehouse resource writes as the one given (nothing is connected)."""
+    names = ["acme", "globex"]
+    defs = build_bitrix24_portals(
+        [Bitrix24Portal(name, webhook_url_env="UNUSED_WEBHOOK", entities=ENTITIES)
+         for name in names],
+        warehouse=SQLWarehouseResource(
+            url="mysql+pymysql://reader@127.0.0.1/crm", mysql_bulk_load=False,
+            convert_in_database=True,
+        ),
+        separate_by="schema",
+        cron_schedule=None,
+    )  # fmt: skip
+    for name in names:
+        resource = defs.resources[f"warehouse_{name}"]
+        assert (resource.schema_name, resource.mysql_bulk_load, resource.convert_in_database) == (
+            name, False, True,
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("portals", "options", "message"),
     [

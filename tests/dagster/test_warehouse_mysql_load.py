@@ -1,19 +1,29 @@
 """MySQL/MariaDB bulk path (`mysql_load`): LOAD DATA into a stage, one guarded merge. It
 keeps every guarantee of the row-by-row statement: the upsert, delete and sync tests run
 again with every chunk taking it, and awkward text lands byte for byte as executemany
-stores it."""
+stores it. Turned off (`mysql_bulk_load=False`, or `local_infile=0` in the URL) the engine
+never offers the server local files and no LOAD DATA runs (the server's own counter)."""
 
 import inspect
+import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from dagster_bitrix24 import SQLWarehouseResource
 from dagster_bitrix24.warehouse import Warehouse, WriteCounts
 from dagster_bitrix24.warehouse.dialects import MysqlWriter, mysql_load
 from tests.dagster import test_delete_marking, test_sync, test_warehouse_upsert
-from tests.dagster.test_warehouse_support import DEAL_FIELDS, cleaned_warehouse, deal, select_all
+from tests.dagster.test_warehouse_support import (
+    DEAL_FIELDS,
+    cleaned_warehouse,
+    deal,
+    drop_prefixed,
+    select_all,
+)
 
 
 @pytest.fixture
@@ -137,3 +147,91 @@ def test_without_the_local_infile_flag_chunks_go_by_executemany(
 )
 def test_load_text_lines(kinds: tuple[str, ...], row: tuple[Any, ...], line: str) -> None:
     assert mysql_load.tsv_builder(kinds)([row]) == line
+
+
+# -- the bulk path turned off (`mysql_bulk_load=False`): no local_infile, no LOAD DATA ----
+
+_LOCAL_FILES = 128  # CLIENT_LOCAL_FILES of the MySQL protocol: the server may ask for a file
+
+
+def _mysql_url() -> str:
+    url = os.environ.get("BITRIX24_TEST_MYSQL_URL")
+    if not url:
+        pytest.skip("BITRIX24_TEST_MYSQL_URL is not set")
+    return url
+
+
+def _com_load(connection: sa.Connection) -> int:
+    """LOAD DATA statements this session ran (the server's own counter)."""
+    return int(connection.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_load'").one()[1])
+
+
+def _write(warehouse: Warehouse, layout: Any, rows: list[dict]) -> tuple[WriteCounts, int]:
+    """The chunk's counts and the LOAD DATA statements it ran."""
+    with warehouse.transaction() as connection:
+        before = _com_load(connection)
+        counts = warehouse.write_chunk(layout, rows, connection=connection)
+        return counts, _com_load(connection) - before
+
+
+def _may_send_files(warehouse: Warehouse) -> tuple[bool, bool]:
+    """(PyMySQL's local_infile flag, the LOCAL_FILES capability sent to the server)."""
+    with warehouse.engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        return bool(raw._local_infile), bool(raw.client_flag & _LOCAL_FILES)  # type: ignore[union-attr]
+
+
+def _stored(warehouse: Warehouse, layout: Any) -> list[tuple[Any, ...]]:
+    """Every row and child row, `_synced_at` aside (the two writes ran at other times)."""
+    rows = [
+        tuple(v for k, v in row._mapping.items() if k != "_synced_at")
+        for row in select_all(warehouse, layout.table)
+    ]
+    return rows + [tuple(row) for row in select_all(warehouse, layout.children[0].table)]
+
+
+def test_with_the_bulk_load_off_nothing_goes_by_load_data_and_the_same_rows_land() -> None:
+    url = _mysql_url()
+    on = Warehouse(url, table_prefix=f"on{uuid.uuid4().hex[:6]}_")
+    off = SQLWarehouseResource(url=url, mysql_bulk_load=False).get_warehouse(
+        table_prefix=f"off{uuid.uuid4().hex[:6]}_"
+    )
+    phone = [{"ID": "1", "VALUE": "+7 900", "VALUE_TYPE": "WORK", "TYPE_ID": "PHONE"}]
+    first = [deal(i, "2024-09-01T10:00:00+03:00", PHONE=phone) for i in range(1, 20_001)]
+    second = [deal(i, "2024-09-02T10:00:00+03:00" if i % 2 else "2024-08-01T10:00:00+03:00",
+                   TITLE="second") for i in range(18_001, 22_001)]  # fmt: skip
+    try:
+        assert _may_send_files(on) == (True, True) and _may_send_files(off) == (False, False)
+        assert isinstance(off.writer, MysqlWriter) and not off.writer.bulk_load
+        layouts = [w.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                   change_field="DATE_MODIFY") for w in (on, off)]  # fmt: skip
+        (on_first, loads_on), (off_first, loads_off) = (
+            _write(w, layout, first) for w, layout in zip((on, off), layouts, strict=True)
+        )
+        assert on_first == off_first == WriteCounts(20_000, 0, 0)
+        assert loads_on == 2 and loads_off == 0  # the parents' stage and the phones
+        (on_second, loads_on), (off_second, loads_off) = (
+            _write(w, layout, second) for w, layout in zip((on, off), layouts, strict=True)
+        )
+        assert on_second == off_second == WriteCounts(2_000, 1_000, 1_000)
+        assert loads_on == 1 and loads_off == 0  # no phones in this chunk
+        assert _stored(on, layouts[0]) == _stored(off, layouts[1])
+    finally:
+        for warehouse in (on, off):
+            drop_prefixed(warehouse.engine, warehouse.table_prefix)
+            warehouse.engine.dispose()
+
+
+def test_local_infile_set_in_the_url_is_left_as_the_user_set_it() -> None:
+    url = sa.make_url(_mysql_url())
+    no_files = url.update_query_dict({"local_infile": "0"}).render_as_string(hide_password=False)
+    warehouse = Warehouse(no_files, table_prefix=f"q{uuid.uuid4().hex[:6]}_")
+    try:
+        assert _may_send_files(warehouse) == (False, False)
+        layout = warehouse.prepare_table("crm.deal", DEAL_FIELDS, id_field="ID",
+                                         change_field="DATE_MODIFY")  # fmt: skip
+        rows = [deal(i) for i in range(1, MysqlWriter.load_threshold + 1)]
+        assert _write(warehouse, layout, rows) == (WriteCounts(len(rows), 0, 0), 0)
+    finally:
+        drop_prefixed(warehouse.engine, warehouse.table_prefix)
+        warehouse.engine.dispose()

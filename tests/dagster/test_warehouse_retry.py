@@ -81,10 +81,13 @@ def _titles(warehouse: Warehouse, layout: Any) -> dict[int, str]:
         return {int(row_id): title for row_id, title in rows}
 
 
-def _deadlock(warehouse: Warehouse, dialect: str, caplog: pytest.LogCaptureFixture) -> None:
+def _deadlock(
+    warehouse: Warehouse, dialect: str, caplog: pytest.LogCaptureFixture,
+    writing: Warehouse | None = None,
+) -> None:  # fmt: skip
     """The other connection holds rows 2..50 (the heavier transaction: the database
-    aborts the lighter one, the writer's), the writer locks 1 and waits for 2, the other
-    asks for 1."""
+    aborts the lighter one, the writer's), the writer (`writing`, else `warehouse`) locks 1
+    and waits for 2, the other asks for 1."""
     layout = warehouse.prepare_table(
         "crm.deal", DEAL_FIELDS, id_field="ID", change_field="DATE_MODIFY"
     )
@@ -95,7 +98,7 @@ def _deadlock(warehouse: Warehouse, dialect: str, caplog: pytest.LogCaptureFixtu
         if dialect == "postgresql":  # the writer's deadlock check runs first: it is aborted
             other.exec_driver_sql("SET deadlock_timeout = '10s'")
         other.exec_driver_sql(f"UPDATE {table} SET title = 'other' WHERE id >= 2")
-        writer = _Writer(lambda: warehouse.write_chunk(layout, chunk))
+        writer = _Writer(lambda: (writing or warehouse).write_chunk(layout, chunk))
         writer.start()
         _wait_until_blocked(warehouse.engine, dialect)
         other.exec_driver_sql(f"UPDATE {table} SET title = 'other' WHERE id = 1")

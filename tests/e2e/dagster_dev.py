@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "example_project"
 DG = Path(sys.executable).with_name("dg")
 
@@ -287,8 +289,11 @@ def launch_backfill(dev: DagsterDev, first: str, last: str, assets: list[list[st
     return answer["backfillId"]
 
 
-def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str:
-    """Evaluate the hourly schedule now and launch its run request on the schedule's job."""
+def launch_scheduled_run(
+    dev: DagsterDev, location: str, repository: str, *, run_config: dict | None = None
+) -> str:
+    """Evaluate the hourly schedule now and launch its run request on the schedule's job
+    (with `run_config` merged into the request's run config)."""
     selector = {
         "repositoryLocationName": location,
         "repositoryName": repository,
@@ -305,7 +310,7 @@ def launch_scheduled_run(dev: DagsterDev, location: str, repository: str) -> str
             "repositoryName": repository,
             "jobName": job,
         },
-        "runConfigData": request["runConfigYaml"],
+        "runConfigData": {**(yaml.safe_load(request["runConfigYaml"]) or {}), **(run_config or {})},
         "executionMetadata": {"tags": request["tags"]},
     }
     answer = dev.query(LAUNCH_RUN, {"params": params})["launchRun"]

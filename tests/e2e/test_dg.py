@@ -55,3 +55,49 @@ def test_the_example_is_a_dg_project(tmp_path):
     listed = dg("list", "defs", "--json", cwd=EXAMPLE_DIR, BITRIX24_EXAMPLE_DATA_DIR=data)
     for name in ("bitrix24/crm_deal", "bitrix24/user", "sales_funnel", "bitrix24_hourly"):
         assert name in listed
+
+
+@pytest.mark.slow
+def test_two_scaffolded_portals_beside_a_python_bound_resource_load_with_key_prefix(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "two-portals"\nversion = "0"\n\n'
+        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "two_portals"\n'
+    )
+    package = tmp_path / "two_portals"
+    (package / "defs").mkdir(parents=True)
+    (package / "__init__.py").touch()
+    (package / "defs" / "__init__.py").touch()
+    (package / "definitions.py").write_text(  # the example's way: resources bound in Python
+        "from pathlib import Path\n\n"
+        "from dagster import Definitions, EnvVar, definitions, load_from_defs_folder\n\n"
+        "from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource, "
+        "build_bitrix24_assets\n\n\n"
+        "@definitions\ndef defs():\n"
+        "    return Definitions.merge(\n"
+        "        load_from_defs_folder(path_within_project=Path(__file__).parent),\n"
+        "        Definitions(\n"
+        "            assets=[build_bitrix24_assets(entities=['crm.company'], name='python')],\n"
+        "            resources={'bitrix24': Bitrix24Resource("
+        "webhook_url=EnvVar('BITRIX24_WEBHOOK_URL')),\n"
+        "                       'warehouse': SQLWarehouseResource(url='sqlite:///w.sqlite')},\n"
+        "        ),\n"
+        "    )\n"
+    )
+    for name in ("acme", "globex"):
+        dg("scaffold", "defs", "dagster_bitrix24.Bitrix24Component", name, cwd=tmp_path)
+    check = subprocess.run(
+        [str(DG), "check", "defs"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"},
+    )  # fmt: skip
+    assert check.returncode != 0  # as scaffolded, both take the keys bitrix24 and warehouse
+    assert "same key" in check.stdout + check.stderr
+
+    for name in ("acme", "globex"):
+        path = package / "defs" / name / "defs.yaml"
+        path.write_text(path.read_text() + f"  key_prefix: {name}\n")
+    assert "All definitions loaded successfully" in dg("check", "defs", cwd=tmp_path)
+    listed = dg("list", "defs", "--json", cwd=tmp_path)
+    for key in ("acme/bitrix24/crm_deal", "globex/bitrix24/crm_deal", "bitrix24/crm_company"):
+        assert key in listed
+    for name in ("bitrix24_acme_schedule", "bitrix24_globex_schedule"):
+        assert name in listed

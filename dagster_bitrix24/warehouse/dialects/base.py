@@ -214,16 +214,27 @@ class DialectWriter:
             elif change is not None and not is_newer(row[change], stored[row_id]):
                 continue
             to_write.append(row)
-        sent = self.send(connection, layout, to_write, fresh=[r[0] not in stored for r in to_write])
-        if sent != len(to_write):  # unchanged rows, or a newer version another writer stored
-            to_write = self._stored_as_sent(connection, layout, to_write)
-            inserted = min(sent, sum(row[0] not in stored for row in to_write))
+        fresh = [r[0] not in stored for r in to_write]
+        sent = self.send(connection, layout, to_write, fresh=fresh)
+        to_write, sent = self.kept_after_send(connection, layout, to_write, fresh, sent)
+        inserted = min(sent, sum(row[0] not in stored for row in to_write))
         kept_positions = [newest[row[0]] for row in to_write]  # children follow every kept row
         self.replace_children(connection, layout, [rows[p] for p in kept_positions],
                               [row[0] for row in to_write])  # fmt: skip
         unchanged = max(len(to_write) - sent, 0)
         return WriteCounts(inserted, len(to_write) - inserted - unchanged,
                            len(rows) - len(to_write), unchanged)  # fmt: skip
+
+    def kept_after_send(
+        self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
+        fresh: list[bool], written: int,
+    ) -> tuple[list[tuple[Any, ...]], int]:  # fmt: skip
+        """The rows `send` was given that the guard kept, and how many it wrote: read back
+        when fewer were written than sent (unchanged rows, or a newer version another
+        writer stored since the read)."""
+        if written == len(rows):
+            return rows, written
+        return self._stored_as_sent(connection, layout, rows), written
 
     def _stored_as_sent(
         self, connection: sa.Connection, layout: TableLayout, sent: list[tuple[Any, ...]]
@@ -245,6 +256,19 @@ class DialectWriter:
         for child in layout.children:
             parents, values = child_rows(child, rows, ids)
             self.replace_child(connection, child, parents, values)
+
+    def live_ids(self, connection: sa.Connection, layout: TableLayout, *, before: Any) -> list[Any]:
+        """Ids of the rows not marked deleted, only those written before `before` (if given):
+        the rows `mark_deleted` may stamp."""
+        quote = connection.dialect.identifier_preparer
+        query = (
+            f"SELECT {quote.quote(layout.id_column)} FROM {quote.format_table(layout.table)} "
+            f"WHERE {quote.quote(DELETED_AT)} IS NULL"
+        )
+        if before is None:
+            return [row[0] for row in connection.exec_driver_sql(query)]
+        query += f" AND {quote.quote(SYNCED_AT)} < {placeholder(connection)}"
+        return [row[0] for row in connection.exec_driver_sql(query, (before,))]
 
     def mark_deleted(
         self, connection: sa.Connection, layout: TableLayout, ids: list[tuple[Any]],

@@ -8,12 +8,14 @@ affected-rows count says unchanged.
 Chunks of `load_threshold` rows or more go by the bulk path (`mysql_load`): LOAD DATA LOCAL
 INFILE into a temporary stage, new and refused ids found by joins on the server, one guarded
 INSERT ... SELECT with the same ON DUPLICATE KEY UPDATE (its stored columns qualified by the
-table's name); executemany when the connection or server does not allow LOCAL INFILE.
+table's name); executemany when the connection or server does not allow LOCAL INFILE, and
+always with `bulk_load=False` (`Warehouse(mysql_bulk_load=False)`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ from dagster_bitrix24.warehouse.dialects import mysql_load
 from dagster_bitrix24.warehouse.dialects.base import (
     DialectWriter,
     WriteCounts,
+    batches,
     child_names,
     names,
     newest_per_id,
@@ -37,6 +40,7 @@ from dagster_bitrix24.warehouse.schema.layout import (
 
 _FOUND_ROWS = 2  # CLIENT_FOUND_ROWS of the MySQL protocol
 LOAD_THRESHOLD = 1_000
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
 
 
 class MysqlWriter(DialectWriter):
@@ -46,7 +50,14 @@ class MysqlWriter(DialectWriter):
     temporary: ClassVar[str] = "TEMPORARY"
     # MySQL commits the open transaction on a DROP TABLE, but not on DROP TEMPORARY TABLE
     drop_temporary: ClassVar[str] = "DROP TEMPORARY TABLE"
-    load_threshold: ClassVar[int] = LOAD_THRESHOLD  # rows from which LOAD DATA is used
+    load_threshold: int = LOAD_THRESHOLD  # rows from which LOAD DATA is used
+
+    def __init__(self, *, bulk_load: bool = True, load_threshold: int | None = None) -> None:
+        """`bulk_load=False`: every chunk by executemany; `load_threshold`: rows from which
+        a chunk is loaded (the class's default unless given)."""
+        self.bulk_load = bulk_load
+        if load_threshold is not None:
+            self.load_threshold = load_threshold
 
     def differs(self, layout: TableLayout, quoted: list[str], old: str, new: str) -> str:
         """Against VALUES() (`new` unused); `old` qualifies the stored columns ("" or
@@ -101,13 +112,64 @@ class MysqlWriter(DialectWriter):
         sets = ", ".join(f"{t}{q} = IF({guard}, VALUES({q}), {t}{q})" for q in ordered)
         return f"ON DUPLICATE KEY UPDATE {first}, {sets}"
 
+    def kept_after_send(
+        self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]],
+        fresh: list[bool], written: int,
+    ) -> tuple[list[tuple[Any, ...]], int]:  # fmt: skip
+        """Checked also whenever an id was new at the read: the affected rows count a
+        newer version another writer inserted since (refused) as our insert, and an older
+        one (updated by us) one higher, hiding a refused row. When the count looks right,
+        one aggregate read (`_none_refused`) says whether any row was refused; if so, or
+        when the count is off, the rows are read back and each refused new id is taken out
+        of the written count."""
+        if written == len(rows) and (
+            not any(fresh) or self._none_refused(connection, layout, rows)
+        ):
+            return rows, written
+        kept = self._stored_as_sent(connection, layout, rows)
+        ids = {row[0] for row in kept}
+        return kept, written - sum(new and row[0] not in ids
+                                   for row, new in zip(rows, fresh, strict=True))  # fmt: skip
+
+    def _none_refused(
+        self, connection: sa.Connection, layout: TableLayout, rows: list[tuple[Any, ...]]
+    ) -> bool:
+        """Whether every row sent is stored with its own change value, read under lock as
+        a count and a sum: the guard leaves each stored value at or above ours (a NULL of
+        ours under a stored value shows in the count), so equal figures mean none above.
+        False when the values cannot be summed here (the caller then reads them back)."""
+        change = layout.change_index
+        if change is None:
+            return True
+        kind = layout.columns[change].kind
+        table, quoted = names(connection, layout)
+        column = quoted[change]
+        try:
+            ours = [_measure(row[change], kind) for row in rows if row[change] is not None]
+        except TypeError:
+            return False
+        if kind == "datetime":
+            column = f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01', {column})"
+        marker, count, total = placeholder(connection), 0, 0
+        for batch in batches([row[0] for row in rows]):
+            found, summed = connection.exec_driver_sql(
+                f"SELECT COUNT({column}), SUM({column}) FROM {table} WHERE {quoted[0]} "
+                f"IN ({', '.join([marker] * len(batch))}) LOCK IN SHARE MODE", tuple(batch),
+            ).one()  # fmt: skip
+            count, total = count + found, total + int(summed or 0)
+        return (count, total) == (len(ours), sum(ours))
+
     def upsert(
         self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
         *, synced_at: Any,
     ) -> WriteCounts:  # fmt: skip
-        """Large chunks by the bulk path when LOCAL INFILE is allowed, others as every
-        dialect writes them."""
-        if len(rows) >= self.load_threshold and mysql_load.local_infile_enabled(connection):
+        """Large chunks by the bulk path when it is on and LOCAL INFILE is allowed, others
+        as every dialect writes them."""
+        if (
+            self.bulk_load
+            and len(rows) >= self.load_threshold
+            and mysql_load.local_infile_enabled(connection)
+        ):
             counts = self._load_upsert(connection, layout, rows, synced_at=synced_at)
             if counts is not None:
                 return counts
@@ -120,7 +182,13 @@ class MysqlWriter(DialectWriter):
         """The newest versions staged; the stored versions compared on the server (no
         stored values read back); the refused rows taken out, the rest merged; counted as
         `DialectWriter.upsert` counts. None when the server did not take the load (nothing
-        written)."""
+        written).
+
+        After the merge the rows the guard refused are read under lock every time: the
+        affected rows cannot tell them apart when another writer committed, since our
+        comparison, a newer version of one id (1 affected row where 2 were counted) and an
+        older version of an id new to us (2 where 1 was counted). A refused id our
+        REPEATABLE READ snapshot does not hold was new to us: not counted as inserted."""
         converted = convert_rows(layout, rows, synced_at=synced_at)
         newest = newest_per_id(converted, layout.change_index)
         table, quoted = names(connection, layout)
@@ -138,12 +206,16 @@ class MysqlWriter(DialectWriter):
                 mysql_load.unstage(connection, id_col, list(refused_at_first))
         affected = mysql_load.merge(connection, table, columns, self._update(layout, quoted,
                                                                              f"{table}."))  # fmt: skip
-        sent = _written(connection, affected, len(to_write), inserted)
-        if sent != len(to_write) and change is not None:  # unchanged rows, or a newer
-            # version another writer stored since the comparison: read under lock
+        merged = len(to_write)
+        if change is not None:  # read under lock whatever the affected rows say (see below)
             refused = mysql_load.refused_ids(connection, table, id_col, quoted[change],
                                              latest=True)  # fmt: skip
-            to_write = [row for row in to_write if row[0] not in refused]
+            if refused:  # newer versions another writer committed since the comparison
+                to_write = [row for row in to_write if row[0] not in refused]
+                inserted -= len(refused) - mysql_load.count_seen(connection, table, id_col,
+                                                                  list(refused))  # fmt: skip
+        sent = _written(connection, affected, merged, inserted)
+        if sent != len(to_write):  # unchanged rows
             inserted = min(sent, inserted)
         kept_rows = [rows[newest[row[0]]] for row in to_write]
         kept_ids = [row[0] for row in to_write]
@@ -179,6 +251,16 @@ class MysqlWriter(DialectWriter):
             connection.exec_driver_sql(
                 f"INSERT INTO {table} ({columns}) VALUES ({markers})", values
             )
+
+
+def _measure(value: Any, kind: str) -> int:
+    """A change value as the integer `_none_refused` sums: microseconds since 1970 for a
+    (naive UTC) datetime; TypeError for anything else than that or an integer."""
+    if kind == "datetime" and isinstance(value, datetime) and value.tzinfo is None:
+        return (value - _EPOCH) // _MICROSECOND
+    if kind == "integer" and isinstance(value, int):
+        return value
+    raise TypeError(kind)
 
 
 def _written(connection: sa.Connection, rowcount: int, sent: int, inserted: int) -> int:

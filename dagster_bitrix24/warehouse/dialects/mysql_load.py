@@ -13,10 +13,11 @@ affected-rows count means the same as the executemany's, so the caller counts al
 The text is sent from memory: an anonymous memory file (`os.memfd_create`, Linux) named by
 its `/proc/self/fd` path, which the driver opens and streams; elsewhere a temporary file.
 LOCAL INFILE needs the connection's `local_infile` flag (`Warehouse` sets it on engines it
-builds from a PyMySQL or mysqlclient URL) and the server's `local_infile` variable (ON by
-default in MariaDB, OFF in MySQL 8): when either is off, `load_send` says so (None) and the
-writer sends executemany. A server allowed LOCAL INFILE can ask the client for a file, so
-the flag is set only on warehouse engines, whose server the user names.
+builds from a PyMySQL or mysqlclient URL, unless the URL sets it or `mysql_bulk_load=False`)
+and the server's `local_infile` variable (ON by default in MariaDB, OFF in MySQL 8): when
+either is off, `stage` says so (False) and the writer sends executemany. A server allowed
+LOCAL INFILE can ask the client for any file the process can read, so the flag is set only
+on warehouse engines, whose server the user names, and `mysql_bulk_load=False` leaves it off.
 """
 
 from __future__ import annotations
@@ -117,22 +118,25 @@ def load_table(connection: sa.Connection, table: str, columns: str, text: str) -
         cursor.close()
 
 
-def new_ids(connection: sa.Connection, table: str, id_column: str) -> set[Any]:
-    """The staged ids not stored in `table` (in one join; integers, no row values read)."""
-    return {row[0] for row in connection.exec_driver_sql(_new_sql(table, id_column, "s."))}
-
-
 def count_new(connection: sa.Connection, table: str, id_column: str) -> int:
     """How many staged ids are not stored in `table`."""
-    return int(connection.exec_driver_sql(_new_sql(table, id_column, "COUNT(*)")).scalar_one())
+    return int(connection.exec_driver_sql(
+        f"SELECT STRAIGHT_JOIN COUNT(*) FROM {STAGE} s LEFT JOIN {table} t "
+        f"ON t.{id_column} = s.{id_column} WHERE t.{id_column} IS NULL"
+    ).scalar_one())  # fmt: skip
 
 
-def _new_sql(table: str, id_column: str, what: str) -> str:
-    select = f"s.{id_column}" if what == "s." else what
-    return (
-        f"SELECT STRAIGHT_JOIN {select} FROM {STAGE} s "
-        f"LEFT JOIN {table} t ON t.{id_column} = s.{id_column} WHERE t.{id_column} IS NULL"
-    )
+def count_seen(connection: sa.Connection, table: str, id_column: str, ids: list[Any]) -> int:
+    """How many of `ids` a plain (non-locking) read finds in `table`: under REPEATABLE READ
+    the transaction's snapshot, plus the rows it wrote itself."""
+    seen = 0
+    for start in range(0, len(ids), 5_000):
+        batch = ids[start : start + 5_000]
+        markers = ", ".join(["%s"] * len(batch))
+        seen += int(connection.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {table} WHERE {id_column} IN ({markers})", tuple(batch)
+        ).scalar_one())  # fmt: skip
+    return seen
 
 
 def refused_ids(
@@ -175,11 +179,14 @@ def drop_stage(connection: sa.Connection) -> None:
 
 def connect_args(url: str | sa.URL) -> dict[str, Any]:
     """The connect arguments enabling LOCAL INFILE on a MySQL/MariaDB URL whose driver
-    knows the flag (PyMySQL, mysqlclient); none for other URLs."""
+    knows the flag (PyMySQL, mysqlclient); none for other URLs, and none when the URL sets
+    `local_infile` itself (`?local_infile=0` stays off)."""
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() in (
-        "pymysql", "mysqldb",
-    ):  # fmt: skip
+    if (
+        parsed.get_backend_name() in ("mysql", "mariadb")
+        and parsed.get_driver_name() in ("pymysql", "mysqldb")
+        and "local_infile" not in parsed.query
+    ):
         return {"local_infile": True}
     return {}
 
