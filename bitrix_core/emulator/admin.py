@@ -5,7 +5,7 @@ the webhook code is not accepted there.
 
     GET    /_emulator/counters        per-method counters
     GET    /_emulator/faults          programmed faults
-    POST   /_emulator/faults          {"kind", "method"?, "times"?, "probability"?, "delay_s"?}
+    POST   /_emulator/faults          {"kind", "method"?, "times"?, "probability"?, "delay_s"?, "after"?}
     DELETE /_emulator/faults          remove every fault
     POST   /_emulator/mutate          {"seed", "adds"?, "updates"?, "deletes"?, "entities"?}
     POST   /_emulator/plant           {"entity", "id", "key", "value"} or {"entity", "id",
@@ -72,6 +72,7 @@ def admin_routes(state: PortalState, header: str) -> list[web.RouteDef]:
             times=body.pop("times", None),
             probability=body.pop("probability", None),
             delay_s=float(body.pop("delay_s", 0.0)),
+            after=int(body.pop("after", 0)),
         )
         if body:
             raise ValueError(f"unknown fault options {sorted(body)}")

@@ -113,6 +113,7 @@ class Fault:
     times: int | None = None
     probability: float | None = None
     delay_s: float = 0.0  # real seconds, for `slow`; not multiplied by the time scale
+    after: int = 0  # matching requests (or commands) let through before it first fires
     fired: int = 0
     until: float | None = None  # monotonic end of a `foreign_client` window
 
@@ -124,6 +125,7 @@ class Fault:
             "times": self.times,
             "probability": self.probability,
             "delay_s": self.delay_s,
+            "after": self.after,
             "fired": self.fired,
         }
 
@@ -144,8 +146,10 @@ class FaultInjector:
         times: int | None = None,
         probability: float | None = None,
         delay_s: float = 0.0,
+        after: int = 0,
     ) -> Fault:
-        """Program a fault; e.g. `add("internal_error", method="crm.deal.list", times=2)`."""
+        """Program a fault; e.g. `add("internal_error", method="crm.deal.list", times=2)`;
+        `after=N` lets the first N matching requests (or batch commands) through."""
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(KINDS)}")
         if times is not None and times < 1:
@@ -154,8 +158,10 @@ class FaultInjector:
             raise ValueError("probability must be between 0 and 1")
         if delay_s < 0:
             raise ValueError("delay_s must not be negative")
+        if after < 0:
+            raise ValueError("after must not be negative")
         fault = Fault(
-            kind, method.lower() if method else None, times, probability, float(delay_s)
+            kind, method.lower() if method else None, times, probability, float(delay_s), after
         )
         if kind == FOREIGN_CLIENT:
             fault.until = time.monotonic() + fault.delay_s
@@ -195,6 +201,9 @@ class FaultInjector:
             if fault.kind not in kinds:
                 continue
             if fault.method != method and not (wildcard and fault.method is None):
+                continue
+            if fault.after > 0:
+                fault.after -= 1
                 continue
             if fault.probability is not None and self._rng.random() >= fault.probability:
                 continue

@@ -147,7 +147,8 @@ def test_assets_default_to_one_pool_per_portal():
 
 def test_fallbacks_under_portal_faults_show_in_the_materialisation(portal, tmp_path):
     url = _sqlite(tmp_path)
-    failing_pages = portal.faults.add("internal_error", method="crm.deal.list", times=3)
+    # past the first page (the count the batched pages wait for): pages inside batches fail
+    failing_pages = portal.faults.add("internal_error", method="crm.deal.list", times=3, after=1)
     bad_gateway = portal.faults.add("html_502", method="batch", times=1)
 
     reported = materializations(

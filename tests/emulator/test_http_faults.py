@@ -41,6 +41,14 @@ async def test_error_body_faults_fire_n_times_then_stop(portal, kind, status, co
     assert other[0] == 200  # only the targeted method
 
 
+async def test_a_fault_with_after_lets_that_many_requests_through_first(portal):
+    fault = portal.faults.add("internal_error", method="crm.deal.get", times=1, after=2)
+    url = portal.webhook_url + "crm.deal.get"
+    answers = [await _post(url, {"id": 1}) for _ in range(4)]
+    assert [a[0] for a in answers] == [200, 200, 500, 200]
+    assert fault.fired == 1
+
+
 @pytest.mark.parametrize("status", [502, 503])
 async def test_html_error_pages(portal, status):
     portal.faults.add(f"html_{status}", times=1)
