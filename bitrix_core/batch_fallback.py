@@ -97,18 +97,8 @@ class FallbackLadder:
             for command in keyed.values():
                 fail(command, malformed)
             return
-        sections = BatchSections.read(body)
-        throttle = self._requester.throttle
+        sections = BatchSections.read(body)  # (their time blocks: the requester's _record)
         for key, command in keyed.items():
-            timing = sections.times.get(key)
-            if isinstance(timing, Mapping):
-                await throttle.record_time(
-                    command.method,
-                    timing.get("operating"),
-                    timing.get("operating_reset_at"),
-                    timing.get("finish"),
-                    processing=timing.get("processing"),
-                )
             if key in sections.errors:
                 error = command_error(command.method, sections.errors[key])
                 await self._command_failed(command, error, outcome)

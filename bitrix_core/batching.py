@@ -10,6 +10,10 @@ A batch is packed when its bucket slot is due, not before: commands queued meanw
 join it, and `backlog` (commands waiting) tells producers such as an export's id windows
 whether more work would only wait in the queue.
 
+The commands of a method the throttle holds back (its first request is out to learn its cost,
+or a 429 blocked it) stay queued while other methods' commands go; once its cost is known
+they are grouped at the size it allows (`Throttle.holds_back`).
+
 `run_linked` sends a group of commands in one batch under the caller's keys, so later ones
 can refer to earlier results (`$result[key][49][ID]`); a group is never split or retried
 piecemeal: a failed member fails, and the caller resumes from what it got.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -92,12 +97,12 @@ class Batcher:
     def commands_per_request(self, method: str) -> int:
         """How many commands of `method` one batch holds now (fewer for expensive methods,
         and while batches that failed whole have shrunk the batch size)."""
-        return self._requester.throttle.commands_per_request(method, self.batch_size)
+        return self._requester.throttle.costs.commands_per_request(method, self.batch_size)
 
     def slots_per_batch(self, method: str, commands: int) -> float:
         """Bucket slots that drain while a full batch of `method` runs, when the bucket is
         what limits `commands` of it (0: cost unknown, or the operating budget limits)."""
-        return self._requester.throttle.slots_per_batch(method, self.max_batch, commands)
+        return self._requester.throttle.costs.slots_per_batch(method, self.max_batch, commands)
 
     def room(self) -> int:
         """Requests that could go now without waiting for the bucket, after those queued."""
@@ -191,24 +196,25 @@ class Batcher:
     async def _flush_loop(self) -> None:
         throttle = self._requester.throttle
         while self._queue:
-            if len(self._queue) < self._fill_size():
+            if len(self._ready()) < self._fill_size():
                 await asyncio.sleep(self.linger_s)
             while (wait := throttle.slot_wait()) > _SLOT_LEAD_S:
                 await asyncio.sleep(wait - _SLOT_LEAD_S)
             # Linked pages (an export keeps sending more) wait to fill a batch while earlier
             # batches are out: a request is a bucket slot, half-empty ones cost time.
             while (
-                len(self._queue) < self._fill_size()
+                len(ready := self._ready()) < self._fill_size()
                 and self._dispatches
-                and any(c.group is not None and not c.final for c in self._queue)
+                and any(c.group is not None and not c.final for c in ready)
             ):
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            while len(self._dispatches) >= self._requester.throttle.concurrency_limit or (
-                self._dispatches and any(throttle.probing(c.method) for c in self._queue)
-            ):  # (the first batch of a method tells its cost: the next ones are sized by it)
+            while len(self._dispatches) >= self._requester.throttle.concurrency_limit:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            if not self._ready():
+                await self._until_ready()
+                continue
             taken = [c for c in self._take() if not c.future.done()]
             if taken:
                 reserved = asyncio.Event()
@@ -217,34 +223,72 @@ class Batcher:
                 task.add_done_callback(self._dispatch_done)
                 await _first_of(reserved, task)  # so slot_wait() counts this batch's slot
 
-    def _fill_size(self) -> int:
-        """Commands that make a full batch of what is queued (fewer for expensive methods)."""
+    def _held_back(self) -> set[str]:
+        """The queued methods (lower case) whose commands the throttle holds back now."""
         throttle = self._requester.throttle
-        caps = {throttle.commands_per_request(c.method, self.batch_size) for c in self._queue}
+        methods = {c.method.lower() for c in self._queue}
+        return {name for name in methods if throttle.holds_back(name) > 0}
+
+    def _ready(self) -> list[QueuedCommand]:
+        """The queued commands that may go now (a linked group goes whole or waits whole)."""
+        held = self._held_back()
+        if not held:
+            return self._queue
+        waiting = {c.group for c in self._queue if c.group is not None and c.method.lower() in held}
+        return [c for c in self._queue if c.method.lower() not in held and c.group not in waiting]
+
+    async def _until_ready(self) -> None:
+        """Every queued command is held back: wait until more are queued, a batch ends, the
+        probe of one of their methods settles or the first 429 block runs out."""
+        throttle = self._requester.throttle
+        methods = {c.method.lower() for c in self._queue}
+        holds = [hold for name in methods if (hold := throttle.holds_back(name)) > 0]
+        self._wakeup.clear()
+        waiters = [
+            asyncio.ensure_future(self._wakeup.wait()),
+            asyncio.ensure_future(throttle.probes_settled(methods)),
+        ]
+        try:
+            hold = min(holds, default=0.0)
+            await asyncio.wait(
+                waiters,
+                timeout=None if math.isinf(hold) else hold,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _fill_size(self) -> int:
+        """Commands that make a full batch of what may go (fewer for expensive methods)."""
+        costs = self._requester.throttle.costs
+        caps = {costs.commands_per_request(c.method, self.batch_size) for c in self._ready()}
         return min(caps, default=self.batch_size)
 
     def _take(self) -> list[QueuedCommand]:
-        """Up to batch_size queued commands, never splitting a linked group: largest groups
-        first (first fit decreasing), otherwise in queue order."""
+        """Up to batch_size queued commands that may go, never splitting a linked group:
+        largest groups first (first fit decreasing), otherwise in queue order."""
         units: list[list[QueuedCommand]] = []
-        for command in self._queue:
+        for command in self._ready():
             if units and command.group is not None and units[-1][0].group == command.group:
                 units[-1].append(command)
             else:
                 units.append([command])
         taken: list[QueuedCommand] = []
         chosen: set[int] = set()
-        throttle = self._requester.throttle
+        costs = self._requester.throttle.costs
         size = self.batch_size
         for index in sorted(range(len(units)), key=lambda i: -len(units[i])):
-            unit_size = min(throttle.commands_per_request(c.method, size) for c in units[index])
+            unit_size = min(costs.commands_per_request(c.method, size) for c in units[index])
             if len(taken) + len(units[index]) <= min(size, unit_size) or not taken:
                 size = min(size, unit_size)
                 taken += units[index]
                 chosen.add(index)
-        self._queue[:] = [c for i, unit in enumerate(units) if i not in chosen for c in unit]
+        taken = [c for i, unit in enumerate(units) if i in chosen for c in unit]
+        gone = set(map(id, taken))
+        self._queue[:] = [c for c in self._queue if id(c) not in gone]
         self._taken.set()
-        return [c for i, unit in enumerate(units) if i in chosen for c in unit]
+        return taken
 
     def _dispatch_done(self, task: asyncio.Task[None]) -> None:
         self._dispatches.discard(task)

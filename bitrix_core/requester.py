@@ -3,8 +3,15 @@
 An auth error the credentials can cure (an expired OAuth token) is renewed once and the
 request resent through the throttle like any other send.
 
-A 5xx that came after the portal's request cap (`Limits.request_timeout_s`) is not resent as
-it is: the throttle prices its commands from it and the caller sends them in smaller batches.
+A 5xx that came after the portal's request cap (`Limits.request_timeout_s`), or no answer
+within the client's own timeout for a request of several commands, is not resent as it is:
+the throttle prices its commands from it (`MethodCosts`) and the caller sends them in smaller
+batches.
+
+Every time block of an answer (a batch's commands' too) is fed to the throttle before the
+cost probes the request claimed are ended (cost_probes), so the commands waiting for them
+are grouped at the size the learnt cost allows; a probe refused with 503/429 stays the
+probe through its resend, and other methods' commands never wait for it.
 
 Limit answers (503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT) mean the call did not run,
 so any method is resent after the throttle's wait: 503s for as long as the limits'
@@ -22,12 +29,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bitrix_core.batch_results import BatchSections
+from bitrix_core.cost_probes import Probe
 from bitrix_core.errors import (
     BitrixAuthError,
     BitrixError,
     BitrixLimitError,
     BitrixResendableError,
     BitrixServerError,
+    BitrixTimeoutError,
     OperationTimeLimitError,
     QueryLimitExceededError,
 )
@@ -104,67 +114,101 @@ class Requester:
         retries = limit_resends = 0
         renewed = False
         refused_at: float | None = None  # when this request first got a 503
-        while True:
-            sent_at = time.monotonic()
-            try:
-                # The bucket slot is taken inside the concurrency slot, right before sending:
-                # a wait after reserving would let requests bunch up past their slot times.
-                async with self.throttle.concurrency():
-                    held: list[list[float]] = []
-                    waited = await self.throttle.reserve(methods, on_slot=on_slot, held=held)
-                    _count_request(sinks, method, waited)
-                    sent_at = time.monotonic()
-                    try:
-                        envelope = await self._post(method, params)
-                    finally:
-                        self.throttle.answered(held)
-                    self.throttle.observe_request(time.monotonic() - sent_at)
-            except BitrixAuthError as error:
-                if renewed or self._renew is None or not await self._renew(error):
-                    raise
-                renewed = True  # a renewal is not a retry: resend through the throttle
-                continue
-            except BitrixResendableError as error:
-                if isinstance(error, BitrixLimitError):  # it did not run: any method is resent
-                    if isinstance(error, QueryLimitExceededError):
-                        refused_at = time.monotonic() if refused_at is None else refused_at
+        # the cost probes this request claimed: kept through its resends after a limit
+        # answer (the throttle holds every request back then anyway), ended once it is
+        # answered and recorded, or has failed for good (cost_probes)
+        probes: list[Probe] = []
+        try:
+            while True:
+                sent_at = time.monotonic()
+                try:
+                    # The bucket slot is taken inside the concurrency slot, right before sending:
+                    # a wait after reserving would let requests bunch up past their slot times.
+                    async with self.throttle.concurrency():
+                        held: list[list[float]] = []
+                        waited = await self.throttle.reserve(
+                            methods, on_slot=on_slot, held=held, probes=probes
+                        )
+                        _count_request(sinks, method, waited)
+                        sent_at = time.monotonic()
+                        try:
+                            envelope = await self._post(method, params)
+                        finally:
+                            self.throttle.answered(held)
+                        self.throttle.observe_request(time.monotonic() - sent_at)
+                except BitrixAuthError as error:
+                    if renewed or self._renew is None or not await self._renew(error):
+                        raise
+                    renewed = True  # a renewal is not a retry: resend through the throttle
+                    continue
+                except BitrixResendableError as error:
+                    if isinstance(error, BitrixLimitError):  # it did not run: any method is resent
+                        if isinstance(error, QueryLimitExceededError):
+                            refused_at = time.monotonic() if refused_at is None else refused_at
+                        else:
+                            limit_resends += 1
+                        refused = await wait_for_limit(error, method, self.throttle, sinks)
+                        if refused is not None:
+                            raise refused from None
+                        if limit_resends > self.retry.max_limit_resends:
+                            raise
                     else:
-                        limit_resends += 1
-                    refused = await wait_for_limit(error, method, self.throttle, sinks)
-                    if refused is not None:
-                        raise refused from None
-                    if limit_resends > self.retry.max_limit_resends:
-                        raise
+                        self.throttle.on_overload()
+                        retries += 1
+                        # the same request would be cut again: the caller makes it smaller
+                        cut = self._priced_from(error, methods, time.monotonic() - sent_at)
+                        if cut or not idempotent or retries > allowed:
+                            raise
+                        delay = self.retry.backoff(retries)
+                        logger.info(
+                            "%s failed (%s); retry %d in %.2f s",
+                            method,
+                            type(error).__name__,
+                            retries,
+                            delay,
+                        )
+                        await asyncio.sleep(delay)
                 else:
-                    self.throttle.on_overload()
-                    retries += 1
-                    cut = isinstance(error, BitrixServerError) and self.throttle.on_request_cut(
-                        methods, time.monotonic() - sent_at
-                    )  # the same request would be cut again: the caller makes it smaller
-                    if cut or not idempotent or retries > allowed:
-                        raise
-                    delay = self.retry.backoff(retries)
-                    logger.info(
-                        "%s failed (%s); retry %d in %.2f s",
-                        method,
-                        type(error).__name__,
-                        retries,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-            else:
-                self.throttle.on_success()
-                if refused_at is not None:
-                    for sink in sinks:
-                        sink.query_limit_wait_s += time.monotonic() - refused_at
-                await self._record(method, envelope)
-                return envelope
-            for sink in sinks:
-                sink.retries += 1
+                    self.throttle.on_success()
+                    if refused_at is not None:
+                        for sink in sinks:
+                            sink.query_limit_wait_s += time.monotonic() - refused_at
+                    await self._record(method, params, envelope)
+                    return envelope
+                for sink in sinks:
+                    sink.retries += 1
+        finally:
+            self.throttle.probes_ended(probes)
 
-    async def _record(self, method: str, envelope: Mapping[str, Any]) -> None:
-        timing = envelope.get("time")
-        if isinstance(timing, dict):
+    def _priced_from(self, error: BitrixError, methods: list[str], elapsed_s: float) -> bool:
+        """A request cut at the portal's cap (5xx) or left unanswered within the client's
+        timeout: True when the throttle priced its commands from it (resend it smaller)."""
+        costs = self.throttle.costs
+        if isinstance(error, BitrixServerError):
+            return costs.on_request_cut(methods, elapsed_s)
+        return isinstance(error, BitrixTimeoutError) and costs.on_request_timeout(
+            methods, elapsed_s
+        )
+
+    async def _record(
+        self, method: str, params: Mapping[str, Any], envelope: Mapping[str, Any]
+    ) -> None:
+        """Feed the answer's time blocks to the throttle: the request's, and for a batch
+        each command's (to its own method)."""
+        await self._record_time(method, envelope.get("time"))
+        body = envelope.get("result")
+        commands = params.get("cmd")
+        if method.lower() != "batch" or not isinstance(body, Mapping):
+            return
+        if not isinstance(commands, Mapping):
+            return
+        for key, timing in BatchSections.read(body).times.items():
+            command = commands.get(key)
+            if isinstance(command, str):
+                await self._record_time(command.partition("?")[0], timing)
+
+    async def _record_time(self, method: str, timing: Any) -> None:
+        if isinstance(timing, Mapping):
             await self.throttle.record_time(
                 method,
                 timing.get("operating"),

@@ -1,7 +1,8 @@
 """The throttle: waits before each request so the portal's limits are never the ones that
 say no. It combines the request bucket (a slot reserved before sending, state in a
 `LimiterBackend`), per-method operating budgets (what this process has committed, priced at
-a method's dearest recent call), probes of unknown costs and adaptive (AIMD) concurrency.
+a method's dearest recent call: `MethodCosts`), probes of unknown costs and adaptive (AIMD)
+concurrency.
 
 `Limits` (bitrix_core.limits) and the backend types (bitrix_core.limiter_state) are imported
 from here too: `from bitrix_core.throttle import Limits, Throttle`.
@@ -19,12 +20,12 @@ from contextlib import AbstractAsyncContextManager
 
 from bitrix_core.backoff import QueryLimitBackoff
 from bitrix_core.concurrency import AdaptiveConcurrency
-from bitrix_core.cost_probes import CostProbes
+from bitrix_core.cost_probes import CostProbes, Probe
 from bitrix_core.limiter_state import InProcessLimiterBackend, LimiterBackend, MethodBudget
 from bitrix_core.limits import Limits
+from bitrix_core.method_costs import MethodCosts
 
 __all__ = [
-    "UNKNOWN_COMMANDS",
     "InProcessLimiterBackend",
     "LimiterBackend",
     "Limits",
@@ -35,10 +36,6 @@ __all__ = [
 logger = logging.getLogger("bitrix_core")
 
 Clock = Callable[[], float]
-UNKNOWN_COMMANDS = 24
-"""Commands in a batch of a method whose cost is not known yet (its first): priced at 2.5 s
-each, above the dearest list page measured (tasks.task.list, 0.9-1.6 s:
-../shared/bitrix24-api.md), they end well within the portal's 60 s request cap."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -78,8 +75,10 @@ class Throttle:
         # [expires, seconds, 1.0 if counted by the portal beyond our commitments else 0.0,
         #  commands]; seconds stay 0 until the method's cost is known
         self._spent: dict[str, list[list[float]]] = {}
-        self._probes = CostProbes(clock)  # methods whose cost is still being learnt
-        self._costs: dict[str, float] = {}  # a call's price per method (seconds), see record_time
+        # methods whose cost is still being learnt; what one command of each costs
+        self._probes = CostProbes(clock)
+        self.costs = MethodCosts(limits, self._price_commitments)
+        self._blocked: dict[str, float] = {}  # a method's 429 block as this process saw it
 
     @property
     def burst(self) -> int:
@@ -105,53 +104,9 @@ class Throttle:
         """`async with throttle.concurrency():` holds one in-flight request slot."""
         return self._concurrency.slot()
 
-    def commands_per_request(self, method: str, most: int) -> int:
-        """How many commands of `method` one batch should hold (at most `most`): as many as
-        run in a sixth of a basket (10 s on the portal's clock; a batch runs its commands
-        one after another) and in a quarter of the request cap, so an expensive method's
-        time is committed and freed in small steps and a request stays well under the
-        portal's 60 s. A method whose cost is not known yet: `UNKNOWN_COMMANDS`."""
-        cost = self._costs.get(method.lower(), 0.0)
-        if cost <= 0:
-            return min(most, UNKNOWN_COMMANDS)
-        per_request = min(self.limits.basket_s / 6, self.limits.request_timeout_s / 4)
-        return max(1, min(most, int(per_request / cost)))
-
-    def slots_per_batch(self, method: str, most: int, commands: int) -> float:
-        """Bucket slots that drain while a full batch of `method` (at most `most` commands)
-        runs: what waiting for one costs while the bucket is what limits `commands` of it.
-        0 when its cost is unknown, or when they need more than one operating budget (the
-        budget, not the bucket, then limits them)."""
-        cost = self._costs.get(method.lower(), 0.0)
-        if cost * commands > self.limits.operating_budget_s * self.limits.operating_hard:
-            return 0.0
-        return cost * self.commands_per_request(method, most) * self.limits.drain_per_s
-
-    def on_request_cut(self, method_names: Iterable[str], elapsed_s: float) -> bool:
-        """A request answered 5xx after `elapsed_s`: if that is the portal's request cap, its
-        commands (run one after another) took at least that long, so each is priced at no
-        less than its share of it and the next batches are sized from that. True when it
-        was the cap (resending the same request would be cut again)."""
-        names = [name.lower() for name in method_names]
-        if not names or elapsed_s < 0.9 * self.limits.request_timeout_s:
-            return False
-        share = elapsed_s / len(names)
-        for name in set(names):
-            self._price(name, max(share, self._costs.get(name, 0.0)))
-        logger.warning(
-            "a request of %d commands was cut after %.3g s (the portal's cap); %s priced at "
-            ">= %.3g s a command",
-            len(names),
-            elapsed_s,
-            ", ".join(sorted(set(names))),
-            share,
-        )
-        return True
-
-    def _price(self, name: str, price: float) -> None:
-        """Set what commitments of `name` are priced at (commitments made before its cost
-        was known included)."""
-        self._costs[name] = price
+    def _price_commitments(self, name: str, price: float) -> None:
+        """`name` is priced at `price` now: so are its commitments made before its cost was
+        known."""
         for entry in self._spent.get(name, []):
             if entry[1] == 0 and not entry[2]:  # sent before the cost was known
                 entry[1] = price * entry[3]
@@ -175,13 +130,15 @@ class Throttle:
         *,
         on_slot: Callable[[], None] | None = None,
         held: list[list[float]] | None = None,
+        probes: list[Probe] | None = None,
     ) -> float:
         """Wait for the methods' operating budgets, then reserve a bucket slot (`on_slot` is
         called once it is reserved, before waiting for it); return the seconds waited.
-        `held` receives the operating time committed for the request (see `answered`)."""
+        `held` receives the operating time committed for the request (see `answered`),
+        `probes` the cost probes it claimed (see `probes_ended`)."""
         waited = 0.0
         counts = Counter(name.lower() for name in method_names)
-        waited += await self._probes.wait(counts, timeout_s=self.limits.basket_s)
+        waited += await self._probes.wait(counts, probes if probes is not None else [])
         delay, committed = await self._operating_delay(counts)
         if held is not None:
             held.extend(committed)
@@ -210,11 +167,25 @@ class Throttle:
         until = self._clock() + self._hold_s
         for entry in held:
             entry[0] = max(entry[0], until)
-        self._probes.end()  # (an error answer too: batches waiting for it need not wait on)
 
-    def probing(self, method: str) -> bool:
-        """True while the first request of `method` is out and its cost still unknown."""
-        return self._probes.probing(method.lower())
+    def probes_ended(self, probes: list[Probe]) -> None:
+        """The request that claimed `probes` ended, its answer recorded (or it failed, or was
+        refused): the commands waiting for those probes may go."""
+        self._probes.release(probes)
+
+    def holds_back(self, method: str) -> float:
+        """Seconds the commands of `method` had better stay queued (0: they may go now):
+        while the first request of it is out and its cost unknown (until it ends: see
+        `probes_settled`), or after a 429 until its operating budget resets (as far as this
+        process knows)."""
+        name = method.lower()
+        if self._probes.probing(name):
+            return math.inf
+        return max(0.0, self._blocked.get(name, 0.0) - self._clock())
+
+    async def probes_settled(self, methods: Iterable[str]) -> None:
+        """Return once the probe of any of `methods` settles (at once when none is out)."""
+        await self._probes.settled(name.lower() for name in methods)
 
     @property
     def _hold_s(self) -> float:
@@ -249,7 +220,7 @@ class Throttle:
         if now >= budget.reset_at:
             _roll_forward(budget, now, self.limits)
         limits = self.limits
-        cost = self._costs.get(name, budget.cost_s) * count
+        cost = self.costs.of(name, budget.cost_s) * count
         delay, own = self._own_delay(name, cost, now)
         if now < budget.reset_at:
             soft = limits.operating_budget_s * limits.operating_soft
@@ -312,10 +283,7 @@ class Throttle:
         name = method.lower()
         self._probes.learnt(name)
         if processing is not None:
-            # what commitments are priced at: up at once with a dearer call (a page that
-            # also COUNTs), back down by a tenth per call, so a burst is never underpriced
-            peak = self._costs.get(name, processing)
-            self._price(name, max(float(processing), 0.9 * peak + 0.1 * float(processing)))
+            self.costs.learn(name, processing)  # what its commitments are priced at
         if server_now is None:
             return
         now = self._clock()
@@ -366,7 +334,6 @@ class Throttle:
         for `retry_after_s` (relative: no clock skew applies); return the wait in s."""
         now = self._clock()
         name = method.lower()
-        self._probes.learnt(name)
         budget = await self.backend.get_budget(name)
         if retry_after_s is not None and reset_at is None:
             until = now + retry_after_s
@@ -384,6 +351,7 @@ class Throttle:
             )
         already_blocked = budget.blocked_until > now
         budget.blocked_until = max(budget.blocked_until, until)
+        self._blocked[name] = budget.blocked_until
         await self.backend.put_budget(name, budget)
         if not already_blocked:
             logger.warning(
@@ -414,9 +382,7 @@ class Throttle:
         """A request completed: let concurrency and the burst grow back."""
         self._concurrency.on_success()
         self._backoff.succeeded(self._clock())
-        self._probes.end()
 
     def on_overload(self) -> None:
         """A timeout or 5xx: halve concurrency."""
         self._concurrency.on_overload()
-        self._probes.end()

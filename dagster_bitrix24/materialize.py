@@ -134,6 +134,7 @@ def sync_selected_assets(
     prefix = str(plain(specs[0].metadata.get(TABLE_PREFIX_KEY, "bitrix24_"))) if specs else ""
     writer = warehouse.get_warehouse(table_prefix=prefix)
     _check_dialect_kind(context, specs, writer)
+    writer.ensure_schema()  # a schema that cannot be created fails before any request
     run = run_jobs(bitrix24, writer, jobs)
     portal = bitrix24.redacted_portal
     totals = run_metadata(run.totals)

@@ -81,7 +81,8 @@ def build_bitrix24_portals(
 
     `separate_by="table_prefix"`: one schema, tables `<table_prefix><portal>_<entity>`;
     `"schema"`: tables `<table_prefix><entity>` in the schema named like the portal
-    (PostgreSQL or MySQL/MariaDB, where it is a database; it must exist). `limiter_url`
+    (PostgreSQL, DuckDB or MySQL/MariaDB, where it is a database), created if missing
+    (`warehouse.schema_creation`). `limiter_url`
     (Redis or PostgreSQL, README "Sharing limits across machines") lets steps on any
     machine share each portal's limits.
     """

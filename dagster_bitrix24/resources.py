@@ -261,7 +261,9 @@ class SQLWarehouseResource(ConfigurableResource):
         json_schema_extra=_SECRET,
     )
     schema_name: str | None = Field(
-        default=None, description="Database schema for the tables (PostgreSQL)."
+        default=None,
+        description="Database schema for the tables (PostgreSQL, DuckDB; a database on "
+        "MySQL/MariaDB), created if missing.",
     )
     convert_in_database: bool = Field(
         default=False,

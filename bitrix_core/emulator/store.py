@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bitrix_core.emulator import generate
+from bitrix_core.emulator.crm_activities import ACTIVITY
 from bitrix_core.emulator.crm_entities import CLASSIC_ENTITIES, DEAL
 from bitrix_core.emulator.living import LivingPortal
 from bitrix_core.emulator.org_entities import (
@@ -58,7 +59,8 @@ class PortalStore(LivingPortal):
                        "cache_size=-65536"):
             self._conn.execute(f"PRAGMA {pragma}")
         self.entities: dict[str, Entity] = {
-            e.name: e for e in (*CLASSIC_ENTITIES, *SMART_ENTITIES, USER, DEPARTMENT, TASK, STATUS)
+            e.name: e
+            for e in (*CLASSIC_ENTITIES, ACTIVITY, *SMART_ENTITIES, USER, DEPARTMENT, TASK, STATUS)
         }
         self.user_field_ids: dict[tuple[str, str], int] = {}
         self.planted = PlantedValues(self)  # a test facility: raw values sent as they are
@@ -74,7 +76,7 @@ class PortalStore(LivingPortal):
         use (`_ready`), from the same seed, sizes and clock, so the data does not depend on
         when that happens."""
         conn = self._conn
-        order = (USER, DEPARTMENT, *CLASSIC_ENTITIES, TASK, *SMART_ENTITIES)
+        order = (USER, DEPARTMENT, *CLASSIC_ENTITIES, ACTIVITY, TASK, *SMART_ENTITIES)
         self._counts = {e.table: self._count_of(e) for e in order}
         self._multi_base: dict[str, int] = {}
         multi_top = 0

@@ -1,27 +1,26 @@
-"""Opening a warehouse's engine from a URL: a SQLite file is checked and tuned first."""
+"""Opening a warehouse's engine from a URL: a SQLite file is checked and tuned first, a
+DuckDB file shared between processes."""
 
 from __future__ import annotations
 
 import os
-import random
-import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from dagster_bitrix24.warehouse.dialects.mysql_load import connect_args
+from dagster_bitrix24.warehouse.duckdb_file import share_duckdb_file
 from dagster_bitrix24.warehouse.errors import FieldMetadataError, WarehouseUnavailableError
 from dagster_bitrix24.warehouse.schema.columns import Dialect
-
-DUCKDB_LOCK_WAIT = 120.0
 
 
 def open_engine(url: str, *, local_infile: bool = True) -> sa.Engine:
     """An engine for `url` whose errors never print the rows' values; a SQLite file must be
     writable and runs in WAL mode; a MySQL/MariaDB connection may LOAD DATA LOCAL INFILE
     unless `local_infile` is False (`mysql_load.connect_args`); a DuckDB file is shared
-    between processes (`_share_duckdb_file`)."""
+    between processes (`duckdb_file`): its engine keeps no pooled connection (a NullPool),
+    the file stays open while transactions follow each other."""
     duckdb = sa.make_url(url).get_backend_name() == "duckdb"
     engine = sa.create_engine(
         url, hide_parameters=True, connect_args=connect_args(url) if local_infile else {},
@@ -29,31 +28,8 @@ def open_engine(url: str, *, local_infile: bool = True) -> sa.Engine:
     )  # fmt: skip
     _check_sqlite_file(engine)
     _tune_sqlite_file(engine)
-    _share_duckdb_file(engine)
+    share_duckdb_file(engine)
     return engine
-
-
-def _share_duckdb_file(engine: sa.Engine) -> None:
-    """One process at a time may open a DuckDB file for writing. Dagster runs assets in
-    several processes, so the engine keeps no connection open between transactions (its
-    pool is a NullPool) and a connection that finds the file locked by another process
-    tries again for up to `DUCKDB_LOCK_WAIT` seconds (a chunk's transaction holds it for
-    well under a second)."""
-    if engine.dialect.name != "duckdb" or engine.url.database in (None, "", ":memory:"):
-        return
-
-    @sa.event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        deadline = time.monotonic() + DUCKDB_LOCK_WAIT
-        pause = 0.02
-        while True:
-            try:
-                return dialect.connect(*cargs, **cparams)
-            except Exception as error:
-                if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(pause * random.uniform(1, 2))
-                pause = min(pause * 2, 0.5)
 
 
 def warehouse_kind(url: str) -> str:

@@ -80,6 +80,7 @@ from dagster_bitrix24.warehouse.schema.layout import (
     entity_table,
     with_converters,
 )
+from dagster_bitrix24.warehouse.schema_creation import ensure_schema
 from dagster_bitrix24.warehouse.screening import (
     Reject,
     surrogates_replaced,
@@ -132,6 +133,7 @@ class Warehouse:
         )
         self.dialect_name: Dialect = dialect_of(self.engine)
         self.schema = schema
+        self._schema_ready = schema is None
         self.table_prefix = table_prefix
         self.write_attempts = write_attempts
         self.conversions = Conversions()
@@ -160,6 +162,14 @@ class Warehouse:
 
     # -- tables ---------------------------------------------------------------------------
 
+    def ensure_schema(self) -> None:
+        """Create the warehouse's schema when it is missing (`schema_creation`); the first
+        table or cursor does it too. A named error when it cannot be created."""
+        if not self._schema_ready:
+            assert self.schema is not None
+            ensure_schema(self.engine, self.schema)
+            self._schema_ready = True
+
     def table_name(self, entity_name: str) -> str:
         """The table an entity is written to: see `table_name_for`."""
         return table_name_for(self.table_prefix, entity_name)
@@ -174,6 +184,7 @@ class Warehouse:
     ) -> TableLayout:
         """Create or evolve the entity's tables to match `fields`; `.changes` says what changed."""
         name = self.table_name(entity_name)
+        self.ensure_schema()
         columns, multifields = plan_columns(fields, id_field=id_field, change_field=change_field)
         metadata = sa.MetaData()
         table = entity_table(metadata, name, columns, self.dialect_name, schema=self.schema)
@@ -207,6 +218,7 @@ class Warehouse:
 
     def link_table(self, entity_name: str) -> LinkTable:
         """The deal-contact link table of `entity_name` (created if missing)."""
+        self.ensure_schema()
         table = link_table(sa.MetaData(), self.table_name(entity_name), self.dialect_name,
                            schema=self.schema)  # fmt: skip
         table.create(self.engine, checkfirst=True)
@@ -336,6 +348,7 @@ class Warehouse:
 
     def _state_table(self, connection: sa.Connection) -> sa.Table:
         if not self._state_ready:
+            self.ensure_schema()
             self._state.create(connection, checkfirst=True)
             self._state_ready = True
         return self._state

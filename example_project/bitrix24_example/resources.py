@@ -106,7 +106,9 @@ class ExampleWarehouseResource(SQLWarehouseResource):
                     f" portal, not {self.portal}: use another DAGSTER_HOME for each portal."
                 )
             context.instance.run_storage.set_cursor_values({PORTAL_KEY: self.portal})
-        claim_warehouse(self.get_warehouse().engine, self.portal, schema=self.schema_name)
+        warehouse = self.get_warehouse()
+        warehouse.ensure_schema()  # the claim's table may be the schema's first
+        claim_warehouse(warehouse.engine, self.portal, schema=self.schema_name)
 
 
 def claim_warehouse(engine: sa.Engine, portal: str, *, schema: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """Many portals from one definition: three emulated portals into one SQLite file or one
-PostgreSQL database, kept apart by table prefix or by schema, each table equal to its own
-portal; one multi-asset, pool and resource per portal, one schedule over them."""
+PostgreSQL database kept apart by table prefix, or into schemas the sync creates (PostgreSQL,
+MariaDB, DuckDB), each table equal to its own portal; one multi-asset, pool and resource per
+portal, one schedule over them."""
 
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ from dagster import AssetKey
 from bitrix_core.emulator.portal import EmulatedPortal
 from bitrix_core.errors import BitrixParameterError
 from dagster_bitrix24 import Bitrix24Portal, SQLWarehouseResource, build_bitrix24_portals
+from dagster_bitrix24.warehouse.schema.evolve import reflect_table
 from tests.conftest import _database_url
+from tests.dagster.test_schema_creation import drop_schema
 
 ENTITIES = ["crm.deal", "crm.contact"]
 
@@ -52,7 +55,7 @@ def _run_all(defs) -> None:  # noqa: ANN001
 def _stored(url: str, table: str, schema: str | None, column: str) -> dict[int, str]:
     engine = sa.create_engine(url)
     try:
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
+        reflected = reflect_table(engine, table, schema=schema)
         with engine.connect() as connection:
             rows = connection.execute(sa.select(reflected.c.id, reflected.c[column]))
             return {int(key): value for key, value in rows}
@@ -112,12 +115,14 @@ def test_portals_by_table_prefix_land_apart_in_one_database(portals, shared_url)
         engine.dispose()
 
 
-def test_portals_by_schema_land_apart_in_one_postgres_database(portals):
-    url = _database_url("BITRIX24_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("warehouse_url", ["postgres", "mysql", "duckdb"], indirect=True)
+def test_portals_by_schema_land_apart_in_schemas_the_first_sync_creates(portals, warehouse_url):
+    """No schema exists before the run (names unique per test): each portal's step creates
+    its own (a database on MariaDB)."""
+    url = warehouse_url
     engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        for name in portals:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+    assert not set(portals) & set(sa.inspect(engine).get_schema_names())
+    engine.dispose()
     try:
         defs = build_bitrix24_portals(
             _definition(portals),
@@ -132,10 +137,8 @@ def test_portals_by_schema_land_apart_in_one_postgres_database(portals):
             url, portals, lambda name, t: f"bitrix24_{t}", schema_for=lambda name: name
         )
     finally:
-        with engine.begin() as connection:
-            for name in portals:
-                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        engine.dispose()
+        for name in portals:
+            drop_schema(url, name)
 
 
 def test_a_warehouse_per_schema_keeps_the_writer_options() -> None:

@@ -128,10 +128,12 @@ def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fa
     postgres.writer.send(other, layout, theirs, fresh=[True, True])  # inserted, not committed: our INSERT waits on them
     ours = [deal(i, mid, TITLE="ours") for i in range(1, 31)]
     outcome: list[Any] = []
+    writer_pid: list[int] = []
 
     def write() -> None:
         try:
             with postgres.transaction() as connection:
+                writer_pid.append(connection.connection.driver_connection.info.backend_pid)
                 outcome.append(
                     _writer(postgres).copy_upsert(connection, layout, ours, synced_at=None)
                 )
@@ -141,13 +143,17 @@ def test_ids_another_writer_inserts_while_the_merge_runs_are_neither_lost_nor_fa
     writer = threading.Thread(target=write)
     writer.start()
     try:  # the other transaction ends whatever happens, or the table's teardown waits on it
-        with postgres.engine.connect() as watcher:
+        # each poll its own transaction: a transaction keeps the backend list it read first
+        # (pg_stat_activity), so a watcher that connected before the writer never saw it
+        with postgres.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
             deadline = time.monotonic() + 90  # a loaded host may take seconds to get there
+            blocked = False
             while time.monotonic() < deadline:  # until our merge waits on the other one
-                blocked = watcher.exec_driver_sql(
-                    f"SELECT count(*) FROM pg_stat_activity WHERE {other_pid} = "
-                    "ANY(pg_blocking_pids(pid))"
-                ).scalar()
+                if writer_pid:
+                    blocking = watcher.exec_driver_sql(
+                        f"SELECT pg_blocking_pids({writer_pid[0]})"
+                    ).scalar()
+                    blocked = other_pid in blocking
                 if blocked or not writer.is_alive():  # waiting, or ended without waiting
                     break
                 time.sleep(0.01)

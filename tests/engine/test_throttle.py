@@ -191,12 +191,12 @@ def test_a_lowered_concurrency_ceiling_caps_the_limit_without_cutting_it_further
 
 async def test_slots_per_batch_tell_a_slow_batch_while_the_bucket_limits():
     throttle = Throttle(Limits.for_plan("standard"))
-    assert throttle.slots_per_batch("crm.item.list", 50, 4000) == 0.0  # cost unknown
+    assert throttle.costs.slots_per_batch("crm.item.list", 50, 4000) == 0.0  # cost unknown
     await throttle.record_time("crm.item.list", 1.0, None, None, processing=0.068)
     # a batch of 50 pages of 68 ms: 3.4 s, 6.8 slots of a bucket draining 2 per s
-    assert throttle.slots_per_batch("crm.item.list", 50, 4000) == pytest.approx(6.8)
+    assert throttle.costs.slots_per_batch("crm.item.list", 50, 4000) == pytest.approx(6.8)
     await throttle.record_time("tasks.task.list", 1.0, None, None, processing=1.25)
     # 4000 task pages need ten operating budgets: the budget, not the bucket, limits
-    assert throttle.slots_per_batch("tasks.task.list", 50, 4000) == 0.0
+    assert throttle.costs.slots_per_batch("tasks.task.list", 50, 4000) == 0.0
     # (8 pages a batch: 10 s, 20 slots)
-    assert throttle.slots_per_batch("tasks.task.list", 50, 100) == pytest.approx(20.0)
+    assert throttle.costs.slots_per_batch("tasks.task.list", 50, 100) == pytest.approx(20.0)
