@@ -33,6 +33,7 @@ from bitrix_core.emulator.faults import (
     Fault,
     drop_row,
     html_page,
+    paging_fields,
     php_warning,
     take_free_slots,
 )
@@ -310,6 +311,9 @@ class PortalServer:
         )
         if dropped is not None:
             result = replace(result, result=dropped)
+        altered = paging_fields(self.state.faults, method, result.total, result.next)
+        if altered is not None:
+            result = replace(result, total=altered[0], next=altered[1])
         processing = self.state.limits.processing(
             method, rows=result.rows, counted=result.counted, offset=result.offset
         )

@@ -84,10 +84,13 @@ def php_warning(body: bytes) -> bytes:
 
 #: The faults that drop a row from a list page (see `drop_row` below).
 ROW_FAULTS = frozenset({"drop_row_low", "drop_row_high", "drop_row_middle"})
+#: The faults that alter a list page's `total` or `next` (see `paging_fields` below).
+PAGING_FAULTS = frozenset({"total_low", "next_skip"})
 KINDS = (
-    frozenset(ERROR_FAULTS) | WHOLE_REQUEST_FAULTS | TOKEN_FAULTS | {FOREIGN_CLIENT} | ROW_FAULTS
-)
-REQUEST_KINDS = KINDS - TOKEN_FAULTS - {FOREIGN_CLIENT} - ROW_FAULTS
+    frozenset(ERROR_FAULTS) | WHOLE_REQUEST_FAULTS | TOKEN_FAULTS | {FOREIGN_CLIENT}
+    | ROW_FAULTS | PAGING_FAULTS
+)  # fmt: skip
+REQUEST_KINDS = KINDS - TOKEN_FAULTS - {FOREIGN_CLIENT} - ROW_FAULTS - PAGING_FAULTS
 """The kinds a REST request draws from (the others act at the token endpoint, the bucket
 and inside one list command)."""
 
@@ -258,6 +261,40 @@ def drop_row(
     middle = len(rows) // 2
     kept = rows[:middle] + rows[middle + 1 :]
     return kept if wrapper is None else {wrapper: kept}
+
+
+# -- paging faults: a list page whose `total` or `next` is wrong -----------------------------
+
+
+def paging_fields(
+    faults: FaultInjector, method: str, total: int | None, next_start: int | None
+) -> tuple[int | None, int | None] | None:
+    """(total, next) as a paging fault alters them, or None when none fires.
+
+    `total_low` fires on every list answer of its method (any list method when `method` is
+    None) that carries a `total` above 0, each consuming one of its `times`, and reports one
+    row fewer: the COUNTing pages a client proves its reads with included. `next_skip` fires
+    on the next answer carrying a `next`: that `next` points one page (50 rows) further.
+
+    ASSUMPTIONS, no captured response: `total_low` models a count that lags the rows (a
+    caching proxy or a portal serving a stale count); `next_skip` a proxy or portal bug that
+    rewrites the offset. Rows and the other fields are left as they are.
+    """
+    method = method.lower()
+    changed = False
+    for fault in faults.active():
+        if fault.kind not in PAGING_FAULTS or fault.method not in (None, method):
+            continue
+        if fault.kind == "total_low" and total:
+            total, changed = total - 1, True
+        elif fault.kind == "next_skip" and next_start is not None:
+            next_start, changed = next_start + 50, True
+        else:
+            continue
+        if fault.times is not None:
+            fault.times -= 1
+        fault.fired += 1
+    return (total, next_start) if changed else None
 
 
 def _row_id(row: Any) -> int | None:

@@ -17,6 +17,7 @@ from bitrix_core.errors import (
 from bitrix_core.pagination.base import Page, PageStrategy, Runner, run_read
 from bitrix_core.pagination.converging import ConvergingPaging
 from bitrix_core.pagination.keyset import KeysetPaging
+from bitrix_core.pagination.listed import ListedIds, still_matching
 from bitrix_core.pagination.offset import OffsetPaging
 from bitrix_core.pagination.query import (
     pages_by_id,
@@ -87,7 +88,10 @@ class ListRun:
     last was read by a complete walk, so it must have received at least the smaller of the
     two counts. Where ids order the list, the first count also tells the highest id
     (it pages down from the top), and the second counts only ids up to it: rows added during
-    the walk (above it) then count in neither.
+    the walk (above it) then count in neither. The counts can be wrong with the rows (a
+    `total` one low, a row dropped): an id the first count's page listed that the walk never
+    delivered is asked for once more, and one still matching the filter fails the read
+    (`listed.py`; one more request, only then).
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class ListRun:
         self._verify = verify
         self._progress = progress
         self._started = False
+        self._listed = ListedIds()
 
     def __aiter__(self) -> AsyncIterator[Page]:
         if self._started:
@@ -121,10 +126,12 @@ class ListRun:
         return [row async for page in self for row in page.rows]
 
     async def _count(self, *, top: int | None = None) -> tuple[int | None, int | None]:
-        """The caller's filter counted beside the walk (a request of its own)."""
+        """The caller's filter counted beside the walk (a request of its own); the first
+        count's page of ids goes to `self._listed`."""
         return await count_rows(
-            self._runner, self.spec, self.params, stats=self.stats, top=top, alone=True
-        )
+            self._runner, self.spec, self.params, stats=self.stats, top=top, alone=True,
+            listed=self._listed.page if top is None else None,
+        )  # fmt: skip
 
     async def _portal_expects(self, before: tuple[int | None, int | None]) -> int | None:
         """The rows a complete walk received at least: the smaller of the portal's counts
@@ -163,6 +170,10 @@ class ListRun:
                 rows = page.rows if self.strategy.disjoint else self._dedupe(page.rows, seen)
                 if not rows:
                     continue
+                if counting is not None:
+                    if counting.done():
+                        self._listed.resolve()
+                    self._listed.delivered(row_id(self.spec, row) for row in rows)
                 received += len(rows)
                 self.stats.rows += len(rows)
                 self.stats.pages += 1
@@ -173,6 +184,9 @@ class ListRun:
                 if before[0] is not None and received < before[0]:  # deletes may explain it
                     portal = await self._portal_expects(before)
                     expected = max(expected or 0, portal) if portal is not None else expected
+                missed = await self._listed_but_missed()
+                if missed:
+                    expected = max(expected or 0, received + len(missed))
         finally:
             if counting is not None and not counting.done():
                 counting.cancel()
@@ -186,6 +200,17 @@ class ListRun:
                 expected=expected,
                 received=received,
             )
+
+    async def _listed_but_missed(self) -> list[int]:
+        """Ids the count page listed that the walk never delivered and the portal still
+        lists under the filter (see `listed`): the counts can agree with a short read."""
+        self._listed.resolve()
+        unseen = self._listed.unseen
+        if not unseen or not pages_by_id(self.spec, self.params):
+            return []
+        return await still_matching(
+            self._runner, self.spec, self.params, unseen, stats=self.stats
+        )
 
     async def _with_fallback(self) -> AsyncIterator[Page]:
         """The strategy's pages; offset paging instead if the id paging is refused up front
@@ -240,10 +265,12 @@ async def count_rows(
     stats: ListStats | None = None,
     top: int | None = None,
     alone: bool = False,
+    listed: set[int] | None = None,
 ) -> tuple[int | None, int | None]:
     """One COUNTing page (start=0, ids only, the highest first where ids order the list)
     for the filter in `params` and ids up to `top`: the portal's count (None when the method
-    reports none) and the highest id. `alone` sends it as a request of its own."""
+    reports none) and the highest id. `alone` sends it as a request of its own; the ids the
+    page lists (where ids order it) are added to `listed` when given."""
     base, bounds = split_id_bounds(spec, params)
     by_id = pages_by_id(spec, params)
     if top is not None and by_id:
@@ -254,6 +281,8 @@ async def count_rows(
     outcome = await run_read(runner, spec.list_method, query, stats=stats, alone=alone)
     rows = rows_of(spec, outcome.result, method=spec.list_method)
     highest = row_id(spec, rows[0]) if by_id and rows else None
+    if listed is not None and by_id:
+        listed.update(i for i in (row_id(spec, row) for row in rows) if i is not None)
     return (None if outcome.total is None else int(outcome.total)), highest
 
 

@@ -48,6 +48,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dagster_bitrix24.warehouse import delete_marking
+from dagster_bitrix24.warehouse.chunk_write import chunk_ids, write_screened
 from dagster_bitrix24.warehouse.connect import dialect_of, open_engine
 from dagster_bitrix24.warehouse.convert import Conversions
 from dagster_bitrix24.warehouse.dialects import (
@@ -60,13 +62,12 @@ from dagster_bitrix24.warehouse.dialects import (
     WriteCounts,
 )
 from dagster_bitrix24.warehouse.dialects.postgresql import COPY_THRESHOLD, MERGE_BLOCK
-from dagster_bitrix24.warehouse.errors import FieldMetadataError, RowConversionError
+from dagster_bitrix24.warehouse.errors import FieldMetadataError
 from dagster_bitrix24.warehouse.links import LinkTable, link_table
 from dagster_bitrix24.warehouse.rejects import (
     count_rejects,
     latest_run_key,
     rejects_table,
-    write_rejects,
 )
 from dagster_bitrix24.warehouse.schema.columns import Dialect, fit_identifier, plan_columns
 from dagster_bitrix24.warehouse.schema.evolve import evolve
@@ -77,14 +78,11 @@ from dagster_bitrix24.warehouse.schema.layout import (
     TableLayout,
     child_table,
     entity_table,
-    synced_at_value,
     with_converters,
 )
 from dagster_bitrix24.warehouse.schema_creation import ensure_schema
 from dagster_bitrix24.warehouse.screening import (
     Reject,
-    change_times_ahead,
-    screen,
     surrogates_replaced,
 )
 from dagster_bitrix24.warehouse.state import (
@@ -98,18 +96,6 @@ from dagster_bitrix24.warehouse.write_retry import ATTEMPTS, write_with_retry
 
 log = logging.getLogger(__name__)
 _PREFIX = re.compile(r"[A-Za-z0-9_]*\Z")
-
-
-def _chunk_ids(layout: TableLayout, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """The chunk's ids as stored (integers compare as numbers), for an error message."""
-    to_id = layout.converters[0]
-    ids = []
-    for row in rows:
-        try:
-            ids.append(to_id(row.get(layout.id_field)))
-        except (ValueError, TypeError, ArithmeticError):
-            continue
-    return ids
 
 
 def table_name_for(table_prefix: str, entity_name: str) -> str:
@@ -279,14 +265,16 @@ class Warehouse:
 
         def attempt(chunk: Sequence[Mapping[str, Any]], early: list[Reject]) -> WriteCounts:
             if connection is not None:
-                return self._write(connection, layout, chunk, run_id, early)
+                return write_screened(connection, self.writer, self._rejects, layout, chunk,
+                                      run_id=run_id, early=early)  # fmt: skip
             with self.engine.begin() as own:
-                return self._write(own, layout, chunk, run_id, early)
+                return write_screened(own, self.writer, self._rejects, layout, chunk,
+                                      run_id=run_id, early=early)  # fmt: skip
 
         def retried(chunk: Sequence[Mapping[str, Any]], early: list[Reject]) -> WriteCounts:
             return write_with_retry(
                 lambda: attempt(chunk, early), table=layout.table.name,
-                ids=lambda: _chunk_ids(layout, chunk),
+                ids=lambda: chunk_ids(layout, chunk),
                 attempts=1 if connection is not None else self.write_attempts,
             )  # fmt: skip
 
@@ -296,27 +284,6 @@ class Warehouse:
             if connection is not None:  # the caller's transaction cannot be redone here
                 raise
         return retried(*surrogates_replaced(layout, rows))
-
-    def _write(
-        self, connection: sa.Connection, layout: TableLayout, rows: Sequence[Mapping[str, Any]],
-        run_id: str | None, early: list[Reject],
-    ) -> WriteCounts:  # fmt: skip
-        synced_at = synced_at_value(layout.dialect)
-        rows, ahead = change_times_ahead(layout, rows)
-        rejects = early + ahead
-        counts, dropped = None, 0
-        try:  # every path converts before it writes: a refused chunk has written nothing
-            counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
-        except RowConversionError:
-            screened = screen(layout, rows)
-            rows, dropped, rejects = screened.rows, screened.dropped, rejects + screened.rejects
-        if rejects:  # (each time: a retried chunk's rollback may have taken the table along)
-            self._rejects.create(connection, checkfirst=True)
-            write_rejects(connection, self._rejects, layout.entity, rejects, run_id=run_id,
-                          writer=self.writer)  # fmt: skip
-        if counts is None:
-            counts = self.writer.upsert(connection, layout, rows, synced_at=synced_at)
-        return replace(counts, skipped=counts.skipped + dropped)
 
     @property
     def rejects_table_name(self) -> str:
@@ -348,12 +315,10 @@ class Warehouse:
     ) -> list[Any]:  # fmt: skip
         """The ids `mark_deleted` would stamp with the same arguments: rows not marked
         deleted, written before `written_before`, whose id is not in `present_ids`."""
-        to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
-        present = {to_id(i) for i in present_ids}
-        before = self._stamp_bound(layout, written_before)
         with self.engine.connect() as connection:
-            live = self.writer.live_ids(connection, layout, before=before)
-        return [row_id for row_id in live if row_id not in present]
+            return delete_marking.deletion_candidates(
+                connection, self.writer, self.conversions, layout, present_ids, written_before
+            )
 
     def mark_deleted(
         self,
@@ -368,24 +333,16 @@ class Warehouse:
         `present_ids` must be a complete id set read from the portal; `written_before` is
         when that read started (aware, the clock `write_chunk` stamps `_synced_at` with): a
         row written since (by an overlapping run) is never stamped. MySQL keeps whole seconds,
-        so there a row written in that second is not stamped either.
+        so there a row written in that second is not stamped either (`delete_marking.py`).
         """
-        to_id = self.conversions.converter(layout.columns[0].kind, layout.dialect)
-        ids = [(value,) for value in {to_id(i) for i in present_ids} if value is not None]
-        before = self._stamp_bound(layout, written_before)
-        now = synced_at_value(layout.dialect)
         if connection is not None:
-            return self.writer.mark_deleted(connection, layout, ids, now=now, before=before)
+            return delete_marking.mark_deleted(
+                connection, self.writer, self.conversions, layout, present_ids, written_before
+            )
         with self.engine.begin() as own:
-            return self.writer.mark_deleted(own, layout, ids, now=now, before=before)
-
-    def _stamp_bound(self, layout: TableLayout, written_before: datetime | None) -> Any:
-        """`written_before` as the dialect stores `_synced_at` (MySQL: whole seconds)."""
-        if written_before is None:
-            return None
-        if layout.dialect == "mysql":
-            written_before = written_before.replace(microsecond=0)
-        return self.conversions.converter("datetime", layout.dialect)(written_before)
+            return delete_marking.mark_deleted(
+                own, self.writer, self.conversions, layout, present_ids, written_before
+            )
 
     # -- cursors --------------------------------------------------------------------------
 
