@@ -244,10 +244,10 @@ class Batcher:
         methods = {c.method.lower() for c in self._queue}
         holds = [hold for name in methods if (hold := throttle.holds_back(name)) > 0]
         self._wakeup.clear()
-        waiters = [
-            asyncio.ensure_future(self._wakeup.wait()),
-            asyncio.ensure_future(throttle.probes_settled(methods)),
-        ]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
+        probed = {name for name in methods if math.isinf(throttle.holds_back(name))}
+        if probed:  # (a wait on no probe returns at once: a 429 hold alone would spin)
+            waiters.append(asyncio.ensure_future(throttle.probes_settled(probed)))
         try:
             hold = min(holds, default=0.0)
             await asyncio.wait(

@@ -9,6 +9,7 @@ probe again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,10 +31,12 @@ class CostProbes:
         self._seen: set[str] = set()
         self._probes: dict[str, Probe] = {}
 
-    async def wait(self, counts: Counter[str], claimed: list[Probe]) -> float:
+    async def wait(self, counts: Counter[str], claimed: list[Probe], *, patience_s: float) -> float:
         """Claim the probe of each method of `counts` not answered yet and not probed now
-        (into `claimed`); wait for another request's probe of each method of which this
-        request holds more than one command. Return the seconds waited."""
+        (into `claimed`); wait (at most `patience_s`: the portal's cap on a request, so a
+        probe that never settles cannot wedge a request holding a concurrency slot) for
+        another request's probe of each method of which this request holds more than one
+        command. Return the seconds waited."""
         waited = 0.0
         for name in sorted(counts):
             if name in self._seen:
@@ -46,7 +49,8 @@ class CostProbes:
             if counts[name] == 1 or probe in claimed:  # (its own probe, on a resend)
                 continue
             started = self._clock()
-            await probe.settled.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(probe.settled.wait(), timeout=patience_s)
             waited += max(0.0, self._clock() - started)
         return waited
 

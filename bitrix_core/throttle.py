@@ -138,7 +138,9 @@ class Throttle:
         `probes` the cost probes it claimed (see `probes_ended`)."""
         waited = 0.0
         counts = Counter(name.lower() for name in method_names)
-        waited += await self._probes.wait(counts, probes if probes is not None else [])
+        waited += await self._probes.wait(
+            counts, probes if probes is not None else [], patience_s=self.limits.request_timeout_s
+        )
         delay, committed = await self._operating_delay(counts)
         if held is not None:
             held.extend(committed)

@@ -163,6 +163,8 @@ class FaultInjector:
             raise ValueError("delay_s must not be negative")
         if after < 0:
             raise ValueError("after must not be negative")
+        if after and kind in ROW_FAULTS | PAGING_FAULTS | {FOREIGN_CLIENT}:
+            raise ValueError(f"after applies to request and command faults, not {kind!r}")
         fault = Fault(
             kind, method.lower() if method else None, times, probability, float(delay_s), after
         )

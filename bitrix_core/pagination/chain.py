@@ -122,7 +122,7 @@ class LinkedWalker:
         self.linked = self.grouped is not None  # (off once the portal leaves links unresolved)
 
     def commands_per_request(self) -> int:
-        """Linked pages one request may carry now (see Throttle.commands_per_request)."""
+        """Linked pages one request may carry now (see MethodCosts.commands_per_request)."""
         if self.grouped is None:
             return 1
         return self.grouped.commands_per_request(self.spec.list_method)

@@ -176,7 +176,7 @@ class GapWalk:
 
     def _plan(self, gap: Gap) -> None:
         """The next round of `gap`: guessed from the density, or sized from its count."""
-        # an expensive method's batches hold fewer pages (see Throttle.commands_per_request)
+        # an expensive method's batches hold fewer pages (see MethodCosts.commands_per_request)
         grouped = self.grouped
         cap = (
             grouped.commands_per_request(self.spec.list_method)

@@ -127,7 +127,7 @@ class IdWindowPaging(IdOrderPaging):
     def _group_size(self, window: IdWindow, walker: LinkedWalker) -> int:
         """Linked pages for the window's next request: the pages it is expected to hold, at
         most what one request of the method holds (fewer for an expensive method, see
-        Throttle.commands_per_request: a group is never split across requests)."""
+        MethodCosts.commands_per_request: a group is never split across requests)."""
         density = walker.density
         expected = _expected_pages(window, density)
         most = walker.commands_per_request()

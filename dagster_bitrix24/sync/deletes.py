@@ -17,6 +17,7 @@ from typing import Any
 
 from bitrix_core.client import BitrixClient
 from bitrix_core.entities import EntitySpec
+from bitrix_core.errors import IncompletePaginationError
 from bitrix_core.pagination.query import row_id, rows_of, window_params
 from bitrix_core.stats import CallStats
 
@@ -66,3 +67,27 @@ async def still_listed(
         rows = rows_of(spec, answer, method=spec.list_method)
         found += [i for i in (row_id(spec, row) for row in rows) if i is not None]
     return found
+
+
+async def refuse_if_still_listed(
+    client: BitrixClient,
+    spec: EntitySpec,
+    candidates: Iterable[Any],
+    present: Collection[Any],
+    *,
+    stats: CallStats | None,
+    rows: str = "rows",
+    spared: str = "nothing was stamped deleted",
+) -> None:
+    """IncompletePaginationError when the portal still lists one of `candidates` (the read
+    missed it although the counts agreed); `rows` and `spared` word the message."""
+    found = await still_listed(client, spec, candidates, present, stats=stats)
+    if found:
+        shown = ", ".join(map(str, sorted(found)[:5]))
+        raise IncompletePaginationError(
+            f"the read missed {len(found)} {rows} the portal still lists (ids {shown}"
+            f"{', ...' if len(found) > 5 else ''}); {spared}",
+            method=spec.list_method,
+            expected=len(present) + len(found),
+            received=len(present),
+        )

@@ -40,7 +40,6 @@ from bitrix_core.entities import EntitySpec
 from bitrix_core.errors import (
     BitrixMethodNotFoundError,
     BitrixParameterError,
-    IncompletePaginationError,
 )
 from bitrix_core.pagination import find_key
 from bitrix_core.stats import CallStats, ListStats
@@ -51,7 +50,7 @@ from dagster_bitrix24.sync.cursor import (
     partitions_state_key,
     read_started,
 )
-from dagster_bitrix24.sync.deletes import still_listed
+from dagster_bitrix24.sync.deletes import refuse_if_still_listed
 from dagster_bitrix24.sync.options import SyncOptions, SyncResult
 from dagster_bitrix24.sync.protocol import WarehouseWriter
 from dagster_bitrix24.warehouse import TableLayout
@@ -315,18 +314,9 @@ class EntitySync:
         candidates = await self._blocking(
             self.warehouse.deletion_candidates, layout, seen_ids, written_before=scan_started
         )
-        found = await still_listed(
+        await refuse_if_still_listed(
             self.client, self.spec, candidates, seen_ids, stats=result.stats
         )
-        if found:
-            shown = ", ".join(map(str, sorted(found)[:5]))
-            raise IncompletePaginationError(
-                f"the read missed {len(found)} rows the portal still lists (ids {shown}"
-                f"{', ...' if len(found) > 5 else ''}); nothing was stamped deleted",
-                method=self.spec.list_method,
-                expected=len(seen_ids) + len(found),
-                received=len(seen_ids),
-            )
 
     async def _portal_ids(self, stats: ListStats) -> set[Any]:
         """Every id the portal holds now (ids only), for the periodic delete check.

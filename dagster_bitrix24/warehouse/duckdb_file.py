@@ -152,20 +152,38 @@ def _open_waiting(open_one: Any, note: str) -> Any:
     `LOCK_WAIT` seconds) and saying so in the `note` file."""
     deadline = time.monotonic() + LOCK_WAIT
     pause = 0.02
+    noted = False
     while True:
         try:
-            return open_one()
+            connection = open_one()
         except Exception as error:
             if "lock" not in str(error).lower() or time.monotonic() > deadline:
                 raise
-            _write_note(note)
+            noted = _write_note(note) or noted
             time.sleep(pause * random.uniform(1, 2))
             pause = min(pause * 2, _LONGEST_PAUSE)
+        else:
+            if noted:
+                _remove_own_note(note)
+            return connection
 
 
-def _write_note(note: str) -> None:
+def _write_note(note: str) -> bool:
+    """Say this process waits for the file; False where the folder cannot be written to."""
     try:
         with open(note, "w", encoding="ascii") as file:
             file.write(str(os.getpid()))
     except OSError:  # a folder we cannot write to: we wait without saying so
+        return False
+    return True
+
+
+def _remove_own_note(note: str) -> None:
+    """Remove the waiting note once the file is open, unless another waiter rewrote it."""
+    try:
+        with open(note, encoding="ascii") as file:
+            if file.read().strip() != str(os.getpid()):
+                return
+        os.remove(note)
+    except OSError:
         pass

@@ -57,29 +57,35 @@ class LinkTable:
     def replace(self, deal_ids: Sequence[int], links: list[tuple[Any, ...]]) -> int:
         """Delete the deals' links and insert `links` (`LINK_COLUMNS` tuples) in one
         transaction; return the rows written."""
-        synced_at = datetime.now(UTC)
-        if self.dialect != "postgresql":  # naive UTC, as the writer stores it
-            synced_at = synced_at.replace(tzinfo=None)
+        synced_at = self._as_stored(datetime.now(UTC))
         with self.engine.begin() as connection:
             self.writer.delete_in(connection, self.table, "deal_id", deal_ids)
             self.writer.insert_rows(connection, self.table, (*LINK_COLUMNS, SYNCED_AT),
                                     [(*link, synced_at) for link in links])  # fmt: skip
         return len(links)
 
-    def deals_missing(self, seen: set[int]) -> list[int]:
-        """The deals that have links stored and are not in `seen`."""
+    def deals_missing(self, seen: set[int], written_before: datetime | None = None) -> list[int]:
+        """The deals that have links stored and are not in `seen`; with `written_before`,
+        only links written before it (another run may have stored links of a deal created
+        after this read started: not this read's to judge)."""
+        query = sa.select(self.table.c.deal_id).distinct()
+        if written_before is not None:
+            bound = self._as_stored(written_before)
+            if self.dialect == "mysql":  # DATETIME keeps whole seconds
+                bound = bound.replace(microsecond=0)
+            query = query.where(self.table.c[SYNCED_AT] < bound)
         with self.engine.connect() as connection:
-            query = sa.select(self.table.c.deal_id).distinct()
             return sorted({r[0] for r in connection.execute(query)} - seen)
+
+    def _as_stored(self, moment: datetime) -> datetime:
+        """`moment` (aware) as `_synced_at` holds it: naive UTC except on PostgreSQL."""
+        moment = moment.astimezone(UTC)
+        return moment if self.dialect == "postgresql" else moment.replace(tzinfo=None)
 
     def drop_deals(self, deal_ids: list[int]) -> int:
         """Delete the links of `deal_ids`; return the rows removed."""
         with self.engine.begin() as connection:
             return self.writer.delete_in(connection, self.table, "deal_id", deal_ids)
-
-    def drop_missing(self, seen: set[int]) -> int:
-        """Delete the links of deals not in `seen`; return the rows removed."""
-        return self.drop_deals(self.deals_missing(seen))
 
     def row_count(self) -> int:
         """Links stored now."""

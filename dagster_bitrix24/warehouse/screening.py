@@ -8,6 +8,10 @@ is raw API rows again, every value of which every write path (the converters, Po
 COPY text and SQL staging) stores alike, so all paths store the same values and name the
 same rejects. A row whose id cannot be stored cannot land at all: it is dropped, and is a
 reject too.
+
+Before any write, `change_times_ahead` makes a change time more than `CLOCK_SKEW` ahead of
+this process's clock NULL (and a reject); for a chunk the driver could not encode,
+`surrogates_replaced` puts U+FFFD in place of each lone UTF-16 surrogate (and a reject).
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ if TYPE_CHECKING:
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError)
 ID_REASON = "id cannot be stored: row not written"
 CLOCK_SKEW = timedelta(minutes=5)
-"""How far a row's change time may run ahead of the warehouse's clock (a portal clock a
+"""How far a row's change time may run ahead of the syncing process's clock (a portal clock a
 little fast, hosts not in sync). An ASSUMPTION: no documented bound; Bitrix24 cloud portals
 keep time, so minutes are generous."""
-AHEAD_REASON = "change time ahead of the warehouse clock: stored as NULL"
+AHEAD_REASON = "change time ahead of the syncing host's clock: stored as NULL"
 SURROGATE_REASON = "lone UTF-16 surrogates replaced by U+FFFD"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 

@@ -146,3 +146,4 @@ def test_a_process_streaming_transactions_gives_way_to_a_waiting_one(
     assert float(seconds) < 20  # (the streamer went on for up to 120 s: it gave way)
     assert len(written_while_waiting) > 1
     assert duckdb_warehouse.row_count(layout) == 201
+    assert not Path(duckdb_warehouse.engine.url.database + ".waiting").exists()  # cleared

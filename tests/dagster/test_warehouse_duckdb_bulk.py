@@ -58,8 +58,8 @@ def test_links_stored_and_counted_as_sqlite_stores_them(pair: tuple[Warehouse, .
             table.replace(list(range(1, DEALS + 1)), first),  # the same page again
             table.row_count(),
             table.replace(listed, second),
-            table.drop_missing(set(listed)),
-            table.drop_missing(set(listed)),
+            table.drop_deals(table.deals_missing(set(listed))),
+            table.drop_deals(table.deals_missing(set(listed))),
             table.row_count(),
         ]
         results.append((counts, _stored_links(warehouse), sent))

@@ -47,6 +47,8 @@ async def test_a_fault_with_after_lets_that_many_requests_through_first(portal):
     answers = [await _post(url, {"id": 1}) for _ in range(4)]
     assert [a[0] for a in answers] == [200, 200, 500, 200]
     assert fault.fired == 1
+    with pytest.raises(ValueError, match="after applies"):
+        portal.faults.add("drop_row_high", method="crm.deal.list", after=1)
 
 
 @pytest.mark.parametrize("status", [502, 503])

@@ -205,13 +205,10 @@ class DialectWriter:
         newest = newest_per_id(converted, layout.change_index)
         stored = self.stored_changes(connection, layout, list(newest))
         to_write: list[tuple[Any, ...]] = []
-        inserted = 0
         change = layout.change_index
         for row_id, position in newest.items():
             row = converted[position]
-            if row_id not in stored:
-                inserted += 1
-            elif change is not None and not is_newer(row[change], stored[row_id]):
+            if row_id in stored and change is not None and not is_newer(row[change], stored[row_id]):
                 continue
             to_write.append(row)
         fresh = [r[0] not in stored for r in to_write]
