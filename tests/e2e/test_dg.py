@@ -24,21 +24,29 @@ def dg(*args: str, cwd: Path, **env: str) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.slow
-def test_scaffolded_defs_yaml_loads_in_a_new_dg_project(tmp_path):
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "new-project"\nversion = "0"\n\n'
-        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "new_project"\n'
+def _dg_project(root: Path, module: str, definitions_py: str) -> Path:
+    """A new dg project in `root` whose package `module` has an empty defs folder and
+    `definitions_py`; return the package's folder."""
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "{module.replace("_", "-")}"\nversion = "0"\n\n'
+        f'[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "{module}"\n'
     )
-    package = tmp_path / "new_project"
+    package = root / module
     (package / "defs").mkdir(parents=True)
     (package / "__init__.py").touch()
     (package / "defs" / "__init__.py").touch()
-    (package / "definitions.py").write_text(
+    (package / "definitions.py").write_text(definitions_py)
+    return package
+
+
+@pytest.mark.slow
+def test_scaffolded_defs_yaml_loads_in_a_new_dg_project(tmp_path):
+    package = _dg_project(
+        tmp_path, "new_project",
         "from pathlib import Path\n\nfrom dagster import definitions, load_from_defs_folder\n\n\n"
         "@definitions\ndef defs():\n"
-        "    return load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
-    )
+        "    return load_from_defs_folder(path_within_project=Path(__file__).parent)\n",
+    )  # fmt: skip
     assert "dagster_bitrix24.Bitrix24Component" in dg("list", "components", cwd=tmp_path)
 
     dg("scaffold", "defs", "dagster_bitrix24.Bitrix24Component", "crm", cwd=tmp_path)
@@ -59,15 +67,8 @@ def test_the_example_is_a_dg_project(tmp_path):
 
 @pytest.mark.slow
 def test_two_scaffolded_portals_beside_a_python_bound_resource_load_with_key_prefix(tmp_path):
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "two-portals"\nversion = "0"\n\n'
-        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "two_portals"\n'
-    )
-    package = tmp_path / "two_portals"
-    (package / "defs").mkdir(parents=True)
-    (package / "__init__.py").touch()
-    (package / "defs" / "__init__.py").touch()
-    (package / "definitions.py").write_text(  # the example's way: resources bound in Python
+    package = _dg_project(  # the example's way: resources bound in Python
+        tmp_path, "two_portals",
         "from pathlib import Path\n\n"
         "from dagster import Definitions, EnvVar, definitions, load_from_defs_folder\n\n"
         "from dagster_bitrix24 import Bitrix24Resource, SQLWarehouseResource, "
@@ -81,8 +82,8 @@ def test_two_scaffolded_portals_beside_a_python_bound_resource_load_with_key_pre
         "webhook_url=EnvVar('BITRIX24_WEBHOOK_URL')),\n"
         "                       'warehouse': SQLWarehouseResource(url='sqlite:///w.sqlite')},\n"
         "        ),\n"
-        "    )\n"
-    )
+        "    )\n",
+    )  # fmt: skip
     for name in ("acme", "globex"):
         dg("scaffold", "defs", "dagster_bitrix24.Bitrix24Component", name, cwd=tmp_path)
     check = subprocess.run(
